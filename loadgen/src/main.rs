@@ -1,0 +1,3 @@
+fn main() {
+    println!("zoocore-loadgen: not yet implemented");
+}

@@ -1,0 +1,1782 @@
+//! Reading ZooKeeper's `zoo.cfg` into a typed [`Config`].
+//!
+//! zoocore wants to start from the same configuration files that operators
+//! already write for Apache ZooKeeper, so this module follows the rules
+//! ZooKeeper 3.8 applies in `QuorumPeerConfig.parseProperties`, and departs
+//! from them only where a departure is safer and is written down here.
+//!
+//! The file is read in two steps. The first step turns text into entries: one
+//! `key=value` per line, `#` and `!` start comment lines, blank lines are
+//! skipped, and whitespace around the key and the value is trimmed, as
+//! `java.util.Properties` followed by ZooKeeper's own `trim()` would do. Unlike
+//! `Properties`, a line without `=` is an error that names its line number,
+//! because in a server configuration such a line is always a mistake, and
+//! backslash escapes and continuation lines are not interpreted: values are
+//! taken literally, which is what every real `zoo.cfg` relies on. When a key
+//! appears twice the later line wins, as it does in `Properties`, and the
+//! earlier value is not even checked. A file that is not valid UTF-8 is read
+//! as ISO-8859-1, the encoding `Properties.load` uses, so reading never fails
+//! on encoding.
+//!
+//! The second step gives each entry a type. Every key zoocore understands
+//! becomes a field with ZooKeeper's default, named in full with the unit last
+//! (`tick_time_ms`, `session_timeout_min_ms`). A key that ZooKeeper does not
+//! recognise is not an error there: ZooKeeper stores it as the Java system
+//! property `zookeeper.<key>`, and that is how settings such as
+//! `authProvider.1` or `DigestAuthenticationProvider.superDigest` reach the
+//! rest of the server. zoocore keeps those entries in
+//! [`Config::system_properties`] under the same prefixed names, and
+//! [`Config::property`] finds them by either name. Keys that ZooKeeper itself
+//! interprets but zoocore does not implement (TLS, SASL between peers,
+//! dynamic configuration files and so on) are ignored with a warning rather
+//! than silently treated as system properties, because pretending to honour
+//! `secureClientPort` would be worse than saying it is not honoured.
+//!
+//! Values are checked strictly. Where ZooKeeper would quietly read a bad
+//! boolean as `false` or overflow an integer, zoocore refuses to start, and
+//! every [`ConfigError`] names the key and the offending value, so an operator
+//! can fix the file from the message alone. Where ZooKeeper corrects a value
+//! and logs a warning (a `snapCount` below 2, an `autopurge.snapRetainCount`
+//! below 3), zoocore corrects it the same way and records the warning in
+//! [`Config::warnings`]; this module has no logger, so the caller prints them.
+//!
+//! zoocore differs from ZooKeeper in three defaults, all towards not exposing
+//! a fresh server to the network: the client, admin and metrics listeners bind
+//! to 127.0.0.1 instead of 0.0.0.0, and a missing `dataDir` means
+//! `./zoocore-data` instead of an error. Host names are not resolved here,
+//! since parsing a file should not wait on DNS: listen addresses must be IP
+//! literals (IPv6 optionally in brackets), with `localhost` accepted as
+//! 127.0.0.1. Peer host names in `server.N` lines are kept as written.
+//!
+//! Finally, [`Config::render_conf`] turns the configuration back into the
+//! key/value pairs that ZooKeeper's `conf` four-letter word prints, in the same
+//! order, so that tools comparing zoocore with ZooKeeper see the same shape.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// ZooKeeper's `ZooKeeperServer.DEFAULT_TICK_TIME`.
+pub const DEFAULT_TICK_TIME_MS: u32 = 3000;
+/// The port ZooKeeper clients connect to unless told otherwise.
+pub const DEFAULT_CLIENT_PORT: u16 = 2181;
+/// Where zoocore keeps its data when `dataDir` is not set.
+pub const DEFAULT_DATA_DIR: &str = "./zoocore-data";
+/// ZooKeeper's default limit of connections from one client address.
+pub const DEFAULT_CLIENT_CONNECTIONS_PER_HOST_MAX: u32 = 60;
+/// ZooKeeper's default `globalOutstandingLimit`.
+pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
+/// Jute's default `jute.maxbuffer`, 0xfffff bytes.
+pub const DEFAULT_JUTE_MAX_BUFFER_BYTES: u32 = 0xfffff;
+/// ZooKeeper's default `snapCount`.
+pub const DEFAULT_SNAP_COUNT: u32 = 100_000;
+/// The smallest `snapCount` ZooKeeper accepts; smaller values are raised to it.
+pub const SNAP_COUNT_MIN: u32 = 2;
+/// The smallest `autopurge.snapRetainCount`; smaller values are raised to it.
+pub const AUTOPURGE_SNAP_RETAIN_COUNT_MIN: u32 = 3;
+/// The default `initLimit`, in ticks.
+pub const DEFAULT_INIT_LIMIT_TICKS: u32 = 10;
+/// The default `syncLimit`, in ticks.
+pub const DEFAULT_SYNC_LIMIT_TICKS: u32 = 5;
+/// The default port of the admin server.
+pub const DEFAULT_ADMIN_SERVER_PORT: u16 = 8080;
+/// The default URL under which the admin server answers commands.
+pub const DEFAULT_ADMIN_COMMAND_URL: &str = "/commands";
+/// ZooKeeper's default metrics provider class.
+pub const DEFAULT_METRICS_PROVIDER_CLASS_NAME: &str =
+    "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider";
+/// The Prometheus metrics provider's default HTTP port.
+pub const DEFAULT_METRICS_PROVIDER_HTTP_PORT: u16 = 7000;
+/// The directory ZooKeeper adds below `dataDir` and `dataLogDir` for its files.
+pub const DATA_VERSION_DIRECTORY: &str = "version-2";
+/// The prefix ZooKeeper gives to unrecognised keys to make system properties.
+pub const SYSTEM_PROPERTY_PREFIX: &str = "zookeeper.";
+
+/// The largest value of a Java `int`, which bounds every integer ZooKeeper reads.
+const JAVA_INT_MAX: i64 = i32::MAX as i64;
+
+/// Keys that ZooKeeper interprets itself but zoocore does not implement.
+///
+/// They are ignored with a warning: ZooKeeper does not turn them into system
+/// properties, and accepting them silently would hide missing features.
+const UNSUPPORTED_ZOOKEEPER_KEYS: &[&str] = &[
+    "secureClientPort",
+    "secureClientPortAddress",
+    "observerMasterPort",
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "connectToLearnerMasterLimit",
+    "quorumListenOnAllIPs",
+    "syncEnabled",
+    "dynamicConfigFile",
+    "sslQuorum",
+    "portUnification",
+    "sslQuorumReloadCertFiles",
+    "quorum.auth.enableSasl",
+    "quorum.auth.serverRequireSasl",
+    "quorum.auth.learnerRequireSasl",
+    "quorum.auth.learner.saslLoginContext",
+    "quorum.auth.server.saslLoginContext",
+    "quorum.auth.kerberos.servicePrincipal",
+    "quorum.cnxn.threads.size",
+    "jvm.pause.info-threshold.ms",
+    "jvm.pause.warn-threshold.ms",
+    "jvm.pause.sleep.time.ms",
+    "jvm.pause.monitor",
+    "multiAddress.enabled",
+    "multiAddress.reachabilityCheckTimeoutMs",
+    "multiAddress.reachabilityCheckEnabled",
+    "oraclePath",
+];
+
+/// What went wrong while reading a configuration.
+///
+/// Every message names the key and the value, or the line, that caused it.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {}: {error}", path.display())]
+    Read {
+        /// The path that was given.
+        path: PathBuf,
+        /// What the operating system reported.
+        error: std::io::Error,
+    },
+    /// A line is neither blank, a comment, nor `key=value` with a key.
+    #[error("line {line}: expected key=value, found {text:?}")]
+    Syntax {
+        /// The line number, counted from 1.
+        line: usize,
+        /// The line after trimming.
+        text: String,
+    },
+    /// A key contains whitespace, which is always a typing mistake.
+    #[error("line {line}: key {key:?} contains whitespace")]
+    KeyWithWhitespace {
+        /// The line number, counted from 1.
+        line: usize,
+        /// The key as written.
+        key: String,
+    },
+    /// A value does not have the form its key requires.
+    #[error("invalid value for {key}: {value:?} (expected {expected})")]
+    InvalidValue {
+        /// The key as written in the file.
+        key: String,
+        /// The value after trimming.
+        value: String,
+        /// A description of the values the key accepts.
+        expected: &'static str,
+    },
+    /// A `server.N` key whose N is not a server id.
+    #[error("invalid server key {key:?} (expected server.N where N is a server id from 0 to 9223372036854775807)")]
+    InvalidServerId {
+        /// The key as written in the file.
+        key: String,
+    },
+    /// The session timeout bounds are the wrong way round.
+    #[error("minSessionTimeout {session_timeout_min_ms} must not be larger than maxSessionTimeout {session_timeout_max_ms}")]
+    SessionTimeoutRange {
+        /// The lower bound after defaults were applied.
+        session_timeout_min_ms: u32,
+        /// The upper bound after defaults were applied.
+        session_timeout_max_ms: u32,
+    },
+    /// `clientPortAddress` was given without `clientPort`, which ZooKeeper rejects.
+    #[error("clientPortAddress is set to {value:?} but clientPort is not set")]
+    ClientPortAddressWithoutClientPort {
+        /// The value of `clientPortAddress`.
+        value: String,
+    },
+}
+
+/// Which four-letter words the server answers (`4lw.commands.whitelist`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FourLetterWordWhitelist {
+    /// Every command, written `*` in the file.
+    All,
+    /// Only these commands. ZooKeeper always adds `srvr`, and so does zoocore.
+    Set(BTreeSet<String>),
+}
+
+impl FourLetterWordWhitelist {
+    /// Tells whether the server may answer `command`.
+    pub fn allows(&self, command: &str) -> bool {
+        match self {
+            FourLetterWordWhitelist::All => true,
+            FourLetterWordWhitelist::Set(commands) => commands.contains(command),
+        }
+    }
+}
+
+impl Default for FourLetterWordWhitelist {
+    /// ZooKeeper 3.5 and later answer only `srvr` unless configured otherwise.
+    fn default() -> Self {
+        FourLetterWordWhitelist::Set(BTreeSet::from(["srvr".to_string()]))
+    }
+}
+
+/// Whether a server votes (`participant`) or only follows (`observer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerRole {
+    /// A voting member, ZooKeeper's default.
+    #[default]
+    Participant,
+    /// A non-voting member that only replicates.
+    Observer,
+}
+
+impl PeerRole {
+    /// The name used in `zoo.cfg`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerRole::Participant => "participant",
+            PeerRole::Observer => "observer",
+        }
+    }
+}
+
+/// The client address part of a `server.N` line, after the `;`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerClientAddress {
+    /// The host as written, or `0.0.0.0` when only a port was given.
+    pub host: String,
+    /// The client port.
+    pub port: u16,
+}
+
+/// One `server.N=host:quorumPort:electionPort[:role][;[clientHost:]clientPort]` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumServer {
+    /// The N of `server.N`.
+    pub id: u64,
+    /// The peer's host name or address, as written and without brackets.
+    pub host: String,
+    /// The port followers use to connect to the leader.
+    pub quorum_port: u16,
+    /// The port used for leader election.
+    pub election_port: u16,
+    /// Whether the peer votes.
+    pub role: PeerRole,
+    /// Where the peer serves clients, if the line says so.
+    pub client_address: Option<ServerClientAddress>,
+}
+
+/// A parsed `zoo.cfg`.
+///
+/// Fields are public so tests and the embedding server can adjust them, but
+/// derived values (`data_log_dir`, the session timeouts) are resolved when
+/// parsing and do not follow later changes to `data_dir` or `tick_time_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `tickTime`: the basic time unit, in milliseconds; always positive.
+    pub tick_time_ms: u32,
+    /// `dataDir`: where snapshots live; relative paths stay relative.
+    pub data_dir: PathBuf,
+    /// `dataLogDir`: where transaction logs live; defaults to `data_dir`.
+    pub data_log_dir: PathBuf,
+    /// `clientPort`: 0 asks the operating system for an ephemeral port.
+    pub client_port: u16,
+    /// `clientPortAddress`: 127.0.0.1 by default in zoocore (0.0.0.0 in ZooKeeper).
+    pub client_port_address: IpAddr,
+    /// `clientPortListenBacklog`: `None` (written -1) leaves the system default.
+    pub client_port_listen_backlog: Option<u32>,
+    /// `minSessionTimeout`: defaults to two ticks.
+    pub session_timeout_min_ms: u32,
+    /// `maxSessionTimeout`: defaults to twenty ticks.
+    pub session_timeout_max_ms: u32,
+    /// `maxClientCnxns`: connections allowed from one client address; 0 is unlimited.
+    pub client_connections_per_host_max: u32,
+    /// `globalOutstandingLimit`: queued requests before the server throttles.
+    pub global_outstanding_limit: u32,
+    /// `jute.maxbuffer`: the largest packet or znode payload, in bytes.
+    ///
+    /// ZooKeeper reads this only as the JVM property `jute.maxbuffer`, so in its
+    /// `zoo.cfg` the key would have no effect; zoocore accepts it as a key.
+    pub jute_max_buffer_bytes: u32,
+    /// `4lw.commands.whitelist`.
+    pub four_letter_word_whitelist: FourLetterWordWhitelist,
+    /// `extendedTypesEnabled`: allows TTL nodes.
+    pub extended_types_enabled: bool,
+    /// `snapCount`: transactions between snapshots; at least 2.
+    pub snap_count: u32,
+    /// `autopurge.snapRetainCount`: snapshots kept by the purge task; at least 3.
+    pub autopurge_snap_retain_count: u32,
+    /// `autopurge.purgeInterval`: hours between purges; 0 disables purging.
+    pub autopurge_purge_interval_hours: u32,
+    /// `forceSync`: whether the transaction log is fsynced before replies.
+    pub force_sync: bool,
+    /// `initLimit`: ticks a follower may take to connect and sync to a leader.
+    pub init_limit_ticks: u32,
+    /// `syncLimit`: ticks a follower may lag behind a leader.
+    pub sync_limit_ticks: u32,
+    /// `admin.enableServer`.
+    pub admin_server_enabled: bool,
+    /// `admin.serverAddress`: 127.0.0.1 by default in zoocore (0.0.0.0 in ZooKeeper).
+    pub admin_server_address: IpAddr,
+    /// `admin.serverPort`.
+    pub admin_server_port: u16,
+    /// `admin.commandURL`: always starts with `/`.
+    pub admin_command_url: String,
+    /// `metricsProvider.className`.
+    pub metrics_provider_class_name: String,
+    /// `metricsProvider.httpHost`: 127.0.0.1 by default in zoocore (0.0.0.0 in ZooKeeper).
+    pub metrics_provider_http_host: IpAddr,
+    /// `metricsProvider.httpPort`.
+    pub metrics_provider_http_port: u16,
+    /// Every other `metricsProvider.<name>` key, under `<name>`, as ZooKeeper passes them to the provider.
+    pub metrics_provider_options: BTreeMap<String, String>,
+    /// `reconfigEnabled`.
+    pub reconfig_enabled: bool,
+    /// `standaloneEnabled`: whether a single configured server may run standalone.
+    pub standalone_enabled: bool,
+    /// `server.N` lines, by id.
+    pub servers: BTreeMap<u64, QuorumServer>,
+    /// `peerType`.
+    pub peer_type: PeerRole,
+    /// `zoocore.shards`: shard cores to run; 0 means one per available CPU.
+    pub shard_count: u32,
+    /// `zoocore.logLevel`: a log filter such as `info`; an empty value means unset.
+    pub log_level: Option<String>,
+    /// Unrecognised keys, as ZooKeeper's system properties `zookeeper.<key>`.
+    pub system_properties: BTreeMap<String, String>,
+    /// Values that were corrected or ignored, for the caller to log.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    /// The embedded default: a standalone server on 127.0.0.1:2181 keeping
+    /// its data in `./zoocore-data`.
+    fn default() -> Self {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Config {
+            tick_time_ms: DEFAULT_TICK_TIME_MS,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            data_log_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            client_port: DEFAULT_CLIENT_PORT,
+            client_port_address: loopback,
+            client_port_listen_backlog: None,
+            session_timeout_min_ms: default_session_timeout_min_ms(DEFAULT_TICK_TIME_MS),
+            session_timeout_max_ms: default_session_timeout_max_ms(DEFAULT_TICK_TIME_MS),
+            client_connections_per_host_max: DEFAULT_CLIENT_CONNECTIONS_PER_HOST_MAX,
+            global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
+            jute_max_buffer_bytes: DEFAULT_JUTE_MAX_BUFFER_BYTES,
+            four_letter_word_whitelist: FourLetterWordWhitelist::default(),
+            extended_types_enabled: false,
+            snap_count: DEFAULT_SNAP_COUNT,
+            autopurge_snap_retain_count: AUTOPURGE_SNAP_RETAIN_COUNT_MIN,
+            autopurge_purge_interval_hours: 0,
+            force_sync: true,
+            init_limit_ticks: DEFAULT_INIT_LIMIT_TICKS,
+            sync_limit_ticks: DEFAULT_SYNC_LIMIT_TICKS,
+            admin_server_enabled: true,
+            admin_server_address: loopback,
+            admin_server_port: DEFAULT_ADMIN_SERVER_PORT,
+            admin_command_url: DEFAULT_ADMIN_COMMAND_URL.to_string(),
+            metrics_provider_class_name: DEFAULT_METRICS_PROVIDER_CLASS_NAME.to_string(),
+            metrics_provider_http_host: loopback,
+            metrics_provider_http_port: DEFAULT_METRICS_PROVIDER_HTTP_PORT,
+            metrics_provider_options: BTreeMap::new(),
+            reconfig_enabled: false,
+            standalone_enabled: true,
+            servers: BTreeMap::new(),
+            peer_type: PeerRole::Participant,
+            shard_count: 0,
+            log_level: None,
+            system_properties: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a `zoo.cfg` file.
+    ///
+    /// A relative `dataDir` in the file stays relative, so it is resolved
+    /// against the working directory of the server, as ZooKeeper does.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            // Java's Properties.load reads ISO-8859-1, where every byte is the
+            // character with the same number.
+            Err(not_utf8) => not_utf8
+                .into_bytes()
+                .iter()
+                .map(|&byte| char::from(byte))
+                .collect(),
+        };
+        Config::parse(&text)
+    }
+
+    /// Parses the text of a `zoo.cfg`.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let entries = read_entries(text)?;
+
+        // A later line overrides an earlier one with the same key, as in
+        // java.util.Properties, so only the last occurrence of each key is read.
+        let mut last_index_of_key: BTreeMap<&str, usize> = BTreeMap::new();
+        for (index, entry) in entries.iter().enumerate() {
+            last_index_of_key.insert(entry.key, index);
+        }
+
+        let mut builder = Builder::default();
+        for (index, entry) in entries.iter().enumerate() {
+            if last_index_of_key.get(entry.key) == Some(&index) {
+                builder.apply(entry.key, entry.value)?;
+            }
+        }
+        builder.finish()
+    }
+
+    /// Looks up a system property by its full name
+    /// (`zookeeper.DigestAuthenticationProvider.superDigest`) or by the key
+    /// written in the file (`DigestAuthenticationProvider.superDigest`).
+    ///
+    /// Keys that have a typed field, such as `snapCount`, are not system
+    /// properties in zoocore and are not found here.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.system_properties
+            .get(name)
+            .or_else(|| {
+                self.system_properties
+                    .get(&format!("{SYSTEM_PROPERTY_PREFIX}{name}"))
+            })
+            .map(String::as_str)
+    }
+
+    /// Tells whether the server runs as a member of an ensemble, by
+    /// ZooKeeper's rule: servers are listed and either there is more than one
+    /// voting member or standalone mode is disabled.
+    pub fn is_distributed(&self) -> bool {
+        if self.servers.is_empty() {
+            return false;
+        }
+        let voting_member_count = self
+            .servers
+            .values()
+            .filter(|server| server.role == PeerRole::Participant)
+            .count();
+        !self.standalone_enabled || voting_member_count > 1
+    }
+
+    /// The number of shard cores to run, with 0 replaced by the number of
+    /// CPUs available to this process (at least 1).
+    pub fn effective_shard_count(&self) -> usize {
+        if self.shard_count > 0 {
+            return usize::try_from(self.shard_count).unwrap_or(usize::MAX);
+        }
+        std::thread::available_parallelism()
+            .map(|count| count.get())
+            .unwrap_or(1)
+    }
+
+    /// The address the client listener binds to.
+    pub fn client_socket_address(&self) -> SocketAddr {
+        SocketAddr::new(self.client_port_address, self.client_port)
+    }
+
+    /// The address the admin server binds to.
+    pub fn admin_socket_address(&self) -> SocketAddr {
+        SocketAddr::new(self.admin_server_address, self.admin_server_port)
+    }
+
+    /// The key/value pairs that ZooKeeper's `conf` four-letter word prints on
+    /// a standalone server, in ZooKeeper's order, for the keys that follow
+    /// from the configuration alone.
+    ///
+    /// ZooKeeper 3.8 prints `clientPort`, `secureClientPort`, `dataDir`,
+    /// `dataDirSize`, `dataLogDir`, `dataLogSize`, `tickTime`,
+    /// `maxClientCnxns`, `minSessionTimeout`, `maxSessionTimeout`,
+    /// `clientPortListenBacklog` and `serverId`, one `key=value` per line.
+    /// This returns all of them except the two sizes, which need the disk:
+    /// the caller inserts `dataDirSize` after `dataDir` and `dataLogSize`
+    /// after `dataLogDir` (or uses [`Config::render_conf_with_sizes`]). The
+    /// caller also replaces `clientPort` with the bound port when
+    /// `client_port` is 0, and a quorum member would replace `serverId` and
+    /// append ZooKeeper's quorum keys (`initLimit`, `syncLimit`,
+    /// `electionAlg`, `electionPort`, `quorumPort`, `peerType`,
+    /// `membership:`), which zoocore does not serve yet.
+    ///
+    /// As in ZooKeeper, the directories are printed as absolute paths with
+    /// `version-2` appended; `secureClientPort` and an unset backlog print -1,
+    /// and a standalone server's `serverId` is 0.
+    pub fn render_conf(&self) -> Vec<(String, String)> {
+        let pair = |key: &str, value: String| (key.to_string(), value);
+        vec![
+            pair("clientPort", self.client_port.to_string()),
+            pair("secureClientPort", "-1".to_string()),
+            pair("dataDir", render_version_directory(&self.data_dir)),
+            pair("dataLogDir", render_version_directory(&self.data_log_dir)),
+            pair("tickTime", self.tick_time_ms.to_string()),
+            pair(
+                "maxClientCnxns",
+                self.client_connections_per_host_max.to_string(),
+            ),
+            pair("minSessionTimeout", self.session_timeout_min_ms.to_string()),
+            pair("maxSessionTimeout", self.session_timeout_max_ms.to_string()),
+            pair(
+                "clientPortListenBacklog",
+                self.client_port_listen_backlog
+                    .map_or_else(|| "-1".to_string(), |backlog| backlog.to_string()),
+            ),
+            pair("serverId", "0".to_string()),
+        ]
+    }
+
+    /// [`Config::render_conf`] with `dataDirSize` and `dataLogSize` inserted
+    /// where ZooKeeper prints them.
+    pub fn render_conf_with_sizes(
+        &self,
+        data_dir_size_bytes: u64,
+        data_log_size_bytes: u64,
+    ) -> Vec<(String, String)> {
+        let mut rendered = Vec::new();
+        for (key, value) in self.render_conf() {
+            let size = match key.as_str() {
+                "dataDir" => Some(("dataDirSize", data_dir_size_bytes)),
+                "dataLogDir" => Some(("dataLogSize", data_log_size_bytes)),
+                _ => None,
+            };
+            rendered.push((key, value));
+            if let Some((size_key, size_bytes)) = size {
+                rendered.push((size_key.to_string(), size_bytes.to_string()));
+            }
+        }
+        rendered
+    }
+}
+
+/// ZooKeeper's default lower session timeout: two ticks.
+fn default_session_timeout_min_ms(tick_time_ms: u32) -> u32 {
+    tick_time_ms.saturating_mul(2).min(i32::MAX as u32)
+}
+
+/// ZooKeeper's default upper session timeout: twenty ticks.
+fn default_session_timeout_max_ms(tick_time_ms: u32) -> u32 {
+    tick_time_ms.saturating_mul(20).min(i32::MAX as u32)
+}
+
+/// Prints `directory/version-2` as an absolute path, the way ZooKeeper's
+/// `File.getAbsolutePath` does, keeping the relative path if the working
+/// directory cannot be known.
+fn render_version_directory(directory: &Path) -> String {
+    let version_directory = directory.join(DATA_VERSION_DIRECTORY);
+    std::path::absolute(&version_directory)
+        .unwrap_or(version_directory)
+        .display()
+        .to_string()
+}
+
+/// One `key=value` line, trimmed.
+struct Entry<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+/// Trims the way Java's `String.trim` does (every character up to the space)
+/// and also drops Unicode whitespace.
+fn trim_java(text: &str) -> &str {
+    text.trim_matches(|character: char| character <= ' ' || character.is_whitespace())
+}
+
+/// Splits text into numbered lines at `\n`, `\r\n` or a lone `\r`, the line
+/// terminators `java.util.Properties` knows.
+fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
+    let bytes = text.as_bytes();
+    let mut lines = Vec::new();
+    let mut line_start = 0;
+    let mut position = 0;
+    while position < bytes.len() {
+        let terminator_length = match (bytes[position], bytes.get(position + 1)) {
+            (b'\r', Some(b'\n')) => 2,
+            (b'\r', _) | (b'\n', _) => 1,
+            _ => 0,
+        };
+        if terminator_length == 0 {
+            position += 1;
+            continue;
+        }
+        // The terminators are ASCII, so these are character boundaries.
+        lines.push((lines.len() + 1, &text[line_start..position]));
+        position += terminator_length;
+        line_start = position;
+    }
+    if line_start < bytes.len() {
+        lines.push((lines.len() + 1, &text[line_start..]));
+    }
+    lines
+}
+
+/// Turns text into entries, rejecting lines that are not `key=value`.
+fn read_entries(text: &str) -> Result<Vec<Entry<'_>>, ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut entries = Vec::new();
+    for (line_number, line) in numbered_lines(text) {
+        let line = trim_java(line);
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ConfigError::Syntax {
+                line: line_number,
+                text: line.to_string(),
+            });
+        };
+        let key = trim_java(key);
+        if key.is_empty() {
+            return Err(ConfigError::Syntax {
+                line: line_number,
+                text: line.to_string(),
+            });
+        }
+        if key.contains(char::is_whitespace) {
+            return Err(ConfigError::KeyWithWhitespace {
+                line: line_number,
+                key: key.to_string(),
+            });
+        }
+        entries.push(Entry {
+            key,
+            value: trim_java(value),
+        });
+    }
+    Ok(entries)
+}
+
+/// The configuration under construction, with what must wait for all keys.
+#[derive(Default)]
+struct Builder {
+    config: Config,
+    data_log_dir: Option<PathBuf>,
+    client_port_given: bool,
+    client_port_address_text: Option<String>,
+    session_timeout_min_ms: Option<u32>,
+    session_timeout_max_ms: Option<u32>,
+}
+
+impl Builder {
+    /// Reads one entry into the configuration.
+    fn apply(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let config = &mut self.config;
+        match key {
+            "tickTime" => config.tick_time_ms = parse_positive_int(key, value)?,
+            "dataDir" => config.data_dir = parse_path(key, value)?,
+            "dataLogDir" => self.data_log_dir = Some(parse_path(key, value)?),
+            "clientPort" => {
+                config.client_port = parse_port(key, value)?;
+                self.client_port_given = true;
+            }
+            "clientPortAddress" => {
+                config.client_port_address = parse_ip_address(key, value)?;
+                self.client_port_address_text = Some(value.to_string());
+            }
+            "clientPortListenBacklog" => {
+                config.client_port_listen_backlog = parse_optional_non_negative_int(
+                    key,
+                    value,
+                    "a non-negative integer, or -1 for the system default",
+                )?;
+            }
+            "minSessionTimeout" => self.session_timeout_min_ms = parse_session_timeout(key, value)?,
+            "maxSessionTimeout" => self.session_timeout_max_ms = parse_session_timeout(key, value)?,
+            "maxClientCnxns" => {
+                config.client_connections_per_host_max = parse_non_negative_int(key, value)?;
+            }
+            "globalOutstandingLimit" => {
+                config.global_outstanding_limit = parse_positive_int(key, value)?;
+            }
+            "jute.maxbuffer" => config.jute_max_buffer_bytes = parse_buffer_size(key, value)?,
+            "4lw.commands.whitelist" => {
+                config.four_letter_word_whitelist = parse_four_letter_word_whitelist(value);
+            }
+            "extendedTypesEnabled" => config.extended_types_enabled = parse_boolean(key, value)?,
+            "snapCount" => {
+                let snap_count = parse_non_negative_int(key, value)?;
+                if snap_count < SNAP_COUNT_MIN {
+                    config.warnings.push(format!(
+                        "snapCount {snap_count} is below {SNAP_COUNT_MIN}; using {SNAP_COUNT_MIN}"
+                    ));
+                }
+                config.snap_count = snap_count.max(SNAP_COUNT_MIN);
+            }
+            "autopurge.snapRetainCount" => {
+                let count = parse_non_negative_int(key, value)?;
+                if count < AUTOPURGE_SNAP_RETAIN_COUNT_MIN {
+                    config.warnings.push(format!(
+                        "autopurge.snapRetainCount {count} is below \
+                         {AUTOPURGE_SNAP_RETAIN_COUNT_MIN}; using {AUTOPURGE_SNAP_RETAIN_COUNT_MIN}"
+                    ));
+                }
+                config.autopurge_snap_retain_count = count.max(AUTOPURGE_SNAP_RETAIN_COUNT_MIN);
+            }
+            "autopurge.purgeInterval" => {
+                config.autopurge_purge_interval_hours = parse_non_negative_int(key, value)?;
+            }
+            "forceSync" => config.force_sync = parse_yes_no(key, value)?,
+            "initLimit" => config.init_limit_ticks = parse_positive_int(key, value)?,
+            "syncLimit" => config.sync_limit_ticks = parse_positive_int(key, value)?,
+            "electionAlg" => {
+                // ZooKeeper 3.8 only implements fast leader election, number 3.
+                if value != "3" {
+                    return Err(invalid(key, value, "3, the only election algorithm"));
+                }
+            }
+            "admin.enableServer" => config.admin_server_enabled = parse_boolean(key, value)?,
+            "admin.serverAddress" => config.admin_server_address = parse_ip_address(key, value)?,
+            "admin.serverPort" => config.admin_server_port = parse_port(key, value)?,
+            "admin.commandURL" => {
+                if !value.starts_with('/') {
+                    return Err(invalid(key, value, "a URL path starting with /"));
+                }
+                config.admin_command_url = value.to_string();
+            }
+            "metricsProvider.className" => {
+                if value.is_empty() {
+                    return Err(invalid(key, value, "a class name"));
+                }
+                config.metrics_provider_class_name = value.to_string();
+            }
+            "metricsProvider.httpHost" => {
+                config.metrics_provider_http_host = parse_ip_address(key, value)?;
+            }
+            "metricsProvider.httpPort" => {
+                config.metrics_provider_http_port = parse_port(key, value)?;
+            }
+            "reconfigEnabled" => config.reconfig_enabled = parse_boolean(key, value)?,
+            "standaloneEnabled" => config.standalone_enabled = parse_boolean(key, value)?,
+            "peerType" => config.peer_type = parse_role(key, value)?,
+            "zoocore.shards" => config.shard_count = parse_non_negative_int(key, value)?,
+            "zoocore.logLevel" => {
+                config.log_level = (!value.is_empty()).then(|| value.to_string());
+            }
+            _ => self.apply_prefixed(key, value)?,
+        }
+        Ok(())
+    }
+
+    /// Reads the keys recognised by their prefix, and keeps the rest as
+    /// system properties.
+    fn apply_prefixed(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let config = &mut self.config;
+        if let Some(id_text) = key.strip_prefix("server.") {
+            let id = parse_server_id(key, id_text)?;
+            let server = parse_quorum_server(key, id, value)?;
+            config.servers.insert(id, server);
+        } else if let Some(option) = key.strip_prefix("metricsProvider.") {
+            config
+                .metrics_provider_options
+                .insert(option.to_string(), value.to_string());
+        } else if key.starts_with("zoocore.") {
+            config
+                .warnings
+                .push(format!("unknown zoocore key {key} ignored"));
+        } else if UNSUPPORTED_ZOOKEEPER_KEYS.contains(&key)
+            || key.starts_with("group.")
+            || key.starts_with("weight.")
+        {
+            config.warnings.push(format!(
+                "{key} is a ZooKeeper setting that zoocore does not support; ignored"
+            ));
+        } else {
+            config
+                .system_properties
+                .insert(format!("{SYSTEM_PROPERTY_PREFIX}{key}"), value.to_string());
+        }
+        Ok(())
+    }
+
+    /// Resolves defaults that depend on other keys and checks the keys
+    /// against each other.
+    fn finish(self) -> Result<Config, ConfigError> {
+        let mut config = self.config;
+        config.data_log_dir = self.data_log_dir.unwrap_or_else(|| config.data_dir.clone());
+        config.session_timeout_min_ms = self
+            .session_timeout_min_ms
+            .unwrap_or_else(|| default_session_timeout_min_ms(config.tick_time_ms));
+        config.session_timeout_max_ms = self
+            .session_timeout_max_ms
+            .unwrap_or_else(|| default_session_timeout_max_ms(config.tick_time_ms));
+        if config.session_timeout_min_ms > config.session_timeout_max_ms {
+            return Err(ConfigError::SessionTimeoutRange {
+                session_timeout_min_ms: config.session_timeout_min_ms,
+                session_timeout_max_ms: config.session_timeout_max_ms,
+            });
+        }
+        if let Some(value) = self.client_port_address_text {
+            if !self.client_port_given {
+                return Err(ConfigError::ClientPortAddressWithoutClientPort { value });
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Builds an [`ConfigError::InvalidValue`].
+fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected,
+    }
+}
+
+/// Parses a decimal integer in `minimum..=maximum`, as Java's `Integer.parseInt` would read it.
+fn parse_integer_in_range(
+    key: &str,
+    value: &str,
+    minimum: i64,
+    maximum: i64,
+    expected: &'static str,
+) -> Result<i64, ConfigError> {
+    match value.parse::<i64>() {
+        Ok(number) if (minimum..=maximum).contains(&number) => Ok(number),
+        _ => Err(invalid(key, value, expected)),
+    }
+}
+
+/// Parses a Java `int` greater than zero.
+fn parse_positive_int(key: &str, value: &str) -> Result<u32, ConfigError> {
+    const EXPECTED: &str = "a positive integer";
+    let number = parse_integer_in_range(key, value, 1, JAVA_INT_MAX, EXPECTED)?;
+    u32::try_from(number).map_err(|_| invalid(key, value, EXPECTED))
+}
+
+/// Parses a Java `int` that is zero or more.
+fn parse_non_negative_int(key: &str, value: &str) -> Result<u32, ConfigError> {
+    const EXPECTED: &str = "a non-negative integer";
+    let number = parse_integer_in_range(key, value, 0, JAVA_INT_MAX, EXPECTED)?;
+    u32::try_from(number).map_err(|_| invalid(key, value, EXPECTED))
+}
+
+/// Parses a Java `int` where -1 means "not set".
+fn parse_optional_non_negative_int(
+    key: &str,
+    value: &str,
+    expected: &'static str,
+) -> Result<Option<u32>, ConfigError> {
+    let number = parse_integer_in_range(key, value, -1, JAVA_INT_MAX, expected)?;
+    if number == -1 {
+        return Ok(None);
+    }
+    u32::try_from(number)
+        .map(Some)
+        .map_err(|_| invalid(key, value, expected))
+}
+
+/// Parses a session timeout, where -1 asks for the default derived from `tickTime`.
+fn parse_session_timeout(key: &str, value: &str) -> Result<Option<u32>, ConfigError> {
+    parse_optional_non_negative_int(
+        key,
+        value,
+        "a non-negative number of milliseconds, or -1 for the default",
+    )
+}
+
+/// Parses `jute.maxbuffer`, which Java reads with `Integer.decode` and so also
+/// accepts hexadecimal such as `0xfffff`.
+fn parse_buffer_size(key: &str, value: &str) -> Result<u32, ConfigError> {
+    const EXPECTED: &str = "a positive number of bytes, in decimal or 0x hexadecimal";
+    let hexadecimal = value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+        .or_else(|| value.strip_prefix('#'));
+    let number = match hexadecimal {
+        Some(digits) => i64::from_str_radix(digits, 16).ok(),
+        None => value.parse::<i64>().ok(),
+    };
+    match number {
+        Some(number) if (1..=JAVA_INT_MAX).contains(&number) => {
+            u32::try_from(number).map_err(|_| invalid(key, value, EXPECTED))
+        }
+        _ => Err(invalid(key, value, EXPECTED)),
+    }
+}
+
+/// Parses a TCP port; 0 lets the operating system choose.
+fn parse_port(key: &str, value: &str) -> Result<u16, ConfigError> {
+    value
+        .parse::<u16>()
+        .map_err(|_| invalid(key, value, "a port number from 0 to 65535"))
+}
+
+/// Parses a port that a peer listens on, which cannot be 0.
+fn parse_peer_port(key: &str, value: &str, port: &str) -> Result<u16, ConfigError> {
+    match port.trim().parse::<u16>() {
+        Ok(number) if number > 0 => Ok(number),
+        _ => Err(invalid(key, value, "peer ports from 1 to 65535")),
+    }
+}
+
+/// Parses a non-empty path.
+fn parse_path(key: &str, value: &str) -> Result<PathBuf, ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(key, value, "a directory path"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// Parses an IP literal, IPv6 optionally in brackets, or `localhost`.
+fn parse_ip_address(key: &str, value: &str) -> Result<IpAddr, ConfigError> {
+    if value.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let unbracketed = value
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(value);
+    unbracketed.parse::<IpAddr>().map_err(|_| {
+        invalid(
+            key,
+            value,
+            "an IP address or localhost (host names are not resolved)",
+        )
+    })
+}
+
+/// Parses ZooKeeper's strict boolean: `true` or `false`, in any case.
+fn parse_boolean(key: &str, value: &str) -> Result<bool, ConfigError> {
+    if value.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(invalid(key, value, "true or false"))
+    }
+}
+
+/// Parses `forceSync`'s `yes` or `no`, in any case.
+fn parse_yes_no(key: &str, value: &str) -> Result<bool, ConfigError> {
+    if value.eq_ignore_ascii_case("yes") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("no") {
+        Ok(false)
+    } else {
+        Err(invalid(key, value, "yes or no"))
+    }
+}
+
+/// Parses `participant` or `observer`, in any case.
+fn parse_role(key: &str, value: &str) -> Result<PeerRole, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "participant" => Ok(PeerRole::Participant),
+        "observer" => Ok(PeerRole::Observer),
+        _ => Err(invalid(key, value, "participant or observer")),
+    }
+}
+
+/// Parses the whitelist the way ZooKeeper's `FourLetterCommands` does: a
+/// comma-separated list where empty items are skipped, `*` anywhere means
+/// every command, and `srvr` is always allowed.
+fn parse_four_letter_word_whitelist(value: &str) -> FourLetterWordWhitelist {
+    let mut commands = BTreeSet::from(["srvr".to_string()]);
+    for item in value.split(',').map(trim_java) {
+        if item == "*" {
+            return FourLetterWordWhitelist::All;
+        }
+        if !item.is_empty() {
+            commands.insert(item.to_string());
+        }
+    }
+    FourLetterWordWhitelist::Set(commands)
+}
+
+/// Parses the N of `server.N`, a Java `long` that is not negative.
+fn parse_server_id(key: &str, id_text: &str) -> Result<u64, ConfigError> {
+    match id_text.parse::<u64>() {
+        Ok(id) if i64::try_from(id).is_ok() => Ok(id),
+        _ => Err(ConfigError::InvalidServerId {
+            key: key.to_string(),
+        }),
+    }
+}
+
+/// Splits `host:port...`, where an IPv6 host is written in brackets, into
+/// the host without brackets followed by the other parts, as ZooKeeper's
+/// `ConfigUtils.getHostAndPort` does.
+fn split_host_and_ports(text: &str) -> Option<Vec<&str>> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after_host) = rest.split_once(']')?;
+        if after_host.is_empty() {
+            return Some(vec![host]);
+        }
+        let ports = after_host.strip_prefix(':')?;
+        let mut parts = vec![host];
+        parts.extend(ports.split(':'));
+        Some(parts)
+    } else {
+        Some(text.split(':').collect())
+    }
+}
+
+/// Parses `host:quorumPort:electionPort[:role][;[clientHost:]clientPort]`.
+fn parse_quorum_server(key: &str, id: u64, value: &str) -> Result<QuorumServer, ConfigError> {
+    const EXPECTED_FORM: &str =
+        "host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]";
+    let form_error = || invalid(key, value, EXPECTED_FORM);
+
+    let mut halves = value.split(';');
+    let server_part = halves.next().unwrap_or_default();
+    let client_part = halves.next();
+    if halves.next().is_some() {
+        return Err(form_error());
+    }
+    if server_part.contains('|') {
+        return Err(invalid(
+            key,
+            value,
+            "a single server address (zoocore does not support multiple addresses)",
+        ));
+    }
+
+    let parts = split_host_and_ports(trim_java(server_part)).ok_or_else(form_error)?;
+    let (host, quorum_port_text, election_port_text, role_text) = match parts.as_slice() {
+        [host, quorum, election] => (*host, *quorum, *election, None),
+        [host, quorum, election, role] => (*host, *quorum, *election, Some(*role)),
+        _ => return Err(form_error()),
+    };
+    let host = trim_java(host);
+    if host.is_empty() {
+        return Err(form_error());
+    }
+    let quorum_port = parse_peer_port(key, value, quorum_port_text)?;
+    let election_port = parse_peer_port(key, value, election_port_text)?;
+    if quorum_port == election_port {
+        return Err(invalid(key, value, "different quorum and election ports"));
+    }
+    let role = match role_text {
+        Some(role_text) => parse_role(key, role_text).map_err(|_| {
+            invalid(
+                key,
+                value,
+                "a role of participant or observer after the ports",
+            )
+        })?,
+        None => PeerRole::Participant,
+    };
+
+    let client_address = match client_part {
+        None => None,
+        Some(client_text) => {
+            let client_parts =
+                split_host_and_ports(trim_java(client_text)).ok_or_else(form_error)?;
+            let (client_host, client_port_text) = match client_parts.as_slice() {
+                [port] => ("0.0.0.0", *port),
+                [client_host, port] if !trim_java(client_host).is_empty() => {
+                    (trim_java(client_host), *port)
+                }
+                _ => return Err(form_error()),
+            };
+            let port = match client_port_text.trim().parse::<u16>() {
+                Ok(port) => port,
+                Err(_) => return Err(invalid(key, value, "a client port from 0 to 65535 after ;")),
+            };
+            Some(ServerClientAddress {
+                host: client_host.to_string(),
+                port,
+            })
+        }
+    };
+
+    Ok(QuorumServer {
+        id,
+        host: host.to_string(),
+        quorum_port,
+        election_port,
+        role,
+        client_address,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    /// Parses text that the test expects to be valid.
+    fn parse(text: &str) -> Config {
+        match Config::parse(text) {
+            Ok(config) => config,
+            Err(error) => panic!("unexpected error for {text:?}: {error}"),
+        }
+    }
+
+    /// Parses text that the test expects to be rejected, and returns the message.
+    fn error_message(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn default_is_a_standalone_loopback_server() {
+        let config = Config::default();
+        assert_eq!(config.tick_time_ms, 3000);
+        assert_eq!(config.data_dir, PathBuf::from("./zoocore-data"));
+        assert_eq!(config.data_log_dir, PathBuf::from("./zoocore-data"));
+        assert_eq!(config.client_port, 2181);
+        assert_eq!(config.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            config.client_socket_address(),
+            "127.0.0.1:2181".parse().unwrap()
+        );
+        assert_eq!(config.client_port_listen_backlog, None);
+        assert_eq!(config.session_timeout_min_ms, 6000);
+        assert_eq!(config.session_timeout_max_ms, 60000);
+        assert_eq!(config.client_connections_per_host_max, 60);
+        assert_eq!(config.global_outstanding_limit, 1000);
+        assert_eq!(config.jute_max_buffer_bytes, 1_048_575);
+        assert!(config.four_letter_word_whitelist.allows("srvr"));
+        assert!(!config.four_letter_word_whitelist.allows("conf"));
+        assert!(!config.extended_types_enabled);
+        assert_eq!(config.snap_count, 100_000);
+        assert_eq!(config.autopurge_snap_retain_count, 3);
+        assert_eq!(config.autopurge_purge_interval_hours, 0);
+        assert!(config.force_sync);
+        assert_eq!(config.init_limit_ticks, 10);
+        assert_eq!(config.sync_limit_ticks, 5);
+        assert!(config.admin_server_enabled);
+        assert_eq!(
+            config.admin_socket_address(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(config.admin_command_url, "/commands");
+        assert_eq!(
+            config.metrics_provider_class_name,
+            "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
+        );
+        assert_eq!(
+            config.metrics_provider_http_host,
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(config.metrics_provider_http_port, 7000);
+        assert!(config.metrics_provider_options.is_empty());
+        assert!(!config.reconfig_enabled);
+        assert!(config.standalone_enabled);
+        assert!(config.servers.is_empty());
+        assert_eq!(config.peer_type, PeerRole::Participant);
+        assert_eq!(config.shard_count, 0);
+        assert!(config.effective_shard_count() >= 1);
+        assert_eq!(config.log_level, None);
+        assert!(config.system_properties.is_empty());
+        assert!(config.warnings.is_empty());
+        assert!(!config.is_distributed());
+    }
+
+    #[test]
+    fn empty_text_gives_the_default() {
+        assert_eq!(parse(""), Config::default());
+        assert_eq!(parse("\n\n# only a comment\n"), Config::default());
+    }
+
+    #[test]
+    fn every_key_is_parsed() {
+        let text = "\
+tickTime=2000
+dataDir=/var/lib/zoo/data
+dataLogDir=/var/lib/zoo/log
+clientPort=2281
+clientPortAddress=10.1.2.3
+clientPortListenBacklog=128
+minSessionTimeout=5000
+maxSessionTimeout=90000
+maxClientCnxns=0
+globalOutstandingLimit=5000
+jute.maxbuffer=4194304
+4lw.commands.whitelist=ruok, stat ,conf
+extendedTypesEnabled=TRUE
+snapCount=50000
+autopurge.snapRetainCount=7
+autopurge.purgeInterval=24
+forceSync=no
+initLimit=20
+syncLimit=8
+electionAlg=3
+admin.enableServer=false
+admin.serverAddress=::1
+admin.serverPort=9090
+admin.commandURL=/admin
+metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
+metricsProvider.httpHost=0.0.0.0
+metricsProvider.httpPort=7070
+metricsProvider.exportJvmInfo=false
+reconfigEnabled=true
+standaloneEnabled=false
+peerType=observer
+server.1=zk1.example.com:2888:3888
+server.2=zk2.example.com:2888:3888:observer;2182
+zoocore.shards=4
+zoocore.logLevel=debug
+authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
+";
+        let config = parse(text);
+        assert_eq!(config.tick_time_ms, 2000);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/zoo/data"));
+        assert_eq!(config.data_log_dir, PathBuf::from("/var/lib/zoo/log"));
+        assert_eq!(config.client_port, 2281);
+        assert_eq!(
+            config.client_port_address,
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(config.client_port_listen_backlog, Some(128));
+        assert_eq!(config.session_timeout_min_ms, 5000);
+        assert_eq!(config.session_timeout_max_ms, 90000);
+        assert_eq!(config.client_connections_per_host_max, 0);
+        assert_eq!(config.global_outstanding_limit, 5000);
+        assert_eq!(config.jute_max_buffer_bytes, 4_194_304);
+        let expected_commands = ["conf", "ruok", "srvr", "stat"].map(String::from);
+        assert_eq!(
+            config.four_letter_word_whitelist,
+            FourLetterWordWhitelist::Set(BTreeSet::from(expected_commands))
+        );
+        assert!(config.extended_types_enabled);
+        assert_eq!(config.snap_count, 50000);
+        assert_eq!(config.autopurge_snap_retain_count, 7);
+        assert_eq!(config.autopurge_purge_interval_hours, 24);
+        assert!(!config.force_sync);
+        assert_eq!(config.init_limit_ticks, 20);
+        assert_eq!(config.sync_limit_ticks, 8);
+        assert!(!config.admin_server_enabled);
+        assert_eq!(config.admin_server_address, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(config.admin_server_port, 9090);
+        assert_eq!(config.admin_command_url, "/admin");
+        assert_eq!(
+            config.metrics_provider_class_name,
+            "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+        );
+        assert_eq!(
+            config.metrics_provider_http_host,
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
+        assert_eq!(config.metrics_provider_http_port, 7070);
+        assert_eq!(
+            config.metrics_provider_options,
+            BTreeMap::from([("exportJvmInfo".to_string(), "false".to_string())])
+        );
+        assert!(config.reconfig_enabled);
+        assert!(!config.standalone_enabled);
+        assert_eq!(config.peer_type, PeerRole::Observer);
+        assert_eq!(config.servers.len(), 2);
+        assert_eq!(config.servers[&1].host, "zk1.example.com");
+        assert_eq!(config.servers[&2].role, PeerRole::Observer);
+        assert_eq!(config.shard_count, 4);
+        assert_eq!(config.effective_shard_count(), 4);
+        assert_eq!(config.log_level.as_deref(), Some("debug"));
+        assert_eq!(
+            config.property("authProvider.1"),
+            Some("org.apache.zookeeper.server.auth.SASLAuthenticationProvider")
+        );
+        assert_eq!(config.system_properties.len(), 1);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert!(config.is_distributed());
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_key_and_value() {
+        let cases: &[(&str, &str)] = &[
+            ("tickTime", "abc"),
+            ("tickTime", "0"),
+            ("tickTime", "-5"),
+            ("tickTime", "2147483648"),
+            ("tickTime", "2000 # two seconds"),
+            ("dataDir", ""),
+            ("dataLogDir", ""),
+            ("clientPort", "65536"),
+            ("clientPort", "-1"),
+            ("clientPort", "port"),
+            ("clientPortAddress", "zk.example.com"),
+            ("clientPortAddress", "300.1.1.1"),
+            ("clientPortListenBacklog", "-2"),
+            ("minSessionTimeout", "-2"),
+            ("minSessionTimeout", "4s"),
+            ("maxSessionTimeout", "99999999999"),
+            ("maxClientCnxns", "-1"),
+            ("globalOutstandingLimit", "0"),
+            ("jute.maxbuffer", "0"),
+            ("jute.maxbuffer", "0xZZ"),
+            ("jute.maxbuffer", "1MB"),
+            ("extendedTypesEnabled", "yes"),
+            ("snapCount", "-3"),
+            ("autopurge.snapRetainCount", "many"),
+            ("autopurge.purgeInterval", "-1"),
+            ("forceSync", "true"),
+            ("initLimit", "0"),
+            ("syncLimit", "x"),
+            ("electionAlg", "1"),
+            ("admin.enableServer", "1"),
+            ("admin.serverAddress", "any"),
+            ("admin.serverPort", "80800"),
+            ("admin.commandURL", "commands"),
+            ("metricsProvider.className", ""),
+            ("metricsProvider.httpHost", "metrics.local"),
+            ("metricsProvider.httpPort", "-7000"),
+            ("reconfigEnabled", "on"),
+            ("standaloneEnabled", ""),
+            ("peerType", "leader"),
+            ("zoocore.shards", "-1"),
+            ("zoocore.shards", "all"),
+            ("server.1", "zk1:2888"),
+            ("server.1", "zk1:2888:2888"),
+            ("server.1", "zk1:2888:3888:voter"),
+            ("server.1", "zk1:0:3888"),
+            ("server.1", "zk1:2888:3888;zk1:2181:1"),
+            ("server.1", "zk1:2888:3888;2181;x"),
+            ("server.1", "zk1:2888:3888;client"),
+            ("server.1", "zk1:2888:3888|zk1b:2888:3888"),
+            ("server.1", ":2888:3888"),
+            ("server.1", "[::1:2888:3888"),
+        ];
+        for (key, value) in cases {
+            let message = error_message(&format!("{key}={value}\n"));
+            assert!(
+                message.starts_with(&format!("invalid value for {key}: ")),
+                "{message}"
+            );
+            assert!(message.contains(&format!("{value:?}")), "{message}");
+            assert!(message.contains("(expected "), "{message}");
+        }
+        assert_eq!(
+            error_message("tickTime=abc"),
+            "invalid value for tickTime: \"abc\" (expected a positive integer)"
+        );
+    }
+
+    #[test]
+    fn comments_blank_lines_and_whitespace_are_skipped() {
+        let text = "\u{feff}# a comment\r\n\r\n   ! another comment\r\n\t tickTime  =  2500 \r\n\
+                    \n  #tickTime=1\rclientPort=3000";
+        let config = parse(text);
+        assert_eq!(config.tick_time_ms, 2500);
+        assert_eq!(config.client_port, 3000);
+        assert!(config.system_properties.is_empty());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let text = "tickTime=2000\n\n# comment\nclientPort=2181\n\n\nfoo\n";
+        assert_eq!(
+            error_message(text),
+            "line 7: expected key=value, found \"foo\""
+        );
+        assert_eq!(
+            error_message("a=1\r\n = 5\r\n"),
+            "line 2: expected key=value, found \"= 5\""
+        );
+        assert_eq!(
+            error_message("a=1\rb=2\rtick Time=5"),
+            "line 3: key \"tick Time\" contains whitespace"
+        );
+        assert_eq!(
+            error_message("clientPort: 2181"),
+            "line 1: expected key=value, found \"clientPort: 2181\""
+        );
+    }
+
+    #[test]
+    fn values_keep_everything_after_the_first_equals_sign() {
+        let config = parse("DigestAuthenticationProvider.superDigest=super:abc=def=\n");
+        assert_eq!(
+            config.property("DigestAuthenticationProvider.superDigest"),
+            Some("super:abc=def=")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_become_system_properties() {
+        let text = "\
+DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=
+authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
+zookeeper.preAllocSize=1024
+skipACL=yes
+";
+        let config = parse(text);
+        assert_eq!(
+            config.system_properties.keys().collect::<Vec<_>>(),
+            [
+                "zookeeper.DigestAuthenticationProvider.superDigest",
+                "zookeeper.authProvider.1",
+                "zookeeper.skipACL",
+                "zookeeper.zookeeper.preAllocSize",
+            ]
+        );
+        let digest = Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+        assert_eq!(
+            config.property("DigestAuthenticationProvider.superDigest"),
+            digest
+        );
+        assert_eq!(
+            config.property("zookeeper.DigestAuthenticationProvider.superDigest"),
+            digest
+        );
+        assert_eq!(config.property("skipACL"), Some("yes"));
+        assert_eq!(config.property("zookeeper.preAllocSize"), Some("1024"));
+        assert_eq!(config.property("missing"), None);
+        assert_eq!(config.property("tickTime"), None);
+    }
+
+    #[test]
+    fn unsupported_and_unknown_zoocore_keys_warn() {
+        let config = parse("secureClientPort=2281\nzoocore.shard=3\ngroup.1=1:2:3\n");
+        assert!(config.system_properties.is_empty());
+        assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
+        assert!(config
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("secureClientPort")));
+        assert!(config
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("zoocore.shard")));
+        assert!(config
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("group.1")));
+    }
+
+    #[test]
+    fn server_lines_are_parsed() {
+        let text = "\
+server.1=zk1:2888:3888
+server.2 = zk2:2889:3889:participant;2182
+server.3=zk3:2890:3890:OBSERVER;10.0.0.3:2183
+server.4=[fe80::1]:2891:3891;[::1]:2184
+server.5=10.0.0.5:2892:3892:observer
+";
+        let config = parse(text);
+        let servers: Vec<&QuorumServer> = config.servers.values().collect();
+        assert_eq!(
+            *servers[0],
+            QuorumServer {
+                id: 1,
+                host: "zk1".to_string(),
+                quorum_port: 2888,
+                election_port: 3888,
+                role: PeerRole::Participant,
+                client_address: None,
+            }
+        );
+        assert_eq!(
+            servers[1].client_address,
+            Some(ServerClientAddress {
+                host: "0.0.0.0".to_string(),
+                port: 2182
+            })
+        );
+        assert_eq!(servers[2].role, PeerRole::Observer);
+        assert_eq!(
+            servers[2].client_address,
+            Some(ServerClientAddress {
+                host: "10.0.0.3".to_string(),
+                port: 2183
+            })
+        );
+        assert_eq!(servers[3].host, "fe80::1");
+        assert_eq!(servers[3].quorum_port, 2891);
+        assert_eq!(servers[3].election_port, 3891);
+        assert_eq!(
+            servers[3].client_address.as_ref().map(|a| a.host.as_str()),
+            Some("::1")
+        );
+        assert_eq!(servers[4].host, "10.0.0.5");
+        assert_eq!(servers[4].role, PeerRole::Observer);
+        assert!(config.is_distributed());
+    }
+
+    #[test]
+    fn server_ids_must_be_numbers() {
+        for key in [
+            "server.x",
+            "server.",
+            "server.-1",
+            "server.9223372036854775808",
+        ] {
+            let message = error_message(&format!("{key}=zk1:2888:3888"));
+            assert!(message.contains(&format!("{key:?}")), "{message}");
+        }
+        assert_eq!(parse("server.01=zk1:2888:3888").servers[&1].host, "zk1");
+    }
+
+    #[test]
+    fn a_single_server_runs_standalone_unless_disabled() {
+        assert!(!parse("server.1=zk1:2888:3888").is_distributed());
+        assert!(parse("server.1=zk1:2888:3888\nstandaloneEnabled=false").is_distributed());
+        let one_voter = "server.1=zk1:2888:3888\nserver.2=zk2:2888:3888:observer";
+        assert!(!parse(one_voter).is_distributed());
+    }
+
+    #[test]
+    fn session_timeouts_default_to_tick_multiples() {
+        let config = parse("tickTime=2000");
+        assert_eq!(config.session_timeout_min_ms, 4000);
+        assert_eq!(config.session_timeout_max_ms, 40000);
+
+        let config = parse("tickTime=2000\nminSessionTimeout=-1\nmaxSessionTimeout=-1");
+        assert_eq!(config.session_timeout_min_ms, 4000);
+        assert_eq!(config.session_timeout_max_ms, 40000);
+
+        let config = parse("tickTime=2147483647");
+        assert_eq!(config.session_timeout_min_ms, 2_147_483_647);
+        assert_eq!(config.session_timeout_max_ms, 2_147_483_647);
+
+        let config = parse("minSessionTimeout=0\nmaxSessionTimeout=0");
+        assert_eq!(config.session_timeout_min_ms, 0);
+        assert_eq!(config.session_timeout_max_ms, 0);
+    }
+
+    #[test]
+    fn minimum_session_timeout_must_not_exceed_maximum() {
+        assert_eq!(
+            error_message("minSessionTimeout=10000\nmaxSessionTimeout=5000"),
+            "minSessionTimeout 10000 must not be larger than maxSessionTimeout 5000"
+        );
+        // The default maximum, twenty ticks, is also checked.
+        assert_eq!(
+            error_message("tickTime=1000\nminSessionTimeout=30000"),
+            "minSessionTimeout 30000 must not be larger than maxSessionTimeout 20000"
+        );
+        // And so is the default minimum, two ticks.
+        assert!(error_message("tickTime=1000\nmaxSessionTimeout=1999").contains("2000"));
+        let config = parse("minSessionTimeout=7000\nmaxSessionTimeout=7000");
+        assert_eq!(config.session_timeout_min_ms, 7000);
+    }
+
+    #[test]
+    fn client_port_address_requires_client_port() {
+        assert_eq!(
+            error_message("clientPortAddress=0.0.0.0"),
+            "clientPortAddress is set to \"0.0.0.0\" but clientPort is not set"
+        );
+        let config = parse("clientPortAddress=[::1]\nclientPort=0");
+        assert_eq!(config.client_socket_address(), "[::1]:0".parse().unwrap());
+        let config = parse("clientPort=2181\nclientPortAddress=localhost");
+        assert_eq!(config.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn data_log_dir_follows_data_dir_and_relative_paths_stay_relative() {
+        let config = parse("dataDir=data/zk");
+        assert_eq!(config.data_dir, PathBuf::from("data/zk"));
+        assert_eq!(config.data_log_dir, PathBuf::from("data/zk"));
+        let config = parse("dataLogDir=/fast/log\ndataDir=data/zk");
+        assert_eq!(config.data_log_dir, PathBuf::from("/fast/log"));
+    }
+
+    #[test]
+    fn whitelist_forms() {
+        assert_eq!(
+            parse("4lw.commands.whitelist=*").four_letter_word_whitelist,
+            FourLetterWordWhitelist::All
+        );
+        assert_eq!(
+            parse("4lw.commands.whitelist=ruok, *").four_letter_word_whitelist,
+            FourLetterWordWhitelist::All
+        );
+        let whitelist = parse("4lw.commands.whitelist=").four_letter_word_whitelist;
+        assert_eq!(whitelist, FourLetterWordWhitelist::default());
+        let whitelist = parse("4lw.commands.whitelist=mntr,,ruok").four_letter_word_whitelist;
+        assert!(whitelist.allows("mntr"));
+        assert!(whitelist.allows("ruok"));
+        assert!(whitelist.allows("srvr"));
+        assert!(!whitelist.allows("dump"));
+        assert!(FourLetterWordWhitelist::All.allows("wchp"));
+    }
+
+    #[test]
+    fn small_counts_are_raised_with_a_warning() {
+        let config = parse("snapCount=1\nautopurge.snapRetainCount=0");
+        assert_eq!(config.snap_count, 2);
+        assert_eq!(config.autopurge_snap_retain_count, 3);
+        assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn booleans_and_buffer_sizes_accept_zookeeper_spellings() {
+        let config = parse("admin.enableServer=False\nreconfigEnabled=tRuE\nforceSync=YES");
+        assert!(!config.admin_server_enabled);
+        assert!(config.reconfig_enabled);
+        assert!(config.force_sync);
+        assert_eq!(
+            parse("jute.maxbuffer=0xfffff").jute_max_buffer_bytes,
+            0xfffff
+        );
+        assert_eq!(parse("jute.maxbuffer=0X10").jute_max_buffer_bytes, 16);
+        assert_eq!(parse("jute.maxbuffer=+100").jute_max_buffer_bytes, 100);
+        assert_eq!(parse("zoocore.logLevel=").log_level, None);
+    }
+
+    #[test]
+    fn the_last_of_repeated_keys_wins() {
+        assert_eq!(parse("tickTime=1000\ntickTime=2000").tick_time_ms, 2000);
+        // The earlier value is overridden before it is read, as in java.util.Properties.
+        assert_eq!(parse("tickTime=abc\ntickTime=2000").tick_time_ms, 2000);
+        let config = parse("server.1=a:1:2\nserver.1=b:3:4");
+        assert_eq!(config.servers[&1].host, "b");
+    }
+
+    #[test]
+    fn from_file_reads_and_names_a_missing_path() {
+        let directory =
+            std::env::temp_dir().join(format!("zoocore-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+
+        let path = directory.join("zoo.cfg");
+        std::fs::write(&path, "tickTime=2000\ndataDir=relative/data\n").unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.tick_time_ms, 2000);
+        assert_eq!(config.data_dir, PathBuf::from("relative/data"));
+
+        // A file that is not UTF-8 is read as ISO-8859-1, like Properties.load.
+        let latin_path = directory.join("latin.cfg");
+        std::fs::write(&latin_path, b"dataDir=/data/caf\xe9\n").unwrap();
+        let config = Config::from_file(&latin_path).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/data/caf\u{e9}"));
+
+        let missing = directory.join("missing.cfg");
+        let error = Config::from_file(&missing).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }));
+        assert!(
+            error.to_string().contains(&missing.display().to_string()),
+            "{error}"
+        );
+
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn render_conf_matches_zookeeper_standalone_output() {
+        let config = parse(
+            "tickTime=2000\ndataDir=/tmp/zk/data\ndataLogDir=/tmp/zk/datalog\n\
+             clientPort=2481\nmaxClientCnxns=0\n",
+        );
+        let rendered = config.render_conf_with_sizes(0, 457);
+        let lines: Vec<String> = rendered
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        // This is what ZooKeeper 3.8.0 printed for the same file.
+        assert_eq!(
+            lines,
+            [
+                "clientPort=2481",
+                "secureClientPort=-1",
+                "dataDir=/tmp/zk/data/version-2",
+                "dataDirSize=0",
+                "dataLogDir=/tmp/zk/datalog/version-2",
+                "dataLogSize=457",
+                "tickTime=2000",
+                "maxClientCnxns=0",
+                "minSessionTimeout=4000",
+                "maxSessionTimeout=40000",
+                "clientPortListenBacklog=-1",
+                "serverId=0",
+            ]
+        );
+        let without_sizes: Vec<String> = config
+            .render_conf()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert!(!without_sizes.iter().any(|key| key.ends_with("Size")));
+        assert_eq!(without_sizes.len(), 10);
+    }
+
+    #[test]
+    fn render_conf_prints_relative_directories_as_absolute() {
+        let config = parse("clientPortListenBacklog=64");
+        let rendered: BTreeMap<String, String> = config.render_conf().into_iter().collect();
+        let data_dir = Path::new(&rendered["dataDir"]);
+        assert!(data_dir.is_absolute(), "{}", data_dir.display());
+        assert!(
+            data_dir.ends_with("zoocore-data/version-2"),
+            "{}",
+            data_dir.display()
+        );
+        assert_eq!(rendered["clientPortListenBacklog"], "64");
+        assert_eq!(rendered["minSessionTimeout"], "6000");
+    }
+
+    #[test]
+    fn no_input_panics() {
+        // A small deterministic generator mixes keys, separators and values
+        // into lines, so that many odd combinations are tried without a fuzzer.
+        let keys = [
+            "tickTime",
+            "dataDir",
+            "clientPort",
+            "clientPortAddress",
+            "minSessionTimeout",
+            "maxSessionTimeout",
+            "server.1",
+            "server.",
+            "jute.maxbuffer",
+            "4lw.commands.whitelist",
+            "metricsProvider.",
+            "zoocore.shards",
+            "",
+            " ",
+            "#",
+            "!",
+            "=",
+            "unknown",
+        ];
+        let values = [
+            "",
+            "0",
+            "-1",
+            "1",
+            "65535",
+            "65536",
+            "2147483647",
+            "2147483648",
+            "99999999999999999999",
+            "[",
+            "]",
+            "[::1]",
+            "[::1",
+            ":",
+            ";",
+            "|",
+            "a:b:c",
+            "h:1:2",
+            "h:1:2:observer;3",
+            "[::1]:1:2;[::1]:3",
+            "h:1:2;;",
+            "0x",
+            "0xfffff",
+            "\u{e9}",
+            "\u{0}",
+            "*",
+            ",",
+        ];
+        let separators = ["=", " = ", "", "==", ":"];
+        let terminators = ["\n", "\r", "\r\n", ""];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % u64::try_from(bound).unwrap()).unwrap()
+        };
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..next(6) {
+                text.push_str(keys[next(keys.len())]);
+                text.push_str(separators[next(separators.len())]);
+                text.push_str(values[next(values.len())]);
+                text.push_str(terminators[next(terminators.len())]);
+            }
+            if let Ok(config) = Config::parse(&text) {
+                let _ = config.render_conf();
+                assert!(config.session_timeout_min_ms <= config.session_timeout_max_ms);
+                assert!(config.tick_time_ms > 0);
+            }
+        }
+    }
+}

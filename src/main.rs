@@ -1,0 +1,9 @@
+fn main() {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .spawn(|| async {
+            println!("glommio ok");
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
