@@ -5,4 +5,7 @@ pub mod acl;
 pub mod config;
 pub mod prep;
 pub mod proto;
+pub mod read;
+pub mod session;
 pub mod tree;
+pub mod watch;
