@@ -6,6 +6,7 @@ pub mod config;
 pub mod prep;
 pub mod proto;
 pub mod read;
+pub mod server;
 pub mod session;
 pub mod tree;
 pub mod watch;

@@ -2,11 +2,14 @@
 //! other reads from one published tree version, on the shard that owns the
 //! connection. Nothing here blocks or locks; a read sees exactly one
 //! version, and says which watch (if any) the shard must register.
+//!
+//! As in ZooKeeper, reads do not validate paths: a path that cannot exist
+//! is simply not found, and "" names the root (ZooKeeper keys its root by
+//! ""). Only exists rejects a NUL, with BadArguments.
 
 use std::sync::Arc;
 
 use crate::acl;
-use crate::prep::validate_path;
 use crate::proto::codes::event;
 use crate::proto::codes::perms;
 use crate::proto::{ClientInfo, ErrorCode, Id, MultiOp, OpResult, Request, Response, SetWatches};
@@ -30,28 +33,16 @@ pub struct ReadReply {
 
 impl ReadReply {
     fn ok(response: Response) -> Self {
-        ReadReply {
-            err: ErrorCode::Ok,
-            response,
-            watch: None,
-        }
+        ReadReply { err: ErrorCode::Ok, response, watch: None }
     }
 
     fn error(err: ErrorCode) -> Self {
-        ReadReply {
-            err,
-            response: Response::Empty,
-            watch: None,
-        }
+        ReadReply { err, response: Response::Empty, watch: None }
     }
 }
 
 fn standard_watch(table: Table, path: &str) -> Option<WatchRegistration> {
-    Some(WatchRegistration {
-        table,
-        path: Arc::from(path),
-        mode: WatchMode::Standard,
-    })
+    Some(WatchRegistration { table, path: Arc::from(path), mode: WatchMode::Standard })
 }
 
 /// Answers a read request. `session_id` and `auth` are the asking
@@ -59,55 +50,29 @@ fn standard_watch(table: Table, path: &str) -> Option<WatchRegistration> {
 pub fn serve(tree: &Tree, request: &Request, session_id: i64, auth: &[Id]) -> ReadReply {
     match request {
         Request::Exists { path, watch } => {
-            if validate_path(path).is_err() {
+            if path.contains('\0') {
                 return ReadReply::error(ErrorCode::BadArguments);
             }
+            let path = root_alias(path);
             // ZooKeeper registers an exists watch whether or not the node is there.
-            let registration = if *watch {
-                standard_watch(Table::Data, path)
-            } else {
-                None
-            };
+            let registration = if *watch { standard_watch(Table::Data, path) } else { None };
             match tree.get(path) {
-                Some(node) => ReadReply {
-                    watch: registration,
-                    ..ReadReply::ok(Response::Stat(node.stat()))
-                },
-                None => ReadReply {
-                    watch: registration,
-                    ..ReadReply::error(ErrorCode::NoNode)
-                },
+                Some(node) => ReadReply { watch: registration, ..ReadReply::ok(Response::Stat(node.stat())) },
+                None => ReadReply { watch: registration, ..ReadReply::error(ErrorCode::NoNode) },
             }
         }
         Request::GetData { path, watch } => read_node(tree, path, auth, perms::READ, |node| {
-            let registration = if *watch {
-                standard_watch(Table::Data, path)
-            } else {
-                None
-            };
-            ReadReply {
-                watch: registration,
-                ..ReadReply::ok(Response::Data(node.data.clone(), node.stat()))
-            }
+            let registration = if *watch { standard_watch(Table::Data, path) } else { None };
+            ReadReply { watch: registration, ..ReadReply::ok(Response::Data(node.data.clone(), node.stat())) }
         }),
         Request::GetChildren { path, watch } | Request::GetChildren2 { path, watch } => {
             let with_stat = matches!(request, Request::GetChildren2 { .. });
             read_node(tree, path, auth, perms::READ, |node| {
                 let children: Vec<Arc<str>> = node.children.iter().cloned().collect();
-                let response = if with_stat {
-                    Response::Children2(children, node.stat())
-                } else {
-                    Response::Children(children)
-                };
-                let registration = if *watch {
-                    standard_watch(Table::Child, path)
-                } else {
-                    None
-                };
-                ReadReply {
-                    watch: registration,
-                    ..ReadReply::ok(response)
-                }
+                let response =
+                    if with_stat { Response::Children2(children, node.stat()) } else { Response::Children(children) };
+                let registration = if *watch { standard_watch(Table::Child, path) } else { None };
+                ReadReply { watch: registration, ..ReadReply::ok(response) }
             })
         }
         Request::GetAcl { path } => {
@@ -132,7 +97,7 @@ pub fn serve(tree: &Tree, request: &Request, session_id: i64, auth: &[Id]) -> Re
             })
         }
         Request::GetAllChildrenNumber { path } => read_node(tree, path, auth, perms::READ, |_| {
-            ReadReply::ok(Response::Number(tree.descendant_count(path) as i32))
+            ReadReply::ok(Response::Number(tree.descendant_count(root_alias(path)) as i32))
         }),
         Request::GetEphemerals { prefix } => {
             let prefix = prefix.trim();
@@ -145,39 +110,22 @@ pub fn serve(tree: &Tree, request: &Request, session_id: i64, auth: &[Id]) -> Re
             ReadReply::ok(Response::Paths(paths))
         }
         Request::WhoAmI => ReadReply::ok(Response::WhoAmI(
-            auth.iter()
-                .map(|id| ClientInfo {
-                    auth_scheme: id.scheme.clone(),
-                    user: acl::user_name(id),
-                })
-                .collect(),
+            auth.iter().map(|id| ClientInfo { auth_scheme: id.scheme.clone(), user: acl::user_name(id) }).collect(),
         )),
         Request::MultiRead(ops) => {
             let results = ops
                 .iter()
                 .map(|operation| match operation {
                     MultiOp::GetData { path } => {
-                        let reply = serve(
-                            tree,
-                            &Request::GetData {
-                                path: path.clone(),
-                                watch: false,
-                            },
-                            session_id,
-                            auth,
-                        );
+                        let reply =
+                            serve(tree, &Request::GetData { path: path.clone(), watch: false }, session_id, auth);
                         match reply.response {
-                            Response::Data(data, stat) if reply.err == ErrorCode::Ok => {
-                                OpResult::GetData(data, stat)
-                            }
+                            Response::Data(data, stat) if reply.err == ErrorCode::Ok => OpResult::GetData(data, stat),
                             _ => OpResult::Error(reply.err.code()),
                         }
                     }
                     MultiOp::GetChildren { path } => {
-                        let request = Request::GetChildren {
-                            path: path.clone(),
-                            watch: false,
-                        };
+                        let request = Request::GetChildren { path: path.clone(), watch: false };
                         let reply = serve(tree, &request, session_id, auth);
                         match reply.response {
                             Response::Children(children) if reply.err == ErrorCode::Ok => {
@@ -195,6 +143,15 @@ pub fn serve(tree: &Tree, request: &Request, session_id: i64, auth: &[Id]) -> Re
     }
 }
 
+/// ZooKeeper's root is stored under "", so reads of "" find it.
+fn root_alias(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
 /// Looks a node up and checks a permission before `answer` runs.
 fn read_node(
     tree: &Tree,
@@ -203,10 +160,7 @@ fn read_node(
     permission: i32,
     answer: impl FnOnce(&crate::tree::Node) -> ReadReply,
 ) -> ReadReply {
-    if validate_path(path).is_err() {
-        return ReadReply::error(ErrorCode::BadArguments);
-    }
-    let Some(node) = tree.get(path) else {
+    let Some(node) = tree.get(root_alias(path)) else {
         return ReadReply::error(ErrorCode::NoNode);
     };
     if !acl::check(&node.acl, auth, permission) {
@@ -227,39 +181,29 @@ pub struct WatchResync {
 pub fn resync_watches(tree: &Tree, watches: &SetWatches) -> WatchResync {
     let mut resync = WatchResync::default();
     let register = |resync: &mut WatchResync, table, path: &str, mode| {
-        resync.registrations.push(WatchRegistration {
-            table,
-            path: Arc::from(path),
-            mode,
-        })
+        resync.registrations.push(WatchRegistration { table, path: Arc::from(path), mode })
     };
     for path in &watches.data {
         match tree.get(path) {
-            None => resync
-                .events
-                .push((event::NODE_DELETED, Arc::from(path.as_str()))),
-            Some(node) if node.mzxid > watches.relative_zxid => resync
-                .events
-                .push((event::NODE_DATA_CHANGED, Arc::from(path.as_str()))),
+            None => resync.events.push((event::NODE_DELETED, Arc::from(path.as_str()))),
+            Some(node) if node.mzxid > watches.relative_zxid => {
+                resync.events.push((event::NODE_DATA_CHANGED, Arc::from(path.as_str())))
+            }
             Some(_) => register(&mut resync, Table::Data, path, WatchMode::Standard),
         }
     }
     for path in &watches.exist {
         match tree.get(path) {
-            Some(_) => resync
-                .events
-                .push((event::NODE_CREATED, Arc::from(path.as_str()))),
+            Some(_) => resync.events.push((event::NODE_CREATED, Arc::from(path.as_str()))),
             None => register(&mut resync, Table::Data, path, WatchMode::Standard),
         }
     }
     for path in &watches.child {
         match tree.get(path) {
-            None => resync
-                .events
-                .push((event::NODE_DELETED, Arc::from(path.as_str()))),
-            Some(node) if node.pzxid > watches.relative_zxid => resync
-                .events
-                .push((event::NODE_CHILDREN_CHANGED, Arc::from(path.as_str()))),
+            None => resync.events.push((event::NODE_DELETED, Arc::from(path.as_str()))),
+            Some(node) if node.pzxid > watches.relative_zxid => {
+                resync.events.push((event::NODE_CHILDREN_CHANGED, Arc::from(path.as_str())))
+            }
             Some(_) => register(&mut resync, Table::Child, path, WatchMode::Standard),
         }
     }
@@ -268,12 +212,7 @@ pub fn resync_watches(tree: &Tree, watches: &SetWatches) -> WatchResync {
         register(&mut resync, Table::Child, path, WatchMode::Persistent);
     }
     for path in &watches.persistent_recursive {
-        register(
-            &mut resync,
-            Table::Data,
-            path,
-            WatchMode::PersistentRecursive,
-        );
+        register(&mut resync, Table::Data, path, WatchMode::PersistentRecursive);
     }
     resync
 }
@@ -287,11 +226,7 @@ mod tests {
     fn tree_with(paths: &[(&str, Vec<Acl>)]) -> Tree {
         let mut tree = Tree::new();
         for (index, (path, acl)) in paths.iter().enumerate() {
-            let header = TxnHeader {
-                zxid: index as i64 + 1,
-                time_ms: 0,
-                session_id: 0,
-            };
+            let header = TxnHeader { zxid: index as i64 + 1, time_ms: 0, session_id: 0 };
             tree.apply(
                 &header,
                 &Txn::Create {
@@ -308,26 +243,10 @@ mod tests {
     #[test]
     fn exists_registers_a_watch_even_without_the_node() {
         let tree = Tree::new();
-        let reply = serve(
-            &tree,
-            &Request::Exists {
-                path: "/x".into(),
-                watch: true,
-            },
-            1,
-            &[],
-        );
+        let reply = serve(&tree, &Request::Exists { path: "/x".into(), watch: true }, 1, &[]);
         assert_eq!(reply.err, ErrorCode::NoNode);
         assert_eq!(reply.watch.unwrap().table, Table::Data);
-        let reply = serve(
-            &tree,
-            &Request::GetData {
-                path: "/x".into(),
-                watch: true,
-            },
-            1,
-            &[],
-        );
+        let reply = serve(&tree, &Request::GetData { path: "/x".into(), watch: true }, 1, &[]);
         assert_eq!(reply.err, ErrorCode::NoNode);
         assert!(reply.watch.is_none());
     }
@@ -337,10 +256,7 @@ mod tests {
         let digest = acl::digest("u:p");
         let tree = tree_with(&[(
             "/s",
-            vec![
-                Acl::new(perms::READ, "digest", &digest),
-                Acl::new(perms::READ, "world", "anyone"),
-            ],
+            vec![Acl::new(perms::READ, "digest", &digest), Acl::new(perms::READ, "world", "anyone")],
         )]);
         let reply = serve(&tree, &Request::GetAcl { path: "/s".into() }, 1, &[]);
         match reply.response {
@@ -348,25 +264,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let locked = tree_with(&[("/l", vec![Acl::new(perms::READ, "digest", &digest)])]);
-        let denied = serve(
-            &locked,
-            &Request::GetData {
-                path: "/l".into(),
-                watch: false,
-            },
-            1,
-            &[],
-        );
+        let denied = serve(&locked, &Request::GetData { path: "/l".into(), watch: false }, 1, &[]);
         assert_eq!(denied.err, ErrorCode::NoAuth);
-        let allowed = serve(
-            &locked,
-            &Request::GetData {
-                path: "/l".into(),
-                watch: false,
-            },
-            1,
-            &[Id::new("digest", &digest)],
-        );
+        let allowed =
+            serve(&locked, &Request::GetData { path: "/l".into(), watch: false }, 1, &[Id::new("digest", &digest)]);
         assert_eq!(allowed.err, ErrorCode::Ok);
     }
 
@@ -402,11 +303,7 @@ mod tests {
             ..SetWatches::default()
         };
         let resync = resync_watches(&tree, &watches);
-        let events: Vec<(i32, &str)> = resync
-            .events
-            .iter()
-            .map(|(kind, path)| (*kind, &**path))
-            .collect();
+        let events: Vec<(i32, &str)> = resync.events.iter().map(|(kind, path)| (*kind, &**path)).collect();
         assert_eq!(
             events,
             vec![

@@ -21,11 +21,7 @@ struct SessionDeadline {
 
 impl SessionTracker {
     pub fn new(tick_ms: i64) -> Self {
-        SessionTracker {
-            tick_ms: tick_ms.max(1),
-            buckets: BTreeMap::new(),
-            sessions: HashMap::new(),
-        }
+        SessionTracker { tick_ms: tick_ms.max(1), buckets: BTreeMap::new(), sessions: HashMap::new() }
     }
 
     fn bucket_for(&self, deadline_ms: i64) -> i64 {
@@ -36,17 +32,8 @@ impl SessionTracker {
     pub fn add(&mut self, session_id: i64, timeout_ms: i64, now_ms: i64) {
         self.remove(session_id);
         let bucket_ms = self.bucket_for(now_ms + timeout_ms);
-        self.buckets
-            .entry(bucket_ms)
-            .or_default()
-            .insert(session_id);
-        self.sessions.insert(
-            session_id,
-            SessionDeadline {
-                timeout_ms,
-                bucket_ms,
-            },
-        );
+        self.buckets.entry(bucket_ms).or_default().insert(session_id);
+        self.sessions.insert(session_id, SessionDeadline { timeout_ms, bucket_ms });
     }
 
     /// Pushes a session's deadline out; false if the session is unknown
@@ -58,17 +45,8 @@ impl SessionTracker {
         let bucket_ms = self.bucket_for(now_ms + deadline.timeout_ms);
         if bucket_ms != deadline.bucket_ms {
             self.take_from_bucket(session_id, deadline.bucket_ms);
-            self.buckets
-                .entry(bucket_ms)
-                .or_default()
-                .insert(session_id);
-            self.sessions.insert(
-                session_id,
-                SessionDeadline {
-                    bucket_ms,
-                    ..deadline
-                },
-            );
+            self.buckets.entry(bucket_ms).or_default().insert(session_id);
+            self.sessions.insert(session_id, SessionDeadline { bucket_ms, ..deadline });
         }
         true
     }
@@ -155,10 +133,7 @@ mod tests {
     #[test]
     fn timeouts_are_clamped() {
         assert_eq!(SessionTracker::negotiate_timeout(1000, 4000, 40000), 4000);
-        assert_eq!(
-            SessionTracker::negotiate_timeout(100000, 4000, 40000),
-            40000
-        );
+        assert_eq!(SessionTracker::negotiate_timeout(100000, 4000, 40000), 40000);
         assert_eq!(SessionTracker::negotiate_timeout(10000, 4000, 40000), 10000);
         assert_eq!(SessionTracker::negotiate_timeout(-5, 4000, 40000), 4000);
     }

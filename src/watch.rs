@@ -98,30 +98,18 @@ impl<C: Copy + Eq + Hash> WatchTable<C> {
             _ => mode,
         };
         watchers.insert(connection, mode);
-        if previous != Some(WatchMode::PersistentRecursive)
-            && mode == WatchMode::PersistentRecursive
-        {
+        if previous != Some(WatchMode::PersistentRecursive) && mode == WatchMode::PersistentRecursive {
             self.recursive_watch_count += 1;
-        } else if previous == Some(WatchMode::PersistentRecursive)
-            && mode != WatchMode::PersistentRecursive
-        {
+        } else if previous == Some(WatchMode::PersistentRecursive) && mode != WatchMode::PersistentRecursive {
             self.recursive_watch_count -= 1;
         }
-        self.by_connection
-            .entry(connection)
-            .or_default()
-            .insert((table, path));
+        self.by_connection.entry(connection).or_default().insert((table, path));
     }
 
     /// addWatch: persistent goes in both tables, recursive in data only.
     pub fn add_persistent(&mut self, path: &str, connection: C, recursive: bool) {
         if recursive {
-            self.add(
-                Table::Data,
-                path,
-                connection,
-                WatchMode::PersistentRecursive,
-            );
+            self.add(Table::Data, path, connection, WatchMode::PersistentRecursive);
         } else {
             self.add(Table::Data, path, connection, WatchMode::Persistent);
             self.add(Table::Child, path, connection, WatchMode::Persistent);
@@ -158,8 +146,7 @@ impl<C: Copy + Eq + Hash> WatchTable<C> {
                 let map = self.table_mut(table);
                 let mut removed_recursive = false;
                 if let Some(watchers) = map.get_mut(&path) {
-                    removed_recursive =
-                        watchers.remove(&connection) == Some(WatchMode::PersistentRecursive);
+                    removed_recursive = watchers.remove(&connection) == Some(WatchMode::PersistentRecursive);
                     if watchers.is_empty() {
                         map.remove(&path);
                     }
@@ -172,11 +159,13 @@ impl<C: Copy + Eq + Hash> WatchTable<C> {
     }
 
     /// The (table, mode) pairs that a watcher type of checkWatches and
-    /// removeWatches selects.
+    /// removeWatches selects. As in ZooKeeper, Children and Data name the
+    /// tables whatever the mode, so a persistent watch is both; a recursive
+    /// watch (data table only) also answers to Children.
     fn selects(kind: i32, table: Table, mode: WatchMode) -> bool {
         match kind {
-            watcher_type::CHILDREN => table == Table::Child && mode == WatchMode::Standard,
-            watcher_type::DATA => table == Table::Data && mode == WatchMode::Standard,
+            watcher_type::CHILDREN => table == Table::Child || mode == WatchMode::PersistentRecursive,
+            watcher_type::DATA => table == Table::Data,
             watcher_type::ANY => true,
             watcher_type::PERSISTENT => mode == WatchMode::Persistent,
             watcher_type::PERSISTENT_RECURSIVE => mode == WatchMode::PersistentRecursive,
@@ -216,58 +205,24 @@ impl<C: Copy + Eq + Hash> WatchTable<C> {
     pub fn trigger(&mut self, trigger: &Trigger, fired: &mut Vec<Fired<C>>) {
         match trigger {
             Trigger::Created(path) => {
-                self.fire(
-                    Table::Data,
-                    path,
-                    event::NODE_CREATED,
-                    &HashSet::new(),
-                    fired,
-                );
+                self.fire(Table::Data, path, event::NODE_CREATED, &HashSet::new(), fired);
             }
             Trigger::DataChanged(path) => {
-                self.fire(
-                    Table::Data,
-                    path,
-                    event::NODE_DATA_CHANGED,
-                    &HashSet::new(),
-                    fired,
-                );
+                self.fire(Table::Data, path, event::NODE_DATA_CHANGED, &HashSet::new(), fired);
             }
             Trigger::Deleted(path) => {
                 let start = fired.len();
-                self.fire(
-                    Table::Data,
-                    path,
-                    event::NODE_DELETED,
-                    &HashSet::new(),
-                    fired,
-                );
-                let already: HashSet<C> = fired[start..]
-                    .iter()
-                    .map(|fired| fired.connection)
-                    .collect();
+                self.fire(Table::Data, path, event::NODE_DELETED, &HashSet::new(), fired);
+                let already: HashSet<C> = fired[start..].iter().map(|fired| fired.connection).collect();
                 self.fire(Table::Child, path, event::NODE_DELETED, &already, fired);
             }
             Trigger::ChildrenChanged(path) => {
-                self.fire(
-                    Table::Child,
-                    path,
-                    event::NODE_CHILDREN_CHANGED,
-                    &HashSet::new(),
-                    fired,
-                );
+                self.fire(Table::Child, path, event::NODE_CHILDREN_CHANGED, &HashSet::new(), fired);
             }
         }
     }
 
-    fn fire(
-        &mut self,
-        table: Table,
-        path: &Path,
-        event_type: i32,
-        suppress: &HashSet<C>,
-        fired: &mut Vec<Fired<C>>,
-    ) {
+    fn fire(&mut self, table: Table, path: &Path, event_type: i32, suppress: &HashSet<C>, fired: &mut Vec<Fired<C>>) {
         let mut notified: HashSet<C> = HashSet::new();
         let mut one_shot: Vec<(Path, C)> = Vec::new();
         // The node itself, then (only if any recursive watch exists) its ancestors.
@@ -299,22 +254,14 @@ impl<C: Copy + Eq + Hash> WatchTable<C> {
         }
         for connection in notified {
             if !suppress.contains(&connection) {
-                fired.push(Fired {
-                    connection,
-                    event_type,
-                    path: path.clone(),
-                });
+                fired.push(Fired { connection, event_type, path: path.clone() });
             }
         }
     }
 
     /// Total watches, as wchs counts them.
     pub fn watch_count(&self) -> usize {
-        self.data
-            .values()
-            .chain(self.child.values())
-            .map(|watchers| watchers.len())
-            .sum()
+        self.data.values().chain(self.child.values()).map(|watchers| watchers.len()).sum()
     }
 
     pub fn watched_path_count(&self) -> usize {
@@ -341,15 +288,9 @@ impl<C: Copy + Eq + Hash> WatchTable<C> {
     pub fn by_path(&self) -> Vec<(Path, Vec<C>)> {
         let mut merged: HashMap<Path, HashSet<C>> = HashMap::new();
         for (path, watchers) in self.data.iter().chain(self.child.iter()) {
-            merged
-                .entry(path.clone())
-                .or_default()
-                .extend(watchers.keys().copied());
+            merged.entry(path.clone()).or_default().extend(watchers.keys().copied());
         }
-        merged
-            .into_iter()
-            .map(|(path, connections)| (path, connections.into_iter().collect()))
-            .collect()
+        merged.into_iter().map(|(path, connections)| (path, connections.into_iter().collect())).collect()
     }
 }
 
@@ -364,8 +305,7 @@ mod tests {
     fn fire(table: &mut WatchTable<u32>, trigger: Trigger) -> Vec<(u32, i32)> {
         let mut fired = Vec::new();
         table.trigger(&trigger, &mut fired);
-        let mut events: Vec<(u32, i32)> =
-            fired.iter().map(|f| (f.connection, f.event_type)).collect();
+        let mut events: Vec<(u32, i32)> = fired.iter().map(|f| (f.connection, f.event_type)).collect();
         events.sort();
         events
     }
@@ -375,10 +315,7 @@ mod tests {
         let mut table = WatchTable::new();
         table.add(Table::Data, "/a", 1, WatchMode::Standard);
         table.add(Table::Data, "/a", 1, WatchMode::Standard);
-        assert_eq!(
-            fire(&mut table, Trigger::DataChanged(path("/a"))),
-            vec![(1, event::NODE_DATA_CHANGED)]
-        );
+        assert_eq!(fire(&mut table, Trigger::DataChanged(path("/a"))), vec![(1, event::NODE_DATA_CHANGED)]);
         assert_eq!(fire(&mut table, Trigger::DataChanged(path("/a"))), vec![]);
         assert_eq!(table.watch_count(), 0);
         assert_eq!(table.connection_count(), 0);
@@ -395,10 +332,7 @@ mod tests {
             fire(&mut table, Trigger::Deleted(path("/a"))),
             vec![(1, event::NODE_DELETED), (2, event::NODE_DELETED)]
         );
-        assert_eq!(
-            fire(&mut table, Trigger::ChildrenChanged(path("/"))),
-            vec![(3, event::NODE_CHILDREN_CHANGED)]
-        );
+        assert_eq!(fire(&mut table, Trigger::ChildrenChanged(path("/"))), vec![(3, event::NODE_CHILDREN_CHANGED)]);
         assert_eq!(table.watch_count(), 0);
     }
 
@@ -413,17 +347,13 @@ mod tests {
                 vec![(1, event::NODE_DATA_CHANGED), (2, event::NODE_DATA_CHANGED)]
             );
         }
-        assert_eq!(
-            fire(&mut table, Trigger::ChildrenChanged(path("/a"))),
-            vec![(1, event::NODE_CHILDREN_CHANGED)]
-        );
-        assert_eq!(
-            fire(&mut table, Trigger::Created(path("/a/b/c"))),
-            vec![(2, event::NODE_CREATED)]
-        );
+        assert_eq!(fire(&mut table, Trigger::ChildrenChanged(path("/a"))), vec![(1, event::NODE_CHILDREN_CHANGED)]);
+        assert_eq!(fire(&mut table, Trigger::Created(path("/a/b/c"))), vec![(2, event::NODE_CREATED)]);
         assert_eq!(fire(&mut table, Trigger::Created(path("/ab"))), vec![]);
         assert!(table.contains("/a", 2, watcher_type::PERSISTENT_RECURSIVE));
-        assert!(!table.contains("/a", 2, watcher_type::DATA));
+        assert!(table.contains("/a", 2, watcher_type::DATA));
+        assert!(table.contains("/a", 2, watcher_type::CHILDREN));
+        assert!(!table.contains("/a", 2, watcher_type::PERSISTENT));
         assert!(table.remove("/a", 2, watcher_type::ANY));
         assert_eq!(fire(&mut table, Trigger::Created(path("/a/x"))), vec![]);
     }
@@ -435,6 +365,7 @@ mod tests {
         table.add(Table::Child, "/a", 1, WatchMode::Standard);
         assert!(!table.remove("/a", 1, watcher_type::PERSISTENT));
         assert!(table.remove("/a", 1, watcher_type::CHILDREN));
+        assert!(!table.remove("/a", 1, watcher_type::CHILDREN));
         assert!(!table.contains("/a", 1, watcher_type::CHILDREN));
         assert!(table.contains("/a", 1, watcher_type::DATA));
         table.add_persistent("/b", 1, true);

@@ -21,9 +21,7 @@ use sha1::{Digest, Sha1};
 
 use crate::acl;
 use crate::proto::codes::{ephemeral_owner, op, perms};
-use crate::proto::{
-    CreateMode, CreateRequest, ErrorCode, Id, MultiOp, OpResult, Request, Response,
-};
+use crate::proto::{CreateMode, CreateRequest, ErrorCode, Id, MultiOp, OpResult, Request, Response};
 use crate::tree::{self, OpOutcome, Path, Tree, Txn, TxnHeader};
 
 /// Settings prep needs from the configuration.
@@ -45,11 +43,7 @@ pub struct WriteContext<'a> {
 #[derive(Debug)]
 pub enum Prepared {
     /// A transaction to log; the reply is sent once it commits.
-    Txn {
-        header: TxnHeader,
-        txn: Txn,
-        response: Response,
-    },
+    Txn { header: TxnHeader, txn: Txn, response: Response },
     /// Nothing to log; the reply (an error, or sync's path) is sent once
     /// everything prepared before it commits, which keeps per-session order.
     Reply { err: ErrorCode, response: Response },
@@ -57,6 +51,9 @@ pub enum Prepared {
 
 pub struct Preparer {
     speculative: Tree,
+    /// Watch triggers of everything prepared since the last `take_triggers`,
+    /// fired when that batch commits.
+    triggers: Vec<tree::Trigger>,
     next_zxid: i64,
     next_session_id: i64,
     password_secret: [u8; 16],
@@ -67,15 +64,11 @@ impl Preparer {
     /// `session_id_seed` is the first session id to hand out (ZooKeeper
     /// derives it from the clock and the server id); `password_secret` keys
     /// the session passwords.
-    pub fn new(
-        tree: Tree,
-        settings: PrepSettings,
-        session_id_seed: i64,
-        password_secret: [u8; 16],
-    ) -> Self {
+    pub fn new(tree: Tree, settings: PrepSettings, session_id_seed: i64, password_secret: [u8; 16]) -> Self {
         let next_zxid = tree.last_zxid() + 1;
         Preparer {
             speculative: tree,
+            triggers: Vec::new(),
             next_zxid,
             next_session_id: session_id_seed,
             password_secret,
@@ -96,16 +89,23 @@ impl Preparer {
         &self.speculative
     }
 
+    /// The triggers of everything prepared since the last call, in order.
+    pub fn take_triggers(&mut self) -> Vec<tree::Trigger> {
+        std::mem::take(&mut self.triggers)
+    }
+
+    fn apply_speculative(&mut self, header: &TxnHeader, txn: &Txn) -> tree::Applied {
+        let mut applied = self.speculative.apply(header, txn);
+        self.triggers.append(&mut applied.triggers);
+        applied
+    }
+
     pub fn last_zxid(&self) -> i64 {
         self.next_zxid - 1
     }
 
     fn next_header(&mut self, context: &WriteContext<'_>) -> TxnHeader {
-        let header = TxnHeader {
-            zxid: self.next_zxid,
-            time_ms: context.time_ms,
-            session_id: context.session_id,
-        };
+        let header = TxnHeader { zxid: self.next_zxid, time_ms: context.time_ms, session_id: context.session_id };
         self.next_zxid += 1;
         header
     }
@@ -122,40 +122,26 @@ impl Preparer {
 
     /// Whether `password` is the one this session was given.
     pub fn password_matches(&self, session_id: i64, password: &[u8]) -> bool {
-        self.speculative
-            .session(session_id)
-            .is_some_and(|session| session.password[..] == *password)
+        self.speculative.session(session_id).is_some_and(|session| session.password[..] == *password)
     }
 
     /// A new session with a fresh id and password.
     pub fn create_session(&mut self, timeout_ms: i32, time_ms: i64) -> (TxnHeader, Txn) {
         let session_id = self.next_session_id;
         self.next_session_id += 1;
-        let context = WriteContext {
-            session_id,
-            auth: &[],
-            time_ms,
-        };
+        let context = WriteContext { session_id, auth: &[], time_ms };
         let header = self.next_header(&context);
-        let txn = Txn::CreateSession {
-            session_id,
-            timeout_ms,
-            password: self.password(session_id),
-        };
-        self.speculative.apply(&header, &txn);
+        let txn = Txn::CreateSession { session_id, timeout_ms, password: self.password(session_id) };
+        self.apply_speculative(&header, &txn);
         (header, txn)
     }
 
     /// Ends a session (closeSession or expiry); None if it is already gone.
     pub fn close_session(&mut self, session_id: i64, time_ms: i64) -> Option<(TxnHeader, Txn)> {
         self.speculative.session(session_id)?;
-        let header = self.next_header(&WriteContext {
-            session_id,
-            auth: &[],
-            time_ms,
-        });
+        let header = self.next_header(&WriteContext { session_id, auth: &[], time_ms });
         let txn = Txn::CloseSession { session_id };
-        self.speculative.apply(&header, &txn);
+        self.apply_speculative(&header, &txn);
         Some((header, txn))
     }
 
@@ -166,13 +152,9 @@ impl Preparer {
         if !node.children.is_empty() {
             return None;
         }
-        let header = self.next_header(&WriteContext {
-            session_id: 0,
-            auth: &[],
-            time_ms,
-        });
+        let header = self.next_header(&WriteContext { session_id: 0, auth: &[], time_ms });
         let txn = Txn::Delete { path: path.clone() };
-        self.speculative.apply(&header, &txn);
+        self.apply_speculative(&header, &txn);
         Some((header, txn))
     }
 
@@ -182,29 +164,14 @@ impl Preparer {
             return reply_error(ErrorCode::SessionExpired);
         }
         let single = match request {
-            Request::Create(create) => {
-                prep_create(&self.speculative, create, context, &self.settings)
-            }
-            Request::Delete { path, version } => {
-                prep_delete(&self.speculative, path, *version, context)
-            }
-            Request::SetData {
-                path,
-                data,
-                version,
-            } => prep_set_data(&self.speculative, path, data, *version, context),
-            Request::SetAcl { path, acl, version } => {
-                prep_set_acl(&self.speculative, path, acl, *version, context)
-            }
-            Request::Check { path, version } => {
-                prep_check(&self.speculative, path, *version, context)
-            }
+            Request::Create(create) => prep_create(&self.speculative, create, context, &self.settings),
+            Request::Delete { path, version } => prep_delete(&self.speculative, path, *version, context),
+            Request::SetData { path, data, version } => prep_set_data(&self.speculative, path, data, *version, context),
+            Request::SetAcl { path, acl, version } => prep_set_acl(&self.speculative, path, acl, *version, context),
+            Request::Check { path, version } => prep_check(&self.speculative, path, *version, context),
             Request::Multi(ops) => return self.prepare_multi(ops, context),
             Request::Sync { path } => {
-                return Prepared::Reply {
-                    err: ErrorCode::Ok,
-                    response: Response::Path(path.clone()),
-                }
+                return Prepared::Reply { err: ErrorCode::Ok, response: Response::Path(path.clone()) }
             }
             Request::Reconfig { .. } => {
                 // A standalone server answers as ZooKeeper's does with
@@ -217,11 +184,7 @@ impl Preparer {
             }
             Request::CloseSession => {
                 return match self.close_session(context.session_id, context.time_ms) {
-                    Some((header, txn)) => Prepared::Txn {
-                        header,
-                        txn,
-                        response: Response::Empty,
-                    },
+                    Some((header, txn)) => Prepared::Txn { header, txn, response: Response::Empty },
                     None => reply_error(ErrorCode::SessionExpired),
                 };
             }
@@ -232,12 +195,8 @@ impl Preparer {
             Err(err) => return reply_error(err),
         };
         let header = self.next_header(context);
-        let applied = self.speculative.apply(&header, &txn);
-        let outcome = applied
-            .outcomes
-            .into_iter()
-            .next()
-            .unwrap_or(OpOutcome::Skipped);
+        let applied = self.apply_speculative(&header, &txn);
+        let outcome = applied.outcomes.into_iter().next().unwrap_or(OpOutcome::Skipped);
         let response = match (request, outcome) {
             (Request::Create(create), OpOutcome::Created(path, stat)) => {
                 if create.opcode == op::CREATE {
@@ -249,49 +208,33 @@ impl Preparer {
             (_, OpOutcome::DataSet(stat)) | (_, OpOutcome::AclSet(stat)) => Response::Stat(stat),
             _ => Response::Empty,
         };
-        Prepared::Txn {
-            header,
-            txn,
-            response,
-        }
+        Prepared::Txn { header, txn, response }
     }
 
     /// A multi is all or nothing: its operations are prepared one after
     /// another on a scratch copy, each seeing the ones before it. On the
     /// first failure the copy is dropped and every result is an error: 0
     /// before the failed operation, its code at it, RuntimeInconsistency
-    /// after it.
+    /// after it; the reply header's err stays 0, as ZooKeeper sends it.
     fn prepare_multi(&mut self, ops: &[MultiOp], context: &WriteContext<'_>) -> Prepared {
         let mut scratch = self.speculative.clone();
-        let header = TxnHeader {
-            zxid: self.next_zxid,
-            time_ms: context.time_ms,
-            session_id: context.session_id,
-        };
+        let header = TxnHeader { zxid: self.next_zxid, time_ms: context.time_ms, session_id: context.session_id };
         let mut txns = Vec::with_capacity(ops.len());
         let mut results = Vec::with_capacity(ops.len());
+        let mut triggers = Vec::new();
         for (index, operation) in ops.iter().enumerate() {
             let prepared = match operation {
                 MultiOp::Create(create) => prep_create(&scratch, create, context, &self.settings),
                 MultiOp::Delete { path, version } => prep_delete(&scratch, path, *version, context),
-                MultiOp::SetData {
-                    path,
-                    data,
-                    version,
-                } => prep_set_data(&scratch, path, data, *version, context),
+                MultiOp::SetData { path, data, version } => prep_set_data(&scratch, path, data, *version, context),
                 MultiOp::Check { path, version } => prep_check(&scratch, path, *version, context),
-                MultiOp::GetChildren { .. } | MultiOp::GetData { .. } => {
-                    Err(ErrorCode::BadArguments)
-                }
+                MultiOp::GetChildren { .. } | MultiOp::GetData { .. } => Err(ErrorCode::BadArguments),
             };
             match prepared {
                 Ok(txn) => {
-                    let applied = scratch.apply(&header, &txn);
-                    let outcome = applied
-                        .outcomes
-                        .into_iter()
-                        .next()
-                        .unwrap_or(OpOutcome::Skipped);
+                    let mut applied = scratch.apply(&header, &txn);
+                    triggers.append(&mut applied.triggers);
+                    let outcome = applied.outcomes.into_iter().next().unwrap_or(OpOutcome::Skipped);
                     results.push(multi_result(operation, outcome));
                     txns.push(txn);
                 }
@@ -301,34 +244,24 @@ impl Preparer {
                             OpResult::Error(match position.cmp(&index) {
                                 std::cmp::Ordering::Less => 0,
                                 std::cmp::Ordering::Equal => err.code(),
-                                std::cmp::Ordering::Greater => {
-                                    ErrorCode::RuntimeInconsistency.code()
-                                }
+                                std::cmp::Ordering::Greater => ErrorCode::RuntimeInconsistency.code(),
                             })
                         })
                         .collect();
-                    return Prepared::Reply {
-                        err,
-                        response: Response::Multi(results),
-                    };
+                    // The reply header says Ok; the errors are in the results.
+                    return Prepared::Reply { err: ErrorCode::Ok, response: Response::Multi(results) };
                 }
             }
         }
         self.speculative = scratch;
+        self.triggers.append(&mut triggers);
         self.next_zxid += 1;
-        Prepared::Txn {
-            header,
-            txn: Txn::Multi(txns),
-            response: Response::Multi(results),
-        }
+        Prepared::Txn { header, txn: Txn::Multi(txns), response: Response::Multi(results) }
     }
 }
 
 fn reply_error(err: ErrorCode) -> Prepared {
-    Prepared::Reply {
-        err,
-        response: Response::Empty,
-    }
+    Prepared::Reply { err, response: Response::Empty }
 }
 
 fn multi_result(operation: &MultiOp, outcome: OpOutcome) -> OpResult {
@@ -379,21 +312,12 @@ fn require(acl: &[crate::proto::Acl], auth: &[Id], permission: i32) -> Result<()
     }
 }
 
-fn prep_create(
-    tree: &Tree,
-    create: &CreateRequest,
-    context: &WriteContext<'_>,
-    settings: &PrepSettings,
-) -> PrepResult {
+fn prep_create(tree: &Tree, create: &CreateRequest, context: &WriteContext<'_>, settings: &PrepSettings) -> PrepResult {
     let mode = CreateMode::from_flags(create.flags).ok_or(ErrorCode::BadArguments)?;
     if mode.is_ttl() && !settings.extended_types_enabled {
         return Err(ErrorCode::Unimplemented);
     }
-    let ttl_ms = if create.opcode == op::CREATE_TTL {
-        create.ttl_ms
-    } else {
-        -1
-    };
+    let ttl_ms = if create.opcode == op::CREATE_TTL { create.ttl_ms } else { -1 };
     if mode.is_ttl() {
         if ttl_ms <= 0 || ttl_ms > ephemeral_owner::TTL_MAX {
             return Err(ErrorCode::BadArguments);
@@ -405,11 +329,8 @@ fn prep_create(
     let acl = acl::fixup(&create.acl, context.auth).ok_or(ErrorCode::InvalidAcl)?;
     let parent = node_at(tree, parent_path)?;
     require(&parent.acl, context.auth, perms::CREATE)?;
-    let path = if mode.is_sequential() {
-        format!("{}{:010}", create.path, parent.cversion)
-    } else {
-        create.path.clone()
-    };
+    let path =
+        if mode.is_sequential() { format!("{}{:010}", create.path, parent.cversion) } else { create.path.clone() };
     validate_path(&path).map_err(|_| ErrorCode::BadArguments)?;
     if tree.get(&path).is_some() {
         return Err(ErrorCode::NodeExists);
@@ -437,10 +358,7 @@ fn prep_create(
 /// "/", "/zookeeper", "/zookeeper/quota" and "/zookeeper/config" cannot be
 /// deleted (DataTree.isSpecialPath).
 fn is_special_path(path: &str) -> bool {
-    matches!(
-        path,
-        "/" | tree::ZOOKEEPER_PATH | tree::QUOTA_PATH | tree::CONFIG_PATH
-    )
+    matches!(path, "/" | tree::ZOOKEEPER_PATH | tree::QUOTA_PATH | tree::CONFIG_PATH)
 }
 
 fn prep_delete(tree: &Tree, path: &str, version: i32, context: &WriteContext<'_>) -> PrepResult {
@@ -455,26 +373,15 @@ fn prep_delete(tree: &Tree, path: &str, version: i32, context: &WriteContext<'_>
     if !node.children.is_empty() {
         return Err(ErrorCode::NotEmpty);
     }
-    Ok(Txn::Delete {
-        path: Arc::from(path),
-    })
+    Ok(Txn::Delete { path: Arc::from(path) })
 }
 
-fn prep_set_data(
-    tree: &Tree,
-    path: &str,
-    data: &[u8],
-    version: i32,
-    context: &WriteContext<'_>,
-) -> PrepResult {
+fn prep_set_data(tree: &Tree, path: &str, data: &[u8], version: i32, context: &WriteContext<'_>) -> PrepResult {
     validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
     let node = node_at(tree, path)?;
     require(&node.acl, context.auth, perms::WRITE)?;
     check_version(node.version, version)?;
-    Ok(Txn::SetData {
-        path: Arc::from(path),
-        data: Arc::from(data),
-    })
+    Ok(Txn::SetData { path: Arc::from(path), data: Arc::from(data) })
 }
 
 fn prep_set_acl(
@@ -489,10 +396,7 @@ fn prep_set_acl(
     let node = node_at(tree, path)?;
     require(&node.acl, context.auth, perms::ADMIN)?;
     check_version(node.aversion, version)?;
-    Ok(Txn::SetAcl {
-        path: Arc::from(path),
-        acl: Arc::from(acl),
-    })
+    Ok(Txn::SetAcl { path: Arc::from(path), acl: Arc::from(acl) })
 }
 
 fn prep_check(tree: &Tree, path: &str, version: i32, context: &WriteContext<'_>) -> PrepResult {
@@ -500,9 +404,7 @@ fn prep_check(tree: &Tree, path: &str, version: i32, context: &WriteContext<'_>)
     let node = node_at(tree, path)?;
     require(&node.acl, context.auth, perms::READ)?;
     check_version(node.version, version)?;
-    Ok(Txn::Check {
-        path: Arc::from(path),
-    })
+    Ok(Txn::Check { path: Arc::from(path) })
 }
 
 #[cfg(test)]

@@ -22,20 +22,23 @@ pub enum DecodeError {
     Invalid(&'static str),
     /// The opcode is not one the server knows.
     UnknownOpcode(i32),
+    /// A read inside multi or a write inside multiRead: ZooKeeper answers
+    /// MarshallingError and keeps the connection.
+    MultiOpNotAllowed { multi_read: bool },
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Truncated { needed, remaining } => {
-                write!(
-                    f,
-                    "record truncated: needed {needed} more bytes, {remaining} remain"
-                )
+                write!(f, "record truncated: needed {needed} more bytes, {remaining} remain")
             }
             DecodeError::BadLength(length) => write!(f, "invalid length field {length}"),
             DecodeError::Invalid(what) => write!(f, "invalid field: {what}"),
             DecodeError::UnknownOpcode(op) => write!(f, "unknown opcode {op}"),
+            DecodeError::MultiOpNotAllowed { multi_read } => {
+                write!(f, "operation not allowed in {}", if *multi_read { "multiRead" } else { "multi" })
+            }
         }
     }
 }
@@ -69,10 +72,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, count: usize) -> DecodeResult<&'a [u8]> {
         if self.remaining() < count {
-            return Err(DecodeError::Truncated {
-                needed: count,
-                remaining: self.remaining(),
-            });
+            return Err(DecodeError::Truncated { needed: count, remaining: self.remaining() });
         }
         let slice = &self.bytes[self.position..self.position + count];
         self.position += count;
@@ -243,24 +243,12 @@ mod tests {
     fn hostile_lengths_are_errors_not_allocations() {
         let mut out = Vec::new();
         Writer::new(&mut out).write_i32(i32::MAX);
-        assert_eq!(
-            Reader::new(&out).read_buffer(),
-            Err(DecodeError::BadLength(i32::MAX))
-        );
-        assert_eq!(
-            Reader::new(&out).read_string_vec(),
-            Err(DecodeError::BadLength(i32::MAX))
-        );
+        assert_eq!(Reader::new(&out).read_buffer(), Err(DecodeError::BadLength(i32::MAX)));
+        assert_eq!(Reader::new(&out).read_string_vec(), Err(DecodeError::BadLength(i32::MAX)));
         let mut negative = Vec::new();
         Writer::new(&mut negative).write_i32(-2);
-        assert_eq!(
-            Reader::new(&negative).read_buffer(),
-            Err(DecodeError::BadLength(-2))
-        );
-        assert!(matches!(
-            Reader::new(&[0, 0]).read_i32(),
-            Err(DecodeError::Truncated { .. })
-        ));
+        assert_eq!(Reader::new(&negative).read_buffer(), Err(DecodeError::BadLength(-2)));
+        assert!(matches!(Reader::new(&[0, 0]).read_i32(), Err(DecodeError::Truncated { .. })));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Node {
     pub ctime_ms: i64,
     pub mtime_ms: i64,
     pub version: i32,
+    /// The number of children ever created here (see `stat`); the suffix
+    /// of the next sequential child.
     pub cversion: i32,
     pub aversion: i32,
     pub ephemeral_owner: i64,
@@ -52,9 +54,12 @@ impl Node {
             ctime: self.ctime_ms,
             mtime: self.mtime_ms,
             version: self.version,
-            cversion: self.cversion,
+            // ZooKeeper stores the number of child creates and reports
+            // 2 * creates - children, which counts creates and deletes.
+            cversion: self.cversion.wrapping_mul(2).wrapping_sub(self.children.len() as i32),
             aversion: self.aversion,
-            ephemeral_owner: self.ephemeral_owner,
+            // Container and TTL markers are not shown to clients.
+            ephemeral_owner: self.owner_session().unwrap_or(0),
             data_length: self.data.len() as i32,
             num_children: self.children.len() as i32,
             pzxid: self.pzxid,
@@ -145,14 +150,11 @@ impl Tree {
         zookeeper.children.insert(Arc::from("config"));
         tree.put(Arc::from("/"), root);
         tree.put(Arc::from(ZOOKEEPER_PATH), zookeeper);
-        tree.put(
-            Arc::from(QUOTA_PATH),
-            Node::new_root_like(Acl::open_unsafe()),
-        );
-        tree.put(
-            Arc::from(CONFIG_PATH),
-            Node::new_root_like(Acl::read_unsafe()),
-        );
+        tree.put(Arc::from(QUOTA_PATH), Node::new_root_like(Acl::open_unsafe()));
+        // ZooKeeper's /zookeeper/config starts with aversion -1.
+        let mut config = Node::new_root_like(Acl::read_unsafe());
+        config.aversion = -1;
+        tree.put(Arc::from(CONFIG_PATH), config);
         tree
     }
 
@@ -191,10 +193,7 @@ impl Tree {
 
     /// The ephemeral paths a session owns.
     pub fn ephemerals_of(&self, session_id: i64) -> impl Iterator<Item = &Path> {
-        self.ephemerals
-            .get(&session_id)
-            .into_iter()
-            .flat_map(|paths| paths.iter())
+        self.ephemerals.get(&session_id).into_iter().flat_map(|paths| paths.iter())
     }
 
     pub fn ephemeral_count(&self) -> usize {
@@ -202,9 +201,7 @@ impl Tree {
     }
 
     pub fn ephemerals(&self) -> impl Iterator<Item = (i64, &imbl::OrdSet<Path>)> {
-        self.ephemerals
-            .iter()
-            .map(|(session, paths)| (*session, paths))
+        self.ephemerals.iter().map(|(session, paths)| (*session, paths))
     }
 
     pub fn containers(&self) -> impl Iterator<Item = &Path> {
@@ -247,19 +244,9 @@ impl Tree {
 
     fn apply_one(&mut self, header: &TxnHeader, txn: &Txn, applied: &mut Applied) {
         match txn {
-            Txn::CreateSession {
-                session_id,
-                timeout_ms,
-                password,
-            } => {
-                self.sessions.insert(
-                    *session_id,
-                    Session {
-                        id: *session_id,
-                        timeout_ms: *timeout_ms,
-                        password: *password,
-                    },
-                );
+            Txn::CreateSession { session_id, timeout_ms, password } => {
+                self.sessions
+                    .insert(*session_id, Session { id: *session_id, timeout_ms: *timeout_ms, password: *password });
                 applied.outcomes.push(OpOutcome::SessionCreated);
             }
             Txn::CloseSession { session_id } => {
@@ -271,21 +258,13 @@ impl Tree {
                 self.ephemerals.remove(session_id);
                 applied.outcomes.push(OpOutcome::SessionClosed);
             }
-            Txn::Create {
-                path,
-                data,
-                acl,
-                ephemeral_owner,
-            } => {
+            Txn::Create { path, data, acl, ephemeral_owner } => {
                 let outcome = self.create_node(header, path, data, acl, *ephemeral_owner, applied);
                 applied.outcomes.push(outcome);
             }
             Txn::Delete { path } => {
-                let outcome = if self.delete_node(path, header.zxid, applied) {
-                    OpOutcome::Deleted
-                } else {
-                    OpOutcome::Skipped
-                };
+                let outcome =
+                    if self.delete_node(path, header.zxid, applied) { OpOutcome::Deleted } else { OpOutcome::Skipped };
                 applied.outcomes.push(outcome);
             }
             Txn::SetData { path, data } => {
@@ -372,21 +351,16 @@ impl Tree {
         } else if node.ttl_ms().is_some() {
             self.ttls.insert(path.clone());
         } else if let Some(session) = node.owner_session() {
-            self.ephemerals
-                .entry(session)
-                .or_default()
-                .insert(path.clone());
+            self.ephemerals.entry(session).or_default().insert(path.clone());
         }
         self.put(path.clone(), node);
         applied.triggers.push(Trigger::Created(path.clone()));
-        applied
-            .triggers
-            .push(Trigger::ChildrenChanged(Arc::from(parent_path)));
+        applied.triggers.push(Trigger::ChildrenChanged(Arc::from(parent_path)));
         OpOutcome::Created(path.clone(), stat)
     }
 
-    /// Removes a childless node. A delete never changes the parent's
-    /// cversion in ZooKeeper 3.8, only its pzxid.
+    /// Removes a childless node. A delete changes the parent's pzxid and
+    /// not its create counter (the reported cversion still moves, see `stat`).
     fn delete_node(&mut self, path: &Path, zxid: i64, applied: &mut Applied) -> bool {
         let Some((parent_path, name)) = split(path) else {
             return false;
@@ -420,9 +394,7 @@ impl Tree {
             }
         }
         applied.triggers.push(Trigger::Deleted(path.clone()));
-        applied
-            .triggers
-            .push(Trigger::ChildrenChanged(Arc::from(parent_path)));
+        applied.triggers.push(Trigger::ChildrenChanged(Arc::from(parent_path)));
         true
     }
 }

@@ -2,11 +2,7 @@ use super::*;
 use crate::proto::codes::ephemeral_owner;
 
 fn header(zxid: i64) -> TxnHeader {
-    TxnHeader {
-        zxid,
-        time_ms: 1000 + zxid,
-        session_id: 7,
-    }
+    TxnHeader { zxid, time_ms: 1000 + zxid, session_id: 7 }
 }
 
 fn create(path: &str, owner: i64) -> Txn {
@@ -22,10 +18,7 @@ fn create(path: &str, owner: i64) -> Txn {
 fn fresh_tree_has_the_zookeeper_nodes() {
     let tree = Tree::new();
     assert_eq!(tree.get("/").unwrap().stat().num_children, 1);
-    assert_eq!(
-        tree.get(CONFIG_PATH).unwrap().acl[..],
-        Acl::read_unsafe()[..]
-    );
+    assert_eq!(tree.get(CONFIG_PATH).unwrap().acl[..], Acl::read_unsafe()[..]);
     assert!(tree.get(QUOTA_PATH).is_some());
     assert_eq!(tree.descendant_count("/"), 3);
 }
@@ -34,34 +27,18 @@ fn fresh_tree_has_the_zookeeper_nodes() {
 fn create_moves_parent_cversion_and_pzxid_delete_only_pzxid() {
     let mut tree = Tree::new();
     let applied = tree.apply(&header(5), &create("/a", 0));
-    assert_eq!(
-        applied.triggers,
-        vec![
-            Trigger::Created(Arc::from("/a")),
-            Trigger::ChildrenChanged(Arc::from("/"))
-        ]
-    );
+    assert_eq!(applied.triggers, vec![Trigger::Created(Arc::from("/a")), Trigger::ChildrenChanged(Arc::from("/"))]);
     let stat = tree.get("/a").unwrap().stat();
-    assert_eq!(
-        (
-            stat.czxid,
-            stat.mzxid,
-            stat.pzxid,
-            stat.ctime,
-            stat.data_length
-        ),
-        (5, 5, 5, 1005, 4)
-    );
+    assert_eq!((stat.czxid, stat.mzxid, stat.pzxid, stat.ctime, stat.data_length), (5, 5, 5, 1005, 4));
+    // Reported cversion is 2 * creates - children: the root's /zookeeper
+    // child was never "created", so a fresh root reports -1.
+    assert_eq!(Tree::new().get("/").unwrap().stat().cversion, -1);
     let root = tree.get("/").unwrap().stat();
-    assert_eq!((root.cversion, root.pzxid, root.num_children), (1, 5, 2));
-    tree.apply(
-        &header(6),
-        &Txn::Delete {
-            path: Arc::from("/a"),
-        },
-    );
+    assert_eq!((root.cversion, root.pzxid, root.num_children), (0, 5, 2));
+    tree.apply(&header(6), &Txn::Delete { path: Arc::from("/a") });
     let root = tree.get("/").unwrap().stat();
     assert_eq!((root.cversion, root.pzxid, root.num_children), (1, 6, 1));
+    assert_eq!(tree.get("/").unwrap().cversion, 1, "the create counter does not move on delete");
     assert_eq!(tree.last_zxid(), 6);
 }
 
@@ -70,31 +47,10 @@ fn set_data_and_acl_bump_their_versions() {
     let mut tree = Tree::new();
     tree.apply(&header(1), &create("/a", 0));
     let before = tree.clone();
-    tree.apply(
-        &header(2),
-        &Txn::SetData {
-            path: Arc::from("/a"),
-            data: Arc::from(&b"xy"[..]),
-        },
-    );
-    tree.apply(
-        &header(3),
-        &Txn::SetAcl {
-            path: Arc::from("/a"),
-            acl: Arc::from(Acl::read_unsafe()),
-        },
-    );
+    tree.apply(&header(2), &Txn::SetData { path: Arc::from("/a"), data: Arc::from(&b"xy"[..]) });
+    tree.apply(&header(3), &Txn::SetAcl { path: Arc::from("/a"), acl: Arc::from(Acl::read_unsafe()) });
     let stat = tree.get("/a").unwrap().stat();
-    assert_eq!(
-        (
-            stat.version,
-            stat.aversion,
-            stat.mzxid,
-            stat.mtime,
-            stat.data_length
-        ),
-        (1, 1, 2, 1002, 2)
-    );
+    assert_eq!((stat.version, stat.aversion, stat.mzxid, stat.mtime, stat.data_length), (1, 1, 2, 1002, 2));
     // The clone taken before is a separate version: copy-on-write.
     assert_eq!(before.get("/a").unwrap().version, 0);
 }
@@ -102,23 +58,14 @@ fn set_data_and_acl_bump_their_versions() {
 #[test]
 fn close_session_removes_its_ephemerals_only() {
     let mut tree = Tree::new();
-    tree.apply(
-        &header(1),
-        &Txn::CreateSession {
-            session_id: 7,
-            timeout_ms: 4000,
-            password: [1; 16],
-        },
-    );
+    tree.apply(&header(1), &Txn::CreateSession { session_id: 7, timeout_ms: 4000, password: [1; 16] });
     tree.apply(&header(2), &create("/e", 7));
     tree.apply(&header(3), &create("/p", 0));
     tree.apply(&header(4), &create("/c", ephemeral_owner::CONTAINER));
     assert_eq!(tree.ephemerals_of(7).count(), 1);
     assert_eq!(tree.containers().count(), 1);
     let applied = tree.apply(&header(5), &Txn::CloseSession { session_id: 7 });
-    assert!(applied
-        .triggers
-        .contains(&Trigger::Deleted(Arc::from("/e"))));
+    assert!(applied.triggers.contains(&Trigger::Deleted(Arc::from("/e"))));
     assert!(tree.get("/e").is_none() && tree.get("/p").is_some() && tree.session(7).is_none());
     assert_eq!(tree.ephemeral_count(), 0);
 }
@@ -126,31 +73,14 @@ fn close_session_removes_its_ephemerals_only() {
 #[test]
 fn transactions_that_do_not_fit_are_skipped() {
     let mut tree = Tree::new();
-    let applied = tree.apply(
-        &header(1),
-        &Txn::Delete {
-            path: Arc::from("/missing"),
-        },
-    );
+    let applied = tree.apply(&header(1), &Txn::Delete { path: Arc::from("/missing") });
     assert_eq!(applied.outcomes, vec![OpOutcome::Skipped]);
     let applied = tree.apply(&header(2), &create("/no/parent", 0));
     assert_eq!(applied.outcomes, vec![OpOutcome::Skipped]);
     tree.apply(&header(3), &create("/a", 0));
     tree.apply(&header(4), &create("/a/b", 0));
-    assert_eq!(
-        tree.apply(
-            &header(5),
-            &Txn::Delete {
-                path: Arc::from("/a")
-            }
-        )
-        .outcomes,
-        vec![OpOutcome::Skipped]
-    );
-    assert_eq!(
-        tree.approximate_data_bytes(),
-        Tree::new().approximate_data_bytes() + 2 + 4 + 4 + 4
-    );
+    assert_eq!(tree.apply(&header(5), &Txn::Delete { path: Arc::from("/a") }).outcomes, vec![OpOutcome::Skipped]);
+    assert_eq!(tree.approximate_data_bytes(), Tree::new().approximate_data_bytes() + 2 + 4 + 4 + 4);
 }
 
 #[test]

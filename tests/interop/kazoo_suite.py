@@ -28,12 +28,10 @@ import hashlib
 import base64
 import logging
 import os
-import re
 import sys
 import threading
 import time
 import traceback
-import uuid
 from collections import namedtuple
 
 from kazoo.client import KazooClient
@@ -64,7 +62,7 @@ from kazoo.protocol.serialization import (
     write_string,
 )
 from kazoo.protocol.states import EventType, KazooState, KeeperState, ZnodeStat
-from kazoo.recipe.cache import TreeEvent
+from kazoo.recipe.cache import TreeCache, TreeEvent
 from kazoo.security import (
     ACL,
     CREATOR_ALL_ACL,
@@ -74,7 +72,6 @@ from kazoo.security import (
     Permissions,
     make_acl,
     make_digest_acl,
-    make_digest_acl_credential,
 )
 
 ###############################################################################
@@ -326,6 +323,8 @@ def digest(user, password):
 
 
 CHECKS = []
+# every digest identity the checks use (the cleanup authenticates as all of them)
+DIGEST_USERS = ("alice:secret", "bob:pw", "carol:pw", "dave:pw", "erin:pw", "frank:pw", "gina:pw")
 
 
 def check(name, **opts):
@@ -382,8 +381,11 @@ class Ctx(object):
 
 def run_check(args, root, name, fn, opts, setup_client):
     base = "%s/%s" % (root, name)
-    if opts.get("make_base", True):
-        setup_client.create(base)
+    try:
+        setup_client.create_async(base).get(timeout=10)
+    except Exception as e:
+        print("FAIL %s: cannot create the check's base node %s: %r" % (name, base, e))
+        return "timeout"
     ctx = Ctx(args, base)
     result = {}
 
@@ -405,7 +407,8 @@ def run_check(args, root, name, fn, opts, setup_client):
     t.start()
     t.join(args.check_timeout)
     dt = time.time() - t0
-    if t.is_alive():
+    timed_out = t.is_alive()
+    if timed_out:
         result = {"fail": "timed out after %.0f s" % args.check_timeout}
     closer = threading.Thread(target=ctx.close, daemon=True)
     closer.start()
@@ -419,6 +422,8 @@ def run_check(args, root, name, fn, opts, setup_client):
         if result.get("tb"):
             print(result["tb"])
     sys.stdout.flush()
+    if timed_out:
+        return "timeout"
     return "ok" if "ok" in result else ("skip" if "skip" in result else "fail")
 
 
@@ -462,15 +467,22 @@ def _(ctx):
 
 @check("session_bad_password_expired")
 def _(ctx):
+    # reattaching to a live session with a wrong password: the server answers the
+    # ConnectRequest with timeOut 0 (kazoo: "Session has expired" -> LOST)
     sid = ctx.c.client_id[0]
     c = ctx.client(start=False, client_id=(sid, b"\x01" * 16), timeout=4.0,
                    connection_retry={"max_tries": 1, "delay": 0.1})
+    states = Recorder()
+    c.add_listener(states)
     try:
-        c.start(timeout=4)
+        c.start(timeout=2)
     except Exception:
         pass
-    expect_eq(c.client_state, KeeperState.EXPIRED_SESSION, "state after reattach with a wrong password")
+    expect(KazooState.CONNECTED not in states.snapshot(), "client states %r" % states.snapshot())
+    res = CONNECT_RESULTS.get(id(c), [])
+    expect(res and res[0][1] <= 0, "negotiated timeout in the ConnectResponse %r" % (res,))
     expect(ctx.c.exists("/") is not None, "the real owner of the session was disturbed")
+    expect_eq(ctx.c.client_id[0], sid, "owner's session")
 
 
 @check("session_reattach_drops_old_connection")
@@ -497,11 +509,28 @@ def _(ctx):
     expect_eq(st.ephemeralOwner, c1.client_id[0], "ephemeralOwner")
     ev = Recorder()
     expect(c2.exists(p, watch=ev) is not None, "exists")
+    ch = Recorder()
+    c2.get_children(ctx.base, watch=ch)
     c1.stop()
     got = ev.wait_for(1, 5)
     expect(got, "no watch event after the owner closed its session")
     expect_eq((got[0].type, got[0].path), (EventType.DELETED, p), "event")
+    got = ch.wait_for(1, 5)
+    expect(got and got[0].type == EventType.CHILD and got[0].path == ctx.base, "parent child watch: %r" % got)
     expect(c2.exists(p) is None, "ephemeral still there after close")
+    expect_eq(c2.exists(ctx.base).numChildren, 0, "parent numChildren")
+
+
+@check("ephemeral_deleted_by_other_session")
+def _(ctx):
+    c1, c2 = ctx.client(), ctx.client()
+    p = ctx.p("eph")
+    c1.create(p, ephemeral=True)
+    c2.delete(p)
+    expect(c1.exists(p) is None, "not deleted")
+    expect_eq(raw_call(c1, GetEphemerals(ctx.base)), [], "owner's ephemerals after the delete")
+    c1.create(p, ephemeral=True)  # the name is free again
+    expect_eq(c2.exists(p).ephemeralOwner, c1.client_id[0], "owner")
 
 
 @check("session_expiry")
@@ -523,6 +552,39 @@ def _(ctx):
     # kazoo then opens a new session by itself
     expect(wait_until(lambda: c1.connected and c1.client_id and c1.client_id[0] != old_sid, 10),
            "no new session after expiry")
+
+
+@check("session_timeout_expiry")
+def _(ctx):
+    # a client that goes silent (connection dropped, reconnect held back) is expired
+    # by the server after its negotiated timeout (4 s): its ephemerals go, watchers
+    # of other sessions get the events, and the late reconnect is refused (LOST)
+    c1 = ctx.client(timeout=4.0)
+    c2 = ctx.client()
+    p = ctx.p("eph")
+    c1.create(p, ephemeral=True)
+    ev = Recorder()
+    c2.exists(p, watch=ev)
+    states = Recorder()
+    c1.add_listener(states)
+    gate = threading.Event()
+    real_create_connection = c1.handler.create_connection
+
+    def gated(*a, **kw):
+        gate.wait(20)
+        return real_create_connection(*a, **kw)
+
+    c1.handler.create_connection = gated
+    t0 = time.time()
+    c1._connection._socket.shutdown(2)
+    got = ev.wait_for(1, 15)
+    dt = time.time() - t0
+    expect(got and got[0].type == EventType.DELETED, "ephemeral not removed by session expiry: %r" % got)
+    # ZooKeeper expires sessions in tickTime buckets: between timeout and timeout + tickTime
+    expect(3.0 <= dt <= 10.0, "expired after %.1f s (negotiated timeout 4 s)" % dt)
+    expect(c2.exists(p) is None, "ephemeral still exists")
+    gate.set()
+    expect(wait_until(lambda: KazooState.LOST in states.snapshot(), 10), "late reconnect not refused: %r" % states.snapshot())
 
 
 @check("ephemeral_no_children")
@@ -630,6 +692,31 @@ def _(ctx):
     expect_eq(c.create(p + "/s", sequence=True), p + "/s0000000001", "suffix")
 
 
+@check("pipelined_async_requests")
+def _(ctx):
+    # many requests in flight on one session are executed and answered in order
+    c = ctx.c
+    p = ctx.p("n")
+    c.create(p, b"-1")
+    q = ctx.p("q")
+    c.create(q)
+    results = []
+    for i in range(100):
+        results.append(("set", i, c.set_async(p, str(i).encode())))
+        results.append(("get", i, c.get_async(p)))
+        results.append(("seq", i, c.create_async(q + "/s-", sequence=True)))
+    for kind, i, r in results:
+        v = r.get(timeout=10)
+        if kind == "set":
+            expect_eq(v.version, i + 1, "version returned by set #%d" % i)
+        elif kind == "get":
+            expect_eq(v[0], str(i).encode(), "get #%d sees the set just before it" % i)
+        else:
+            expect_eq(v, q + "/s-%010d" % i, "sequential create #%d" % i)
+    zx = [r.get().mzxid for kind, i, r in results if kind == "set"]
+    expect(all(a < b for a, b in zip(zx, zx[1:])), "zxids of pipelined sets not increasing")
+
+
 @check("set_and_versions")
 def _(ctx):
     c = ctx.c
@@ -717,9 +804,14 @@ def _(ctx):
     expect_raises(NoNodeError, c.set_acls, m, OPEN_ACL_UNSAFE)
     expect_raises(NotEmptyError, c.delete, p)
     expect(c.exists(m) is None, "exists on a missing node")
-    # invalid paths are rejected by the server with BadArguments
-    for bad in (ctx.p("x") + "/", ctx.p("a//b"), ctx.p("a/./b"), ctx.p("a/../b")):
+    # invalid paths (under an existing parent) are rejected with BadArguments
+    for bad in (ctx.base + "/", p + "/", p + "/.", p + "/..", p + "/a\x00b", "noslash"):
         expect_raises(BadArgumentsError, raw_call, c, RawCreate(OP_CREATE2, bad, b"", OPEN_ACL_UNSAFE, 0, None))
+    # the parent is looked up first: "a//b" has parent "a/" which does not exist
+    expect_raises(NoNodeError, raw_call, c, RawCreate(OP_CREATE2, p + "//b", b"", OPEN_ACL_UNSAFE, 0, None))
+    # a trailing slash is fine for a sequential create: the suffix makes the name
+    expect_eq(raw_call(c, RawCreate(OP_CREATE2, p + "/", b"", OPEN_ACL_UNSAFE, FLAG_SEQUENTIAL, None))[0],
+              p + "/0000000001", "sequential create with a trailing slash")
 
 
 @check("get_children")
@@ -735,7 +827,6 @@ def _(ctx):
     expect_eq(sorted(kids), names, "children (include_data)")
     expect_eq((st.numChildren, st.cversion), (20, 20), "(numChildren, cversion)")
     expect_eq(c.get_children(p + "/c00"), [], "leaf children")
-    expect_eq(sorted(c.get_children("/")), sorted(c.get_children("/")), "root listing")
     expect("zookeeper" in c.get_children("/"), "/zookeeper missing from the root listing")
 
 
@@ -777,8 +868,18 @@ def _(ctx):
     expect_eq(sorted(c.get_children("/zookeeper")), ["config", "quota"], "/zookeeper children")
     expect_eq(c.get_acls("/zookeeper/config")[0], READ_ACL_UNSAFE, "/zookeeper/config ACL")
     st = c.exists("/zookeeper")
-    # 3.8 creates /zookeeper's children without counting them: cversion shows -2
+    # 3.8 creates /zookeeper's children without counting them: on a fresh server
+    # cversion shows 2*0 - numChildren = -2
     expect_eq((st.czxid, st.numChildren, st.cversion), (0, 2, -2), "/zookeeper (czxid, numChildren, cversion)")
+
+
+@check("system_nodes_protected")
+def _(ctx):
+    c = ctx.c
+    for p in ("/", "/zookeeper"):
+        expect_raises(BadArgumentsError, c.delete, p)
+    expect_raises(NoAuthError, c.set, "/zookeeper/config", b"x")
+    expect_raises(NodeExistsError, c.create, "/zookeeper")
 
 
 @check("sync")
@@ -910,7 +1011,6 @@ def _(ctx):
 def _(ctx):
     anon = ctx.client()
     expect_raises(InvalidACLError, anon.create, ctx.p("a"), acl=CREATOR_ALL_ACL)
-    expect_raises(InvalidACLError, anon.create, ctx.p("b"), acl=[])
     c = ctx.client(auth_data=[("digest", "carol:pw")])
     c.create(ctx.p("c"), acl=CREATOR_ALL_ACL)
     acls, _ = c.get_acls(ctx.p("c"))
@@ -934,21 +1034,64 @@ def _(ctx):
     anon.delete(ctx.p("dir", "kid"))
 
 
+@check("acl_invalid")
+def _(ctx):
+    c = ctx.c
+
+    def create(name, acl):
+        return raw_call(c, RawCreate(OP_CREATE2, ctx.p(name), b"", acl, 0, None))
+
+    # (kazoo replaces an empty ACL list by its default, hence the raw request)
+    expect_raises(InvalidACLError, create, "empty", [])
+    expect_raises(InvalidACLError, create, "scheme", [make_acl("nosuchscheme", "x", all=True)])
+    expect_raises(InvalidACLError, create, "digest", [make_acl("digest", "no-colon", all=True)])
+    expect_raises(InvalidACLError, create, "ip", [make_acl("ip", "300.1.1.1", all=True)])
+    expect_raises(InvalidACLError, create, "world", [make_acl("world", "someone", all=True)])
+    expect_eq(c.get_children(ctx.base), [], "nothing created")
+    # an ACL entry with no permissions at all is accepted
+    create("noperms", [ACL(0, Id("world", "anyone"))])
+    expect_raises(NoAuthError, c.get, ctx.p("noperms"))
+    c.delete(ctx.p("noperms"))
+
+
 @check("acl_ip_and_multiple")
 def _(ctx):
     c = ctx.c
     c.create(ctx.p("ip"), b"i", acl=[make_acl("ip", "127.0.0.1", all=True)])
     expect_eq(c.get(ctx.p("ip"))[0], b"i", "ip ACL read from 127.0.0.1")
-    acl = [make_acl("world", "anyone", read=True), make_digest_acl("erin", "pw", write=True)]
+    acl = [make_acl("world", "anyone", read=True), make_digest_acl("erin", "pw", write=True, admin=True)]
     c.create(ctx.p("m"), acl=acl)
-    expect_eq(c.get_acls(ctx.p("m"))[0], acl, "ACL list order")
+    expect_eq(c.get_acls(ctx.p("m"))[0], [acl[0], ACL(Permissions.WRITE | Permissions.ADMIN,
+                                                       Id("digest", "erin:x"))], "ACL seen without ADMIN")
+    erin = ctx.client(auth_data=[("digest", "erin:pw")])
+    expect_eq(erin.get_acls(ctx.p("m"))[0], acl, "ACL list (order kept) seen with ADMIN")
+
+
+@check("acl_digest_hidden_without_admin")
+def _(ctx):
+    # getACL needs READ or ADMIN; without ADMIN the digest hashes come back as "x"
+    owner = ctx.client(auth_data=[("digest", "gina:pw")])
+    anon = ctx.client()
+    p = ctx.p("n")
+    owner.create(p, acl=[make_acl("world", "anyone", read=True), make_digest_acl("gina", "pw", all=True)])
+    acls, _ = anon.get_acls(p)
+    expect_eq([a.id.id for a in acls], ["anyone", "gina:x"], "ids seen by a reader")
+    acls, _ = owner.get_acls(p)
+    expect_eq([a.id.id for a in acls], ["anyone", digest("gina", "pw")], "ids seen by the admin")
 
 
 @check("auth_unknown_scheme_fails_session")
 def _(ctx):
+    # the server answers the auth packet (xid -4) with error AuthFailed (-115), which
+    # kazoo turns into AuthFailedError and state LOST; real ZooKeeper also closes the
+    # connection (kazoo's state after that depends on its reconnect timing)
     c = ctx.client()
+    states = Recorder()
+    c.add_listener(states)
     expect_raises(AuthFailedError, c.add_auth, "nosuchscheme", "x")
-    expect_eq(c.client_state, KeeperState.AUTH_FAILED, "client state")
+    expect(wait_until(lambda: KazooState.CONNECTED not in states.snapshot() and states.snapshot(), 5),
+           "connection not closed after AuthFailed: %r" % states.snapshot())
+    expect(ctx.c.exists("/") is not None, "other sessions disturbed")
 
 
 @check("auth_whoami")
@@ -1322,14 +1465,17 @@ def _(ctx):
 
 @check("persistent_watch_plus_standard_watch")
 def _(ctx):
-    # a standard data watch and a persistent watch on the same node: the event is
-    # sent once; the standard one is consumed, the persistent one stays
+    # a standard data watch, then a persistent watch on the same node: one event per
+    # change on the wire, and the persistent watch stays.
+    # (NB: the other order, persistent first and then a standard get-watch, makes
+    # ZooKeeper 3.8 forget the persistent watch after the next event, a 3.8 bug fixed
+    # in 3.9 by ZOOKEEPER-4466; not checked.)
     c = ctx.c
     p = ctx.p("n")
     c.create(p)
-    raw_call(c, AddWatch(p, ADD_WATCH_PERSISTENT))
     ev = Recorder()
     c.get(p, watch=ev)
+    raw_call(c, AddWatch(p, ADD_WATCH_PERSISTENT))
     c.set(p, b"1")
     expect(ev.wait_for(1), "standard watcher not called")
     c.set(p, b"2")
@@ -1378,63 +1524,24 @@ def _(ctx):
     expect_eq(sorted(wire_events(c)), sorted([(EV_CHILD, p("pd")), (EV_CHANGED, p("pc"))]), "events after removal")
 
 
-@check("watches_survive_reconnect")
+@check("session_reconnect_same_session")
 def _(ctx):
-    # kazoo re-sends its watches (SetWatches) after a reconnect on the same session
+    # dropping the TCP connection keeps the session: kazoo reconnects with the same
+    # session id and password, and the session's ephemerals stay.
+    # (kazoo itself drops its watches on a disconnect and sends no SetWatches, so
+    # watch re-registration is not checked here)
     c = ctx.client(timeout=10.0)
-    p = ctx.p("n")
-    c.create(p)
-    ev = Recorder()
-    c.get(p, watch=ev)
-    ch = Recorder()
-    c.get_children(p, watch=ch)
-    ex = Recorder()
-    c.exists(ctx.p("future"), watch=ex)
+    p = ctx.p("eph")
+    c.create(p, ephemeral=True)
     sid = c.client_id[0]
-    c._connection._socket.shutdown(2)  # drop the TCP connection, keep the session
     states = Recorder()
     c.add_listener(states)
-    expect(wait_until(lambda: c.connected and KazooState.CONNECTED in states.snapshot(), 10), "no reconnect")
-    expect_eq(c.client_id[0], sid, "session id after reconnect")
-    other = ctx.client()
-    other.set(p, b"x")
-    other.create(p + "/kid")
-    other.create(ctx.p("future"))
-    got = ev.wait_for(2)
-    expect(any(e.type == EventType.CHANGED for e in got), "data watch lost: %r" % got)
-    expect(any(e.type == EventType.CHILD for e in ch.wait_for(2)), "child watch lost")
-    expect(any(e.type == EventType.CREATED for e in ex.wait_for(2)), "exists watch lost")
-
-
-@check("watches_fire_on_reconnect_for_missed_changes")
-def _(ctx):
-    # changes made while the client was disconnected fire on SetWatches (relative zxid)
-    c = ctx.client(timeout=10.0)
-    p = ctx.p("n")
-    c.create(p)
-    c.get(p, watch=lambda e: None)
-    c.exists(ctx.p("gone-later"), watch=lambda e: None)
-    other = ctx.client()
-    # hold the client's reconnect back until the changes are made
-    gate = threading.Event()
-    real_create_connection = c.handler.create_connection
-
-    def gated(*a, **kw):
-        gate.wait(10)
-        return real_create_connection(*a, **kw)
-
-    c.handler.create_connection = gated
-    sid = c.client_id[0]
     c._connection._socket.shutdown(2)
-    expect(wait_until(lambda: not c.connected, 5), "client did not notice the dropped connection")
-    other.set(p, b"changed while away")
-    other.create(ctx.p("gone-later"))
-    gate.set()
-    expect(wait_until(lambda: c.connected, 10), "no reconnect")
+    expect(wait_until(lambda: states.snapshot()[-2:] == [KazooState.SUSPENDED, KazooState.CONNECTED], 10),
+           "states %r" % states.snapshot())
     expect_eq(c.client_id[0], sid, "session id after reconnect")
-    expect(wait_until(lambda: (EV_CHANGED, p) in wire_events(c)), "missed change not reported: %r" % wire_events(c))
-    expect(wait_until(lambda: (EV_CREATED, ctx.p("gone-later")) in wire_events(c)),
-           "missed create not reported: %r" % wire_events(c))
+    expect_eq(c.exists(p).ephemeralOwner, sid, "ephemeral after reconnect")
+    c.set(p, b"still mine")
 
 
 ###############################################################################
@@ -1487,12 +1594,12 @@ def _(ctx):
     r1, r2 = c1.ReadLock(p), c2.ReadLock(p)
     expect(r1.acquire(timeout=5) and r2.acquire(timeout=5), "two readers")
     w = c3.WriteLock(p)
-    expect(not w.acquire(timeout=0.5), "writer got in with readers holding")
+    expect(not w.acquire(blocking=False), "writer got in with readers holding")
     r1.release()
     r2.release()
     expect(w.acquire(timeout=5), "writer after readers released")
     r3 = c1.ReadLock(p)
-    expect(not r3.acquire(timeout=0.5), "reader got in with the writer holding")
+    expect(not r3.acquire(blocking=False), "reader got in with the writer holding")
     w.release()
     expect(r3.acquire(timeout=5), "reader after writer released")
     r3.release()
@@ -1672,7 +1779,7 @@ def _(ctx):
     p = ctx.p("tc")
     c.create(p + "/pre", b"0", makepath=True)
     events = Recorder()
-    cache = c.TreeCache(p)
+    cache = TreeCache(c, p)
     cache.listen(lambda ev: events((ev.event_type, ev.event_data.path if ev.event_data else None)))
     cache.start()
     try:
@@ -1759,35 +1866,51 @@ def main():
 
     t0 = time.time()
     root = "/kazoo-%d-%d" % (os.getpid(), int(time.time()))
-    setup = KazooClient(hosts=args.hosts, timeout=10.0, connection_retry={"max_tries": 3, "delay": 0.2})
+    setup = KazooClient(hosts=args.hosts, timeout=10.0, connection_retry={"max_tries": -1, "delay": 0.2, "max_delay": 1.0})
     try:
         setup.start(timeout=10)
-        setup.create(root)
+        setup.create_async(root).get(timeout=10)
     except Exception as e:
         print("FAIL setup: cannot connect to %s or create %s: %r" % (args.hosts, root, e))
         return 1
     print("# kazoo suite against %s, root %s, ttl=%s" % (args.hosts, root, args.ttl))
     counts = collections.Counter()
     failed = []
+    timeouts_in_a_row = 0
     for name, fn, opts in CHECKS:
         if args.pattern and not fnmatch.fnmatch(name, args.pattern):
             continue
-        if not setup.connected:
-            setup.start(timeout=10)
-        r = run_check(args, root, name, fn, opts, setup)
+        if timeouts_in_a_row >= 3:
+            print("FAIL %s: not run, the server stopped answering (3 checks in a row timed out)" % name)
+            r = "fail"
+        else:
+            r = run_check(args, root, name, fn, opts, setup)
+        timeouts_in_a_row = timeouts_in_a_row + 1 if r == "timeout" else 0
+        r = "fail" if r == "timeout" else r
         counts[r] += 1
         if r == "fail":
             failed.append(name)
+
     # clean up (some nodes are ACL-protected: authenticate as every digest user used)
+    def cleanup():
+        try:
+            cleaner = KazooClient(hosts=args.hosts, timeout=10.0, auth_data=[
+                ("digest", u) for u in DIGEST_USERS])
+            cleaner.start(timeout=10)
+            cleaner.delete(root, recursive=True)
+            cleaner.stop()
+        except Exception as e:
+            print("# cleanup of %s failed: %r" % (root, e))
+
+    t = threading.Thread(target=cleanup, daemon=True)
+    t.start()
+    t.join(60)
+    if t.is_alive():
+        print("# cleanup of %s timed out" % root)
     try:
-        cleaner = KazooClient(hosts=args.hosts, timeout=10.0, auth_data=[
-            ("digest", u) for u in ("alice:secret", "bob:pw", "carol:pw", "dave:pw", "erin:pw", "frank:pw")])
-        cleaner.start(timeout=10)
-        cleaner.delete(root, recursive=True)
-        cleaner.stop()
-    except Exception as e:
-        print("# cleanup of %s failed: %r" % (root, e))
-    setup.stop()
+        setup.stop()
+    except Exception:
+        pass
     print("# %d passed, %d failed, %d skipped, %.1f s" % (counts["ok"], counts["fail"], counts["skip"], time.time() - t0))
     if failed:
         print("# failed: " + " ".join(failed))
