@@ -62,6 +62,9 @@ async fn multi_success_results_and_effects() {
     assert_eq!(parent.pzxid, a.czxid);
 }
 
+/// Adds the operations of one multi case.
+type AddOps<'a> = dyn Fn(&mut zk::MultiWriter<'_>) + 'a;
+
 #[tokio::test]
 async fn multi_failure_is_all_or_nothing() {
     let s = Server::start();
@@ -69,7 +72,7 @@ async fn multi_failure_is_all_or_nothing() {
     let p = unique("multi-fail");
     let (p0, _) = c.create(&p, b"", &persistent()).await.unwrap();
 
-    let cases: Vec<(usize, Error, Box<dyn Fn(&mut zk::MultiWriter<'_>)>)> = vec![
+    let cases: Vec<(usize, Error, Box<AddOps<'_>>)> = vec![
         (
             1,
             Error::NoNode,

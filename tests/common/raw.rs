@@ -239,7 +239,7 @@ fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len)?;
     let n = i32::from_be_bytes(len);
-    if n < 0 || n > 64 << 20 {
+    if !(0..=64 << 20).contains(&n) {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {n}")));
     }
     let mut body = vec![0u8; n as usize];
