@@ -231,7 +231,7 @@ mod tests {
                 &header,
                 &Txn::Create {
                     path: Arc::from(*path),
-                    data: Arc::from(&b"d"[..]),
+                    data: Some(Arc::from(&b"d"[..])),
                     acl: Arc::from(acl.clone()),
                     ephemeral_owner: 0,
                 },

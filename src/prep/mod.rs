@@ -42,10 +42,12 @@ pub struct WriteContext<'a> {
 /// The result of preparing one request.
 #[derive(Debug)]
 pub enum Prepared {
-    /// A transaction to log; the reply is sent once it commits.
-    Txn { header: TxnHeader, txn: Txn, response: Response },
-    /// Nothing to log; the reply (an error, or sync's path) is sent once
-    /// everything prepared before it commits, which keeps per-session order.
+    /// A transaction to log; the reply is sent once it commits. A failed
+    /// write is logged too, as `Txn::Error`, so it takes a zxid as it does in
+    /// ZooKeeper.
+    Txn { header: TxnHeader, txn: Txn, err: ErrorCode, response: Response },
+    /// Nothing to log (sync); the reply is sent once everything prepared
+    /// before it commits, which keeps per-session order.
     Reply { err: ErrorCode, response: Response },
 }
 
@@ -158,10 +160,19 @@ impl Preparer {
         Some((header, txn))
     }
 
+    /// Logs a failed write as an error transaction (ZooKeeper's ErrorTxn).
+    fn fail(&mut self, err: ErrorCode, response: Response, context: &WriteContext<'_>) -> Prepared {
+        let header = self.next_header(context);
+        let txn = Txn::Error { code: err.code() };
+        self.apply_speculative(&header, &txn);
+        let err = if matches!(response, Response::Multi(_)) { ErrorCode::Ok } else { err };
+        Prepared::Txn { header, txn, err, response }
+    }
+
     /// Prepares one write request (see `Request::is_write`).
     pub fn prepare(&mut self, request: &Request, context: &WriteContext<'_>) -> Prepared {
         if self.speculative.session(context.session_id).is_none() {
-            return reply_error(ErrorCode::SessionExpired);
+            return self.fail(ErrorCode::SessionExpired, Response::Empty, context);
         }
         let single = match request {
             Request::Create(create) => prep_create(&self.speculative, create, context, &self.settings),
@@ -176,23 +187,21 @@ impl Preparer {
             Request::Reconfig { .. } => {
                 // A standalone server answers as ZooKeeper's does with
                 // reconfigEnabled=false; ensembles are a later issue.
-                return reply_error(if self.settings.reconfig_enabled {
-                    ErrorCode::Unimplemented
-                } else {
-                    ErrorCode::ReconfigDisabled
-                });
+                let err =
+                    if self.settings.reconfig_enabled { ErrorCode::Unimplemented } else { ErrorCode::ReconfigDisabled };
+                return self.fail(err, Response::Empty, context);
             }
             Request::CloseSession => {
                 return match self.close_session(context.session_id, context.time_ms) {
-                    Some((header, txn)) => Prepared::Txn { header, txn, response: Response::Empty },
-                    None => reply_error(ErrorCode::SessionExpired),
+                    Some((header, txn)) => Prepared::Txn { header, txn, err: ErrorCode::Ok, response: Response::Empty },
+                    None => self.fail(ErrorCode::SessionExpired, Response::Empty, context),
                 };
             }
             _ => Err(ErrorCode::BadArguments),
         };
         let txn = match single {
             Ok(txn) => txn,
-            Err(err) => return reply_error(err),
+            Err(err) => return self.fail(err, Response::Empty, context),
         };
         let header = self.next_header(context);
         let applied = self.apply_speculative(&header, &txn);
@@ -208,7 +217,7 @@ impl Preparer {
             (_, OpOutcome::DataSet(stat)) | (_, OpOutcome::AclSet(stat)) => Response::Stat(stat),
             _ => Response::Empty,
         };
-        Prepared::Txn { header, txn, response }
+        Prepared::Txn { header, txn, err: ErrorCode::Ok, response }
     }
 
     /// A multi is all or nothing: its operations are prepared one after
@@ -249,19 +258,15 @@ impl Preparer {
                         })
                         .collect();
                     // The reply header says Ok; the errors are in the results.
-                    return Prepared::Reply { err: ErrorCode::Ok, response: Response::Multi(results) };
+                    return self.fail(err, Response::Multi(results), context);
                 }
             }
         }
         self.speculative = scratch;
         self.triggers.append(&mut triggers);
         self.next_zxid += 1;
-        Prepared::Txn { header, txn: Txn::Multi(txns), response: Response::Multi(results) }
+        Prepared::Txn { header, txn: Txn::Multi(txns), err: ErrorCode::Ok, response: Response::Multi(results) }
     }
-}
-
-fn reply_error(err: ErrorCode) -> Prepared {
-    Prepared::Reply { err, response: Response::Empty }
 }
 
 fn multi_result(operation: &MultiOp, outcome: OpOutcome) -> OpResult {
@@ -349,7 +354,7 @@ fn prep_create(tree: &Tree, create: &CreateRequest, context: &WriteContext<'_>, 
     };
     Ok(Txn::Create {
         path: Arc::from(path),
-        data: Arc::from(&create.data[..]),
+        data: create.data.as_deref().map(Arc::from),
         acl: Arc::from(acl),
         ephemeral_owner: owner,
     })
@@ -376,12 +381,18 @@ fn prep_delete(tree: &Tree, path: &str, version: i32, context: &WriteContext<'_>
     Ok(Txn::Delete { path: Arc::from(path) })
 }
 
-fn prep_set_data(tree: &Tree, path: &str, data: &[u8], version: i32, context: &WriteContext<'_>) -> PrepResult {
+fn prep_set_data(
+    tree: &Tree,
+    path: &str,
+    data: &Option<Vec<u8>>,
+    version: i32,
+    context: &WriteContext<'_>,
+) -> PrepResult {
     validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
     let node = node_at(tree, path)?;
     require(&node.acl, context.auth, perms::WRITE)?;
     check_version(node.version, version)?;
-    Ok(Txn::SetData { path: Arc::from(path), data: Arc::from(data) })
+    Ok(Txn::SetData { path: Arc::from(path), data: data.as_deref().map(Arc::from) })
 }
 
 fn prep_set_acl(

@@ -1,6 +1,7 @@
 use super::*;
 use crate::proto::codes::op;
 use crate::proto::Acl;
+use crate::tree::Txn;
 
 const SESSION: i64 = 0x100;
 
@@ -23,7 +24,7 @@ fn create(path: &str, flags: i32) -> Request {
     Request::Create(CreateRequest {
         opcode: op::CREATE2,
         path: path.into(),
-        data: b"v".to_vec(),
+        data: Some(b"v".to_vec()),
         acl: Acl::open_unsafe(),
         flags,
         ttl_ms: -1,
@@ -32,8 +33,7 @@ fn create(path: &str, flags: i32) -> Request {
 
 fn error_of(prepared: Prepared) -> ErrorCode {
     match prepared {
-        Prepared::Reply { err, .. } => err,
-        Prepared::Txn { .. } => ErrorCode::Ok,
+        Prepared::Reply { err, .. } | Prepared::Txn { err, .. } => err,
     }
 }
 
@@ -78,7 +78,7 @@ fn error_codes_follow_zookeeper_order() {
     assert_eq!(error_of(preparer.prepare(&delete("/a/c", 4), &ctx)), ErrorCode::BadVersion);
     assert_eq!(error_of(preparer.prepare(&delete("/zookeeper", -1), &ctx)), ErrorCode::BadArguments);
     assert_eq!(error_of(preparer.prepare(&delete("/nope", -1), &ctx)), ErrorCode::NoNode);
-    let set = Request::SetData { path: "/zookeeper/config".into(), data: vec![], version: -1 };
+    let set = Request::SetData { path: "/zookeeper/config".into(), data: None, version: -1 };
     assert_eq!(error_of(preparer.prepare(&set, &ctx)), ErrorCode::NoAuth);
 }
 
@@ -90,7 +90,7 @@ fn ttl_needs_extended_types_and_a_valid_ttl() {
         Request::Create(CreateRequest {
             opcode: op::CREATE_TTL,
             path: "/t".into(),
-            data: vec![],
+            data: None,
             acl: Acl::open_unsafe(),
             flags: 5,
             ttl_ms,
@@ -112,7 +112,7 @@ fn failed_multi_changes_nothing_and_reports_per_op() {
         MultiOp::Create(CreateRequest {
             opcode: op::CREATE,
             path: "/m".into(),
-            data: vec![],
+            data: None,
             acl: Acl::open_unsafe(),
             flags: 0,
             ttl_ms: -1,
@@ -121,14 +121,15 @@ fn failed_multi_changes_nothing_and_reports_per_op() {
         MultiOp::Delete { path: "/m".into(), version: -1 },
     ]);
     match preparer.prepare(&multi, &ctx) {
-        Prepared::Reply { err, response: Response::Multi(results) } => {
+        Prepared::Txn { err, txn: Txn::Error { code }, response: Response::Multi(results), .. } => {
             assert_eq!(err, ErrorCode::Ok);
+            assert_eq!(code, ErrorCode::BadVersion.code());
             assert_eq!(results, vec![OpResult::Error(0), OpResult::Error(-103), OpResult::Error(-2)]);
         }
         other => panic!("{other:?}"),
     }
     assert!(preparer.speculative().get("/m").is_none());
-    assert_eq!(preparer.last_zxid(), zxid_before);
+    assert_eq!(preparer.last_zxid(), zxid_before + 1, "a failed multi takes a zxid, as in ZooKeeper");
 }
 
 #[test]
@@ -139,12 +140,12 @@ fn successful_multi_is_one_zxid_and_later_ops_see_earlier_ones() {
         MultiOp::Create(CreateRequest {
             opcode: op::CREATE2,
             path: "/m".into(),
-            data: vec![],
+            data: None,
             acl: Acl::open_unsafe(),
             flags: 0,
             ttl_ms: -1,
         }),
-        MultiOp::SetData { path: "/m".into(), data: b"x".to_vec(), version: 0 },
+        MultiOp::SetData { path: "/m".into(), data: Some(b"x".to_vec()), version: 0 },
         MultiOp::Check { path: "/m".into(), version: 1 },
     ]);
     match preparer.prepare(&multi, &ctx) {
@@ -165,14 +166,14 @@ fn acl_auth_scheme_and_digest_permissions() {
     let request = Request::Create(CreateRequest {
         opcode: op::CREATE,
         path: "/secret".into(),
-        data: vec![],
+        data: None,
         acl: vec![Acl::new(perms::ALL, "auth", "")],
         flags: 0,
         ttl_ms: -1,
     });
     assert_eq!(error_of(preparer.prepare(&request, &context(&user[..1]))), ErrorCode::InvalidAcl);
     assert_eq!(error_of(preparer.prepare(&request, &context(&user))), ErrorCode::Ok);
-    let set = Request::SetData { path: "/secret".into(), data: vec![], version: -1 };
+    let set = Request::SetData { path: "/secret".into(), data: None, version: -1 };
     assert_eq!(error_of(preparer.prepare(&set, &context(&user[..1]))), ErrorCode::NoAuth);
     assert_eq!(error_of(preparer.prepare(&set, &context(&user))), ErrorCode::Ok);
     let expired = WriteContext { session_id: 0x999, auth: &[], time_ms: 1 };

@@ -113,6 +113,15 @@ impl<'a> Reader<'a> {
         Ok(self.read_buffer_slice()?.to_vec())
     }
 
+    /// A buffer that keeps null (length -1) apart from empty, as znode data
+    /// does: ZooKeeper returns null data as null.
+    pub fn read_optional_buffer(&mut self) -> DecodeResult<Option<Vec<u8>>> {
+        match self.read_length()? {
+            None => Ok(None),
+            Some(length) => Ok(Some(self.take(length)?.to_vec())),
+        }
+    }
+
     pub fn read_buffer_slice(&mut self) -> DecodeResult<&'a [u8]> {
         match self.read_length()? {
             None => Ok(&[]),
@@ -178,6 +187,14 @@ impl<'a> Writer<'a> {
     pub fn write_buffer(&mut self, bytes: &[u8]) {
         self.write_i32(bytes.len() as i32);
         self.out.extend_from_slice(bytes);
+    }
+
+    /// A buffer, or null (length -1) for None.
+    pub fn write_optional_buffer(&mut self, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(bytes) => self.write_buffer(bytes),
+            None => self.write_null(),
+        }
     }
 
     /// A null buffer (length -1).

@@ -12,7 +12,8 @@ use super::records::{Acl, RequestHeader};
 pub struct CreateRequest {
     pub opcode: i32,
     pub path: String,
-    pub data: Vec<u8>,
+    /// None is null data, which ZooKeeper keeps apart from empty.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     /// The TTL of createTTL, -1 for the other opcodes.
@@ -38,7 +39,7 @@ pub struct SetWatches {
 pub enum MultiOp {
     Create(CreateRequest),
     Delete { path: String, version: i32 },
-    SetData { path: String, data: Vec<u8>, version: i32 },
+    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
     Check { path: String, version: i32 },
     GetChildren { path: String },
     GetData { path: String },
@@ -50,7 +51,7 @@ pub enum Request {
     Delete { path: String, version: i32 },
     Exists { path: String, watch: bool },
     GetData { path: String, watch: bool },
-    SetData { path: String, data: Vec<u8>, version: i32 },
+    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
     GetAcl { path: String },
     SetAcl { path: String, acl: Vec<Acl>, version: i32 },
     GetChildren { path: String, watch: bool },
@@ -96,7 +97,7 @@ impl Request {
             op::GET_DATA => Request::GetData { path: reader.read_string()?, watch: reader.read_bool()? },
             op::SET_DATA => Request::SetData {
                 path: reader.read_string()?,
-                data: reader.read_buffer()?,
+                data: reader.read_optional_buffer()?,
                 version: reader.read_i32()?,
             },
             op::GET_ACL => Request::GetAcl { path: reader.read_string()? },
@@ -219,7 +220,7 @@ impl Request {
             }
             Request::SetData { path, data, version } => {
                 writer.write_string(path);
-                writer.write_buffer(data);
+                writer.write_optional_buffer(data.as_deref());
                 writer.write_i32(*version);
             }
             Request::GetAcl { path }
@@ -270,7 +271,7 @@ fn decode_create(opcode: i32, reader: &mut Reader<'_>) -> DecodeResult<CreateReq
     Ok(CreateRequest {
         opcode,
         path: reader.read_string()?,
-        data: reader.read_buffer()?,
+        data: reader.read_optional_buffer()?,
         acl: Acl::decode_list(reader)?,
         flags: reader.read_i32()?,
         ttl_ms: if opcode == op::CREATE_TTL { reader.read_i64()? } else { -1 },
@@ -279,7 +280,7 @@ fn decode_create(opcode: i32, reader: &mut Reader<'_>) -> DecodeResult<CreateReq
 
 fn encode_create(create: &CreateRequest, writer: &mut Writer<'_>) {
     writer.write_string(&create.path);
-    writer.write_buffer(&create.data);
+    writer.write_optional_buffer(create.data.as_deref());
     Acl::encode_list(&create.acl, writer);
     writer.write_i32(create.flags);
     if create.opcode == op::CREATE_TTL {
@@ -305,7 +306,7 @@ fn decode_multi(reader: &mut Reader<'_>, read_only: bool) -> DecodeResult<Vec<Mu
             (op::DELETE, false) => MultiOp::Delete { path: reader.read_string()?, version: reader.read_i32()? },
             (op::SET_DATA, false) => MultiOp::SetData {
                 path: reader.read_string()?,
-                data: reader.read_buffer()?,
+                data: reader.read_optional_buffer()?,
                 version: reader.read_i32()?,
             },
             (op::CHECK, false) => MultiOp::Check { path: reader.read_string()?, version: reader.read_i32()? },
@@ -346,7 +347,7 @@ fn encode_multi(ops: &[MultiOp], writer: &mut Writer<'_>) {
             }
             MultiOp::SetData { path, data, version } => {
                 writer.write_string(path);
-                writer.write_buffer(data);
+                writer.write_optional_buffer(data.as_deref());
                 writer.write_i32(*version);
             }
             MultiOp::GetChildren { path } | MultiOp::GetData { path } => {
@@ -378,7 +379,7 @@ mod tests {
         let create = CreateRequest {
             opcode: op::CREATE_TTL,
             path: "/t".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             acl: Acl::open_unsafe(),
             flags: 5,
             ttl_ms: 1000,
@@ -389,7 +390,7 @@ mod tests {
             Request::Delete { path: "/a".into(), version: 3 },
             Request::Exists { path: "/a".into(), watch: true },
             Request::GetData { path: "/a".into(), watch: false },
-            Request::SetData { path: "/a".into(), data: vec![1, 2], version: -1 },
+            Request::SetData { path: "/a".into(), data: Some(vec![1, 2]), version: -1 },
             Request::GetAcl { path: "/a".into() },
             Request::SetAcl { path: "/a".into(), acl: Acl::read_unsafe(), version: 0 },
             Request::GetChildren { path: "/".into(), watch: true },
@@ -400,7 +401,7 @@ mod tests {
             Request::Multi(vec![
                 MultiOp::Create(CreateRequest { opcode: op::CREATE, ttl_ms: -1, flags: 0, ..create }),
                 MultiOp::Delete { path: "/b".into(), version: -1 },
-                MultiOp::SetData { path: "/c".into(), data: vec![], version: 2 },
+                MultiOp::SetData { path: "/c".into(), data: None, version: 2 },
                 MultiOp::Check { path: "/d".into(), version: 0 },
             ]),
             Request::MultiRead(vec![MultiOp::GetChildren { path: "/".into() }, MultiOp::GetData { path: "/a".into() }]),
@@ -458,7 +459,8 @@ mod tests {
     #[test]
     fn truncated_bodies_are_errors() {
         let mut out = Vec::new();
-        Request::SetData { path: "/abc".into(), data: vec![7; 10], version: 1 }.encode(1, &mut Writer::new(&mut out));
+        Request::SetData { path: "/abc".into(), data: Some(vec![7; 10]), version: 1 }
+            .encode(1, &mut Writer::new(&mut out));
         for cut in 8..out.len() {
             assert!(Request::decode(&out[..cut]).1.is_err(), "cut at {cut}");
         }

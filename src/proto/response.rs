@@ -19,7 +19,7 @@ pub enum OpResult {
     Delete,
     SetData(Stat),
     Check,
-    GetData(Arc<[u8]>, Stat),
+    GetData(Option<Arc<[u8]>>, Stat),
     GetChildren(Vec<Arc<str>>),
     /// A failed operation; 0 marks operations before the one that failed.
     Error(i32),
@@ -44,7 +44,7 @@ pub enum Response {
     /// exists, setData, setACL.
     Stat(Stat),
     /// getData, and reconfig.
-    Data(Arc<[u8]>, Stat),
+    Data(Option<Arc<[u8]>>, Stat),
     Acl(Vec<Acl>, Stat),
     Children(Vec<Arc<str>>),
     Children2(Vec<Arc<str>>, Stat),
@@ -67,7 +67,7 @@ impl Response {
             }
             Response::Stat(stat) => stat.encode(writer),
             Response::Data(data, stat) => {
-                writer.write_buffer(data);
+                writer.write_optional_buffer(data.as_deref());
                 stat.encode(writer);
             }
             Response::Acl(acl, stat) => {
@@ -100,7 +100,9 @@ impl Response {
                 Response::PathStat(reader.read_string()?, Stat::decode(reader)?)
             }
             op::EXISTS | op::SET_DATA | op::SET_ACL => Response::Stat(Stat::decode(reader)?),
-            op::GET_DATA | op::RECONFIG => Response::Data(reader.read_buffer()?.into(), Stat::decode(reader)?),
+            op::GET_DATA | op::RECONFIG => {
+                Response::Data(reader.read_optional_buffer()?.map(Arc::from), Stat::decode(reader)?)
+            }
             op::GET_ACL => Response::Acl(Acl::decode_list(reader)?, Stat::decode(reader)?),
             op::GET_CHILDREN => Response::Children(decode_names(reader)?),
             op::GET_CHILDREN2 => Response::Children2(decode_names(reader)?, Stat::decode(reader)?),
@@ -143,7 +145,7 @@ fn encode_multi(results: &[OpResult], writer: &mut Writer<'_>) {
             OpResult::Delete | OpResult::Check => {}
             OpResult::SetData(stat) => stat.encode(writer),
             OpResult::GetData(data, stat) => {
-                writer.write_buffer(data);
+                writer.write_optional_buffer(data.as_deref());
                 stat.encode(writer);
             }
             OpResult::GetChildren(children) => writer.write_string_vec(children),
@@ -170,7 +172,7 @@ fn decode_multi(reader: &mut Reader<'_>) -> DecodeResult<Vec<OpResult>> {
             op::DELETE => OpResult::Delete,
             op::SET_DATA => OpResult::SetData(Stat::decode(reader)?),
             op::CHECK => OpResult::Check,
-            op::GET_DATA => OpResult::GetData(reader.read_buffer()?.into(), Stat::decode(reader)?),
+            op::GET_DATA => OpResult::GetData(reader.read_optional_buffer()?.map(Arc::from), Stat::decode(reader)?),
             op::GET_CHILDREN => OpResult::GetChildren(decode_names(reader)?),
             op::ERROR => OpResult::Error(reader.read_i32()?),
             _ => return Err(DecodeError::Invalid("unknown result type in multi reply")),
@@ -208,7 +210,8 @@ mod tests {
             (op::CREATE, Response::Path("/a".into())),
             (op::CREATE2, Response::PathStat("/a".into(), stat)),
             (op::SET_DATA, Response::Stat(stat)),
-            (op::GET_DATA, Response::Data(Arc::from(&b"xyz"[..]), stat)),
+            (op::GET_DATA, Response::Data(Some(Arc::from(&b"xyz"[..])), stat)),
+            (op::GET_DATA, Response::Data(None, stat)),
             (op::GET_ACL, Response::Acl(Acl::open_unsafe(), stat)),
             (op::GET_CHILDREN, Response::Children(vec![Arc::from("a"), Arc::from("b")])),
             (op::GET_CHILDREN2, Response::Children2(vec![Arc::from("a")], stat)),

@@ -137,14 +137,11 @@ impl BroadcastCore {
                 let context = WriteContext { session_id, auth: &auth, time_ms: now_ms };
                 let closing = matches!(request, Request::CloseSession);
                 match self.preparer.prepare(&request, &context) {
-                    Prepared::Txn { header, txn, response } => {
+                    Prepared::Txn { header, txn, err, response } => {
                         self.log.append(&header, &txn);
                         self.tree_changed = true;
-                        self.reply(
-                            connection,
-                            ReplyBody::Response { xid, zxid: header.zxid, err: ErrorCode::Ok, response },
-                        );
-                        if closing {
+                        self.reply(connection, ReplyBody::Response { xid, zxid: header.zxid, err, response });
+                        if closing && err == ErrorCode::Ok {
                             self.tracker.remove(session_id);
                             self.owners.remove(&session_id);
                             info!(session = format_args!("0x{session_id:x}"), "session closed by its client");

@@ -5,6 +5,9 @@
 //! `pending`; a read that arrives while a write is pending waits behind it
 //! and is served when the write's reply is sent, from the tree that already
 //! holds the write. Reads with nothing ahead of them are answered at once.
+//! A write that arrives while reads wait is held until they are served:
+//! otherwise it could commit in the same batch as the write they wait for,
+//! and they would see it, which ZooKeeper's strict per-session order forbids.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -61,6 +64,9 @@ pub struct Connection {
     pub outbox: Outbox,
     handshake: Cell<Option<bool>>,
     handshake_waker: Cell<Option<Waker>>,
+    /// Reads in `pending`, and the reader task waiting for them to drain.
+    waiting_reads: Cell<usize>,
+    reads_drained: Cell<Option<Waker>>,
 }
 
 impl Connection {
@@ -76,6 +82,8 @@ impl Connection {
             outbox: Outbox::default(),
             handshake: Cell::new(None),
             handshake_waker: Cell::new(None),
+            waiting_reads: Cell::new(0),
+            reads_drained: Cell::new(None),
         }
     }
 
@@ -115,6 +123,19 @@ impl Connection {
         if let Some(waker) = self.handshake_waker.take() {
             waker.wake();
         }
+    }
+
+    /// Resolves once no read waits in `pending`.
+    async fn reads_served(&self) {
+        poll_fn(|context| {
+            if self.waiting_reads.get() == 0 || self.outbox.is_closing() {
+                Poll::Ready(())
+            } else {
+                self.reads_drained.set(Some(context.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     async fn handshake_result(&self) -> bool {
@@ -192,8 +213,14 @@ impl Connection {
                 }
             };
             let Some(Pending::Local { xid, request, started }) = next else {
+                if self.waiting_reads.get() == 0 {
+                    if let Some(waker) = self.reads_drained.take() {
+                        waker.wake();
+                    }
+                }
                 return;
             };
+            self.waiting_reads.set(self.waiting_reads.get() - 1);
             self.release_one(shard);
             self.serve_local(shard, xid, request, started);
         }
@@ -268,10 +295,12 @@ impl Connection {
         let header = |err: ErrorCode| ReplyHeader { xid, zxid: 0, err: err.code() };
         match acl::authenticate(scheme, data, super_digest, &self.peer.ip().to_string()) {
             Some(ids) => {
+                // ZooKeeper lists the connection's ip identity last (whoAmI).
                 let mut auth: Vec<Id> = self.auth.borrow().to_vec();
                 for id in ids {
                     if !auth.contains(&id) {
-                        auth.push(id);
+                        let position = auth.iter().position(|known| known.scheme == "ip").unwrap_or(auth.len());
+                        auth.insert(position, id);
                     }
                 }
                 *self.auth.borrow_mut() = Arc::from(auth);
@@ -518,6 +547,9 @@ async fn dispatch(
         return Ok(());
     }
     let is_write = request.is_write();
+    if is_write {
+        connection.reads_served().await;
+    }
     if !is_write && connection.pending.borrow().is_empty() {
         connection.serve_local(shard, xid, request, started);
         return Ok(());
@@ -548,6 +580,7 @@ async fn dispatch(
             })
             .await;
     } else {
+        connection.waiting_reads.set(connection.waiting_reads.get() + 1);
         connection.pending.borrow_mut().push_back(Pending::Local { xid, request, started });
     }
     Ok(())

@@ -30,7 +30,8 @@ pub type Path = Arc<str>;
 /// derived, never stored twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    pub data: Arc<[u8]>,
+    /// None is null data (a client sent a null buffer), kept apart from empty.
+    pub data: Option<Arc<[u8]>>,
     pub acl: Arc<[Acl]>,
     pub czxid: i64,
     pub mzxid: i64,
@@ -60,7 +61,7 @@ impl Node {
             aversion: self.aversion,
             // Container and TTL markers are not shown to clients.
             ephemeral_owner: self.owner_session().unwrap_or(0),
-            data_length: self.data.len() as i32,
+            data_length: self.data_len() as i32,
             num_children: self.children.len() as i32,
             pzxid: self.pzxid,
         }
@@ -68,7 +69,7 @@ impl Node {
 
     fn new_root_like(acl: Vec<Acl>) -> Node {
         Node {
-            data: Arc::from(&[][..]),
+            data: Some(Arc::from(&[][..])),
             acl: Arc::from(acl),
             czxid: 0,
             mzxid: 0,
@@ -81,6 +82,10 @@ impl Node {
             ephemeral_owner: 0,
             children: imbl::OrdSet::new(),
         }
+    }
+
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, |data| data.len())
     }
 
     pub fn is_container(&self) -> bool {
@@ -159,7 +164,7 @@ impl Tree {
     }
 
     fn put(&mut self, path: Path, node: Node) {
-        self.approximate_data_bytes += (path.len() + node.data.len()) as i64;
+        self.approximate_data_bytes += (path.len() + node.data_len()) as i64;
         self.nodes.insert(path, Arc::new(node));
     }
 
@@ -271,7 +276,8 @@ impl Tree {
                 let outcome = match self.nodes.get(&**path) {
                     Some(node) => {
                         let mut node = Node::clone(node);
-                        self.approximate_data_bytes += data.len() as i64 - node.data.len() as i64;
+                        let new_length = data.as_ref().map_or(0, |data| data.len());
+                        self.approximate_data_bytes += new_length as i64 - node.data_len() as i64;
                         node.data = data.clone();
                         node.version = node.version.wrapping_add(1);
                         node.mzxid = header.zxid;
@@ -300,6 +306,7 @@ impl Tree {
                 applied.outcomes.push(outcome);
             }
             Txn::Check { .. } => applied.outcomes.push(OpOutcome::Checked),
+            Txn::Error { .. } => applied.outcomes.push(OpOutcome::Failed),
             Txn::Multi(txns) => {
                 for sub in txns {
                     self.apply_one(header, sub, applied);
@@ -312,7 +319,7 @@ impl Tree {
         &mut self,
         header: &TxnHeader,
         path: &Path,
-        data: &Arc<[u8]>,
+        data: &Option<Arc<[u8]>>,
         acl: &Arc<[Acl]>,
         owner: i64,
         applied: &mut Applied,
@@ -380,7 +387,7 @@ impl Tree {
             self.nodes.insert(Arc::from(parent_path), Arc::new(parent));
         }
         self.nodes.remove(&**path);
-        self.approximate_data_bytes -= (path.len() + node.data.len()) as i64;
+        self.approximate_data_bytes -= (path.len() + node.data_len()) as i64;
         if node.is_container() {
             self.containers.remove(path);
         } else if node.ttl_ms().is_some() {

@@ -8,7 +8,7 @@ fn header(zxid: i64) -> TxnHeader {
 fn create(path: &str, owner: i64) -> Txn {
     Txn::Create {
         path: Arc::from(path),
-        data: Arc::from(&b"data"[..]),
+        data: Some(Arc::from(&b"data"[..])),
         acl: Arc::from(Acl::open_unsafe()),
         ephemeral_owner: owner,
     }
@@ -47,7 +47,7 @@ fn set_data_and_acl_bump_their_versions() {
     let mut tree = Tree::new();
     tree.apply(&header(1), &create("/a", 0));
     let before = tree.clone();
-    tree.apply(&header(2), &Txn::SetData { path: Arc::from("/a"), data: Arc::from(&b"xy"[..]) });
+    tree.apply(&header(2), &Txn::SetData { path: Arc::from("/a"), data: Some(Arc::from(&b"xy"[..])) });
     tree.apply(&header(3), &Txn::SetAcl { path: Arc::from("/a"), acl: Arc::from(Acl::read_unsafe()) });
     let stat = tree.get("/a").unwrap().stat();
     assert_eq!((stat.version, stat.aversion, stat.mzxid, stat.mtime, stat.data_length), (1, 1, 2, 1002, 2));

@@ -29,7 +29,7 @@ pub enum Txn {
     },
     Create {
         path: Path,
-        data: Arc<[u8]>,
+        data: Option<Arc<[u8]>>,
         acl: Arc<[Acl]>,
         ephemeral_owner: i64,
     },
@@ -38,7 +38,7 @@ pub enum Txn {
     },
     SetData {
         path: Path,
-        data: Arc<[u8]>,
+        data: Option<Arc<[u8]>>,
     },
     SetAcl {
         path: Path,
@@ -47,6 +47,11 @@ pub enum Txn {
     /// A version check inside a multi: it changes nothing.
     Check {
         path: Path,
+    },
+    /// A failed write (ZooKeeper's ErrorTxn): it changes nothing but takes
+    /// its zxid.
+    Error {
+        code: i32,
     },
     /// The operations of a successful multi, applied all at one zxid.
     Multi(Vec<Txn>),
@@ -62,6 +67,8 @@ pub enum OpOutcome {
     DataSet(Stat),
     AclSet(Stat),
     Checked,
+    /// An error transaction was applied.
+    Failed,
     /// The transaction did not fit the tree and changed nothing. Prep never
     /// produces such a transaction; replay of a damaged log might.
     Skipped,
