@@ -221,6 +221,56 @@ impl Tree {
         self.nodes.iter()
     }
 
+    /// Rebuilds a tree from its nodes (as a snapshot stores them: every
+    /// node but the children sets, which follow from the paths), its
+    /// sessions and its last zxid. The indexes of ephemerals, containers and
+    /// TTL nodes are derived again. A node whose parent is missing is an
+    /// error naming it, never a panic.
+    pub fn restore(
+        nodes: impl IntoIterator<Item = (Path, Node)>,
+        sessions: impl IntoIterator<Item = Session>,
+        last_zxid: i64,
+    ) -> Result<Tree, String> {
+        let mut tree = Tree {
+            nodes: imbl::HashMap::new(),
+            ephemerals: imbl::HashMap::new(),
+            containers: imbl::OrdSet::new(),
+            ttls: imbl::OrdSet::new(),
+            sessions: imbl::HashMap::new(),
+            last_zxid,
+            approximate_data_bytes: 0,
+        };
+        let mut all: Vec<(Path, Node)> = nodes.into_iter().collect();
+        // Parents before children: a parent's path is a prefix, so shorter first.
+        all.sort_by(|left, right| left.0.len().cmp(&right.0.len()).then_with(|| left.0.cmp(&right.0)));
+        for (path, mut node) in all {
+            node.children = imbl::OrdSet::new();
+            if &*path != "/" {
+                let (parent_path, name) = split(&path).ok_or_else(|| format!("invalid path {path:?} in snapshot"))?;
+                let parent = tree
+                    .nodes
+                    .get_mut(parent_path)
+                    .ok_or_else(|| format!("node {path:?} has no parent in the snapshot"))?;
+                Arc::make_mut(parent).children.insert(Arc::from(name));
+            }
+            if node.is_container() {
+                tree.containers.insert(path.clone());
+            } else if node.ttl_ms().is_some() {
+                tree.ttls.insert(path.clone());
+            } else if let Some(session) = node.owner_session() {
+                tree.ephemerals.entry(session).or_default().insert(path.clone());
+            }
+            tree.put(path, node);
+        }
+        if tree.nodes.get("/").is_none() {
+            return Err("snapshot has no root node".to_string());
+        }
+        for session in sessions {
+            tree.sessions.insert(session.id, session);
+        }
+        Ok(tree)
+    }
+
     /// Counts the nodes below `path`, not counting `path` itself
     /// (getAllChildrenNumber).
     pub fn descendant_count(&self, path: &str) -> usize {

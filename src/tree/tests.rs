@@ -84,6 +84,27 @@ fn transactions_that_do_not_fit_are_skipped() {
 }
 
 #[test]
+fn restore_rebuilds_children_and_indexes() {
+    let mut tree = Tree::new();
+    tree.apply(&header(1), &Txn::CreateSession { session_id: 7, timeout_ms: 4000, password: [1; 16] });
+    tree.apply(&header(2), &create("/a", 0));
+    tree.apply(&header(3), &create("/a/e", 7));
+    tree.apply(&header(4), &create("/c", ephemeral_owner::CONTAINER));
+    let nodes: Vec<(Path, Node)> = tree.paths().map(|(path, node)| (path.clone(), Node::clone(node))).collect();
+    let sessions: Vec<Session> = tree.sessions().cloned().collect();
+    let restored = Tree::restore(nodes, sessions, tree.last_zxid()).unwrap();
+    assert_eq!(restored.node_count(), tree.node_count());
+    assert_eq!(restored.get("/a").unwrap().stat(), tree.get("/a").unwrap().stat());
+    assert_eq!(restored.get("/").unwrap().stat(), tree.get("/").unwrap().stat());
+    assert_eq!(restored.ephemerals_of(7).count(), 1);
+    assert_eq!(restored.containers().count(), 1);
+    assert_eq!(restored.approximate_data_bytes(), tree.approximate_data_bytes());
+    assert_eq!(restored.session(7), tree.session(7));
+    let orphan = vec![(Arc::from("/x/y"), Node::clone(tree.get("/a").unwrap()))];
+    assert!(Tree::restore(orphan, Vec::new(), 0).is_err());
+}
+
+#[test]
 fn split_and_join() {
     assert_eq!(split("/a"), Some(("/", "a")));
     assert_eq!(split("/a/b"), Some(("/a", "b")));
