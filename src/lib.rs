@@ -6,6 +6,7 @@ pub mod config;
 pub mod prep;
 pub mod proto;
 pub mod read;
+pub mod replica;
 pub mod server;
 pub mod session;
 pub mod tree;

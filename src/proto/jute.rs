@@ -91,6 +91,10 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(array))
     }
 
+    pub fn read_u8(&mut self) -> DecodeResult<u8> {
+        Ok(self.take(1)?[0])
+    }
+
     pub fn read_bool(&mut self) -> DecodeResult<bool> {
         Ok(self.take(1)?[0] != 0)
     }
@@ -178,6 +182,10 @@ impl<'a> Writer<'a> {
 
     pub fn write_i64(&mut self, value: i64) {
         self.out.extend_from_slice(&value.to_be_bytes());
+    }
+
+    pub fn write_u8(&mut self, value: u8) {
+        self.out.push(value);
     }
 
     pub fn write_bool(&mut self, value: bool) {

@@ -1,0 +1,283 @@
+//! The replica: raft-rs's `RawNode` wrapped so that it does no IO.
+//!
+//! Inputs go in (proposals, peer messages, ticks, "persisted"); what the
+//! shell must do comes out as plain values: entries and hard state to make
+//! durable, messages to send, committed entries to apply. The raft log lives
+//! in raft-rs's `MemStorage` as a cache of what the WAL holds since the last
+//! snapshot; the WAL is the durable copy, written by the shell. A zxid is the
+//! raft index of the entry that carries the transaction.
+//!
+//! Order of duties for one `Ready` (raft-rs's contract): send `messages` at
+//! once; apply `committed` (they were committed earlier); make `entries`
+//! and `hard_state` durable; then call `persisted`, send what it returns and
+//! apply its committed entries.
+
+pub mod codec;
+
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::storage::MemStorage;
+use raft::{Config, RawNode, Ready, StateRole};
+
+/// The durable state found at start: the snapshot point, if any, the last
+/// hard state and the log entries after the snapshot.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub snapshot: Option<SnapshotPoint>,
+    pub hard_state: HardState,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPoint {
+    pub index: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+/// Work the shell must finish before calling `Replica::persisted`.
+pub struct ToPersist {
+    /// Send now (a leader may send before it persists).
+    pub messages: Vec<Message>,
+    /// Apply now: committed before this ready.
+    pub committed: Vec<Entry>,
+    /// Make durable: log entries and the hard state.
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// Whether the write must be fsynced (raft-rs's must_sync).
+    pub must_sync: bool,
+    persisted_messages: Vec<Message>,
+    ready: Ready,
+}
+
+/// What `persisted` releases.
+pub struct AfterPersist {
+    pub messages: Vec<Message>,
+    pub committed: Vec<Entry>,
+    pub commit_index: Option<u64>,
+}
+
+pub struct Replica {
+    node: RawNode<MemStorage>,
+}
+
+/// Whether an entry carries a transaction (raft's own empty entries at the
+/// start of a term, and configuration changes, do not).
+pub fn carries_transaction(entry: &Entry) -> bool {
+    entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty()
+}
+
+impl Replica {
+    /// A replica with id `id` in a group of `voters`, resuming from what
+    /// recovery found. `election_ticks` and `heartbeat_ticks` are in calls
+    /// to `tick`.
+    pub fn new(
+        id: u64,
+        voters: Vec<u64>,
+        recovered: Recovered,
+        election_ticks: usize,
+        heartbeat_ticks: usize,
+    ) -> Result<Replica, String> {
+        let storage = MemStorage::new();
+        let mut applied = 0;
+        {
+            let mut core = storage.wl();
+            match &recovered.snapshot {
+                Some(point) => {
+                    let mut snapshot = Snapshot::default();
+                    let metadata = snapshot.mut_metadata();
+                    metadata.index = point.index;
+                    metadata.term = point.term;
+                    metadata.set_conf_state(ConfState::from((point.voters.clone(), point.learners.clone())));
+                    core.apply_snapshot(snapshot).map_err(|error| format!("snapshot point: {error}"))?;
+                    applied = point.index;
+                }
+                None => core.set_conf_state(ConfState::from((voters.clone(), Vec::new()))),
+            }
+            core.append(&recovered.entries).map_err(|error| format!("log entries: {error}"))?;
+            let mut hard_state = recovered.hard_state.clone();
+            // A commit index past the log (possible only if entries were
+            // lost) would make raft panic; clamp it to what is there.
+            let last = recovered.entries.last().map_or(applied, |entry| entry.index);
+            if hard_state.commit > last {
+                hard_state.commit = last;
+            }
+            if hard_state.commit < applied {
+                hard_state.commit = applied;
+            }
+            core.set_hardstate(hard_state);
+        }
+        let config = Config {
+            id,
+            election_tick: election_ticks.max(2),
+            heartbeat_tick: heartbeat_ticks.max(1),
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Config::default()
+        };
+        config.validate().map_err(|error| format!("raft configuration: {error}"))?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let node = RawNode::new(&config, storage, &logger).map_err(|error| format!("raft: {error}"))?;
+        Ok(Replica { node })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    /// The index the next proposal will get.
+    pub fn next_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index() + 1
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    /// Starts an election now (a single voter wins it at once).
+    pub fn campaign(&mut self) -> Result<(), String> {
+        self.node.campaign().map_err(|error| format!("campaign: {error}"))
+    }
+
+    pub fn tick(&mut self) {
+        self.node.tick();
+    }
+
+    pub fn step(&mut self, message: Message) -> Result<(), String> {
+        self.node.step(message).map_err(|error| format!("step: {error}"))
+    }
+
+    /// Appends a transaction payload; returns the index (zxid) it got.
+    pub fn propose(&mut self, payload: Vec<u8>) -> Result<u64, String> {
+        let expected = self.next_index();
+        self.node.propose(Vec::new(), payload).map_err(|error| format!("propose: {error}"))?;
+        let last = self.node.raft.raft_log.last_index();
+        if last != expected {
+            return Err(format!("proposal got index {last}, expected {expected}"));
+        }
+        Ok(expected)
+    }
+
+    /// The next piece of work, if any.
+    pub fn ready(&mut self) -> Option<ToPersist> {
+        if !self.node.has_ready() {
+            return None;
+        }
+        let mut ready = self.node.ready();
+        let messages = ready.take_messages();
+        let committed = ready.take_committed_entries();
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        let persisted_messages = ready.take_persisted_messages();
+        let must_sync = ready.must_sync();
+        {
+            let store = self.node.mut_store();
+            let mut core = store.wl();
+            if !entries.is_empty() {
+                // The entries come from this node's own log, which is
+                // consistent by construction; a failure here is a bug.
+                core.append(&entries).expect("raft entries are contiguous");
+            }
+            if let Some(hard_state) = &hard_state {
+                core.set_hardstate(hard_state.clone());
+            }
+        }
+        Some(ToPersist { messages, committed, entries, hard_state, must_sync, persisted_messages, ready })
+    }
+
+    /// Tells raft that `work`'s entries and hard state are durable.
+    pub fn persisted(&mut self, work: ToPersist) -> AfterPersist {
+        let mut light = self.node.advance(work.ready);
+        let commit_index = light.commit_index();
+        if let Some(commit) = commit_index {
+            self.node.mut_store().wl().mut_hard_state().commit = commit;
+        }
+        let mut messages = work.persisted_messages;
+        messages.extend(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.node.advance_apply();
+        AfterPersist { messages, committed, commit_index }
+    }
+
+    /// Drops log entries up to `index` from memory (after a snapshot).
+    pub fn compact(&mut self, index: u64) -> Result<(), String> {
+        let index = index.min(self.node.raft.raft_log.applied);
+        self.node.mut_store().wl().compact(index).map_err(|error| format!("compact: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs ready/persisted until quiet, returning the committed entries.
+    fn drive(replica: &mut Replica, durable: &mut Vec<Entry>, hard_state: &mut HardState) -> Vec<Entry> {
+        let mut committed = Vec::new();
+        while let Some(work) = replica.ready() {
+            committed.extend(work.committed.iter().cloned());
+            durable.extend(work.entries.iter().cloned());
+            if let Some(state) = &work.hard_state {
+                *hard_state = state.clone();
+            }
+            let after = replica.persisted(work);
+            committed.extend(after.committed);
+            if let Some(commit) = after.commit_index {
+                hard_state.commit = commit;
+            }
+        }
+        committed
+    }
+
+    #[test]
+    fn a_single_voter_commits_what_it_persists() {
+        let mut replica = Replica::new(1, vec![1], Recovered::default(), 10, 3).unwrap();
+        replica.campaign().unwrap();
+        let mut durable = Vec::new();
+        let mut hard_state = HardState::default();
+        drive(&mut replica, &mut durable, &mut hard_state);
+        assert!(replica.is_leader());
+        let first = replica.propose(b"one".to_vec()).unwrap();
+        let second = replica.propose(b"two".to_vec()).unwrap();
+        assert_eq!(second, first + 1);
+        let committed = drive(&mut replica, &mut durable, &mut hard_state);
+        let payloads: Vec<&[u8]> =
+            committed.iter().filter(|entry| carries_transaction(entry)).map(|entry| &entry.data[..]).collect();
+        assert_eq!(payloads, vec![&b"one"[..], &b"two"[..]]);
+        assert_eq!(replica.commit_index(), second);
+
+        // Restart from what was made durable: the entries come back committed.
+        let recovered = Recovered { snapshot: None, hard_state: hard_state.clone(), entries: durable.clone() };
+        let mut restarted = Replica::new(1, vec![1], recovered, 10, 3).unwrap();
+        restarted.campaign().unwrap();
+        let mut durable_again = durable.clone();
+        let replayed = drive(&mut restarted, &mut durable_again, &mut hard_state);
+        let replayed: Vec<u64> =
+            replayed.iter().filter(|entry| carries_transaction(entry)).map(|entry| entry.index).collect();
+        assert!(replayed.is_empty() || replayed == vec![first, second], "{replayed:?}");
+        assert!(restarted.is_leader());
+        assert!(restarted.next_index() > second);
+    }
+
+    #[test]
+    fn restart_after_a_snapshot_point() {
+        let recovered = Recovered {
+            snapshot: Some(SnapshotPoint { index: 10, term: 2, voters: vec![1], learners: vec![] }),
+            hard_state: HardState { term: 2, vote: 1, commit: 10, ..HardState::default() },
+            entries: Vec::new(),
+        };
+        let mut replica = Replica::new(1, vec![1], recovered, 10, 3).unwrap();
+        replica.campaign().unwrap();
+        let mut durable = Vec::new();
+        let mut hard_state = HardState::default();
+        drive(&mut replica, &mut durable, &mut hard_state);
+        assert!(replica.is_leader());
+        assert!(replica.propose(b"x".to_vec()).unwrap() > 10);
+    }
+}
