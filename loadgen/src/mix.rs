@@ -623,9 +623,7 @@ impl Worker {
                     break;
                 }
             }
-            let Some(index) = chosen else {
-                return None;
-            };
+            let index = chosen?;
             if !self.may_issue(due_ns, now_ns) {
                 return None;
             }

@@ -327,7 +327,7 @@ impl Aggregator {
                     let index = key as u64 / length;
                     // The first second of a long window is the transition
                     // from the previous rate, so it is left out.
-                    if length < 3 || key as u64 % length != 0 {
+                    if length < 3 || !(key as u64).is_multiple_of(length) {
                         let window = self
                             .windows
                             .entry(index)

@@ -409,8 +409,13 @@ impl SyncClient {
     }
 
     /// Reads the next frame that is a reply to a request; queues events and
-    /// drops ping replies.
-    fn read_reply(&mut self, deadline: Instant) -> Result<(ReplyHeader, Vec<u8>), ClientError> {
+    /// drops ping replies. With `stop_on_event` it returns None as soon as
+    /// an event has been queued.
+    fn read_reply(
+        &mut self,
+        deadline: Instant,
+        stop_on_event: bool,
+    ) -> Result<Option<(ReplyHeader, Vec<u8>)>, ClientError> {
         loop {
             let frame = self.read_frame(deadline)?;
             let mut reader = Reader::new(&frame);
@@ -429,11 +434,14 @@ impl SyncClient {
                         path,
                         received: Instant::now(),
                     });
+                    if stop_on_event {
+                        return Ok(None);
+                    }
                 }
                 xid::PING => {}
                 _ => {
                     let body = frame[reader.position()..].to_vec();
-                    return Ok((header, body));
+                    return Ok(Some((header, body)));
                 }
             }
         }
@@ -450,7 +458,9 @@ impl SyncClient {
         let request_xid = self.take_xid();
         encode_request(&mut self.out, request_xid, request);
         self.flush()?;
-        let (header, body) = self.read_reply(Instant::now() + timeout)?;
+        let (header, body) = self
+            .read_reply(Instant::now() + timeout, false)?
+            .expect("only stop_on_event returns None");
         if header.xid != request_xid {
             return Err(ClientError::OutOfOrder {
                 expected: request_xid,
@@ -487,7 +497,9 @@ impl SyncClient {
             if !self.out.is_empty() {
                 self.flush()?;
             }
-            let (header, _body) = self.read_reply(Instant::now() + timeout)?;
+            let (header, _body) = self
+                .read_reply(Instant::now() + timeout, false)?
+                .expect("only stop_on_event returns None");
             let expected = in_flight.pop_front().expect("a reply implies a request");
             if header.xid != expected {
                 return Err(ClientError::OutOfOrder {
@@ -502,23 +514,17 @@ impl SyncClient {
 
     /// The next watch event, waiting up to `timeout` for one.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(event) = self.events.pop_front() {
-                return Ok(Some(event));
-            }
-            match self.read_reply(deadline) {
-                Ok((header, _)) => {
-                    return Err(ClientError::OutOfOrder {
-                        expected: xid::NOTIFICATION,
-                        got: header.xid,
-                    })
-                }
-                Err(ClientError::TimedOut) => {
-                    return Ok(self.events.pop_front());
-                }
-                Err(error) => return Err(error),
-            }
+        if let Some(event) = self.events.pop_front() {
+            return Ok(Some(event));
+        }
+        match self.read_reply(Instant::now() + timeout, true) {
+            Ok(None) => Ok(self.events.pop_front()),
+            Ok(Some((header, _))) => Err(ClientError::OutOfOrder {
+                expected: xid::NOTIFICATION,
+                got: header.xid,
+            }),
+            Err(ClientError::TimedOut) => Ok(self.events.pop_front()),
+            Err(error) => Err(error),
         }
     }
 
