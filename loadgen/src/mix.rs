@@ -16,6 +16,9 @@
 //!   once, so under load one `read` and one `write` carry many requests.
 //! - One timestamp per read. All replies found by one `read` share the clock
 //!   reading taken right after it.
+//! - No read that only returns WouldBlock: a read that does not fill the
+//!   buffer proves the socket was empty, and edge-triggered epoll reports
+//!   any later bytes as a new event.
 //!
 //! Closed loop (no `--rate`): each connection keeps `--outstanding` requests
 //! in flight; a reply immediately queues the next request, whose latency runs
@@ -688,8 +691,9 @@ impl Worker {
             if !connection.alive {
                 return;
             }
-            match connection.frames.read_from(&mut connection.stream) {
-                Ok(0) => {
+            let drained;
+            match connection.frames.read_from_filled(&mut connection.stream) {
+                Ok((0, _)) => {
                     if self.closing && connection.in_flight.is_empty() {
                         connection.alive = false;
                         let _ = self.poll.registry().deregister(&mut connection.stream);
@@ -698,7 +702,7 @@ impl Worker {
                     }
                     return;
                 }
-                Ok(_) => {}
+                Ok((_, filled)) => drained = !filled,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
@@ -721,6 +725,9 @@ impl Worker {
                     }
                     self.issue(index, now_ns);
                 }
+            }
+            if drained {
+                return;
             }
         }
     }

@@ -242,7 +242,9 @@ pub fn format_table(summary: &Summary) -> String {
             operation.errors,
         ));
     }
-    if summary.per_op.len() > 1 {
+    if let Some(primary) = &summary.primary_op {
+        text.push_str(&format!("headline operation: {primary}\n"));
+    } else if summary.per_op.len() > 1 {
         text.push_str(&row(
             "all",
             summary.ops,

@@ -236,6 +236,15 @@ impl FrameBuffer {
     /// bytes to the front or growing the buffer (up to one maximal frame)
     /// when a frame does not fit. Returns the bytes read; 0 is EOF.
     pub fn read_from(&mut self, source: &mut impl Read) -> io::Result<usize> {
+        self.read_from_filled(source)
+            .map(|(read_bytes, _)| read_bytes)
+    }
+
+    /// Like `read_from`, and also says whether the read filled all the free
+    /// space. When it did not, the socket had no more bytes at that moment,
+    /// so an edge-triggered poller may skip the read that would only return
+    /// WouldBlock: new bytes raise a new edge.
+    pub fn read_from_filled(&mut self, source: &mut impl Read) -> io::Result<(usize, bool)> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -255,9 +264,10 @@ impl FrameBuffer {
                 self.bytes.resize(grown, 0);
             }
         }
+        let space = self.bytes.len() - self.end;
         let read_bytes = source.read(&mut self.bytes[self.end..])?;
         self.end += read_bytes;
-        Ok(read_bytes)
+        Ok((read_bytes, read_bytes == space))
     }
 
     /// The total length (prefix included) of the frame at the front, if its
