@@ -117,6 +117,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub rate: Option<f64>,
 
+    /// Open loop: a wake-up also sends the requests due within this much
+    /// time, in one batch (they are timed from their actual send). 0 sends
+    /// every request alone at its due time.
+    #[arg(long, default_value = "100us", value_parser = parse_duration)]
+    #[serde(with = "duration_ms")]
+    pub send_ahead: Duration,
+
     /// Worker threads driving the connections of the mix workload.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub threads: u32,

@@ -260,6 +260,7 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
         deadline_ns: window.deadline_ns,
         drain_timeout_ns: args.drain_timeout.as_nanos() as u64,
         ping_interval_ns: args.session_timeout.as_nanos() as u64 / 3,
+        send_ahead_ns: args.send_ahead.as_nanos() as u64,
         clock: window.clock,
         control: Arc::clone(&control),
         threads,
