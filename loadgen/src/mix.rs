@@ -714,8 +714,7 @@ impl Worker {
             if !connection.alive {
                 return;
             }
-            let drained;
-            match connection.frames.read_from_filled(&mut connection.stream) {
+            let drained = match connection.frames.read_from_filled(&mut connection.stream) {
                 Ok((0, _)) => {
                     if self.closing && connection.in_flight.is_empty() {
                         connection.alive = false;
@@ -725,14 +724,14 @@ impl Worker {
                     }
                     return;
                 }
-                Ok((_, filled)) => drained = !filled,
+                Ok((_, filled)) => !filled,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     self.fail(index, &format!("read failed: {error}"));
                     return;
                 }
-            }
+            };
             let now_ns = self.settings.clock.now_ns();
             let completed = match self.take_replies(index, now_ns) {
                 Ok(completed) => completed,
