@@ -71,7 +71,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let duration_s = stopped_ns.saturating_sub(window.measure_start_ns) as f64 / 1e9;
     summary.fill(&recorder, duration_s, Some(SESSION_SLOT));
     summary.loadgen_cpu = cpu.finish(&window, recorder.histograms[SESSION_SLOT].len());
-    summary.timeline = aggregator.timeline.clone();
+    summary.set_timeline(&aggregator.timeline);
     Ok(summary)
 }
 

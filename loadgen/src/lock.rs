@@ -133,7 +133,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
         Some(HANDOFF_SLOT),
     );
     summary.loadgen_cpu = cpu.finish(&window, recorder.histograms[ACQUIRE_SLOT].len());
-    summary.timeline = aggregator.timeline.clone();
+    summary.set_timeline(&aggregator.timeline);
     summary.counters.insert(
         "mutual_exclusion_violations".into(),
         shared.violations.load(Ordering::Relaxed) as f64,

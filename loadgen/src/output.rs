@@ -145,6 +145,18 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// Keeps the seconds of the measured window: the drain after it holds
+    /// only the last replies and would plot as a drop to zero.
+    pub fn set_timeline(&mut self, points: &[TimelinePoint]) {
+        self.timeline = points
+            .iter()
+            .filter(|point| (point.t_s as f64) < self.duration_s.ceil().max(1.0))
+            .cloned()
+            .collect();
+    }
+}
+
 fn rate(count: u64, duration_s: f64) -> f64 {
     if duration_s > 0.0 {
         count as f64 / duration_s

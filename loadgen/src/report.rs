@@ -26,7 +26,7 @@ const COLOURS: [&str; 8] = [
 const CHART_WIDTH: f64 = 860.0;
 const CHART_HEIGHT: f64 = 380.0;
 const MARGIN_LEFT: f64 = 80.0;
-const MARGIN_RIGHT: f64 = 20.0;
+const MARGIN_RIGHT: f64 = 45.0;
 const MARGIN_TOP: f64 = 40.0;
 const MARGIN_BOTTOM: f64 = 50.0;
 /// The percentile axis ends at 99.9999 %.

@@ -328,7 +328,7 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
     let mut summary = new_summary(args);
     summary.fill(&recorder, duration_s, None);
     summary.loadgen_cpu = cpu_summary;
-    summary.timeline = aggregator.timeline.clone();
+    summary.set_timeline(&aggregator.timeline);
     summary.ramp = ramp.map(RampJudge::into_summary);
     for outcome in &outcomes {
         summary.notes.extend(outcome.failures.iter().cloned());

@@ -193,7 +193,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
         Some(EVENT_SLOT),
     );
     summary.loadgen_cpu = cpu.finish(&window, measured_events);
-    summary.timeline = aggregator.timeline.clone();
+    summary.set_timeline(&aggregator.timeline);
     let expected = recorder.histograms[SET_SLOT].len() * watcher_count as u64;
     summary.counters.insert(
         "writes_measured".into(),
