@@ -107,9 +107,10 @@ pub struct RunArgs {
     pub connections: u32,
 
     /// Requests in flight per connection: the pipeline depth of the closed
-    /// loop, and the cap per connection of the open loop.
-    #[arg(long, short = 'd', default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub outstanding: u32,
+    /// loop (default 8), and the cap per connection of the open loop
+    /// (default 1024, so that the cap is not what delays requests).
+    #[arg(long, short = 'd', value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub outstanding: Option<u32>,
 
     /// Open loop: requests per second in total (writes/s for watch,
     /// sessions/s for churn). Latency is then measured from each request's
@@ -223,6 +224,16 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// --outstanding, or its default for the load model.
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding
+            .unwrap_or(if self.rate.is_some() || self.ramp.is_some() {
+                1024
+            } else {
+                8
+            })
+    }
+
     /// The measured time: --duration, or 10 s unless --ops is given, always
     /// capped by --max-duration.
     pub fn measure_duration(&self) -> Duration {
@@ -469,7 +480,7 @@ mod tests {
         let arguments = run_args(&[]);
         assert_eq!(*arguments.hosts, vec!["127.0.0.1:2181".parse().unwrap()]);
         assert_eq!(arguments.connections, 4);
-        assert_eq!(arguments.outstanding, 8);
+        assert_eq!(arguments.outstanding(), 8);
         assert_eq!(arguments.warmup, Duration::from_secs(2));
         assert_eq!(arguments.measure_duration(), Duration::from_secs(10));
         assert_eq!(arguments.mix.to_string(), "get=100");

@@ -56,6 +56,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -65,7 +66,7 @@ use zoocore::proto::{Acl, CreateRequest, MultiOp, Reader, ReplyHeader, Request};
 
 use crate::keyspace::KeySpace;
 use crate::sampler::{KeySampler, Mix, Operation, Rng};
-use crate::stats::Recorder;
+use crate::stats::{new_histogram, Recorder};
 use crate::timeline::{Clock, Control, IntervalRecorder, IntervalReport};
 use crate::wire::{check_reply_body, encode_ping, encode_request, write_nonblocking, FrameBuffer};
 
@@ -121,6 +122,10 @@ pub struct WorkerOutcome {
     pub notifications: u64,
     pub failures: Vec<String>,
     pub dropped_reports: u64,
+    /// Open loop: how late each measured request was sent after its due
+    /// time (0 for early ones). A large tail means the loadgen, or the CPU
+    /// it was given, could not keep the schedule.
+    pub send_lag: Histogram<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -365,6 +370,7 @@ pub fn run_worker(
             issued: 0,
         },
         cursor: 0,
+        send_lag: new_histogram(),
         notifications: 0,
         failures: Vec::new(),
         connections: opened,
@@ -392,6 +398,7 @@ struct Worker {
     stopped_issuing_ns: u64,
     schedule: Schedule,
     cursor: usize,
+    send_lag: Histogram<u64>,
     notifications: u64,
     failures: Vec<String>,
 }
@@ -502,6 +509,7 @@ impl Worker {
             notifications: self.notifications,
             failures: self.failures,
             dropped_reports: self.interval.finish(),
+            send_lag: self.send_lag,
         }
     }
 
@@ -649,6 +657,10 @@ impl Worker {
             // An early request is timed from its actual send, a late one
             // from when it was due.
             self.issue(index, due_ns, due_ns.min(now_ns));
+            if due_ns >= self.settings.measure_start_ns {
+                self.send_lag
+                    .saturating_record(now_ns.saturating_sub(due_ns).max(1));
+            }
             self.schedule.issued += 1;
             self.cursor = index;
             batch_connection = Some(index);

@@ -26,7 +26,7 @@ use crate::keyspace::{create_keys, delete_tree, KeySpace, CALL_TIMEOUT};
 use crate::mix::{run_worker, MixSettings, OpenedConnection, WorkerOutcome};
 use crate::output::{CpuSummary, RampStep, RampSummary, Summary};
 use crate::sampler::KeySampler;
-use crate::stats::{process_cpu_ns, summarize, Recorder};
+use crate::stats::{new_histogram, process_cpu_ns, summarize, Recorder};
 use crate::timeline::{Aggregator, Clock, Control, REPORTS_QUEUED_PER_WORKER};
 use crate::wire::SyncClient;
 
@@ -53,7 +53,11 @@ pub fn new_summary(args: &RunArgs) -> Summary {
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| elapsed.as_secs())
             .unwrap_or(0),
-        config: serde_json::to_value(args).unwrap_or(serde_json::Value::Null),
+        config: {
+            let mut config = serde_json::to_value(args).unwrap_or(serde_json::Value::Null);
+            config["outstanding"] = args.outstanding().into();
+            config
+        },
         ..Summary::default()
     }
 }
@@ -254,7 +258,7 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
         mix: args.mix.clone(),
         value,
         multi_size: args.multi_size as usize,
-        outstanding: args.outstanding as usize,
+        outstanding: args.outstanding() as usize,
         open_loop: initial_rate.is_some(),
         measure_start_ns: window.measure_start_ns,
         deadline_ns: window.deadline_ns,
@@ -332,6 +336,20 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
     summary.ramp = ramp.map(RampJudge::into_summary);
     for outcome in &outcomes {
         summary.notes.extend(outcome.failures.iter().cloned());
+    }
+    if settings.open_loop {
+        let mut send_lag = new_histogram();
+        for outcome in &outcomes {
+            send_lag
+                .add(&outcome.send_lag)
+                .expect("send-lag histograms share bounds");
+        }
+        if !send_lag.is_empty() {
+            let lag = summarize(&send_lag);
+            summary.counters.insert("send_lag_p99_us".into(), lag.p99);
+            summary.counters.insert("send_lag_p999_us".into(), lag.p999);
+            summary.counters.insert("send_lag_max_us".into(), lag.max);
+        }
     }
     let notifications: u64 = outcomes.iter().map(|outcome| outcome.notifications).sum();
     if notifications > 0 {
