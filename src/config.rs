@@ -85,8 +85,7 @@ pub const DEFAULT_ADMIN_SERVER_PORT: u16 = 8080;
 /// The default URL under which the admin server answers commands.
 pub const DEFAULT_ADMIN_COMMAND_URL: &str = "/commands";
 /// ZooKeeper's default metrics provider class.
-pub const DEFAULT_METRICS_PROVIDER_CLASS_NAME: &str =
-    "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider";
+pub const DEFAULT_METRICS_PROVIDER_CLASS_NAME: &str = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider";
 /// The Prometheus metrics provider's default HTTP port.
 pub const DEFAULT_METRICS_PROVIDER_HTTP_PORT: u16 = 7000;
 /// The directory ZooKeeper adds below `dataDir` and `dataLogDir` for its files.
@@ -177,7 +176,9 @@ pub enum ConfigError {
         key: String,
     },
     /// The session timeout bounds are the wrong way round.
-    #[error("minSessionTimeout {session_timeout_min_ms} must not be larger than maxSessionTimeout {session_timeout_max_ms}")]
+    #[error(
+        "minSessionTimeout {session_timeout_min_ms} must not be larger than maxSessionTimeout {session_timeout_max_ms}"
+    )]
     SessionTimeoutRange {
         /// The lower bound after defaults were applied.
         session_timeout_min_ms: u32,
@@ -398,19 +399,12 @@ impl Config {
     /// against the working directory of the server, as ZooKeeper does.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             // Java's Properties.load reads ISO-8859-1, where every byte is the
             // character with the same number.
-            Err(not_utf8) => not_utf8
-                .into_bytes()
-                .iter()
-                .map(|&byte| char::from(byte))
-                .collect(),
+            Err(not_utf8) => not_utf8.into_bytes().iter().map(|&byte| char::from(byte)).collect(),
         };
         Config::parse(&text)
     }
@@ -444,10 +438,7 @@ impl Config {
     pub fn property(&self, name: &str) -> Option<&str> {
         self.system_properties
             .get(name)
-            .or_else(|| {
-                self.system_properties
-                    .get(&format!("{SYSTEM_PROPERTY_PREFIX}{name}"))
-            })
+            .or_else(|| self.system_properties.get(&format!("{SYSTEM_PROPERTY_PREFIX}{name}")))
             .map(String::as_str)
     }
 
@@ -458,11 +449,7 @@ impl Config {
         if self.servers.is_empty() {
             return false;
         }
-        let voting_member_count = self
-            .servers
-            .values()
-            .filter(|server| server.role == PeerRole::Participant)
-            .count();
+        let voting_member_count = self.servers.values().filter(|server| server.role == PeerRole::Participant).count();
         !self.standalone_enabled || voting_member_count > 1
     }
 
@@ -472,9 +459,7 @@ impl Config {
         if self.shard_count > 0 {
             return usize::try_from(self.shard_count).unwrap_or(usize::MAX);
         }
-        std::thread::available_parallelism()
-            .map(|count| count.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1)
     }
 
     /// The address the client listener binds to.
@@ -515,16 +500,12 @@ impl Config {
             pair("dataDir", render_version_directory(&self.data_dir)),
             pair("dataLogDir", render_version_directory(&self.data_log_dir)),
             pair("tickTime", self.tick_time_ms.to_string()),
-            pair(
-                "maxClientCnxns",
-                self.client_connections_per_host_max.to_string(),
-            ),
+            pair("maxClientCnxns", self.client_connections_per_host_max.to_string()),
             pair("minSessionTimeout", self.session_timeout_min_ms.to_string()),
             pair("maxSessionTimeout", self.session_timeout_max_ms.to_string()),
             pair(
                 "clientPortListenBacklog",
-                self.client_port_listen_backlog
-                    .map_or_else(|| "-1".to_string(), |backlog| backlog.to_string()),
+                self.client_port_listen_backlog.map_or_else(|| "-1".to_string(), |backlog| backlog.to_string()),
             ),
             pair("serverId", "0".to_string()),
         ]
@@ -532,11 +513,7 @@ impl Config {
 
     /// [`Config::render_conf`] with `dataDirSize` and `dataLogSize` inserted
     /// where ZooKeeper prints them.
-    pub fn render_conf_with_sizes(
-        &self,
-        data_dir_size_bytes: u64,
-        data_log_size_bytes: u64,
-    ) -> Vec<(String, String)> {
+    pub fn render_conf_with_sizes(&self, data_dir_size_bytes: u64, data_log_size_bytes: u64) -> Vec<(String, String)> {
         let mut rendered = Vec::new();
         for (key, value) in self.render_conf() {
             let size = match key.as_str() {
@@ -568,10 +545,7 @@ fn default_session_timeout_max_ms(tick_time_ms: u32) -> u32 {
 /// directory cannot be known.
 fn render_version_directory(directory: &Path) -> String {
     let version_directory = directory.join(DATA_VERSION_DIRECTORY);
-    std::path::absolute(&version_directory)
-        .unwrap_or(version_directory)
-        .display()
-        .to_string()
+    std::path::absolute(&version_directory).unwrap_or(version_directory).display().to_string()
 }
 
 /// One `key=value` line, trimmed.
@@ -624,28 +598,16 @@ fn read_entries(text: &str) -> Result<Vec<Entry<'_>>, ConfigError> {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(ConfigError::Syntax {
-                line: line_number,
-                text: line.to_string(),
-            });
+            return Err(ConfigError::Syntax { line: line_number, text: line.to_string() });
         };
         let key = trim_java(key);
         if key.is_empty() {
-            return Err(ConfigError::Syntax {
-                line: line_number,
-                text: line.to_string(),
-            });
+            return Err(ConfigError::Syntax { line: line_number, text: line.to_string() });
         }
         if key.contains(char::is_whitespace) {
-            return Err(ConfigError::KeyWithWhitespace {
-                line: line_number,
-                key: key.to_string(),
-            });
+            return Err(ConfigError::KeyWithWhitespace { line: line_number, key: key.to_string() });
         }
-        entries.push(Entry {
-            key,
-            value: trim_java(value),
-        });
+        entries.push(Entry { key, value: trim_java(value) });
     }
     Ok(entries)
 }
@@ -700,9 +662,9 @@ impl Builder {
             "snapCount" => {
                 let snap_count = parse_non_negative_int(key, value)?;
                 if snap_count < SNAP_COUNT_MIN {
-                    config.warnings.push(format!(
-                        "snapCount {snap_count} is below {SNAP_COUNT_MIN}; using {SNAP_COUNT_MIN}"
-                    ));
+                    config
+                        .warnings
+                        .push(format!("snapCount {snap_count} is below {SNAP_COUNT_MIN}; using {SNAP_COUNT_MIN}"));
                 }
                 config.snap_count = snap_count.max(SNAP_COUNT_MIN);
             }
@@ -770,24 +732,13 @@ impl Builder {
             let server = parse_quorum_server(key, id, value)?;
             config.servers.insert(id, server);
         } else if let Some(option) = key.strip_prefix("metricsProvider.") {
-            config
-                .metrics_provider_options
-                .insert(option.to_string(), value.to_string());
+            config.metrics_provider_options.insert(option.to_string(), value.to_string());
         } else if key.starts_with("zoocore.") {
-            config
-                .warnings
-                .push(format!("unknown zoocore key {key} ignored"));
-        } else if UNSUPPORTED_ZOOKEEPER_KEYS.contains(&key)
-            || key.starts_with("group.")
-            || key.starts_with("weight.")
-        {
-            config.warnings.push(format!(
-                "{key} is a ZooKeeper setting that zoocore does not support; ignored"
-            ));
+            config.warnings.push(format!("unknown zoocore key {key} ignored"));
+        } else if UNSUPPORTED_ZOOKEEPER_KEYS.contains(&key) || key.starts_with("group.") || key.starts_with("weight.") {
+            config.warnings.push(format!("{key} is a ZooKeeper setting that zoocore does not support; ignored"));
         } else {
-            config
-                .system_properties
-                .insert(format!("{SYSTEM_PROPERTY_PREFIX}{key}"), value.to_string());
+            config.system_properties.insert(format!("{SYSTEM_PROPERTY_PREFIX}{key}"), value.to_string());
         }
         Ok(())
     }
@@ -797,12 +748,10 @@ impl Builder {
     fn finish(self) -> Result<Config, ConfigError> {
         let mut config = self.config;
         config.data_log_dir = self.data_log_dir.unwrap_or_else(|| config.data_dir.clone());
-        config.session_timeout_min_ms = self
-            .session_timeout_min_ms
-            .unwrap_or_else(|| default_session_timeout_min_ms(config.tick_time_ms));
-        config.session_timeout_max_ms = self
-            .session_timeout_max_ms
-            .unwrap_or_else(|| default_session_timeout_max_ms(config.tick_time_ms));
+        config.session_timeout_min_ms =
+            self.session_timeout_min_ms.unwrap_or_else(|| default_session_timeout_min_ms(config.tick_time_ms));
+        config.session_timeout_max_ms =
+            self.session_timeout_max_ms.unwrap_or_else(|| default_session_timeout_max_ms(config.tick_time_ms));
         if config.session_timeout_min_ms > config.session_timeout_max_ms {
             return Err(ConfigError::SessionTimeoutRange {
                 session_timeout_min_ms: config.session_timeout_min_ms,
@@ -820,11 +769,7 @@ impl Builder {
 
 /// Builds an [`ConfigError::InvalidValue`].
 fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
-    ConfigError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        expected,
-    }
+    ConfigError::InvalidValue { key: key.to_string(), value: value.to_string(), expected }
 }
 
 /// Parses a decimal integer in `minimum..=maximum`, as Java's `Integer.parseInt` would read it.
@@ -856,37 +801,24 @@ fn parse_non_negative_int(key: &str, value: &str) -> Result<u32, ConfigError> {
 }
 
 /// Parses a Java `int` where -1 means "not set".
-fn parse_optional_non_negative_int(
-    key: &str,
-    value: &str,
-    expected: &'static str,
-) -> Result<Option<u32>, ConfigError> {
+fn parse_optional_non_negative_int(key: &str, value: &str, expected: &'static str) -> Result<Option<u32>, ConfigError> {
     let number = parse_integer_in_range(key, value, -1, JAVA_INT_MAX, expected)?;
     if number == -1 {
         return Ok(None);
     }
-    u32::try_from(number)
-        .map(Some)
-        .map_err(|_| invalid(key, value, expected))
+    u32::try_from(number).map(Some).map_err(|_| invalid(key, value, expected))
 }
 
 /// Parses a session timeout, where -1 asks for the default derived from `tickTime`.
 fn parse_session_timeout(key: &str, value: &str) -> Result<Option<u32>, ConfigError> {
-    parse_optional_non_negative_int(
-        key,
-        value,
-        "a non-negative number of milliseconds, or -1 for the default",
-    )
+    parse_optional_non_negative_int(key, value, "a non-negative number of milliseconds, or -1 for the default")
 }
 
 /// Parses `jute.maxbuffer`, which Java reads with `Integer.decode` and so also
 /// accepts hexadecimal such as `0xfffff`.
 fn parse_buffer_size(key: &str, value: &str) -> Result<u32, ConfigError> {
     const EXPECTED: &str = "a positive number of bytes, in decimal or 0x hexadecimal";
-    let hexadecimal = value
-        .strip_prefix("0x")
-        .or_else(|| value.strip_prefix("0X"))
-        .or_else(|| value.strip_prefix('#'));
+    let hexadecimal = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")).or_else(|| value.strip_prefix('#'));
     let number = match hexadecimal {
         Some(digits) => i64::from_str_radix(digits, 16).ok(),
         None => value.parse::<i64>().ok(),
@@ -901,9 +833,7 @@ fn parse_buffer_size(key: &str, value: &str) -> Result<u32, ConfigError> {
 
 /// Parses a TCP port; 0 lets the operating system choose.
 fn parse_port(key: &str, value: &str) -> Result<u16, ConfigError> {
-    value
-        .parse::<u16>()
-        .map_err(|_| invalid(key, value, "a port number from 0 to 65535"))
+    value.parse::<u16>().map_err(|_| invalid(key, value, "a port number from 0 to 65535"))
 }
 
 /// Parses a port that a peer listens on, which cannot be 0.
@@ -927,17 +857,10 @@ fn parse_ip_address(key: &str, value: &str) -> Result<IpAddr, ConfigError> {
     if value.eq_ignore_ascii_case("localhost") {
         return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
-    let unbracketed = value
-        .strip_prefix('[')
-        .and_then(|rest| rest.strip_suffix(']'))
-        .unwrap_or(value);
-    unbracketed.parse::<IpAddr>().map_err(|_| {
-        invalid(
-            key,
-            value,
-            "an IP address or localhost (host names are not resolved)",
-        )
-    })
+    let unbracketed = value.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).unwrap_or(value);
+    unbracketed
+        .parse::<IpAddr>()
+        .map_err(|_| invalid(key, value, "an IP address or localhost (host names are not resolved)"))
 }
 
 /// Parses ZooKeeper's strict boolean: `true` or `false`, in any case.
@@ -991,9 +914,7 @@ fn parse_four_letter_word_whitelist(value: &str) -> FourLetterWordWhitelist {
 fn parse_server_id(key: &str, id_text: &str) -> Result<u64, ConfigError> {
     match id_text.parse::<u64>() {
         Ok(id) if i64::try_from(id).is_ok() => Ok(id),
-        _ => Err(ConfigError::InvalidServerId {
-            key: key.to_string(),
-        }),
+        _ => Err(ConfigError::InvalidServerId { key: key.to_string() }),
     }
 }
 
@@ -1017,8 +938,7 @@ fn split_host_and_ports(text: &str) -> Option<Vec<&str>> {
 
 /// Parses `host:quorumPort:electionPort[:role][;[clientHost:]clientPort]`.
 fn parse_quorum_server(key: &str, id: u64, value: &str) -> Result<QuorumServer, ConfigError> {
-    const EXPECTED_FORM: &str =
-        "host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]";
+    const EXPECTED_FORM: &str = "host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]";
     let form_error = || invalid(key, value, EXPECTED_FORM);
 
     let mut halves = value.split(';');
@@ -1028,11 +948,7 @@ fn parse_quorum_server(key: &str, id: u64, value: &str) -> Result<QuorumServer, 
         return Err(form_error());
     }
     if server_part.contains('|') {
-        return Err(invalid(
-            key,
-            value,
-            "a single server address (zoocore does not support multiple addresses)",
-        ));
+        return Err(invalid(key, value, "a single server address (zoocore does not support multiple addresses)"));
     }
 
     let parts = split_host_and_ports(trim_java(server_part)).ok_or_else(form_error)?;
@@ -1051,47 +967,29 @@ fn parse_quorum_server(key: &str, id: u64, value: &str) -> Result<QuorumServer, 
         return Err(invalid(key, value, "different quorum and election ports"));
     }
     let role = match role_text {
-        Some(role_text) => parse_role(key, role_text).map_err(|_| {
-            invalid(
-                key,
-                value,
-                "a role of participant or observer after the ports",
-            )
-        })?,
+        Some(role_text) => parse_role(key, role_text)
+            .map_err(|_| invalid(key, value, "a role of participant or observer after the ports"))?,
         None => PeerRole::Participant,
     };
 
     let client_address = match client_part {
         None => None,
         Some(client_text) => {
-            let client_parts =
-                split_host_and_ports(trim_java(client_text)).ok_or_else(form_error)?;
+            let client_parts = split_host_and_ports(trim_java(client_text)).ok_or_else(form_error)?;
             let (client_host, client_port_text) = match client_parts.as_slice() {
                 [port] => ("0.0.0.0", *port),
-                [client_host, port] if !trim_java(client_host).is_empty() => {
-                    (trim_java(client_host), *port)
-                }
+                [client_host, port] if !trim_java(client_host).is_empty() => (trim_java(client_host), *port),
                 _ => return Err(form_error()),
             };
             let port = match client_port_text.trim().parse::<u16>() {
                 Ok(port) => port,
                 Err(_) => return Err(invalid(key, value, "a client port from 0 to 65535 after ;")),
             };
-            Some(ServerClientAddress {
-                host: client_host.to_string(),
-                port,
-            })
+            Some(ServerClientAddress { host: client_host.to_string(), port })
         }
     };
 
-    Ok(QuorumServer {
-        id,
-        host: host.to_string(),
-        quorum_port,
-        election_port,
-        role,
-        client_address,
-    })
+    Ok(QuorumServer { id, host: host.to_string(), quorum_port, election_port, role, client_address })
 }
 
 #[cfg(test)]
@@ -1123,10 +1021,7 @@ mod tests {
         assert_eq!(config.data_log_dir, PathBuf::from("./zoocore-data"));
         assert_eq!(config.client_port, 2181);
         assert_eq!(config.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(
-            config.client_socket_address(),
-            "127.0.0.1:2181".parse().unwrap()
-        );
+        assert_eq!(config.client_socket_address(), "127.0.0.1:2181".parse().unwrap());
         assert_eq!(config.client_port_listen_backlog, None);
         assert_eq!(config.session_timeout_min_ms, 6000);
         assert_eq!(config.session_timeout_max_ms, 60000);
@@ -1143,19 +1038,10 @@ mod tests {
         assert_eq!(config.init_limit_ticks, 10);
         assert_eq!(config.sync_limit_ticks, 5);
         assert!(config.admin_server_enabled);
-        assert_eq!(
-            config.admin_socket_address(),
-            "127.0.0.1:8080".parse().unwrap()
-        );
+        assert_eq!(config.admin_socket_address(), "127.0.0.1:8080".parse().unwrap());
         assert_eq!(config.admin_command_url, "/commands");
-        assert_eq!(
-            config.metrics_provider_class_name,
-            "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
-        );
-        assert_eq!(
-            config.metrics_provider_http_host,
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        );
+        assert_eq!(config.metrics_provider_class_name, "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider");
+        assert_eq!(config.metrics_provider_http_host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(config.metrics_provider_http_port, 7000);
         assert!(config.metrics_provider_options.is_empty());
         assert!(!config.reconfig_enabled);
@@ -1221,10 +1107,7 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/zoo/data"));
         assert_eq!(config.data_log_dir, PathBuf::from("/var/lib/zoo/log"));
         assert_eq!(config.client_port, 2281);
-        assert_eq!(
-            config.client_port_address,
-            "10.1.2.3".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(config.client_port_address, "10.1.2.3".parse::<IpAddr>().unwrap());
         assert_eq!(config.client_port_listen_backlog, Some(128));
         assert_eq!(config.session_timeout_min_ms, 5000);
         assert_eq!(config.session_timeout_max_ms, 90000);
@@ -1232,10 +1115,7 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
         assert_eq!(config.global_outstanding_limit, 5000);
         assert_eq!(config.jute_max_buffer_bytes, 4_194_304);
         let expected_commands = ["conf", "ruok", "srvr", "stat"].map(String::from);
-        assert_eq!(
-            config.four_letter_word_whitelist,
-            FourLetterWordWhitelist::Set(BTreeSet::from(expected_commands))
-        );
+        assert_eq!(config.four_letter_word_whitelist, FourLetterWordWhitelist::Set(BTreeSet::from(expected_commands)));
         assert!(config.extended_types_enabled);
         assert_eq!(config.snap_count, 50000);
         assert_eq!(config.autopurge_snap_retain_count, 7);
@@ -1251,10 +1131,7 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
             config.metrics_provider_class_name,
             "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
         );
-        assert_eq!(
-            config.metrics_provider_http_host,
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        );
+        assert_eq!(config.metrics_provider_http_host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         assert_eq!(config.metrics_provider_http_port, 7070);
         assert_eq!(
             config.metrics_provider_options,
@@ -1335,17 +1212,11 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
         ];
         for (key, value) in cases {
             let message = error_message(&format!("{key}={value}\n"));
-            assert!(
-                message.starts_with(&format!("invalid value for {key}: ")),
-                "{message}"
-            );
+            assert!(message.starts_with(&format!("invalid value for {key}: ")), "{message}");
             assert!(message.contains(&format!("{value:?}")), "{message}");
             assert!(message.contains("(expected "), "{message}");
         }
-        assert_eq!(
-            error_message("tickTime=abc"),
-            "invalid value for tickTime: \"abc\" (expected a positive integer)"
-        );
+        assert_eq!(error_message("tickTime=abc"), "invalid value for tickTime: \"abc\" (expected a positive integer)");
     }
 
     #[test]
@@ -1361,31 +1232,16 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
     #[test]
     fn syntax_errors_name_the_line() {
         let text = "tickTime=2000\n\n# comment\nclientPort=2181\n\n\nfoo\n";
-        assert_eq!(
-            error_message(text),
-            "line 7: expected key=value, found \"foo\""
-        );
-        assert_eq!(
-            error_message("a=1\r\n = 5\r\n"),
-            "line 2: expected key=value, found \"= 5\""
-        );
-        assert_eq!(
-            error_message("a=1\rb=2\rtick Time=5"),
-            "line 3: key \"tick Time\" contains whitespace"
-        );
-        assert_eq!(
-            error_message("clientPort: 2181"),
-            "line 1: expected key=value, found \"clientPort: 2181\""
-        );
+        assert_eq!(error_message(text), "line 7: expected key=value, found \"foo\"");
+        assert_eq!(error_message("a=1\r\n = 5\r\n"), "line 2: expected key=value, found \"= 5\"");
+        assert_eq!(error_message("a=1\rb=2\rtick Time=5"), "line 3: key \"tick Time\" contains whitespace");
+        assert_eq!(error_message("clientPort: 2181"), "line 1: expected key=value, found \"clientPort: 2181\"");
     }
 
     #[test]
     fn values_keep_everything_after_the_first_equals_sign() {
         let config = parse("DigestAuthenticationProvider.superDigest=super:abc=def=\n");
-        assert_eq!(
-            config.property("DigestAuthenticationProvider.superDigest"),
-            Some("super:abc=def=")
-        );
+        assert_eq!(config.property("DigestAuthenticationProvider.superDigest"), Some("super:abc=def="));
     }
 
     #[test]
@@ -1407,14 +1263,8 @@ skipACL=yes
             ]
         );
         let digest = Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
-        assert_eq!(
-            config.property("DigestAuthenticationProvider.superDigest"),
-            digest
-        );
-        assert_eq!(
-            config.property("zookeeper.DigestAuthenticationProvider.superDigest"),
-            digest
-        );
+        assert_eq!(config.property("DigestAuthenticationProvider.superDigest"), digest);
+        assert_eq!(config.property("zookeeper.DigestAuthenticationProvider.superDigest"), digest);
         assert_eq!(config.property("skipACL"), Some("yes"));
         assert_eq!(config.property("zookeeper.preAllocSize"), Some("1024"));
         assert_eq!(config.property("missing"), None);
@@ -1426,18 +1276,9 @@ skipACL=yes
         let config = parse("secureClientPort=2281\nzoocore.shard=3\ngroup.1=1:2:3\n");
         assert!(config.system_properties.is_empty());
         assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
-        assert!(config
-            .warnings
-            .iter()
-            .any(|warning| warning.contains("secureClientPort")));
-        assert!(config
-            .warnings
-            .iter()
-            .any(|warning| warning.contains("zoocore.shard")));
-        assert!(config
-            .warnings
-            .iter()
-            .any(|warning| warning.contains("group.1")));
+        assert!(config.warnings.iter().any(|warning| warning.contains("secureClientPort")));
+        assert!(config.warnings.iter().any(|warning| warning.contains("zoocore.shard")));
+        assert!(config.warnings.iter().any(|warning| warning.contains("group.1")));
     }
 
     #[test]
@@ -1462,28 +1303,13 @@ server.5=10.0.0.5:2892:3892:observer
                 client_address: None,
             }
         );
-        assert_eq!(
-            servers[1].client_address,
-            Some(ServerClientAddress {
-                host: "0.0.0.0".to_string(),
-                port: 2182
-            })
-        );
+        assert_eq!(servers[1].client_address, Some(ServerClientAddress { host: "0.0.0.0".to_string(), port: 2182 }));
         assert_eq!(servers[2].role, PeerRole::Observer);
-        assert_eq!(
-            servers[2].client_address,
-            Some(ServerClientAddress {
-                host: "10.0.0.3".to_string(),
-                port: 2183
-            })
-        );
+        assert_eq!(servers[2].client_address, Some(ServerClientAddress { host: "10.0.0.3".to_string(), port: 2183 }));
         assert_eq!(servers[3].host, "fe80::1");
         assert_eq!(servers[3].quorum_port, 2891);
         assert_eq!(servers[3].election_port, 3891);
-        assert_eq!(
-            servers[3].client_address.as_ref().map(|a| a.host.as_str()),
-            Some("::1")
-        );
+        assert_eq!(servers[3].client_address.as_ref().map(|a| a.host.as_str()), Some("::1"));
         assert_eq!(servers[4].host, "10.0.0.5");
         assert_eq!(servers[4].role, PeerRole::Observer);
         assert!(config.is_distributed());
@@ -1491,12 +1317,7 @@ server.5=10.0.0.5:2892:3892:observer
 
     #[test]
     fn server_ids_must_be_numbers() {
-        for key in [
-            "server.x",
-            "server.",
-            "server.-1",
-            "server.9223372036854775808",
-        ] {
+        for key in ["server.x", "server.", "server.-1", "server.9223372036854775808"] {
             let message = error_message(&format!("{key}=zk1:2888:3888"));
             assert!(message.contains(&format!("{key:?}")), "{message}");
         }
@@ -1570,14 +1391,8 @@ server.5=10.0.0.5:2892:3892:observer
 
     #[test]
     fn whitelist_forms() {
-        assert_eq!(
-            parse("4lw.commands.whitelist=*").four_letter_word_whitelist,
-            FourLetterWordWhitelist::All
-        );
-        assert_eq!(
-            parse("4lw.commands.whitelist=ruok, *").four_letter_word_whitelist,
-            FourLetterWordWhitelist::All
-        );
+        assert_eq!(parse("4lw.commands.whitelist=*").four_letter_word_whitelist, FourLetterWordWhitelist::All);
+        assert_eq!(parse("4lw.commands.whitelist=ruok, *").four_letter_word_whitelist, FourLetterWordWhitelist::All);
         let whitelist = parse("4lw.commands.whitelist=").four_letter_word_whitelist;
         assert_eq!(whitelist, FourLetterWordWhitelist::default());
         let whitelist = parse("4lw.commands.whitelist=mntr,,ruok").four_letter_word_whitelist;
@@ -1602,10 +1417,7 @@ server.5=10.0.0.5:2892:3892:observer
         assert!(!config.admin_server_enabled);
         assert!(config.reconfig_enabled);
         assert!(config.force_sync);
-        assert_eq!(
-            parse("jute.maxbuffer=0xfffff").jute_max_buffer_bytes,
-            0xfffff
-        );
+        assert_eq!(parse("jute.maxbuffer=0xfffff").jute_max_buffer_bytes, 0xfffff);
         assert_eq!(parse("jute.maxbuffer=0X10").jute_max_buffer_bytes, 16);
         assert_eq!(parse("jute.maxbuffer=+100").jute_max_buffer_bytes, 100);
         assert_eq!(parse("zoocore.logLevel=").log_level, None);
@@ -1622,8 +1434,7 @@ server.5=10.0.0.5:2892:3892:observer
 
     #[test]
     fn from_file_reads_and_names_a_missing_path() {
-        let directory =
-            std::env::temp_dir().join(format!("zoocore-config-test-{}", std::process::id()));
+        let directory = std::env::temp_dir().join(format!("zoocore-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
 
         let path = directory.join("zoo.cfg");
@@ -1641,10 +1452,7 @@ server.5=10.0.0.5:2892:3892:observer
         let missing = directory.join("missing.cfg");
         let error = Config::from_file(&missing).unwrap_err();
         assert!(matches!(error, ConfigError::Read { .. }));
-        assert!(
-            error.to_string().contains(&missing.display().to_string()),
-            "{error}"
-        );
+        assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
 
         std::fs::remove_dir_all(&directory).unwrap();
     }
@@ -1656,10 +1464,7 @@ server.5=10.0.0.5:2892:3892:observer
              clientPort=2481\nmaxClientCnxns=0\n",
         );
         let rendered = config.render_conf_with_sizes(0, 457);
-        let lines: Vec<String> = rendered
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
+        let lines: Vec<String> = rendered.iter().map(|(key, value)| format!("{key}={value}")).collect();
         // This is what ZooKeeper 3.8.0 printed for the same file.
         assert_eq!(
             lines,
@@ -1678,11 +1483,7 @@ server.5=10.0.0.5:2892:3892:observer
                 "serverId=0",
             ]
         );
-        let without_sizes: Vec<String> = config
-            .render_conf()
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect();
+        let without_sizes: Vec<String> = config.render_conf().into_iter().map(|(key, _)| key).collect();
         assert!(!without_sizes.iter().any(|key| key.ends_with("Size")));
         assert_eq!(without_sizes.len(), 10);
     }
@@ -1693,11 +1494,7 @@ server.5=10.0.0.5:2892:3892:observer
         let rendered: BTreeMap<String, String> = config.render_conf().into_iter().collect();
         let data_dir = Path::new(&rendered["dataDir"]);
         assert!(data_dir.is_absolute(), "{}", data_dir.display());
-        assert!(
-            data_dir.ends_with("zoocore-data/version-2"),
-            "{}",
-            data_dir.display()
-        );
+        assert!(data_dir.ends_with("zoocore-data/version-2"), "{}", data_dir.display());
         assert_eq!(rendered["clientPortListenBacklog"], "64");
         assert_eq!(rendered["minSessionTimeout"], "6000");
     }

@@ -1,4 +1,12 @@
 //! zoocore: a ZooKeeper-compatible coordination server, built shard-per-core.
 //! See docs/ARCHITECTURE.md for the modules and the path of a request.
 
+pub mod acl;
+pub mod config;
+pub mod prep;
 pub mod proto;
+pub mod read;
+pub mod server;
+pub mod session;
+pub mod tree;
+pub mod watch;

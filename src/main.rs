@@ -1,9 +1,53 @@
-fn main() {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .spawn(|| async {
-            println!("glommio ok");
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+//! The zoocore binary: `zoocore` starts a standalone server on the embedded
+//! default (127.0.0.1:2181, data under ./zoocore-data); `zoocore --config
+//! zoo.cfg` reads ZooKeeper's configuration format.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use zoocore::config::Config;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "zoocore", version, about = "A ZooKeeper-compatible coordination server, shard-per-core")]
+struct Arguments {
+    /// A zoo.cfg in ZooKeeper's format. Without it: standalone on
+    /// 127.0.0.1:2181 with data under ./zoocore-data.
+    #[arg(long, short, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    let config = match &arguments.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("zoocore: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
+        .ok()
+        .or_else(|| config.log_level.as_deref().and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok()))
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let result = zoocore::server::run(config, |address| {
+        println!("zoocore listening on {address}");
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("zoocore: {error}");
+            ExitCode::from(1)
+        }
+    }
 }

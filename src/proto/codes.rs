@@ -243,17 +243,11 @@ impl CreateMode {
     }
 
     pub fn is_ephemeral(self) -> bool {
-        matches!(
-            self,
-            CreateMode::Ephemeral | CreateMode::EphemeralSequential
-        )
+        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
     }
 
     pub fn is_ttl(self) -> bool {
-        matches!(
-            self,
-            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl
-        )
+        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
     }
 
     pub fn is_container(self) -> bool {
@@ -265,8 +259,8 @@ impl CreateMode {
 /// they spell one ZooKeeper knows.
 pub fn four_letter_word(first_four: [u8; 4]) -> Option<&'static str> {
     const WORDS: [&str; 18] = [
-        "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst",
-        "stat", "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+        "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc", "wchp",
+        "wchs", "mntr", "isro", "hash",
     ];
     WORDS.into_iter().find(|word| word.as_bytes() == first_four)
 }

@@ -22,20 +22,23 @@ pub enum DecodeError {
     Invalid(&'static str),
     /// The opcode is not one the server knows.
     UnknownOpcode(i32),
+    /// A read inside multi or a write inside multiRead: ZooKeeper answers
+    /// MarshallingError and keeps the connection.
+    MultiOpNotAllowed { multi_read: bool },
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Truncated { needed, remaining } => {
-                write!(
-                    f,
-                    "record truncated: needed {needed} more bytes, {remaining} remain"
-                )
+                write!(f, "record truncated: needed {needed} more bytes, {remaining} remain")
             }
             DecodeError::BadLength(length) => write!(f, "invalid length field {length}"),
             DecodeError::Invalid(what) => write!(f, "invalid field: {what}"),
             DecodeError::UnknownOpcode(op) => write!(f, "unknown opcode {op}"),
+            DecodeError::MultiOpNotAllowed { multi_read } => {
+                write!(f, "operation not allowed in {}", if *multi_read { "multiRead" } else { "multi" })
+            }
         }
     }
 }
@@ -69,10 +72,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, count: usize) -> DecodeResult<&'a [u8]> {
         if self.remaining() < count {
-            return Err(DecodeError::Truncated {
-                needed: count,
-                remaining: self.remaining(),
-            });
+            return Err(DecodeError::Truncated { needed: count, remaining: self.remaining() });
         }
         let slice = &self.bytes[self.position..self.position + count];
         self.position += count;
@@ -111,6 +111,15 @@ impl<'a> Reader<'a> {
     /// A buffer; null reads as empty, as ZooKeeper's server treats it.
     pub fn read_buffer(&mut self) -> DecodeResult<Vec<u8>> {
         Ok(self.read_buffer_slice()?.to_vec())
+    }
+
+    /// A buffer that keeps null (length -1) apart from empty, as znode data
+    /// does: ZooKeeper returns null data as null.
+    pub fn read_optional_buffer(&mut self) -> DecodeResult<Option<Vec<u8>>> {
+        match self.read_length()? {
+            None => Ok(None),
+            Some(length) => Ok(Some(self.take(length)?.to_vec())),
+        }
     }
 
     pub fn read_buffer_slice(&mut self) -> DecodeResult<&'a [u8]> {
@@ -180,6 +189,14 @@ impl<'a> Writer<'a> {
         self.out.extend_from_slice(bytes);
     }
 
+    /// A buffer, or null (length -1) for None.
+    pub fn write_optional_buffer(&mut self, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(bytes) => self.write_buffer(bytes),
+            None => self.write_null(),
+        }
+    }
+
     /// A null buffer (length -1).
     pub fn write_null(&mut self) {
         self.write_i32(-1);
@@ -243,24 +260,12 @@ mod tests {
     fn hostile_lengths_are_errors_not_allocations() {
         let mut out = Vec::new();
         Writer::new(&mut out).write_i32(i32::MAX);
-        assert_eq!(
-            Reader::new(&out).read_buffer(),
-            Err(DecodeError::BadLength(i32::MAX))
-        );
-        assert_eq!(
-            Reader::new(&out).read_string_vec(),
-            Err(DecodeError::BadLength(i32::MAX))
-        );
+        assert_eq!(Reader::new(&out).read_buffer(), Err(DecodeError::BadLength(i32::MAX)));
+        assert_eq!(Reader::new(&out).read_string_vec(), Err(DecodeError::BadLength(i32::MAX)));
         let mut negative = Vec::new();
         Writer::new(&mut negative).write_i32(-2);
-        assert_eq!(
-            Reader::new(&negative).read_buffer(),
-            Err(DecodeError::BadLength(-2))
-        );
-        assert!(matches!(
-            Reader::new(&[0, 0]).read_i32(),
-            Err(DecodeError::Truncated { .. })
-        ));
+        assert_eq!(Reader::new(&negative).read_buffer(), Err(DecodeError::BadLength(-2)));
+        assert!(matches!(Reader::new(&[0, 0]).read_i32(), Err(DecodeError::Truncated { .. })));
     }
 
     #[test]

@@ -13,8 +13,6 @@ pub mod response;
 
 pub use codes::{CreateMode, ErrorCode};
 pub use jute::{DecodeError, Reader, Writer};
-pub use records::{
-    Acl, ConnectRequest, ConnectResponse, Id, ReplyHeader, RequestHeader, Stat, WatcherEvent,
-};
+pub use records::{Acl, ConnectRequest, ConnectResponse, Id, ReplyHeader, RequestHeader, Stat, WatcherEvent};
 pub use request::{CreateRequest, MultiOp, Request, SetWatches};
 pub use response::{ClientInfo, OpResult, Response};

@@ -63,10 +63,7 @@ pub struct Id {
 
 impl Id {
     pub fn new(scheme: &str, id: &str) -> Id {
-        Id {
-            scheme: scheme.to_string(),
-            id: id.to_string(),
-        }
+        Id { scheme: scheme.to_string(), id: id.to_string() }
     }
 
     pub fn encode(&self, writer: &mut Writer<'_>) {
@@ -75,10 +72,7 @@ impl Id {
     }
 
     pub fn decode(reader: &mut Reader<'_>) -> DecodeResult<Id> {
-        Ok(Id {
-            scheme: reader.read_string()?,
-            id: reader.read_string()?,
-        })
+        Ok(Id { scheme: reader.read_string()?, id: reader.read_string()? })
     }
 }
 
@@ -91,10 +85,7 @@ pub struct Acl {
 
 impl Acl {
     pub fn new(perms: i32, scheme: &str, id: &str) -> Acl {
-        Acl {
-            perms,
-            id: Id::new(scheme, id),
-        }
+        Acl { perms, id: Id::new(scheme, id) }
     }
 
     /// world:anyone with every permission (ZooDefs.Ids.OPEN_ACL_UNSAFE).
@@ -116,12 +107,7 @@ impl Acl {
     }
 
     pub fn decode_list(reader: &mut Reader<'_>) -> DecodeResult<Vec<Acl>> {
-        reader.read_vec(12, |reader| {
-            Ok(Acl {
-                perms: reader.read_i32()?,
-                id: Id::decode(reader)?,
-            })
-        })
+        reader.read_vec(12, |reader| Ok(Acl { perms: reader.read_i32()?, id: Id::decode(reader)? }))
     }
 }
 
@@ -214,10 +200,7 @@ pub struct RequestHeader {
 
 impl RequestHeader {
     pub fn decode(reader: &mut Reader<'_>) -> DecodeResult<RequestHeader> {
-        Ok(RequestHeader {
-            xid: reader.read_i32()?,
-            opcode: reader.read_i32()?,
-        })
+        Ok(RequestHeader { xid: reader.read_i32()?, opcode: reader.read_i32()? })
     }
 
     pub fn encode(&self, writer: &mut Writer<'_>) {
@@ -244,11 +227,7 @@ impl ReplyHeader {
     }
 
     pub fn decode(reader: &mut Reader<'_>) -> DecodeResult<ReplyHeader> {
-        Ok(ReplyHeader {
-            xid: reader.read_i32()?,
-            zxid: reader.read_i64()?,
-            err: reader.read_i32()?,
-        })
+        Ok(ReplyHeader { xid: reader.read_i32()?, zxid: reader.read_i64()?, err: reader.read_i32()? })
     }
 }
 
@@ -269,11 +248,7 @@ impl WatcherEvent {
     }
 
     pub fn decode(reader: &mut Reader<'_>) -> DecodeResult<WatcherEvent> {
-        Ok(WatcherEvent {
-            event_type: reader.read_i32()?,
-            state: reader.read_i32()?,
-            path: reader.read_string()?,
-        })
+        Ok(WatcherEvent { event_type: reader.read_i32()?, state: reader.read_i32()?, path: reader.read_string()? })
     }
 }
 
@@ -302,12 +277,7 @@ mod tests {
 
     #[test]
     fn stat_is_68_bytes() {
-        let stat = Stat {
-            czxid: 1,
-            pzxid: 9,
-            num_children: 3,
-            ..Stat::default()
-        };
+        let stat = Stat { czxid: 1, pzxid: 9, num_children: 3, ..Stat::default() };
         let mut out = Vec::new();
         stat.encode(&mut Writer::new(&mut out));
         assert_eq!(out.len(), STAT_BYTES);

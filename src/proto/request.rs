@@ -12,7 +12,8 @@ use super::records::{Acl, RequestHeader};
 pub struct CreateRequest {
     pub opcode: i32,
     pub path: String,
-    pub data: Vec<u8>,
+    /// None is null data, which ZooKeeper keeps apart from empty.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     /// The TTL of createTTL, -1 for the other opcodes.
@@ -37,103 +38,37 @@ pub struct SetWatches {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiOp {
     Create(CreateRequest),
-    Delete {
-        path: String,
-        version: i32,
-    },
-    SetData {
-        path: String,
-        data: Vec<u8>,
-        version: i32,
-    },
-    Check {
-        path: String,
-        version: i32,
-    },
-    GetChildren {
-        path: String,
-    },
-    GetData {
-        path: String,
-    },
+    Delete { path: String, version: i32 },
+    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
+    Check { path: String, version: i32 },
+    GetChildren { path: String },
+    GetData { path: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Create(CreateRequest),
-    Delete {
-        path: String,
-        version: i32,
-    },
-    Exists {
-        path: String,
-        watch: bool,
-    },
-    GetData {
-        path: String,
-        watch: bool,
-    },
-    SetData {
-        path: String,
-        data: Vec<u8>,
-        version: i32,
-    },
-    GetAcl {
-        path: String,
-    },
-    SetAcl {
-        path: String,
-        acl: Vec<Acl>,
-        version: i32,
-    },
-    GetChildren {
-        path: String,
-        watch: bool,
-    },
-    GetChildren2 {
-        path: String,
-        watch: bool,
-    },
-    Sync {
-        path: String,
-    },
+    Delete { path: String, version: i32 },
+    Exists { path: String, watch: bool },
+    GetData { path: String, watch: bool },
+    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
+    GetAcl { path: String },
+    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
+    GetChildren { path: String, watch: bool },
+    GetChildren2 { path: String, watch: bool },
+    Sync { path: String },
     Ping,
-    Check {
-        path: String,
-        version: i32,
-    },
+    Check { path: String, version: i32 },
     Multi(Vec<MultiOp>),
     MultiRead(Vec<MultiOp>),
-    Reconfig {
-        joining: String,
-        leaving: String,
-        new_members: String,
-        config_id: i64,
-    },
-    CheckWatches {
-        path: String,
-        watcher_type: i32,
-    },
-    RemoveWatches {
-        path: String,
-        watcher_type: i32,
-    },
-    Auth {
-        auth_type: i32,
-        scheme: String,
-        auth: Vec<u8>,
-    },
+    Reconfig { joining: String, leaving: String, new_members: String, config_id: i64 },
+    CheckWatches { path: String, watcher_type: i32 },
+    RemoveWatches { path: String, watcher_type: i32 },
+    Auth { auth_type: i32, scheme: String, auth: Vec<u8> },
     SetWatches(SetWatches),
-    GetEphemerals {
-        prefix: String,
-    },
-    GetAllChildrenNumber {
-        path: String,
-    },
-    AddWatch {
-        path: String,
-        mode: i32,
-    },
+    GetEphemerals { prefix: String },
+    GetAllChildrenNumber { path: String },
+    AddWatch { path: String, mode: i32 },
     WhoAmI,
     CloseSession,
 }
@@ -157,47 +92,25 @@ impl Request {
             op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
                 Request::Create(decode_create(opcode, reader)?)
             }
-            op::DELETE => Request::Delete {
-                path: reader.read_string()?,
-                version: reader.read_i32()?,
-            },
-            op::EXISTS => Request::Exists {
-                path: reader.read_string()?,
-                watch: reader.read_bool()?,
-            },
-            op::GET_DATA => Request::GetData {
-                path: reader.read_string()?,
-                watch: reader.read_bool()?,
-            },
+            op::DELETE => Request::Delete { path: reader.read_string()?, version: reader.read_i32()? },
+            op::EXISTS => Request::Exists { path: reader.read_string()?, watch: reader.read_bool()? },
+            op::GET_DATA => Request::GetData { path: reader.read_string()?, watch: reader.read_bool()? },
             op::SET_DATA => Request::SetData {
                 path: reader.read_string()?,
-                data: reader.read_buffer()?,
+                data: reader.read_optional_buffer()?,
                 version: reader.read_i32()?,
             },
-            op::GET_ACL => Request::GetAcl {
-                path: reader.read_string()?,
-            },
+            op::GET_ACL => Request::GetAcl { path: reader.read_string()? },
             op::SET_ACL => Request::SetAcl {
                 path: reader.read_string()?,
                 acl: Acl::decode_list(reader)?,
                 version: reader.read_i32()?,
             },
-            op::GET_CHILDREN => Request::GetChildren {
-                path: reader.read_string()?,
-                watch: reader.read_bool()?,
-            },
-            op::GET_CHILDREN2 => Request::GetChildren2 {
-                path: reader.read_string()?,
-                watch: reader.read_bool()?,
-            },
-            op::SYNC => Request::Sync {
-                path: reader.read_string()?,
-            },
+            op::GET_CHILDREN => Request::GetChildren { path: reader.read_string()?, watch: reader.read_bool()? },
+            op::GET_CHILDREN2 => Request::GetChildren2 { path: reader.read_string()?, watch: reader.read_bool()? },
+            op::SYNC => Request::Sync { path: reader.read_string()? },
             op::PING => Request::Ping,
-            op::CHECK => Request::Check {
-                path: reader.read_string()?,
-                version: reader.read_i32()?,
-            },
+            op::CHECK => Request::Check { path: reader.read_string()?, version: reader.read_i32()? },
             op::MULTI => Request::Multi(decode_multi(reader, false)?),
             op::MULTI_READ => Request::MultiRead(decode_multi(reader, true)?),
             op::RECONFIG => Request::Reconfig {
@@ -206,14 +119,12 @@ impl Request {
                 new_members: reader.read_string()?,
                 config_id: reader.read_i64()?,
             },
-            op::CHECK_WATCHES => Request::CheckWatches {
-                path: reader.read_string()?,
-                watcher_type: reader.read_i32()?,
-            },
-            op::REMOVE_WATCHES => Request::RemoveWatches {
-                path: reader.read_string()?,
-                watcher_type: reader.read_i32()?,
-            },
+            op::CHECK_WATCHES => {
+                Request::CheckWatches { path: reader.read_string()?, watcher_type: reader.read_i32()? }
+            }
+            op::REMOVE_WATCHES => {
+                Request::RemoveWatches { path: reader.read_string()?, watcher_type: reader.read_i32()? }
+            }
             op::AUTH => Request::Auth {
                 auth_type: reader.read_i32()?,
                 scheme: reader.read_string()?,
@@ -235,16 +146,9 @@ impl Request {
                 }
                 Request::SetWatches(watches)
             }
-            op::GET_EPHEMERALS => Request::GetEphemerals {
-                prefix: reader.read_string()?,
-            },
-            op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber {
-                path: reader.read_string()?,
-            },
-            op::ADD_WATCH => Request::AddWatch {
-                path: reader.read_string()?,
-                mode: reader.read_i32()?,
-            },
+            op::GET_EPHEMERALS => Request::GetEphemerals { prefix: reader.read_string()? },
+            op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber { path: reader.read_string()? },
+            op::ADD_WATCH => Request::AddWatch { path: reader.read_string()?, mode: reader.read_i32()? },
             op::WHO_AM_I => Request::WhoAmI,
             op::CLOSE_SESSION => Request::CloseSession,
             other => return Err(DecodeError::UnknownOpcode(other)),
@@ -300,11 +204,7 @@ impl Request {
 
     /// Encodes header and body (without the frame's length prefix).
     pub fn encode(&self, xid: i32, writer: &mut Writer<'_>) {
-        RequestHeader {
-            xid,
-            opcode: self.opcode(),
-        }
-        .encode(writer);
+        RequestHeader { xid, opcode: self.opcode() }.encode(writer);
         match self {
             Request::Create(create) => encode_create(create, writer),
             Request::Delete { path, version } | Request::Check { path, version } => {
@@ -318,13 +218,9 @@ impl Request {
                 writer.write_string(path);
                 writer.write_bool(*watch);
             }
-            Request::SetData {
-                path,
-                data,
-                version,
-            } => {
+            Request::SetData { path, data, version } => {
                 writer.write_string(path);
-                writer.write_buffer(data);
+                writer.write_optional_buffer(data.as_deref());
                 writer.write_i32(*version);
             }
             Request::GetAcl { path }
@@ -338,27 +234,17 @@ impl Request {
             }
             Request::Ping | Request::WhoAmI | Request::CloseSession => {}
             Request::Multi(ops) | Request::MultiRead(ops) => encode_multi(ops, writer),
-            Request::Reconfig {
-                joining,
-                leaving,
-                new_members,
-                config_id,
-            } => {
+            Request::Reconfig { joining, leaving, new_members, config_id } => {
                 writer.write_string(joining);
                 writer.write_string(leaving);
                 writer.write_string(new_members);
                 writer.write_i64(*config_id);
             }
-            Request::CheckWatches { path, watcher_type }
-            | Request::RemoveWatches { path, watcher_type } => {
+            Request::CheckWatches { path, watcher_type } | Request::RemoveWatches { path, watcher_type } => {
                 writer.write_string(path);
                 writer.write_i32(*watcher_type);
             }
-            Request::Auth {
-                auth_type,
-                scheme,
-                auth,
-            } => {
+            Request::Auth { auth_type, scheme, auth } => {
                 writer.write_i32(*auth_type);
                 writer.write_string(scheme);
                 writer.write_buffer(auth);
@@ -385,20 +271,16 @@ fn decode_create(opcode: i32, reader: &mut Reader<'_>) -> DecodeResult<CreateReq
     Ok(CreateRequest {
         opcode,
         path: reader.read_string()?,
-        data: reader.read_buffer()?,
+        data: reader.read_optional_buffer()?,
         acl: Acl::decode_list(reader)?,
         flags: reader.read_i32()?,
-        ttl_ms: if opcode == op::CREATE_TTL {
-            reader.read_i64()?
-        } else {
-            -1
-        },
+        ttl_ms: if opcode == op::CREATE_TTL { reader.read_i64()? } else { -1 },
     })
 }
 
 fn encode_create(create: &CreateRequest, writer: &mut Writer<'_>) {
     writer.write_string(&create.path);
-    writer.write_buffer(&create.data);
+    writer.write_optional_buffer(create.data.as_deref());
     Acl::encode_list(&create.acl, writer);
     writer.write_i32(create.flags);
     if create.opcode == op::CREATE_TTL {
@@ -421,19 +303,13 @@ fn decode_multi(reader: &mut Reader<'_>, read_only: bool) -> DecodeResult<Vec<Mu
             (op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL, false) => {
                 MultiOp::Create(decode_create(opcode, reader)?)
             }
-            (op::DELETE, false) => MultiOp::Delete {
-                path: reader.read_string()?,
-                version: reader.read_i32()?,
-            },
+            (op::DELETE, false) => MultiOp::Delete { path: reader.read_string()?, version: reader.read_i32()? },
             (op::SET_DATA, false) => MultiOp::SetData {
                 path: reader.read_string()?,
-                data: reader.read_buffer()?,
+                data: reader.read_optional_buffer()?,
                 version: reader.read_i32()?,
             },
-            (op::CHECK, false) => MultiOp::Check {
-                path: reader.read_string()?,
-                version: reader.read_i32()?,
-            },
+            (op::CHECK, false) => MultiOp::Check { path: reader.read_string()?, version: reader.read_i32()? },
             (op::GET_CHILDREN, true) => {
                 let path = reader.read_string()?;
                 let _watch = reader.read_bool()?;
@@ -444,7 +320,7 @@ fn decode_multi(reader: &mut Reader<'_>, read_only: bool) -> DecodeResult<Vec<Mu
                 let _watch = reader.read_bool()?;
                 MultiOp::GetData { path }
             }
-            _ => return Err(DecodeError::Invalid("operation not allowed in this multi")),
+            _ => return Err(DecodeError::MultiOpNotAllowed { multi_read: read_only }),
         };
         ops.push(operation);
     }
@@ -469,13 +345,9 @@ fn encode_multi(ops: &[MultiOp], writer: &mut Writer<'_>) {
                 writer.write_string(path);
                 writer.write_i32(*version);
             }
-            MultiOp::SetData {
-                path,
-                data,
-                version,
-            } => {
+            MultiOp::SetData { path, data, version } => {
                 writer.write_string(path);
-                writer.write_buffer(data);
+                writer.write_optional_buffer(data.as_deref());
                 writer.write_i32(*version);
             }
             MultiOp::GetChildren { path } | MultiOp::GetData { path } => {
@@ -507,99 +379,41 @@ mod tests {
         let create = CreateRequest {
             opcode: op::CREATE_TTL,
             path: "/t".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             acl: Acl::open_unsafe(),
             flags: 5,
             ttl_ms: 1000,
         };
         let requests = vec![
             Request::Create(create.clone()),
-            Request::Create(CreateRequest {
-                opcode: op::CREATE2,
-                ttl_ms: -1,
-                ..create.clone()
-            }),
-            Request::Delete {
-                path: "/a".into(),
-                version: 3,
-            },
-            Request::Exists {
-                path: "/a".into(),
-                watch: true,
-            },
-            Request::GetData {
-                path: "/a".into(),
-                watch: false,
-            },
-            Request::SetData {
-                path: "/a".into(),
-                data: vec![1, 2],
-                version: -1,
-            },
+            Request::Create(CreateRequest { opcode: op::CREATE2, ttl_ms: -1, ..create.clone() }),
+            Request::Delete { path: "/a".into(), version: 3 },
+            Request::Exists { path: "/a".into(), watch: true },
+            Request::GetData { path: "/a".into(), watch: false },
+            Request::SetData { path: "/a".into(), data: Some(vec![1, 2]), version: -1 },
             Request::GetAcl { path: "/a".into() },
-            Request::SetAcl {
-                path: "/a".into(),
-                acl: Acl::read_unsafe(),
-                version: 0,
-            },
-            Request::GetChildren {
-                path: "/".into(),
-                watch: true,
-            },
-            Request::GetChildren2 {
-                path: "/".into(),
-                watch: false,
-            },
+            Request::SetAcl { path: "/a".into(), acl: Acl::read_unsafe(), version: 0 },
+            Request::GetChildren { path: "/".into(), watch: true },
+            Request::GetChildren2 { path: "/".into(), watch: false },
             Request::Sync { path: "/".into() },
             Request::Ping,
-            Request::Check {
-                path: "/a".into(),
-                version: 1,
-            },
+            Request::Check { path: "/a".into(), version: 1 },
             Request::Multi(vec![
-                MultiOp::Create(CreateRequest {
-                    opcode: op::CREATE,
-                    ttl_ms: -1,
-                    flags: 0,
-                    ..create
-                }),
-                MultiOp::Delete {
-                    path: "/b".into(),
-                    version: -1,
-                },
-                MultiOp::SetData {
-                    path: "/c".into(),
-                    data: vec![],
-                    version: 2,
-                },
-                MultiOp::Check {
-                    path: "/d".into(),
-                    version: 0,
-                },
+                MultiOp::Create(CreateRequest { opcode: op::CREATE, ttl_ms: -1, flags: 0, ..create }),
+                MultiOp::Delete { path: "/b".into(), version: -1 },
+                MultiOp::SetData { path: "/c".into(), data: None, version: 2 },
+                MultiOp::Check { path: "/d".into(), version: 0 },
             ]),
-            Request::MultiRead(vec![
-                MultiOp::GetChildren { path: "/".into() },
-                MultiOp::GetData { path: "/a".into() },
-            ]),
+            Request::MultiRead(vec![MultiOp::GetChildren { path: "/".into() }, MultiOp::GetData { path: "/a".into() }]),
             Request::Reconfig {
                 joining: "server.4=h:1:2".into(),
                 leaving: "".into(),
                 new_members: "".into(),
                 config_id: -1,
             },
-            Request::CheckWatches {
-                path: "/a".into(),
-                watcher_type: 3,
-            },
-            Request::RemoveWatches {
-                path: "/a".into(),
-                watcher_type: 1,
-            },
-            Request::Auth {
-                auth_type: 0,
-                scheme: "digest".into(),
-                auth: b"u:p".to_vec(),
-            },
+            Request::CheckWatches { path: "/a".into(), watcher_type: 3 },
+            Request::RemoveWatches { path: "/a".into(), watcher_type: 1 },
+            Request::Auth { auth_type: 0, scheme: "digest".into(), auth: b"u:p".to_vec() },
             Request::SetWatches(SetWatches {
                 relative_zxid: 9,
                 data: vec!["/a".into()],
@@ -616,10 +430,7 @@ mod tests {
             }),
             Request::GetEphemerals { prefix: "/".into() },
             Request::GetAllChildrenNumber { path: "/".into() },
-            Request::AddWatch {
-                path: "/a".into(),
-                mode: 1,
-            },
+            Request::AddWatch { path: "/a".into(), mode: 1 },
             Request::WhoAmI,
             Request::CloseSession,
         ];
@@ -631,11 +442,7 @@ mod tests {
     #[test]
     fn unknown_opcode_keeps_the_header() {
         let mut out = Vec::new();
-        RequestHeader {
-            xid: 4,
-            opcode: 999,
-        }
-        .encode(&mut Writer::new(&mut out));
+        RequestHeader { xid: 4, opcode: 999 }.encode(&mut Writer::new(&mut out));
         let (header, result) = Request::decode(&out);
         assert_eq!(header.unwrap().xid, 4);
         assert_eq!(result, Err(DecodeError::UnknownOpcode(999)));
@@ -644,11 +451,7 @@ mod tests {
     #[test]
     fn writes_inside_multi_read_are_refused() {
         let mut out = Vec::new();
-        Request::Multi(vec![MultiOp::Delete {
-            path: "/a".into(),
-            version: -1,
-        }])
-        .encode(1, &mut Writer::new(&mut out));
+        Request::Multi(vec![MultiOp::Delete { path: "/a".into(), version: -1 }]).encode(1, &mut Writer::new(&mut out));
         out[4..8].copy_from_slice(&op::MULTI_READ.to_be_bytes());
         assert!(Request::decode(&out).1.is_err());
     }
@@ -656,12 +459,8 @@ mod tests {
     #[test]
     fn truncated_bodies_are_errors() {
         let mut out = Vec::new();
-        Request::SetData {
-            path: "/abc".into(),
-            data: vec![7; 10],
-            version: 1,
-        }
-        .encode(1, &mut Writer::new(&mut out));
+        Request::SetData { path: "/abc".into(), data: Some(vec![7; 10]), version: 1 }
+            .encode(1, &mut Writer::new(&mut out));
         for cut in 8..out.len() {
             assert!(Request::decode(&out[..cut]).1.is_err(), "cut at {cut}");
         }

@@ -19,7 +19,7 @@ pub enum OpResult {
     Delete,
     SetData(Stat),
     Check,
-    GetData(Arc<[u8]>, Stat),
+    GetData(Option<Arc<[u8]>>, Stat),
     GetChildren(Vec<Arc<str>>),
     /// A failed operation; 0 marks operations before the one that failed.
     Error(i32),
@@ -44,14 +44,14 @@ pub enum Response {
     /// exists, setData, setACL.
     Stat(Stat),
     /// getData, and reconfig.
-    Data(Arc<[u8]>, Stat),
+    Data(Option<Arc<[u8]>>, Stat),
     Acl(Vec<Acl>, Stat),
     Children(Vec<Arc<str>>),
     Children2(Vec<Arc<str>>, Stat),
     Multi(Vec<OpResult>),
     /// getEphemerals.
     Paths(Vec<String>),
-    /// getAllChildrenNumber.
+    /// getAllChildrenNumber; and addWatch, whose body is an ErrorResponse of 0.
     Number(i32),
     WhoAmI(Vec<ClientInfo>),
 }
@@ -67,7 +67,7 @@ impl Response {
             }
             Response::Stat(stat) => stat.encode(writer),
             Response::Data(data, stat) => {
-                writer.write_buffer(data);
+                writer.write_optional_buffer(data.as_deref());
                 stat.encode(writer);
             }
             Response::Acl(acl, stat) => {
@@ -101,19 +101,16 @@ impl Response {
             }
             op::EXISTS | op::SET_DATA | op::SET_ACL => Response::Stat(Stat::decode(reader)?),
             op::GET_DATA | op::RECONFIG => {
-                Response::Data(reader.read_buffer()?.into(), Stat::decode(reader)?)
+                Response::Data(reader.read_optional_buffer()?.map(Arc::from), Stat::decode(reader)?)
             }
             op::GET_ACL => Response::Acl(Acl::decode_list(reader)?, Stat::decode(reader)?),
             op::GET_CHILDREN => Response::Children(decode_names(reader)?),
             op::GET_CHILDREN2 => Response::Children2(decode_names(reader)?, Stat::decode(reader)?),
             op::MULTI | op::MULTI_READ => Response::Multi(decode_multi(reader)?),
             op::GET_EPHEMERALS => Response::Paths(reader.read_string_vec()?),
-            op::GET_ALL_CHILDREN_NUMBER => Response::Number(reader.read_i32()?),
+            op::GET_ALL_CHILDREN_NUMBER | op::ADD_WATCH => Response::Number(reader.read_i32()?),
             op::WHO_AM_I => Response::WhoAmI(reader.read_vec(8, |reader| {
-                Ok(ClientInfo {
-                    auth_scheme: reader.read_string()?,
-                    user: reader.read_string()?,
-                })
+                Ok(ClientInfo { auth_scheme: reader.read_string()?, user: reader.read_string()? })
             })?),
             _ => Response::Empty,
         })
@@ -148,7 +145,7 @@ fn encode_multi(results: &[OpResult], writer: &mut Writer<'_>) {
             OpResult::Delete | OpResult::Check => {}
             OpResult::SetData(stat) => stat.encode(writer),
             OpResult::GetData(data, stat) => {
-                writer.write_buffer(data);
+                writer.write_optional_buffer(data.as_deref());
                 stat.encode(writer);
             }
             OpResult::GetChildren(children) => writer.write_string_vec(children),
@@ -175,7 +172,7 @@ fn decode_multi(reader: &mut Reader<'_>) -> DecodeResult<Vec<OpResult>> {
             op::DELETE => OpResult::Delete,
             op::SET_DATA => OpResult::SetData(Stat::decode(reader)?),
             op::CHECK => OpResult::Check,
-            op::GET_DATA => OpResult::GetData(reader.read_buffer()?.into(), Stat::decode(reader)?),
+            op::GET_DATA => OpResult::GetData(reader.read_optional_buffer()?.map(Arc::from), Stat::decode(reader)?),
             op::GET_CHILDREN => OpResult::GetChildren(decode_names(reader)?),
             op::ERROR => OpResult::Error(reader.read_i32()?),
             _ => return Err(DecodeError::Invalid("unknown result type in multi reply")),
@@ -197,12 +194,7 @@ pub fn write_reply(out: &mut Vec<u8>, header: ReplyHeader, response: &Response) 
 /// Appends one framed watch notification (xid -1, zxid -1).
 pub fn write_event(out: &mut Vec<u8>, event: &WatcherEvent) {
     write_frame(out, |writer| {
-        ReplyHeader {
-            xid: super::codes::xid::NOTIFICATION,
-            zxid: -1,
-            err: 0,
-        }
-        .encode(writer);
+        ReplyHeader { xid: super::codes::xid::NOTIFICATION, zxid: -1, err: 0 }.encode(writer);
         event.encode(writer);
     });
 }
@@ -213,24 +205,16 @@ mod tests {
 
     #[test]
     fn responses_round_trip() {
-        let stat = Stat {
-            version: 3,
-            ..Stat::default()
-        };
+        let stat = Stat { version: 3, ..Stat::default() };
         let cases = vec![
             (op::CREATE, Response::Path("/a".into())),
             (op::CREATE2, Response::PathStat("/a".into(), stat)),
             (op::SET_DATA, Response::Stat(stat)),
-            (op::GET_DATA, Response::Data(Arc::from(&b"xyz"[..]), stat)),
+            (op::GET_DATA, Response::Data(Some(Arc::from(&b"xyz"[..])), stat)),
+            (op::GET_DATA, Response::Data(None, stat)),
             (op::GET_ACL, Response::Acl(Acl::open_unsafe(), stat)),
-            (
-                op::GET_CHILDREN,
-                Response::Children(vec![Arc::from("a"), Arc::from("b")]),
-            ),
-            (
-                op::GET_CHILDREN2,
-                Response::Children2(vec![Arc::from("a")], stat),
-            ),
+            (op::GET_CHILDREN, Response::Children(vec![Arc::from("a"), Arc::from("b")])),
+            (op::GET_CHILDREN2, Response::Children2(vec![Arc::from("a")], stat)),
             (
                 op::MULTI,
                 Response::Multi(vec![
@@ -244,13 +228,7 @@ mod tests {
             ),
             (op::GET_EPHEMERALS, Response::Paths(vec!["/e".into()])),
             (op::GET_ALL_CHILDREN_NUMBER, Response::Number(12)),
-            (
-                op::WHO_AM_I,
-                Response::WhoAmI(vec![ClientInfo {
-                    auth_scheme: "ip".into(),
-                    user: "127.0.0.1".into(),
-                }]),
-            ),
+            (op::WHO_AM_I, Response::WhoAmI(vec![ClientInfo { auth_scheme: "ip".into(), user: "127.0.0.1".into() }])),
         ];
         for (opcode, response) in cases {
             let mut out = Vec::new();
@@ -264,24 +242,12 @@ mod tests {
     #[test]
     fn error_replies_carry_the_header_alone() {
         let mut out = Vec::new();
-        write_reply(
-            &mut out,
-            ReplyHeader {
-                xid: 1,
-                zxid: 2,
-                err: -101,
-            },
-            &Response::Stat(Stat::default()),
-        );
+        write_reply(&mut out, ReplyHeader { xid: 1, zxid: 2, err: -101 }, &Response::Stat(Stat::default()));
         assert_eq!(out.len(), 4 + 16);
         let mut multi = Vec::new();
         write_reply(
             &mut multi,
-            ReplyHeader {
-                xid: 1,
-                zxid: 2,
-                err: -101,
-            },
+            ReplyHeader { xid: 1, zxid: 2, err: -101 },
             &Response::Multi(vec![OpResult::Error(-101)]),
         );
         assert!(multi.len() > 4 + 16);

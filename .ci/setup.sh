@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what the interop suites (tests/interop) need, on a Debian 12 machine that
+# already has Rust, git, gcc, Python 3.11 and Java 17. Idempotent: safe to re-run.
+#   - Debian's ZooKeeper client jars (package "zookeeper", for the Java zkCli;
+#     NOT zookeeperd, which would start a server), only if
+#     /usr/share/java/zookeeper.jar is missing
+#   - a Python venv at .venv/ (repo root) with tests/interop/requirements.txt
+# Env: PYTHON (default python3), SETUP_FORCE_VENV=1 to rebuild the venv.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+say() { echo "setup: $*"; }
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+
+# --- Java zkCli (Debian package) ---------------------------------------------
+if [ -r /usr/share/java/zookeeper.jar ]; then
+  say "/usr/share/java/zookeeper.jar present, not installing the zookeeper package"
+else
+  say "installing Debian package zookeeper (client jars + zkCli; not zookeeperd)"
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends zookeeper
+fi
+# the zkCli suite also needs the slf4j NOP binding (package libslf4j-java, a dependency)
+for j in /usr/share/java/zookeeper.jar /usr/share/java/slf4j-nop.jar; do
+  [ -r "$j" ] || { echo "setup: $j still missing after the install" >&2; exit 1; }
+done
+command -v java >/dev/null || { echo "setup: java not found (install a JRE 11+)" >&2; exit 1; }
+say "java: $(java -version 2>&1 | head -1)"
+
+# --- Python venv with kazoo --------------------------------------------------
+PY="${PYTHON:-python3}"
+req=tests/interop/requirements.txt
+stamp=.venv/.requirements.sha256
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [ "${SETUP_FORCE_VENV:-0}" = 1 ]; then
+  say "SETUP_FORCE_VENV=1: removing .venv/"
+  rm -rf .venv
+fi
+if [ -x .venv/bin/python ] && [ -r "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+   && .venv/bin/python -c 'import kazoo' 2>/dev/null; then
+  say ".venv/ up to date ($(.venv/bin/python -c 'import kazoo.version as v; print("kazoo", v.__version__)'))"
+else
+  if ! [ -x .venv/bin/python ]; then
+    say "creating venv .venv/ with $($PY --version 2>&1)"
+    if ! "$PY" -m venv .venv; then
+      # Debian's own python3 needs python3-venv (ensurepip) for this
+      rm -rf .venv
+      say "venv creation failed; installing Debian package python3-venv and retrying"
+      "${SUDO[@]}" apt-get update
+      "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+      "$PY" -m venv .venv
+    fi
+  fi
+  say "pip install -r $req into .venv/"
+  .venv/bin/pip install --disable-pip-version-check -q -r "$req"
+  echo "$want" > "$stamp"
+  say "installed $(.venv/bin/python -c 'import kazoo.version as v; print("kazoo", v.__version__)')"
+fi
+say "done. Run: .venv/bin/python tests/interop/kazoo_suite.py --hosts 127.0.0.1:2181"
+say "       and: tests/interop/zkcli_suite.sh 127.0.0.1:2181"

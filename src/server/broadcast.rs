@@ -1,0 +1,287 @@
+//! The broadcast core: the one place writes are ordered. It drains what the
+//! shards sent since its last batch, prepares each request into a
+//! transaction (or an error) against the speculative tree, appends the
+//! batch to the log, and when the log says it is durable publishes the new
+//! tree and sends every shard the tree, the watch triggers and its replies.
+//!
+//! It also keeps the session table's timers (the leader alone decides
+//! expiry) and runs ZooKeeper's container manager, both as transactions
+//! through the same pipeline.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use glommio::timer::Timer;
+use tracing::{debug, info, warn};
+
+use super::log::Log;
+use super::messages::{shard_of, Commit, ConnectionId, Reply, ReplyBody, ToBroadcast};
+use super::queue::BatchQueue;
+use super::shared::{Shared, Version};
+use crate::prep::{Prepared, Preparer, WriteContext};
+use crate::proto::{ErrorCode, Request};
+use crate::session::SessionTracker;
+use crate::tree::Tree;
+
+/// Requests taken into one batch at most: one log write, one fsync.
+pub const BATCH_REQUESTS_MAX: usize = 1000;
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
+}
+
+pub struct BroadcastCore {
+    shared: Arc<Shared>,
+    preparer: Preparer,
+    tracker: SessionTracker,
+    /// The connection each live session is attached to.
+    owners: HashMap<i64, ConnectionId>,
+    started: Instant,
+    log: Log,
+    replies: Vec<Vec<Reply>>,
+    tree_changed: bool,
+    /// The newest published version, to link the next one to.
+    current: Arc<Version>,
+    container_check_interval: Duration,
+    container_deletes_per_minute_max: usize,
+    last_container_check: Instant,
+}
+
+impl BroadcastCore {
+    pub fn new(shared: Arc<Shared>, tree: Tree, settings: crate::prep::PrepSettings, secret: [u8; 16]) -> Self {
+        let shard_count = shared.shard_stats.len();
+        let tick_ms = shared.config.tick_time_ms as i64;
+        let container_check_interval =
+            Duration::from_millis(property_number(&shared, "znode.container.checkIntervalMs").unwrap_or(60_000).max(1));
+        let container_deletes_per_minute_max =
+            property_number(&shared, "znode.container.maxPerMinute").unwrap_or(10_000) as usize;
+        let seed = Preparer::session_id_seed(0, wall_clock_ms());
+        let mut tracker = SessionTracker::new(tick_ms);
+        for session in tree.sessions() {
+            tracker.add(session.id, session.timeout_ms as i64, 0);
+        }
+        BroadcastCore {
+            preparer: Preparer::new(tree, settings, seed, secret),
+            tracker,
+            owners: HashMap::new(),
+            started: Instant::now(),
+            log: Log::in_memory(),
+            replies: (0..shard_count).map(|_| Vec::new()).collect(),
+            tree_changed: false,
+            current: shared.published.load_full(),
+            container_check_interval,
+            container_deletes_per_minute_max,
+            last_container_check: Instant::now(),
+            shared,
+        }
+    }
+
+    fn monotonic_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    fn reply(&mut self, connection: ConnectionId, body: ReplyBody) {
+        if let Some(replies) = self.replies.get_mut(shard_of(connection)) {
+            replies.push(Reply { connection, body });
+        }
+    }
+
+    /// Runs the core until the server stops.
+    pub async fn run(mut self, receivers: Vec<SharedReceiver<ToBroadcast>>, senders: Vec<SharedSender<Commit>>) {
+        let inbox = Rc::new(BatchQueue::new(super::messages::TO_BROADCAST_QUEUE_MESSAGES_MAX));
+        for receiver in receivers {
+            let inbox = inbox.clone();
+            glommio::spawn_local(async move {
+                let receiver = receiver.connect().await;
+                while let Some(message) = receiver.recv().await {
+                    inbox.push(message).await;
+                }
+            })
+            .detach();
+        }
+        let mut shards: Vec<ConnectedSender<Commit>> = Vec::with_capacity(senders.len());
+        for sender in senders {
+            shards.push(sender.connect().await);
+        }
+        let tick = Duration::from_millis((self.shared.config.tick_time_ms as u64 / 2).clamp(10, 500));
+        let mut messages = Vec::with_capacity(BATCH_REQUESTS_MAX);
+        loop {
+            futures_lite::future::or(inbox.ready(), async {
+                Timer::new(tick).await;
+            })
+            .await;
+            inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
+            let now_ms = wall_clock_ms();
+            for message in messages.drain(..) {
+                self.handle(message, now_ms);
+            }
+            self.expire_sessions(now_ms);
+            self.check_containers(now_ms);
+            self.commit(&shards).await;
+            if self.shared.stopping.load(std::sync::atomic::Ordering::Relaxed) && inbox.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn handle(&mut self, message: ToBroadcast, now_ms: i64) {
+        match message {
+            ToBroadcast::Connect { connection, session_id, password, timeout_ms } => {
+                self.connect(connection, session_id, &password, timeout_ms, now_ms)
+            }
+            ToBroadcast::Write { connection, session_id, xid, request, auth } => {
+                self.tracker.touch(session_id, self.monotonic_ms());
+                let context = WriteContext { session_id, auth: &auth, time_ms: now_ms };
+                let closing = matches!(request, Request::CloseSession);
+                match self.preparer.prepare(&request, &context) {
+                    Prepared::Txn { header, txn, err, response } => {
+                        self.log.append(&header, &txn);
+                        self.tree_changed = true;
+                        self.reply(connection, ReplyBody::Response { xid, zxid: header.zxid, err, response });
+                        if closing && err == ErrorCode::Ok {
+                            self.tracker.remove(session_id);
+                            self.owners.remove(&session_id);
+                            info!(session = format_args!("0x{session_id:x}"), "session closed by its client");
+                        }
+                    }
+                    Prepared::Reply { err, response } => {
+                        let zxid = self.preparer.last_zxid();
+                        self.reply(connection, ReplyBody::Response { xid, zxid, err, response });
+                    }
+                }
+            }
+            ToBroadcast::Touch(sessions) => {
+                let now = self.monotonic_ms();
+                for session_id in sessions {
+                    self.tracker.touch(session_id, now);
+                }
+            }
+            ToBroadcast::Disconnected { connection, session_id } => {
+                if self.owners.get(&session_id) == Some(&connection) {
+                    self.owners.remove(&session_id);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, connection: ConnectionId, session_id: i64, password: &[u8], timeout_ms: i32, now_ms: i64) {
+        let now = self.monotonic_ms();
+        if session_id == 0 {
+            let (header, txn) = self.preparer.create_session(timeout_ms, now_ms);
+            let crate::tree::Txn::CreateSession { session_id, password, .. } = txn.clone() else {
+                return;
+            };
+            self.log.append(&header, &txn);
+            self.tree_changed = true;
+            self.tracker.add(session_id, timeout_ms as i64, now);
+            self.owners.insert(session_id, connection);
+            info!(session = format_args!("0x{session_id:x}"), timeout_ms, "session established");
+            self.reply(connection, ReplyBody::Connected { session_id, timeout_ms, password });
+            return;
+        }
+        let valid = self.tracker.contains(session_id) && self.preparer.password_matches(session_id, password);
+        if !valid {
+            debug!(
+                session = format_args!("0x{session_id:x}"),
+                "session resume refused: expired, unknown or wrong password"
+            );
+            self.reply(connection, ReplyBody::Refused);
+            return;
+        }
+        self.tracker.add(session_id, timeout_ms as i64, now);
+        if let Some(previous) = self.owners.insert(session_id, connection) {
+            if previous != connection {
+                self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
+            }
+        }
+        let password =
+            self.preparer.speculative().session(session_id).map(|session| session.password).unwrap_or([0; 16]);
+        self.reply(connection, ReplyBody::Connected { session_id, timeout_ms, password });
+    }
+
+    fn expire_sessions(&mut self, now_ms: i64) {
+        for session_id in self.tracker.expire(self.monotonic_ms()) {
+            if let Some((header, txn)) = self.preparer.close_session(session_id, now_ms) {
+                self.log.append(&header, &txn);
+                self.tree_changed = true;
+                info!(
+                    session = format_args!("0x{session_id:x}"),
+                    "session expired: no request or ping within its timeout"
+                );
+            }
+            if let Some(connection) = self.owners.remove(&session_id) {
+                self.reply(connection, ReplyBody::Close { reason: "session expired" });
+            }
+        }
+    }
+
+    /// ZooKeeper's ContainerManager: empty containers that once had a child,
+    /// and TTL nodes without children that outlived their TTL, are deleted.
+    fn check_containers(&mut self, now_ms: i64) {
+        if self.last_container_check.elapsed() < self.container_check_interval {
+            return;
+        }
+        self.last_container_check = Instant::now();
+        let tree = self.preparer.speculative();
+        let mut doomed = Vec::new();
+        for path in tree.containers() {
+            if let Some(node) = tree.get(path) {
+                if node.cversion > 0 && node.children.is_empty() {
+                    doomed.push(path.clone());
+                }
+            }
+        }
+        for path in tree.ttl_nodes() {
+            if let Some(node) = tree.get(path) {
+                let ttl = node.ttl_ms().unwrap_or(i64::MAX);
+                if node.children.is_empty() && now_ms - node.mtime_ms > ttl {
+                    doomed.push(path.clone());
+                }
+            }
+        }
+        let per_check = (self.container_deletes_per_minute_max as u128 * self.container_check_interval.as_millis()
+            / 60_000)
+            .max(1) as usize;
+        for path in doomed.into_iter().take(per_check) {
+            if let Some((header, txn)) = self.preparer.delete_container(&path, now_ms) {
+                self.log.append(&header, &txn);
+                self.tree_changed = true;
+                debug!(path = &*path, "container or TTL node deleted");
+            }
+        }
+    }
+
+    /// Makes the batch durable, publishes the tree and tells the shards.
+    async fn commit(&mut self, shards: &[ConnectedSender<Commit>]) {
+        let has_replies = self.replies.iter().any(|replies| !replies.is_empty());
+        if !self.tree_changed && !has_replies {
+            return;
+        }
+        self.log.sync().await;
+        let changed = std::mem::take(&mut self.tree_changed);
+        if changed {
+            let tree = Arc::new(self.preparer.speculative().clone());
+            let version = Arc::new(Version::new(tree, self.preparer.take_triggers()));
+            self.current.link(version.clone());
+            self.shared.published.store(version.clone());
+            self.current = version;
+        }
+        for (shard, sender) in shards.iter().enumerate() {
+            let replies = std::mem::take(&mut self.replies[shard]);
+            if !changed && replies.is_empty() {
+                continue;
+            }
+            let commit = Commit { replies };
+            if sender.send(commit).await.is_err() {
+                warn!(shard, "shard queue closed; its replies are dropped");
+            }
+        }
+    }
+}
+
+fn property_number(shared: &Shared, name: &str) -> Option<u64> {
+    shared.config.property(name).and_then(|value| value.trim().parse().ok())
+}

@@ -1,0 +1,587 @@
+//! One client connection on its shard: a reader task that decodes frames
+//! and dispatches them, and a writer task that drains the outbox.
+//!
+//! Per-session FIFO: a write goes to the broadcast core and takes a place in
+//! `pending`; a read that arrives while a write is pending waits behind it
+//! and is served when the write's reply is sent, from the tree that already
+//! holds the write. Reads with nothing ahead of them are answered at once.
+//! A write that arrives while reads wait is held until they are served:
+//! otherwise it could commit in the same batch as the write they wait for,
+//! and they would see it, which ZooKeeper's strict per-session order forbids.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use super::fourletter;
+use super::messages::{ConnectionId, ReplyBody, ToBroadcast};
+use super::outbox::Outbox;
+use super::shard::Shard;
+use super::shared::ConnectionInfo;
+use crate::acl;
+use crate::proto::codes::{add_watch_mode, four_letter_word, op, state};
+use crate::proto::jute::write_frame;
+use crate::proto::response::{write_event, write_reply};
+use crate::proto::{
+    ConnectRequest, ConnectResponse, DecodeError, ErrorCode, Id, ReplyHeader, Request, Response, WatcherEvent,
+};
+use crate::read;
+use crate::session::SessionTracker;
+use crate::watch::Table;
+
+/// Above this many queued outgoing bytes the connection stops reading new
+/// requests until the client catches up.
+const OUTBOX_BACKPRESSURE_BYTES: usize = 4 << 20;
+/// Above this many the client is not reading at all; it is disconnected.
+const OUTBOX_BYTES_MAX: usize = 64 << 20;
+/// The read buffer's usual size; it grows for a large frame (up to
+/// jute.maxbuffer) and shrinks back after.
+const READ_BUFFER_BYTES: usize = 64 << 10;
+
+enum Pending {
+    Write { started: Instant, close_session: bool },
+    Local { xid: i32, request: Request, started: Instant },
+}
+
+pub struct Connection {
+    pub id: ConnectionId,
+    pub peer: SocketAddr,
+    pub info: Arc<ConnectionInfo>,
+    session_id: Cell<i64>,
+    sent_read_only_byte: Cell<bool>,
+    auth: RefCell<Arc<[Id]>>,
+    pending: RefCell<VecDeque<Pending>>,
+    pub outbox: Outbox,
+    handshake: Cell<Option<bool>>,
+    handshake_waker: Cell<Option<Waker>>,
+    /// Reads in `pending`, and the reader task waiting for them to drain.
+    waiting_reads: Cell<usize>,
+    reads_drained: Cell<Option<Waker>>,
+}
+
+impl Connection {
+    fn new(id: ConnectionId, peer: SocketAddr) -> Self {
+        Connection {
+            id,
+            peer,
+            info: Arc::new(ConnectionInfo::new(peer)),
+            session_id: Cell::new(0),
+            sent_read_only_byte: Cell::new(false),
+            auth: RefCell::new(Arc::from(vec![Id::new("ip", &peer.ip().to_string())])),
+            pending: RefCell::new(VecDeque::new()),
+            outbox: Outbox::default(),
+            handshake: Cell::new(None),
+            handshake_waker: Cell::new(None),
+            waiting_reads: Cell::new(0),
+            reads_drained: Cell::new(None),
+        }
+    }
+
+    pub fn session_id(&self) -> i64 {
+        self.session_id.get()
+    }
+
+    fn check_outbox_bound(&self) {
+        if self.outbox.pending_bytes() > OUTBOX_BYTES_MAX {
+            self.outbox.close("the client does not read its replies (outgoing buffer limit)");
+        }
+    }
+
+    fn send_reply(&self, shard: &Shard, header: ReplyHeader, response: &Response, started: Option<Instant>) {
+        tracing::trace!(peer = %self.peer, xid = header.xid, err = header.err, "reply");
+        self.outbox.push(|out| write_reply(out, header, response));
+        self.info.packets_sent.fetch_add(1, Ordering::Relaxed);
+        self.info.last_zxid.store(header.zxid, Ordering::Relaxed);
+        let stats = &shard.shared.shard_stats[shard.id];
+        stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+        if let Some(started) = started {
+            stats.record_latency(started.elapsed().as_micros() as u64);
+        }
+        self.check_outbox_bound();
+    }
+
+    pub fn send_event(&self, shard: &Shard, event_type: i32, path: &str) {
+        let event = WatcherEvent { event_type, state: state::SYNC_CONNECTED, path: path.to_string() };
+        self.outbox.push(|out| write_event(out, &event));
+        self.info.packets_sent.fetch_add(1, Ordering::Relaxed);
+        shard.shared.shard_stats[shard.id].packets_sent.fetch_add(1, Ordering::Relaxed);
+        self.check_outbox_bound();
+    }
+
+    fn finish_handshake(&self, accepted: bool) {
+        self.handshake.set(Some(accepted));
+        if let Some(waker) = self.handshake_waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once no read waits in `pending`.
+    async fn reads_served(&self) {
+        poll_fn(|context| {
+            if self.waiting_reads.get() == 0 || self.outbox.is_closing() {
+                Poll::Ready(())
+            } else {
+                self.reads_drained.set(Some(context.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    async fn handshake_result(&self) -> bool {
+        poll_fn(|context| match self.handshake.get() {
+            Some(result) => Poll::Ready(result),
+            None if self.outbox.is_closing() => Poll::Ready(false),
+            None => {
+                self.handshake_waker.set(Some(context.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn write_connect_response(&self, session_id: i64, timeout_ms: i32, password: [u8; 16]) {
+        let response = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id,
+            password: password.to_vec(),
+            read_only: self.sent_read_only_byte.get().then_some(false),
+        };
+        self.outbox.push(|out| write_frame(out, |writer| response.encode(writer)));
+    }
+
+    /// A reply from the broadcast core, in commit order.
+    pub fn on_reply(&self, shard: &Shard, body: ReplyBody) {
+        match body {
+            ReplyBody::Response { xid, zxid, err, response } => {
+                let front = self.pending.borrow_mut().pop_front();
+                let (started, close_session) = match front {
+                    Some(Pending::Write { started, close_session }) => (Some(started), close_session),
+                    _ => (None, false),
+                };
+                self.release_one(shard);
+                self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, started);
+                if close_session {
+                    self.outbox.close("session closed by its client");
+                }
+                self.serve_waiting_reads(shard);
+            }
+            ReplyBody::Connected { session_id, timeout_ms, password } => {
+                self.session_id.set(session_id);
+                self.info.session_id.store(session_id, Ordering::Relaxed);
+                self.info.timeout_ms.store(timeout_ms as i64, Ordering::Relaxed);
+                self.write_connect_response(session_id, timeout_ms, password);
+                self.finish_handshake(true);
+            }
+            ReplyBody::Refused => {
+                self.write_connect_response(0, 0, [0; 16]);
+                self.finish_handshake(false);
+                self.outbox.close("session expired, unknown or wrong password");
+            }
+            ReplyBody::Close { reason } => {
+                self.outbox.close(reason);
+            }
+        }
+    }
+
+    fn release_one(&self, shard: &Shard) {
+        shard.permits.signal(1);
+        self.info.outstanding.fetch_sub(1, Ordering::Relaxed);
+        shard.shared.shard_stats[shard.id].outstanding_requests.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Serves the reads queued behind a write that just completed, up to
+    /// the next write.
+    fn serve_waiting_reads(&self, shard: &Shard) {
+        loop {
+            let next = {
+                let mut pending = self.pending.borrow_mut();
+                match pending.front() {
+                    Some(Pending::Local { .. }) => pending.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(Pending::Local { xid, request, started }) = next else {
+                if self.waiting_reads.get() == 0 {
+                    if let Some(waker) = self.reads_drained.take() {
+                        waker.wake();
+                    }
+                }
+                return;
+            };
+            self.waiting_reads.set(self.waiting_reads.get() - 1);
+            self.release_one(shard);
+            self.serve_local(shard, xid, request, started);
+        }
+    }
+
+    /// Answers a request that never leaves the shard.
+    fn serve_local(&self, shard: &Shard, xid: i32, request: Request, started: Instant) {
+        let tree = shard.tree();
+        let zxid = tree.last_zxid();
+        let reply = |err: ErrorCode, response: Response| {
+            self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, Some(started));
+        };
+        match request {
+            Request::Ping => reply(ErrorCode::Ok, Response::Empty),
+            Request::SetWatches(watches) => {
+                let resync = read::resync_watches(&tree, &watches);
+                for (event_type, path) in &resync.events {
+                    self.send_event(shard, *event_type, path);
+                }
+                {
+                    let mut table = shard.watches.borrow_mut();
+                    for registration in resync.registrations {
+                        table.add(registration.table, &registration.path, self.id, registration.mode);
+                    }
+                }
+                shard.publish_watch_stats();
+                reply(ErrorCode::Ok, Response::Empty);
+            }
+            Request::AddWatch { path, mode } => {
+                // ZooKeeper takes any path here, and rejects an unknown mode
+                // as it fails to decode it.
+                if !(mode == add_watch_mode::PERSISTENT || mode == add_watch_mode::PERSISTENT_RECURSIVE) {
+                    return reply(ErrorCode::MarshallingError, Response::Empty);
+                }
+                let recursive = mode == add_watch_mode::PERSISTENT_RECURSIVE;
+                shard.watches.borrow_mut().add_persistent(&path, self.id, recursive);
+                shard.publish_watch_stats();
+                // ZooKeeper answers addWatch with an ErrorResponse body of 0.
+                reply(ErrorCode::Ok, Response::Number(0));
+            }
+            Request::CheckWatches { path, watcher_type } => {
+                let found = shard.watches.borrow().contains(&path, self.id, watcher_type);
+                reply(if found { ErrorCode::Ok } else { ErrorCode::NoWatcher }, Response::Empty);
+            }
+            Request::RemoveWatches { watcher_type, .. } if !(1..=5).contains(&watcher_type) => {
+                reply(ErrorCode::MarshallingError, Response::Empty);
+            }
+            Request::RemoveWatches { path, watcher_type } => {
+                let removed = shard.watches.borrow_mut().remove(&path, self.id, watcher_type);
+                shard.publish_watch_stats();
+                reply(if removed { ErrorCode::Ok } else { ErrorCode::NoWatcher }, Response::Empty);
+            }
+            request => {
+                let auth = self.auth.borrow().clone();
+                let answer = read::serve(&tree, &request, self.session_id(), &auth);
+                if let Some(registration) = answer.watch {
+                    let table: Table = registration.table;
+                    shard.watches.borrow_mut().add(table, &registration.path, self.id, registration.mode);
+                    shard.publish_watch_stats();
+                }
+                reply(answer.err, answer.response);
+            }
+        }
+    }
+
+    /// addauth: identities are added for later requests at once, as
+    /// ZooKeeper does in its IO thread; an unknown scheme fails the
+    /// connection.
+    /// The reply echoes the request's xid (-4 from most clients) with zxid 0.
+    fn authenticate(&self, shard: &Shard, xid: i32, scheme: &str, data: &[u8]) -> bool {
+        let super_digest = shard.shared.config.property("DigestAuthenticationProvider.superDigest");
+        let header = |err: ErrorCode| ReplyHeader { xid, zxid: 0, err: err.code() };
+        match acl::authenticate(scheme, data, super_digest, &self.peer.ip().to_string()) {
+            Some(ids) => {
+                // ZooKeeper lists the connection's ip identity last (whoAmI).
+                let mut auth: Vec<Id> = self.auth.borrow().to_vec();
+                for id in ids {
+                    if !auth.contains(&id) {
+                        let position = auth.iter().position(|known| known.scheme == "ip").unwrap_or(auth.len());
+                        auth.insert(position, id);
+                    }
+                }
+                *self.auth.borrow_mut() = Arc::from(auth);
+                self.send_reply(shard, header(ErrorCode::Ok), &Response::Empty, None);
+                true
+            }
+            None => {
+                warn!(peer = %self.peer, scheme, "authentication failed: unknown scheme");
+                self.send_reply(shard, header(ErrorCode::AuthFailed), &Response::Empty, None);
+                false
+            }
+        }
+    }
+}
+
+/// Reads whole frames from a socket into one reusable buffer.
+struct FrameReader {
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameReader {
+    fn new() -> Self {
+        FrameReader { buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0 }
+    }
+
+    fn available(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+
+    /// Reads until `need` bytes are buffered, the peer closes, or the
+    /// connection starts closing.
+    async fn fill<R: futures_lite::AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        outbox: &Outbox,
+        need: usize,
+    ) -> Result<(), String> {
+        while self.end - self.start < need {
+            if self.buffer.len() - self.start < need {
+                self.buffer.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if self.buffer.len() < need {
+                    self.buffer.resize(need, 0);
+                }
+            }
+            let free = &mut self.buffer[self.end..];
+            let read = futures_lite::future::or(async { Some(reader.read(free).await) }, async {
+                outbox.closed().await;
+                None
+            })
+            .await;
+            match read {
+                None => return Err(outbox.close_reason().unwrap_or("closing").to_string()),
+                Some(Ok(0)) if self.end == self.start => return Err("client closed the connection".into()),
+                Some(Ok(0)) => return Err("client closed the connection in the middle of a packet".into()),
+                Some(Ok(count)) => self.end += count,
+                Some(Err(error)) => return Err(format!("read failed: {error}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame's body; its length must be within [0, max].
+    async fn next_frame<R: futures_lite::AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        outbox: &Outbox,
+        max: usize,
+    ) -> Result<std::ops::Range<usize>, String> {
+        self.fill(reader, outbox, 4).await?;
+        let prefix = self.available();
+        let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        if length < 0 || length as usize > max {
+            return Err(format!("packet length {length} is outside 0..={max} (jute.maxbuffer)"));
+        }
+        self.fill(reader, outbox, 4 + length as usize).await?;
+        let body = self.start + 4..self.start + 4 + length as usize;
+        self.start = body.end;
+        Ok(body)
+    }
+
+    /// Frees a buffer grown for a large frame once it has been handled.
+    fn shrink(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buffer.len() > READ_BUFFER_BYTES {
+                self.buffer.truncate(READ_BUFFER_BYTES);
+                self.buffer.shrink_to_fit();
+            }
+        }
+    }
+}
+
+/// Serves one connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, id: ConnectionId) {
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let connection = Rc::new(Connection::new(id, peer));
+    shard.register(connection.clone());
+    let writer_task = glommio::spawn_local(write_loop(connection.clone(), writer));
+    let reason = read_loop(&shard, &connection, &mut reader).await;
+    connection.outbox.close("connection closing");
+    let pending = connection.pending.borrow_mut().drain(..).count();
+    for _ in 0..pending {
+        connection.release_one(&shard);
+    }
+    shard.unregister(id);
+    shard.shared.release_connection(peer.ip());
+    let session_id = connection.session_id();
+    if session_id != 0 {
+        shard.send(ToBroadcast::Disconnected { connection: id, session_id }).await;
+    }
+    writer_task.await;
+    let reason = connection.outbox.close_reason().filter(|_| reason.is_empty()).map(str::to_string).unwrap_or(reason);
+    if reason.starts_with("client closed") || reason.starts_with("session closed") || reason == "four-letter word" {
+        debug!(%peer, session = format_args!("0x{session_id:x}"), reason, "connection closed");
+    } else {
+        info!(%peer, session = format_args!("0x{session_id:x}"), reason, "connection closed");
+    }
+}
+
+async fn write_loop(connection: Rc<Connection>, mut writer: futures_lite::io::WriteHalf<TcpStream>) {
+    let mut spare = Vec::with_capacity(READ_BUFFER_BYTES);
+    while let Some(chunk) = connection.outbox.next(spare).await {
+        if writer.write_all(&chunk).await.is_err() {
+            connection.outbox.close("write failed: the client went away");
+            break;
+        }
+        spare = if chunk.capacity() > (1 << 20) { Vec::with_capacity(READ_BUFFER_BYTES) } else { chunk };
+    }
+    let _ = writer.close().await;
+}
+
+async fn read_loop(
+    shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+) -> String {
+    match session_loop(shard, connection, reader).await {
+        Ok(()) => String::new(),
+        Err(reason) => reason,
+    }
+}
+
+async fn session_loop(
+    shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+) -> Result<(), String> {
+    let config = &shard.shared.config;
+    let max = config.jute_max_buffer_bytes as usize;
+    let mut frames = FrameReader::new();
+    let outbox = &connection.outbox;
+
+    frames.fill(reader, outbox, 4).await?;
+    let prefix = frames.available();
+    if let Some(word) = four_letter_word([prefix[0], prefix[1], prefix[2], prefix[3]]) {
+        let text = fourletter::respond(shard, word);
+        outbox.push(|out| out.extend_from_slice(text.as_bytes()));
+        outbox.close("four-letter word");
+        return Ok(());
+    }
+    let body = frames.next_frame(reader, outbox, max).await?;
+    let request =
+        ConnectRequest::decode(&frames.buffer[body]).map_err(|error| format!("malformed connect request: {error}"))?;
+    let newest_zxid = shard.shared.tree().last_zxid();
+    if request.last_zxid_seen > newest_zxid {
+        return Err(format!(
+            "refusing session request: the client has seen zxid 0x{:x}, our last zxid is 0x{:x}; it must try another server",
+            request.last_zxid_seen, newest_zxid
+        ));
+    }
+    let timeout_ms = SessionTracker::negotiate_timeout(
+        request.timeout_ms,
+        config.session_timeout_min_ms,
+        config.session_timeout_max_ms,
+    );
+    connection.sent_read_only_byte.set(request.read_only.is_some());
+    shard
+        .send(ToBroadcast::Connect {
+            connection: connection.id,
+            session_id: request.session_id,
+            password: request.password,
+            timeout_ms,
+        })
+        .await;
+    if !connection.handshake_result().await {
+        return Err("session refused".into());
+    }
+
+    loop {
+        frames.shrink();
+        outbox.wait_below(OUTBOX_BACKPRESSURE_BYTES).await;
+        if outbox.is_closing() {
+            return Err(outbox.close_reason().unwrap_or("closing").to_string());
+        }
+        let body = frames.next_frame(reader, outbox, max).await?;
+        let started = Instant::now();
+        connection.info.packets_received.fetch_add(1, Ordering::Relaxed);
+        shard.shared.shard_stats[shard.id].packets_received.fetch_add(1, Ordering::Relaxed);
+        let (header, decoded) = Request::decode(&frames.buffer[body]);
+        let Some(header) = header else {
+            return Err("malformed request header".into());
+        };
+        connection.info.last_opcode.store(header.opcode as i64, Ordering::Relaxed);
+        tracing::trace!(peer = %connection.peer, xid = header.xid, opcode = header.opcode, "request");
+        let request = match decoded {
+            Ok(request) => request,
+            Err(DecodeError::UnknownOpcode(opcode)) => {
+                let header = ReplyHeader { xid: header.xid, zxid: newest_zxid, err: ErrorCode::Unimplemented.code() };
+                connection.send_reply(shard, header, &Response::Empty, None);
+                return Err(format!("unknown opcode {opcode}"));
+            }
+            Err(DecodeError::MultiOpNotAllowed { multi_read }) => {
+                // ZooKeeper answers MarshallingError; a multiRead reply
+                // still carries an (empty) result list.
+                let header =
+                    ReplyHeader { xid: header.xid, zxid: newest_zxid, err: ErrorCode::MarshallingError.code() };
+                let response = if multi_read { Response::Multi(Vec::new()) } else { Response::Empty };
+                connection.send_reply(shard, header, &response, Some(started));
+                continue;
+            }
+            Err(error) => return Err(format!("malformed request (opcode {}): {error}", header.opcode)),
+        };
+        shard.touch(connection.session_id());
+        dispatch(shard, connection, header.xid, request, started).await?;
+    }
+}
+
+async fn dispatch(
+    shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
+    xid: i32,
+    request: Request,
+    started: Instant,
+) -> Result<(), String> {
+    if let Request::Auth { scheme, auth, .. } = &request {
+        if !connection.authenticate(shard, xid, scheme, auth) {
+            connection.outbox.close("authentication failed");
+        }
+        return Ok(());
+    }
+    let is_write = request.is_write();
+    if is_write {
+        connection.reads_served().await;
+    }
+    if !is_write && connection.pending.borrow().is_empty() {
+        connection.serve_local(shard, xid, request, started);
+        return Ok(());
+    }
+    // Everything that waits takes a permit: globalOutstandingLimit.
+    if shard.permits.acquire(1).await.is_err() {
+        return Err("server stopping".into());
+    }
+    // The write this read waited behind may have completed meanwhile.
+    if !is_write && connection.pending.borrow().is_empty() {
+        shard.permits.signal(1);
+        connection.serve_local(shard, xid, request, started);
+        return Ok(());
+    }
+    connection.info.outstanding.fetch_add(1, Ordering::Relaxed);
+    shard.shared.shard_stats[shard.id].outstanding_requests.fetch_add(1, Ordering::Relaxed);
+    if is_write {
+        let close_session = request.opcode() == op::CLOSE_SESSION;
+        connection.pending.borrow_mut().push_back(Pending::Write { started, close_session });
+        let auth = connection.auth.borrow().clone();
+        shard
+            .send(ToBroadcast::Write {
+                connection: connection.id,
+                session_id: connection.session_id(),
+                xid,
+                request,
+                auth,
+            })
+            .await;
+    } else {
+        connection.waiting_reads.set(connection.waiting_reads.get() + 1);
+        connection.pending.borrow_mut().push_back(Pending::Local { xid, request, started });
+    }
+    Ok(())
+}

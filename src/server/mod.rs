@@ -1,0 +1,123 @@
+//! The glommio shell: executors, listeners, cross-core channels. All
+//! decisions live in the IO-free modules (prep, tree, read, watch, session);
+//! this module moves bytes and messages between them.
+
+mod broadcast;
+mod connection;
+mod fourletter;
+mod log;
+mod messages;
+mod outbox;
+mod queue;
+mod shard;
+mod shared;
+
+pub use fourletter::{full_version, ZOOKEEPER_API_VERSION};
+pub use shared::Shared;
+
+use std::net::SocketAddr;
+
+use glommio::channels::shared_channel;
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::info;
+
+use crate::config::Config;
+use crate::prep::PrepSettings;
+use crate::tree::Tree;
+
+/// glommio refuses to start below this soft RLIMIT_MEMLOCK.
+const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
+
+/// Checks the locked-memory limit glommio needs, with advice on failure.
+pub fn check_memlock() -> Result<(), String> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    let result = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    if result != 0 {
+        return Ok(());
+    }
+    if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < MEMLOCK_BYTES_MIN {
+        return Err(format!(
+            "the locked-memory limit (ulimit -l) is {} KiB; zoocore's io_uring runtime needs at least {} KiB. \
+             Raise it with `ulimit -l 8192` in this shell, LimitMEMLOCK=infinity in a systemd unit, \
+             or a memlock line in /etc/security/limits.conf",
+            limit.rlim_cur / 1024,
+            MEMLOCK_BYTES_MIN / 1024
+        ));
+    }
+    Ok(())
+}
+
+/// The key of session passwords, fresh at every start.
+fn random_secret() -> Result<[u8; 16], String> {
+    use std::io::Read;
+    let mut secret = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| file.read_exact(&mut secret))
+        .map_err(|error| format!("cannot read /dev/urandom for session passwords: {error}"))?;
+    Ok(secret)
+}
+
+/// Starts the server and blocks until it stops. `on_listening` is called
+/// with the bound client address once every shard accepts connections.
+pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    check_memlock()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|error| format!("cannot create dataDir {}: {error}", config.data_dir.display()))?;
+    let shard_count = config.effective_shard_count();
+    let cpus = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1);
+    let settings = PrepSettings {
+        extended_types_enabled: config.extended_types_enabled,
+        reconfig_enabled: config.reconfig_enabled,
+    };
+    let address = config.client_socket_address();
+    let tree = Tree::new();
+    let shared = Shared::new(config, tree.clone(), shard_count);
+
+    let mut to_broadcast_receivers = Vec::new();
+    let mut to_broadcast_senders = Vec::new();
+    let mut to_shard_senders = Vec::new();
+    let mut to_shard_receivers = Vec::new();
+    for _ in 0..shard_count {
+        let (sender, receiver) = shared_channel::new_bounded(messages::TO_BROADCAST_QUEUE_MESSAGES_MAX);
+        to_broadcast_senders.push(sender);
+        to_broadcast_receivers.push(receiver);
+        let (sender, receiver) = shared_channel::new_bounded(messages::TO_SHARD_QUEUE_MESSAGES_MAX);
+        to_shard_senders.push(sender);
+        to_shard_receivers.push(receiver);
+    }
+
+    let mut executors = Vec::new();
+    let core = broadcast::BroadcastCore::new(shared.clone(), tree, settings, random_secret()?);
+    executors.push(
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .name("zoocore-broadcast")
+            .spawn(move || core.run(to_broadcast_receivers, to_shard_senders))
+            .map_err(|error| format!("cannot start the broadcast core: {error}"))?,
+    );
+
+    let mut bound_address = address;
+    for (id, (sender, receiver)) in to_broadcast_senders.into_iter().zip(to_shard_receivers).enumerate() {
+        let (bound_sender, bound_receiver) = std::sync::mpsc::channel();
+        let shared = shared.clone();
+        let listen = bound_address;
+        let placement = if shard_count <= cpus { Placement::Fixed(id) } else { Placement::Unbound };
+        executors.push(
+            LocalExecutorBuilder::new(placement)
+                .name(&format!("zoocore-shard-{id}"))
+                .spawn(move || shard::run(id, shared, listen, sender, receiver, bound_sender))
+                .map_err(|error| format!("cannot start shard {id}: {error}"))?,
+        );
+        // The first shard may bind port 0; the others join its port.
+        bound_address = bound_receiver.recv().map_err(|_| format!("shard {id} stopped before listening"))??;
+    }
+    if let Ok(mut address) = shared.client_address.lock() {
+        *address = Some(bound_address);
+    }
+    info!(address = %bound_address, shards = shard_count, "zoocore listening");
+    on_listening(bound_address);
+    for executor in executors {
+        executor.join().map_err(|error| format!("executor failed: {error}"))?;
+    }
+    Ok(())
+}

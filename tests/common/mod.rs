@@ -1,0 +1,422 @@
+//! Shared harness for the API integration tests.
+//!
+//! Two modes:
+//! * `ZOOCORE_TEST_ADDR=127.0.0.1:PORT` set: every test talks to that external server (used to
+//!   validate the assertions against the real Apache ZooKeeper). Nothing is started; tests that
+//!   need a special server configuration skip themselves (see [`Server::external`]).
+//! * otherwise: each [`Server`] spawns its own zoocore binary (`$ZOOCORE_BIN`, else the binary
+//!   cargo built for this package) as `zoocore --config <tmpdir>/zoo.cfg` with `clientPort=0`,
+//!   and waits for the line `zoocore listening on 127.0.0.1:PORT` on its stdout.
+//!
+//! The child's stderr goes to `<tmpdir>/zoocore.stderr.log`. When a test panics while the server
+//! is alive, the tail of that log is printed (libtest shows it with the failure) and the
+//! tmpdir is kept; otherwise it is removed on drop.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use zookeeper_client as zk;
+
+/// How long the harness waits for the server to print its listening line.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+pub const TICK_TIME_MS: u64 = 2000;
+
+/// Name of the env var that selects an external server.
+pub const ADDR_ENV: &str = "ZOOCORE_TEST_ADDR";
+
+fn external_addr() -> Option<String> {
+    std::env::var(ADDR_ENV).ok().filter(|s| !s.trim().is_empty())
+}
+
+fn zoocore_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ZOOCORE_BIN") {
+        return PathBuf::from(p);
+    }
+    match option_env!("CARGO_BIN_EXE_zoocore") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "no zoocore binary: set ZOOCORE_BIN=/path/to/zoocore, or {ADDR_ENV}=host:port to test an external server"
+        ),
+    }
+}
+
+fn unique_tmpdir() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let base = option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    let dir =
+        base.join(format!("zoocore-test-{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), nanos));
+    fs::create_dir_all(dir.join("data")).expect("create tmpdir");
+    dir
+}
+
+/// A running server (spawned zoocore, or the external one).
+pub struct Server {
+    addr: String,
+    external: bool,
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+    extra: Vec<String>,
+    port: u16,
+}
+
+impl Server {
+    /// True when tests run against an external server (`ZOOCORE_TEST_ADDR`).
+    pub fn external() -> bool {
+        external_addr().is_some()
+    }
+
+    /// Starts a server with the default test configuration.
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `zoo.cfg` lines. In external mode the extra lines can't be
+    /// applied: callers that depend on them must skip when [`Server::external`] is true.
+    pub fn start_with(extra_cfg_lines: &[&str]) -> Server {
+        if let Some(addr) = external_addr() {
+            let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            return Server { addr, external: true, child: None, dir: None, extra: Vec::new(), port };
+        }
+        let dir = unique_tmpdir();
+        let mut server = Server {
+            addr: String::new(),
+            external: false,
+            child: None,
+            dir: Some(dir),
+            extra: extra_cfg_lines.iter().map(|s| s.to_string()).collect(),
+            port: 0,
+        };
+        server.spawn(0);
+        server
+    }
+
+    /// "127.0.0.1:PORT"
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The temp dir holding zoo.cfg, data/ and zoocore.stderr.log (None for external).
+    pub fn dir(&self) -> Option<&PathBuf> {
+        self.dir.as_ref()
+    }
+
+    fn write_config(&self, client_port: u16) -> PathBuf {
+        let dir = self.dir.as_ref().unwrap();
+        let mut cfg = format!(
+            "tickTime={TICK_TIME_MS}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n",
+            dir.join("data").display()
+        );
+        for line in &self.extra {
+            cfg.push_str(line);
+            cfg.push('\n');
+        }
+        let path = dir.join("zoo.cfg");
+        fs::write(&path, cfg).expect("write zoo.cfg");
+        path
+    }
+
+    fn spawn(&mut self, client_port: u16) {
+        let cfg = self.write_config(client_port);
+        let dir = self.dir.clone().unwrap();
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("zoocore.stderr.log"))
+            .expect("open stderr log");
+        let mut child = Command::new(zoocore_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn zoocore");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        // Reads lines until the listening line, then keeps draining stdout so the child never
+        // blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let mut sent = false;
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if !sent {
+                            if let Some(addr) = line.trim().strip_prefix("zoocore listening on ") {
+                                let _ = tx.send(addr.to_string());
+                                sent = true;
+                            }
+                        }
+                    }
+                }
+            }
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        let deadline = Instant::now() + START_DEADLINE;
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(addr) => break addr,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("zoocore exited before listening: {status}\n{}", self.stderr_tail());
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!(
+                            "zoocore did not print its listening line within {START_DEADLINE:?}\n{}",
+                            self.stderr_tail()
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!("zoocore closed stdout before listening ({status:?})\n{}", self.stderr_tail());
+                }
+            }
+        };
+        self.port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in listening line");
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    /// Kills the server process (SIGKILL) and waits for it. No-op in external mode.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills (if running) and starts the server again on the same dataDir and port.
+    /// Panics in external mode.
+    pub fn restart(&mut self) {
+        assert!(!self.external, "cannot restart an external server");
+        self.kill();
+        let port = self.port;
+        self.spawn(port);
+        assert_eq!(self.port, port, "restarted server must listen on the same port");
+    }
+
+    /// Last lines of the captured stderr log.
+    pub fn stderr_tail(&self) -> String {
+        let Some(dir) = &self.dir else { return String::new() };
+        let text = fs::read_to_string(dir.join("zoocore.stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(60);
+        format!("--- zoocore stderr ({}) ---\n{}", dir.display(), lines[start..].join("\n"))
+    }
+
+    /// Sends a four-letter-word command and returns the whole answer.
+    pub fn four_letter(&self, cmd: &str) -> String {
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect 4lw");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(cmd.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        if panicking && self.child.is_some() {
+            eprintln!("{}", self.stderr_tail());
+        }
+        self.kill();
+        if let Some(dir) = &self.dir {
+            if !panicking && std::env::var_os("ZOOCORE_KEEP_TMP").is_none() {
+                let _ = fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it is true or `deadline` (a duration from now) passes.
+/// Returns whether the condition became true.
+pub fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async variant of [`wait_for`] for conditions that need the client.
+pub async fn wait_for_async<F, Fut>(deadline: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Awaits `fut` for at most `secs` seconds, panicking with `what` on timeout.
+pub async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {secs}s waiting for {what}"),
+    }
+}
+
+/// A unique node name for a test: tests share one external server, so every test works under
+/// its own `/<name>-<pid>-<nanos>` subtree.
+pub fn unique(name: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000_000;
+    format!("/{name}-{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), nanos)
+}
+
+pub fn persistent() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+pub fn ephemeral() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())
+}
+
+pub fn mode(m: zk::CreateMode) -> zk::CreateOptions<'static> {
+    m.with_acls(zk::Acls::anyone_all())
+}
+
+/// Connects a client with default options (session timeout requested: 6 s, the crate default).
+pub async fn connect(addr: &str) -> zk::Client {
+    within(15, "connect", zk::Client::connector().connect(addr)).await.expect("connect")
+}
+
+/// Connects a client requesting the given session timeout.
+pub async fn connect_timeout(addr: &str, timeout: Duration) -> zk::Client {
+    within(15, "connect", zk::Client::connector().session_timeout(timeout).connect(addr)).await.expect("connect")
+}
+
+/// Prints a skip note (shown with `--nocapture`) and returns true when running against an
+/// external server.
+pub fn skip_if_external(test: &str, why: &str) -> bool {
+    if Server::external() {
+        eprintln!("SKIP {test}: {why} (external server via {ADDR_ENV})");
+        return true;
+    }
+    false
+}
+
+/// Parses "zxid" hex from a stat for messages.
+pub fn hex(z: i64) -> String {
+    format!("{z:#x}")
+}
+
+/// A minimal TCP proxy on 127.0.0.1 used to cut client connections (forcing the client to
+/// reconnect and re-send its watches with SetWatches) without touching the server.
+pub struct Proxy {
+    addr: String,
+    state: std::sync::Arc<ProxyState>,
+}
+
+struct ProxyState {
+    /// While true, new connections are accepted and immediately closed.
+    refusing: std::sync::atomic::AtomicBool,
+    /// Bumped to cut every current connection.
+    generation: std::sync::atomic::AtomicUsize,
+}
+
+impl Proxy {
+    /// Starts a proxy forwarding to `target`; must be called inside a tokio runtime.
+    pub async fn start(target: &str) -> Proxy {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = Arc::new(ProxyState { refusing: AtomicBool::new(false), generation: AtomicUsize::new(0) });
+        let target = target.to_string();
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if st.refusing.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let st = st.clone();
+                let gen = st.generation.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    tokio::pin!(copy);
+                    loop {
+                        tokio::select! {
+                            _ = &mut copy => return,
+                            _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                                if st.generation.load(Ordering::SeqCst) != gen {
+                                    return; // dropping both sockets cuts the connection
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { addr, state }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Cuts all current connections; while `refuse` is true new ones are closed at once.
+    pub fn cut(&self, refuse: bool) {
+        self.state.refusing.store(refuse, Ordering::SeqCst);
+        self.state.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Accepts connections again.
+    pub fn resume(&self) {
+        self.state.refusing.store(false, Ordering::SeqCst);
+    }
+}
+
+/// `user:base64(sha1("user:password"))`, the id of a digest ACL.
+pub fn digest_id(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let hash = sha1::Sha1::digest(format!("{user}:{password}").as_bytes());
+    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
