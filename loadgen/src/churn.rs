@@ -20,9 +20,7 @@ use zoocore::proto::Request;
 use crate::cli::RunArgs;
 use crate::keyspace::CALL_TIMEOUT;
 use crate::output::Summary;
-use crate::run::{
-    label_of, new_summary, session_timeout_ms, supervise, CpuMeter, Window, CONNECT_TIMEOUT,
-};
+use crate::run::{label_of, new_summary, session_timeout_ms, supervise, CpuMeter, Window, CONNECT_TIMEOUT};
 use crate::stats::Recorder;
 use crate::timeline::{Aggregator, IntervalRecorder, IntervalReport, REPORTS_QUEUED_PER_WORKER};
 use crate::wire::SyncClient;
@@ -42,9 +40,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     for index in 0..threads {
         let host = args.hosts[index % args.hosts.len()];
         let thread_rate = args.rate.map(|rate| rate / threads as f64);
-        let budget = args
-            .ops
-            .map(|ops| ops / threads as u64 + u64::from((index as u64) < ops % threads as u64));
+        let budget = args.ops.map(|ops| ops / threads as u64 + u64::from((index as u64) < ops % threads as u64));
         let timeout_ms = session_timeout_ms(args);
         let sender = sender.clone();
         let handle = std::thread::Builder::new()
@@ -60,9 +56,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let mut recorder = Recorder::new(&NAMES);
     let mut stopped_ns = window.measure_start_ns;
     for handle in handles {
-        let (thread_recorder, thread_stopped_ns) = handle
-            .join()
-            .map_err(|_| "a churn thread panicked".to_string())?;
+        let (thread_recorder, thread_stopped_ns) = handle.join().map_err(|_| "a churn thread panicked".to_string())?;
         recorder.add(&thread_recorder);
         stopped_ns = stopped_ns.max(thread_stopped_ns);
     }
@@ -105,21 +99,17 @@ fn churner(
             break;
         }
         if intended_ns > now_ns {
-            std::thread::sleep(Duration::from_nanos(
-                (intended_ns - now_ns).min(100_000_000),
-            ));
+            std::thread::sleep(Duration::from_nanos((intended_ns - now_ns).min(100_000_000)));
             continue;
         }
         started += 1;
         let is_measured = intended_ns >= window.measure_start_ns;
         let connect_start_ns = clock.now_ns();
-        let outcome = SyncClient::connect(host, session_timeout_ms, CONNECT_TIMEOUT).and_then(
-            |mut client| {
-                let connected_ns = clock.now_ns();
-                client.call(&Request::CloseSession, CALL_TIMEOUT)?;
-                Ok((connected_ns, clock.now_ns()))
-            },
-        );
+        let outcome = SyncClient::connect(host, session_timeout_ms, CONNECT_TIMEOUT).and_then(|mut client| {
+            let connected_ns = clock.now_ns();
+            client.call(&Request::CloseSession, CALL_TIMEOUT)?;
+            Ok((connected_ns, clock.now_ns()))
+        });
         let now_ns = clock.now_ns();
         match outcome {
             Ok((connected_ns, closed_ns)) => {

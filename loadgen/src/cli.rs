@@ -226,12 +226,7 @@ pub struct RunArgs {
 impl RunArgs {
     /// --outstanding, or its default for the load model.
     pub fn outstanding(&self) -> u32 {
-        self.outstanding
-            .unwrap_or(if self.rate.is_some() || self.ramp.is_some() {
-                1024
-            } else {
-                8
-            })
+        self.outstanding.unwrap_or(if self.rate.is_some() || self.ramp.is_some() { 1024 } else { 8 })
     }
 
     /// The measured time: --duration, or 10 s unless --ops is given, always
@@ -305,11 +300,7 @@ pub fn parse_ramp(text: &str) -> Result<Ramp, String> {
         }
         Ok(value)
     };
-    let ramp = Ramp {
-        start: number(start)?,
-        step: number(step)?,
-        max: number(max)?,
-    };
+    let ramp = Ramp { start: number(start)?, step: number(step)?, max: number(max)? };
     if ramp.max < ramp.start {
         return Err("the ramp's MAX is below its START".into());
     }
@@ -329,22 +320,15 @@ fn parse_count(text: &str) -> Result<f64, String> {
     } else {
         (text, 1.0)
     };
-    digits
-        .parse::<f64>()
-        .map(|value| value * multiplier)
-        .map_err(|_| format!("{text:?} is not a number"))
+    digits.parse::<f64>().map(|value| value * multiplier).map_err(|_| format!("{text:?} is not a number"))
 }
 
 /// Parses `250us`, `1.5ms`, `2s`, `1m`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|character: char| !(character.is_ascii_digit() || character == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|character: char| !(character.is_ascii_digit() || character == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 2s, 1m)"))?;
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (try 500ms, 2s, 1m)"))?;
     let seconds_per_unit = match unit.trim() {
         "" | "s" => 1.0,
         "ms" => 1e-3,
@@ -382,11 +366,7 @@ impl Serialize for Hosts {
 
 pub fn parse_hosts(text: &str) -> Result<Hosts, String> {
     let mut addresses = Vec::new();
-    for host in text
-        .split(',')
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
-    {
+    for host in text.split(',').map(str::trim).filter(|host| !host.is_empty()) {
         let resolved = host
             .to_socket_addrs()
             .map_err(|error| format!("cannot resolve {host:?}: {error}"))?
@@ -402,9 +382,7 @@ pub fn parse_hosts(text: &str) -> Result<Hosts, String> {
 
 fn parse_root(text: &str) -> Result<String, String> {
     if !text.starts_with('/') || text.len() < 2 || text.ends_with('/') || text.contains("//") {
-        return Err(format!(
-            "--root must be an absolute ZooKeeper path other than /, got {text:?}"
-        ));
+        return Err(format!("--root must be an absolute ZooKeeper path other than /, got {text:?}"));
     }
     Ok(text.to_string())
 }
@@ -424,20 +402,14 @@ pub struct ReportArgs {
     pub title: String,
 }
 
-fn serialize_display<T: std::fmt::Display, S: serde::Serializer>(
-    value: &T,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_display<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(value)
 }
 
 mod duration_ms {
     use std::time::Duration;
 
-    pub fn serialize<S: serde::Serializer>(
-        duration: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
     }
 }
@@ -445,10 +417,7 @@ mod duration_ms {
 mod option_duration_ms {
     use std::time::Duration;
 
-    pub fn serialize<S: serde::Serializer>(
-        duration: &Option<Duration>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
         match duration {
             Some(duration) => serializer.serialize_f64(duration.as_secs_f64() * 1000.0),
             None => serializer.serialize_none(),
@@ -561,18 +530,8 @@ mod tests {
 
     #[test]
     fn report_arguments() {
-        let cli = Cli::try_parse_from([
-            "zoocore-loadgen",
-            "report",
-            "a.json",
-            "b.json",
-            "-o",
-            "r.html",
-        ])
-        .unwrap();
-        let Command::Report(report) = cli.command else {
-            panic!("expected report")
-        };
+        let cli = Cli::try_parse_from(["zoocore-loadgen", "report", "a.json", "b.json", "-o", "r.html"]).unwrap();
+        let Command::Report(report) = cli.command else { panic!("expected report") };
         assert_eq!(report.inputs.len(), 2);
         assert_eq!(report.output, PathBuf::from("r.html"));
         assert!(Cli::try_parse_from(["zoocore-loadgen", "report"]).is_err());

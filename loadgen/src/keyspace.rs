@@ -60,11 +60,7 @@ pub struct KeySpace {
 
 impl KeySpace {
     pub fn new(root: &str, key_count: u64, keys_per_directory: u64) -> KeySpace {
-        KeySpace {
-            root: root.to_string(),
-            key_count,
-            keys_per_directory,
-        }
+        KeySpace { root: root.to_string(), key_count, keys_per_directory }
     }
 
     pub fn keys_directory(&self) -> String {
@@ -113,7 +109,7 @@ pub fn create_request(path: String, data: Vec<u8>, mode: CreateMode) -> Request 
     Request::Create(CreateRequest {
         opcode: op::CREATE,
         path,
-        data,
+        data: Some(data),
         acl: Acl::open_unsafe(),
         flags: mode.flags(),
         ttl_ms: -1,
@@ -136,11 +132,7 @@ impl std::fmt::Display for SetupError {
         match self {
             SetupError::Client(error) => write!(formatter, "{error}"),
             SetupError::Refused { path, code } => {
-                write!(
-                    formatter,
-                    "{path}: error {code} ({:?})",
-                    ErrorCode::from_code(*code)
-                )
+                write!(formatter, "{path}: error {code} ({:?})", ErrorCode::from_code(*code))
             }
         }
     }
@@ -165,10 +157,7 @@ pub fn create_all(
     while paths.peek().is_some() {
         batch.clear();
         batch.extend(
-            paths
-                .by_ref()
-                .take(SETUP_BATCH)
-                .map(|path| create_request(path, value.to_vec(), CreateMode::Persistent)),
+            paths.by_ref().take(SETUP_BATCH).map(|path| create_request(path, value.to_vec(), CreateMode::Persistent)),
         );
         let codes = client.pipeline(&batch, SETUP_PIPELINE_DEPTH, CALL_TIMEOUT)?;
         for (request, code) in batch.iter().zip(codes) {
@@ -176,13 +165,8 @@ pub fn create_all(
                 0 => created += 1,
                 code if code == ErrorCode::NodeExists.code() => {}
                 code => {
-                    let Request::Create(create) = request else {
-                        unreachable!("setup only creates")
-                    };
-                    return Err(SetupError::Refused {
-                        path: create.path.clone(),
-                        code,
-                    });
+                    let Request::Create(create) = request else { unreachable!("setup only creates") };
+                    return Err(SetupError::Refused { path: create.path.clone(), code });
                 }
             }
         }
@@ -191,16 +175,8 @@ pub fn create_all(
 }
 
 /// Creates ROOT, ROOT/keys, its directories and the key nodes, and ROOT/new.
-pub fn create_keys(
-    client: &mut SyncClient,
-    keys: &KeySpace,
-    value: &[u8],
-) -> Result<u64, SetupError> {
-    let mut scaffolding = vec![
-        keys.root.clone(),
-        keys.keys_directory(),
-        keys.new_directory(),
-    ];
+pub fn create_keys(client: &mut SyncClient, keys: &KeySpace, value: &[u8]) -> Result<u64, SetupError> {
+    let mut scaffolding = vec![keys.root.clone(), keys.keys_directory(), keys.new_directory()];
     let mut directory = String::new();
     for directory_index in 0..keys.directory_count() {
         keys.write_directory(&mut directory, directory_index * keys.keys_per_directory);
@@ -218,13 +194,7 @@ pub fn create_keys(
 /// Deletes `path` and everything below it, depth-first, pipelining the
 /// deletes of each directory's children. A node that is already gone is fine.
 pub fn delete_tree(client: &mut SyncClient, path: &str) -> Result<u64, SetupError> {
-    let reply = client.call(
-        &Request::GetChildren {
-            path: path.to_string(),
-            watch: false,
-        },
-        CALL_TIMEOUT,
-    )?;
+    let reply = client.call(&Request::GetChildren { path: path.to_string(), watch: false }, CALL_TIMEOUT)?;
     if reply.error_code() == ErrorCode::NoNode.code() {
         return Ok(0);
     }
@@ -232,18 +202,10 @@ pub fn delete_tree(client: &mut SyncClient, path: &str) -> Result<u64, SetupErro
     if let Some(Response::Children(children)) = reply.response {
         // Children are deleted as if they were leaves; the ones that turn
         // out to have children of their own (NotEmpty) are walked in turn.
-        let leaves: Vec<String> = children
-            .iter()
-            .map(|child| format!("{path}/{child}"))
-            .collect();
+        let leaves: Vec<String> = children.iter().map(|child| format!("{path}/{child}")).collect();
         for chunk in leaves.chunks(SETUP_BATCH) {
-            let requests: Vec<Request> = chunk
-                .iter()
-                .map(|leaf| Request::Delete {
-                    path: leaf.clone(),
-                    version: -1,
-                })
-                .collect();
+            let requests: Vec<Request> =
+                chunk.iter().map(|leaf| Request::Delete { path: leaf.clone(), version: -1 }).collect();
             let codes = client.pipeline(&requests, SETUP_PIPELINE_DEPTH, CALL_TIMEOUT)?;
             for (leaf, code) in chunk.iter().zip(codes) {
                 match code {
@@ -252,30 +214,16 @@ pub fn delete_tree(client: &mut SyncClient, path: &str) -> Result<u64, SetupErro
                     code if code == ErrorCode::NotEmpty.code() => {
                         deleted += delete_tree(client, leaf)?;
                     }
-                    code => {
-                        return Err(SetupError::Refused {
-                            path: leaf.clone(),
-                            code,
-                        })
-                    }
+                    code => return Err(SetupError::Refused { path: leaf.clone(), code }),
                 }
             }
         }
     }
-    let reply = client.call(
-        &Request::Delete {
-            path: path.to_string(),
-            version: -1,
-        },
-        CALL_TIMEOUT,
-    )?;
+    let reply = client.call(&Request::Delete { path: path.to_string(), version: -1 }, CALL_TIMEOUT)?;
     match reply.error_code() {
         0 => Ok(deleted + 1),
         code if code == ErrorCode::NoNode.code() => Ok(deleted),
-        code => Err(SetupError::Refused {
-            path: path.to_string(),
-            code,
-        }),
+        code => Err(SetupError::Refused { path: path.to_string(), code }),
     }
 }
 

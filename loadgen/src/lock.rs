@@ -35,8 +35,7 @@ use crate::cli::RunArgs;
 use crate::keyspace::{create_all, create_request, CALL_TIMEOUT};
 use crate::output::Summary;
 use crate::run::{
-    label_of, new_summary, session_timeout_ms, setup_client, supervise, teardown, CpuMeter, Window,
-    CONNECT_TIMEOUT,
+    label_of, new_summary, session_timeout_ms, setup_client, supervise, teardown, CpuMeter, Window, CONNECT_TIMEOUT,
 };
 use crate::stats::Recorder;
 use crate::timeline::{Aggregator, IntervalRecorder, IntervalReport, REPORTS_QUEUED_PER_WORKER};
@@ -76,8 +75,7 @@ fn predecessor<'a>(children: impl IntoIterator<Item = &'a str>, mine: &str) -> O
 pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let directory = format!("{}/lock", args.root);
     let mut setup = setup_client(args)?;
-    create_all(&mut setup, [args.root.clone(), directory.clone()], &[])
-        .map_err(|error| format!("setup: {error}"))?;
+    create_all(&mut setup, [args.root.clone(), directory.clone()], &[]).map_err(|error| format!("setup: {error}"))?;
     let _ = setup.close(CALL_TIMEOUT);
     let contenders = args.connections as usize;
     let mut clients = Vec::with_capacity(contenders);
@@ -105,11 +103,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
         let hold = args.hold;
         let handle = std::thread::Builder::new()
             .name(format!("lock-{index}"))
-            .spawn(move || {
-                contender(
-                    client, &directory, &shared, hold, window, give_up_ns, sender,
-                )
-            })
+            .spawn(move || contender(client, &directory, &shared, hold, window, give_up_ns, sender))
             .map_err(|error| format!("cannot start a contender thread: {error}"))?;
         handles.push(handle);
     }
@@ -120,28 +114,16 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let mut recorder = Recorder::new(&NAMES);
     let mut summary = new_summary(args);
     for handle in handles {
-        let (thread_recorder, failure) = handle
-            .join()
-            .map_err(|_| "a contender thread panicked".to_string())?;
+        let (thread_recorder, failure) = handle.join().map_err(|_| "a contender thread panicked".to_string())?;
         recorder.add(&thread_recorder);
         summary.notes.extend(failure);
     }
     aggregator.finish();
-    summary.fill(
-        &recorder,
-        args.measure_duration().as_secs_f64(),
-        Some(HANDOFF_SLOT),
-    );
+    summary.fill(&recorder, args.measure_duration().as_secs_f64(), Some(HANDOFF_SLOT));
     summary.loadgen_cpu = cpu.finish(&window, recorder.histograms[ACQUIRE_SLOT].len());
     summary.set_timeline(&aggregator.timeline);
-    summary.counters.insert(
-        "mutual_exclusion_violations".into(),
-        shared.violations.load(Ordering::Relaxed) as f64,
-    );
-    summary.counters.insert(
-        "acquisitions_total".into(),
-        shared.acquisitions.load(Ordering::Relaxed) as f64,
-    );
+    summary.counters.insert("mutual_exclusion_violations".into(), shared.violations.load(Ordering::Relaxed) as f64);
+    summary.counters.insert("acquisitions_total".into(), shared.acquisitions.load(Ordering::Relaxed) as f64);
     teardown(args, &mut summary);
     Ok(summary)
 }
@@ -167,10 +149,8 @@ fn contender(
                 return Ok(());
             }
             let measured = request_ns >= window.measure_start_ns;
-            let created = client.call(
-                &create_request(prefix.clone(), Vec::new(), CreateMode::EphemeralSequential),
-                CALL_TIMEOUT,
-            )?;
+            let created = client
+                .call(&create_request(prefix.clone(), Vec::new(), CreateMode::EphemeralSequential), CALL_TIMEOUT)?;
             let Some(Response::Path(my_path)) = created.response else {
                 return Err(ClientError::Io(std::io::Error::other(format!(
                     "create {prefix} failed with error {}",
@@ -183,31 +163,20 @@ fn contender(
                 if clock.now_ns() >= give_up_ns {
                     return Ok(());
                 }
-                let listed = client.call(
-                    &Request::GetChildren {
-                        path: directory.to_string(),
-                        watch: false,
-                    },
-                    CALL_TIMEOUT,
-                )?;
+                let listed =
+                    client.call(&Request::GetChildren { path: directory.to_string(), watch: false }, CALL_TIMEOUT)?;
                 let Some(Response::Children(children)) = listed.response else {
                     return Err(ClientError::Io(std::io::Error::other(format!(
                         "getChildren {directory} failed with error {}",
                         listed.error_code()
                     ))));
                 };
-                let Some(previous) = predecessor(children.iter().map(|child| &**child), &my_name)
-                else {
+                let Some(previous) = predecessor(children.iter().map(|child| &**child), &my_name) else {
                     break;
                 };
                 let previous_path = format!("{directory}/{previous}");
-                let watched = client.call(
-                    &Request::Exists {
-                        path: previous_path.clone(),
-                        watch: true,
-                    },
-                    CALL_TIMEOUT,
-                )?;
+                let watched =
+                    client.call(&Request::Exists { path: previous_path.clone(), watch: true }, CALL_TIMEOUT)?;
                 if watched.error_code() == ErrorCode::NoNode.code() {
                     continue;
                 }
@@ -221,8 +190,7 @@ fn contender(
                     }
                     match client.next_event(Duration::from_millis(100))? {
                         Some(received)
-                            if received.path == previous_path
-                                && received.event_type == event::NODE_DELETED =>
+                            if received.path == previous_path && received.event_type == event::NODE_DELETED =>
                         {
                             break
                         }
@@ -252,13 +220,7 @@ fn contender(
             let release_ns = clock.now_ns();
             shared.held.store(false, Ordering::Release);
             shared.released_ns.store(release_ns, Ordering::Release);
-            let deleted = client.call(
-                &Request::Delete {
-                    path: my_path,
-                    version: -1,
-                },
-                CALL_TIMEOUT,
-            )?;
+            let deleted = client.call(&Request::Delete { path: my_path, version: -1 }, CALL_TIMEOUT)?;
             if measured {
                 recorder.record(RELEASE_SLOT, clock.now_ns() - release_ns);
                 if deleted.error_code() != 0 {
@@ -284,16 +246,8 @@ mod tests {
 
     #[test]
     fn the_predecessor_is_the_next_lower_sequence() {
-        let children = [
-            "lock-0000000003",
-            "lock-0000000001",
-            "lock-0000000007",
-            "other",
-        ];
-        assert_eq!(
-            predecessor(children, "lock-0000000007").as_deref(),
-            Some("lock-0000000003")
-        );
+        let children = ["lock-0000000003", "lock-0000000001", "lock-0000000007", "other"];
+        assert_eq!(predecessor(children, "lock-0000000007").as_deref(), Some("lock-0000000003"));
         assert_eq!(predecessor(children, "lock-0000000001"), None);
         assert_eq!(sequence_of("lock-0000000042"), Some(42));
     }

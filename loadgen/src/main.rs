@@ -56,13 +56,12 @@ fn run_command(arguments: &cli::RunArgs) -> Result<(), String> {
     let summary = run::run(arguments)?;
     print!("{}", output::format_table(&summary));
     if let Some(path) = &arguments.json {
-        output::write_json(&summary, path)
-            .map_err(|error| format!("{}: {error}", path.display()))?;
+        output::write_json(&summary, path).map_err(|error| format!("{}: {error}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(prefix) = &arguments.hgrm {
-        let written = output::write_hgrm_files(&summary, prefix)
-            .map_err(|error| format!("{}: {error}", prefix.display()))?;
+        let written =
+            output::write_hgrm_files(&summary, prefix).map_err(|error| format!("{}: {error}", prefix.display()))?;
         for path in written {
             eprintln!("wrote {}", path.display());
         }

@@ -181,42 +181,22 @@ fn path_buffer() -> String {
 impl Scratch {
     fn new(value: &[u8], multi_size: usize) -> Scratch {
         Scratch {
-            get: Request::GetData {
-                path: path_buffer(),
-                watch: false,
-            },
-            set: Request::SetData {
-                path: path_buffer(),
-                data: value.to_vec(),
-                version: -1,
-            },
-            exists: Request::Exists {
-                path: path_buffer(),
-                watch: false,
-            },
-            children: Request::GetChildren {
-                path: path_buffer(),
-                watch: false,
-            },
+            get: Request::GetData { path: path_buffer(), watch: false },
+            set: Request::SetData { path: path_buffer(), data: Some(value.to_vec()), version: -1 },
+            exists: Request::Exists { path: path_buffer(), watch: false },
+            children: Request::GetChildren { path: path_buffer(), watch: false },
             create: Request::Create(CreateRequest {
                 opcode: op::CREATE,
                 path: path_buffer(),
-                data: value.to_vec(),
+                data: Some(value.to_vec()),
                 acl: Acl::open_unsafe(),
                 flags: 0,
                 ttl_ms: -1,
             }),
-            delete: Request::Delete {
-                path: path_buffer(),
-                version: -1,
-            },
+            delete: Request::Delete { path: path_buffer(), version: -1 },
             multi: Request::Multi(
                 (0..multi_size)
-                    .map(|_| MultiOp::SetData {
-                        path: path_buffer(),
-                        data: value.to_vec(),
-                        version: -1,
-                    })
+                    .map(|_| MultiOp::SetData { path: path_buffer(), data: Some(value.to_vec()), version: -1 })
                     .collect(),
             ),
         }
@@ -259,28 +239,18 @@ impl Timer {
     fn new() -> io::Result<Timer> {
         // SAFETY: timerfd_create has no memory preconditions; the result is
         // checked before it is wrapped.
-        let raw = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
+        let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: raw is a fresh descriptor that nothing else owns.
-        Ok(Timer {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        Ok(Timer { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
     }
 
     fn arm_after(&self, delay_ns: u64) {
         let delay_ns = delay_ns.max(1);
         let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
             it_value: libc::timespec {
                 tv_sec: (delay_ns / 1_000_000_000) as libc::time_t,
                 tv_nsec: (delay_ns % 1_000_000_000) as libc::c_long,
@@ -296,11 +266,7 @@ impl Timer {
         let mut expirations = [0u8; 8];
         // SAFETY: reads at most 8 bytes into a buffer of 8 bytes.
         unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                expirations.as_mut_ptr().cast(),
-                expirations.len(),
-            );
+            libc::read(self.fd.as_raw_fd(), expirations.as_mut_ptr().cast(), expirations.len());
         }
     }
 }
@@ -316,23 +282,14 @@ pub fn run_worker(
 ) -> io::Result<WorkerOutcome> {
     let poll = Poll::new()?;
     let timer = Timer::new()?;
-    poll.registry().register(
-        &mut SourceFd(&timer.fd.as_raw_fd()),
-        TIMER_TOKEN,
-        Interest::READABLE,
-    )?;
+    poll.registry().register(&mut SourceFd(&timer.fd.as_raw_fd()), TIMER_TOKEN, Interest::READABLE)?;
     let request_bytes_estimate = 64 + settings.keys.root.len() + settings.value.len();
-    let out_capacity =
-        settings.outstanding * request_bytes_estimate * settings.multi_size.max(1) + 256;
+    let out_capacity = settings.outstanding * request_bytes_estimate * settings.multi_size.max(1) + 256;
     let mut opened = Vec::with_capacity(connections.len());
     for (position, connection) in connections.into_iter().enumerate() {
         connection.stream.set_nonblocking(true)?;
         let mut stream = TcpStream::from_std(connection.stream);
-        poll.registry().register(
-            &mut stream,
-            Token(position),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        poll.registry().register(&mut stream, Token(position), Interest::READABLE | Interest::WRITABLE)?;
         opened.push(Connection {
             index: connection.index,
             stream,
@@ -348,10 +305,7 @@ pub fn run_worker(
         });
     }
     let now_ns = settings.clock.now_ns();
-    let names: Vec<&'static str> = Operation::ALL
-        .iter()
-        .map(|operation| operation.name())
-        .collect();
+    let names: Vec<&'static str> = Operation::ALL.iter().map(|operation| operation.name()).collect();
     let worker = Worker {
         rng: Rng::new(settings.seed ^ (thread as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         scratch: Scratch::new(&settings.value, settings.multi_size),
@@ -363,12 +317,7 @@ pub fn run_worker(
         issuing: true,
         closing: false,
         stopped_issuing_ns: 0,
-        schedule: Schedule {
-            generation: u64::MAX,
-            base_ns: now_ns,
-            interval_ns: 0.0,
-            issued: 0,
-        },
+        schedule: Schedule { generation: u64::MAX, base_ns: now_ns, interval_ns: 0.0, issued: 0 },
         cursor: 0,
         send_lag: new_histogram(),
         notifications: 0,
@@ -422,29 +371,22 @@ impl Worker {
             let now_ns = self.settings.clock.now_ns();
             self.interval.tick(now_ns);
             if self.issuing
-                && (now_ns >= self.settings.deadline_ns
-                    || self.settings.control.stopped()
-                    || self.budget_spent())
+                && (now_ns >= self.settings.deadline_ns || self.settings.control.stopped() || self.budget_spent())
             {
                 self.issuing = false;
                 self.stopped_issuing_ns = now_ns.min(self.settings.deadline_ns);
                 drain_until_ns = now_ns + self.settings.drain_timeout_ns;
             }
             if !self.issuing && !self.closing {
-                let drained = self
-                    .connections
-                    .iter()
-                    .all(|connection| connection.in_flight.is_empty());
+                let drained = self.connections.iter().all(|connection| connection.in_flight.is_empty());
                 if drained || now_ns >= drain_until_ns {
                     self.begin_close();
                     drain_until_ns = now_ns + CLOSE_TIMEOUT_NS;
                 }
             }
             if self.closing {
-                let closed = self
-                    .connections
-                    .iter()
-                    .all(|connection| !connection.alive || connection.in_flight.is_empty());
+                let closed =
+                    self.connections.iter().all(|connection| !connection.alive || connection.in_flight.is_empty());
                 if closed || now_ns >= drain_until_ns {
                     break;
                 }
@@ -463,11 +405,7 @@ impl Worker {
             if self.connections.iter().all(|connection| !connection.alive) {
                 break;
             }
-            let mut wake_ns = self
-                .interval
-                .next_boundary_ns()
-                .min(next_ping_check_ns)
-                .min(drain_until_ns);
+            let mut wake_ns = self.interval.next_boundary_ns().min(next_ping_check_ns).min(drain_until_ns);
             if self.issuing {
                 wake_ns = wake_ns.min(self.settings.deadline_ns);
             }
@@ -521,10 +459,7 @@ impl Worker {
     /// it against the budget if it is measured.
     #[inline]
     fn may_issue(&mut self, intended_ns: u64, now_ns: u64) -> bool {
-        if !self.issuing
-            || now_ns >= self.settings.deadline_ns
-            || intended_ns >= self.settings.deadline_ns
-        {
+        if !self.issuing || now_ns >= self.settings.deadline_ns || intended_ns >= self.settings.deadline_ns {
             return false;
         }
         if intended_ns >= self.settings.measure_start_ns {
@@ -566,19 +501,11 @@ impl Worker {
                 settings.keys.write_directory(path_of(request), key);
             }
             Operation::Create => {
-                settings.keys.write_created(
-                    path_of(request),
-                    connection.index,
-                    connection.created_next,
-                );
+                settings.keys.write_created(path_of(request), connection.index, connection.created_next);
                 connection.created_next += 1;
             }
             Operation::Delete => {
-                settings.keys.write_created(
-                    path_of(request),
-                    connection.index,
-                    connection.deleted_next,
-                );
+                settings.keys.write_created(path_of(request), connection.index, connection.deleted_next);
                 connection.deleted_next += 1;
             }
             Operation::Multi => {
@@ -607,21 +534,13 @@ impl Worker {
     /// next one if the timer should wake the poll for it (None when the
     /// connections are full and replies will wake it instead).
     fn issue_due(&mut self, now_ns: u64) -> Option<u64> {
-        let generation = self
-            .settings
-            .control
-            .rate_generation
-            .load(std::sync::atomic::Ordering::Acquire);
+        let generation = self.settings.control.rate_generation.load(std::sync::atomic::Ordering::Acquire);
         if generation != self.schedule.generation {
             let thread_rate = self.settings.control.rate() / self.settings.threads as f64;
             self.schedule = Schedule {
                 generation,
                 base_ns: now_ns,
-                interval_ns: if thread_rate > 0.0 {
-                    1e9 / thread_rate
-                } else {
-                    f64::INFINITY
-                },
+                interval_ns: if thread_rate > 0.0 { 1e9 / thread_rate } else { f64::INFINITY },
                 issued: 0,
             };
         }
@@ -658,8 +577,7 @@ impl Worker {
             // from when it was due.
             self.issue(index, due_ns, due_ns.min(now_ns));
             if due_ns >= self.settings.measure_start_ns {
-                self.send_lag
-                    .saturating_record(now_ns.saturating_sub(due_ns).max(1));
+                self.send_lag.saturating_record(now_ns.saturating_sub(due_ns).max(1));
             }
             self.schedule.issued += 1;
             self.cursor = index;
@@ -673,9 +591,7 @@ impl Worker {
 
     fn ping_idle(&mut self, now_ns: u64) {
         for connection in &mut self.connections {
-            if connection.alive
-                && now_ns.saturating_sub(connection.last_send_ns) >= self.settings.ping_interval_ns
-            {
+            if connection.alive && now_ns.saturating_sub(connection.last_send_ns) >= self.settings.ping_interval_ns {
                 encode_ping(&mut connection.out);
             }
         }
@@ -704,10 +620,7 @@ impl Worker {
         if !connection.alive || connection.out_written == connection.out.len() {
             return;
         }
-        match write_nonblocking(
-            &mut connection.stream,
-            &connection.out[connection.out_written..],
-        ) {
+        match write_nonblocking(&mut connection.stream, &connection.out[connection.out_written..]) {
             Ok(written) => {
                 connection.out_written += written;
                 if connection.out_written == connection.out.len() {
@@ -772,13 +685,9 @@ impl Worker {
         let settings: &MixSettings = &self.settings;
         let connection = &mut self.connections[index];
         let mut completed = 0;
-        while let Some(frame) = connection
-            .frames
-            .next_frame()
-            .map_err(|error| error.to_string())?
-        {
-            let header = ReplyHeader::decode(&mut Reader::new(frame))
-                .map_err(|error| format!("bad reply header: {error}"))?;
+        while let Some(frame) = connection.frames.next_frame().map_err(|error| error.to_string())? {
+            let header =
+                ReplyHeader::decode(&mut Reader::new(frame)).map_err(|error| format!("bad reply header: {error}"))?;
             match header.xid {
                 xid::NOTIFICATION => {
                     self.notifications += 1;
@@ -792,10 +701,7 @@ impl Worker {
                 .pop_front()
                 .ok_or_else(|| format!("reply xid {} with nothing in flight", header.xid))?;
             if entry.xid != header.xid {
-                return Err(format!(
-                    "reply xid {} while xid {} was next",
-                    header.xid, entry.xid
-                ));
+                return Err(format!("reply xid {} while xid {} was next", header.xid, entry.xid));
             }
             if entry.slot == NOT_RECORDED {
                 continue;
@@ -839,11 +745,9 @@ impl Worker {
         let _ = self.poll.registry().deregister(&mut connection.stream);
         for entry in connection.in_flight.drain(..) {
             if entry.measured && entry.slot != NOT_RECORDED {
-                self.recorder
-                    .record_error(entry.slot as usize, LOCAL_ERROR_CONNECTION_LOST);
+                self.recorder.record_error(entry.slot as usize, LOCAL_ERROR_CONNECTION_LOST);
             }
         }
-        self.failures
-            .push(format!("connection {}: {reason}", connection.index));
+        self.failures.push(format!("connection {}: {reason}", connection.index));
     }
 }

@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{
-    percentile_distribution, summarize, write_hgrm, LatencySummary, PercentilePoint, Recorder,
-};
+use crate::stats::{percentile_distribution, summarize, write_hgrm, LatencySummary, PercentilePoint, Recorder};
 use crate::timeline::TimelinePoint;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -149,11 +147,8 @@ impl Summary {
     /// Keeps the seconds of the measured window: the drain after it holds
     /// only the last replies and would plot as a drop to zero.
     pub fn set_timeline(&mut self, points: &[TimelinePoint]) {
-        self.timeline = points
-            .iter()
-            .filter(|point| (point.t_s as f64) < self.duration_s.ceil().max(1.0))
-            .cloned()
-            .collect();
+        self.timeline =
+            points.iter().filter(|point| (point.t_s as f64) < self.duration_s.ceil().max(1.0)).cloned().collect();
     }
 }
 
@@ -173,8 +168,7 @@ pub fn write_json(summary: &Summary, path: &Path) -> io::Result<()> {
 }
 
 pub fn read_json(path: &Path) -> Result<Summary, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
     serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))
 }
 
@@ -218,16 +212,7 @@ pub fn format_table(summary: &Summary) -> String {
     let mut text = String::new();
     let header = format!(
         "{:<22} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7}\n",
-        "op",
-        "ops",
-        "ops/s",
-        "p50 us",
-        "p90 us",
-        "p99 us",
-        "p99.9 us",
-        "max us",
-        "mean us",
-        "errors"
+        "op", "ops", "ops/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "mean us", "errors"
     );
     text.push_str(&header);
     let row = |name: &str, ops: u64, ops_per_sec: f64, latency: &LatencySummary, errors: u64| {
@@ -246,45 +231,26 @@ pub fn format_table(summary: &Summary) -> String {
         )
     };
     for (name, operation) in &summary.per_op {
-        text.push_str(&row(
-            name,
-            operation.ops,
-            operation.ops_per_sec,
-            &operation.latency_us,
-            operation.errors,
-        ));
+        text.push_str(&row(name, operation.ops, operation.ops_per_sec, &operation.latency_us, operation.errors));
     }
     if let Some(primary) = &summary.primary_op {
         text.push_str(&format!("headline operation: {primary}\n"));
     } else if summary.per_op.len() > 1 {
-        text.push_str(&row(
-            "all",
-            summary.ops,
-            summary.ops_per_sec,
-            &summary.latency_us,
-            summary.errors,
-        ));
+        text.push_str(&row("all", summary.ops, summary.ops_per_sec, &summary.latency_us, summary.errors));
     }
     text.push_str(&format!(
         "measured {:.2}s; loadgen CPU {:.3} cores, {:.0} ns per op\n",
         summary.duration_s, summary.loadgen_cpu.cores, summary.loadgen_cpu.cpu_ns_per_op
     ));
     if !summary.error_codes.is_empty() {
-        let codes: Vec<String> = summary
-            .error_codes
-            .iter()
-            .map(|(code, count)| format!("{code}: {count}"))
-            .collect();
+        let codes: Vec<String> = summary.error_codes.iter().map(|(code, count)| format!("{code}: {count}")).collect();
         text.push_str(&format!("error codes: {}\n", codes.join(", ")));
     }
     for (name, value) in &summary.counters {
         text.push_str(&format!("{name}: {value}\n"));
     }
     if let Some(ramp) = &summary.ramp {
-        text.push_str(&format!(
-            "ramp (target {} <= {:.0} us):\n",
-            ramp.target_percentile, ramp.target_us
-        ));
+        text.push_str(&format!("ramp (target {} <= {:.0} us):\n", ramp.target_percentile, ramp.target_us));
         for step in &ramp.steps {
             text.push_str(&format!(
                 "  offered {:>9.0} ops/s  achieved {:>9.0}  p99 {:>8.1} us  p99.9 {:>8.1} us  {}\n",
@@ -292,17 +258,10 @@ pub fn format_table(summary: &Summary) -> String {
                 step.achieved_ops_per_sec,
                 step.latency_us.p99,
                 step.latency_us.p999,
-                if step.kept_target {
-                    "ok"
-                } else {
-                    "over target"
-                }
+                if step.kept_target { "ok" } else { "over target" }
             ));
         }
-        text.push_str(&format!(
-            "highest rate keeping the target: {:.0} ops/s\n",
-            ramp.best_ops_per_sec
-        ));
+        text.push_str(&format!("highest rate keeping the target: {:.0} ops/s\n", ramp.best_ops_per_sec));
     }
     for note in &summary.notes {
         text.push_str(&format!("note: {note}\n"));
@@ -322,11 +281,8 @@ mod tests {
         }
         recorder.record(1, 5000);
         recorder.record_error(1, -101);
-        let mut summary = Summary {
-            label: "test".into(),
-            config: serde_json::json!({"connections": 4}),
-            ..Summary::default()
-        };
+        let mut summary =
+            Summary { label: "test".into(), config: serde_json::json!({"connections": 4}), ..Summary::default() };
         summary.fill(&recorder, 2.0, None);
         assert_eq!(summary.ops, 101);
         assert_eq!(summary.ops_per_sec, 50.5);
@@ -340,10 +296,7 @@ mod tests {
             assert!(value["latency_us"][key].is_number(), "{key}");
         }
         let back: Summary = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            back.per_op["get"].latency_us,
-            summary.per_op["get"].latency_us
-        );
+        assert_eq!(back.per_op["get"].latency_us, summary.per_op["get"].latency_us);
         let table = format_table(&summary);
         assert!(table.contains("get") && table.contains("all"));
     }

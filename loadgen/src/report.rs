@@ -20,9 +20,7 @@ use std::fmt::Write as _;
 use crate::cli::ReportArgs;
 use crate::output::{read_json, Summary};
 
-const COLOURS: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-];
+const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 const CHART_WIDTH: f64 = 860.0;
 const CHART_HEIGHT: f64 = 380.0;
 const MARGIN_LEFT: f64 = 80.0;
@@ -38,18 +36,14 @@ pub fn run(args: &ReportArgs) -> Result<(), String> {
         runs.push(read_json(input)?);
     }
     let html = render(&args.title, &runs);
-    std::fs::write(&args.output, html)
-        .map_err(|error| format!("{}: {error}", args.output.display()))?;
+    std::fs::write(&args.output, html).map_err(|error| format!("{}: {error}", args.output.display()))?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }
 
 /// Escapes text for HTML and SVG.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// One axis: its range in plotted units, whether values are log10'd before
@@ -72,13 +66,7 @@ impl Axis {
             ticks.push((tick, format_number(tick)));
             tick += step;
         }
-        Axis {
-            label: label.into(),
-            min,
-            max,
-            log: false,
-            ticks,
-        }
+        Axis { label: label.into(), min, max, log: false, ticks }
     }
 
     /// A log axis over [min, max] (values, not logs; both positive).
@@ -97,13 +85,7 @@ impl Axis {
             }
             decade += 1.0;
         }
-        Axis {
-            label: label.into(),
-            min: low,
-            max: high,
-            log: true,
-            ticks,
-        }
+        Axis { label: label.into(), min: low, max: high, log: true, ticks }
     }
 
     fn plotted(&self, value: f64) -> f64 {
@@ -157,19 +139,14 @@ fn chart(title: &str, x: &Axis, y: &Axis, series: &[Series]) -> String {
     let plot_width = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
     let plot_height = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
     let to_x = |value: f64| MARGIN_LEFT + (value - x.min) / (x.max - x.min) * plot_width;
-    let to_y =
-        |value: f64| MARGIN_TOP + plot_height - (value - y.min) / (y.max - y.min) * plot_height;
+    let to_y = |value: f64| MARGIN_TOP + plot_height - (value - y.min) / (y.max - y.min) * plot_height;
     let mut svg = String::new();
     let _ = write!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{CHART_HEIGHT}" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="20" font-size="15" font-weight="bold">{}</text>"#,
-        MARGIN_LEFT,
-        escape(title)
-    );
+    let _ =
+        write!(svg, r#"<text x="{}" y="20" font-size="15" font-weight="bold">{}</text>"#, MARGIN_LEFT, escape(title));
     for (value, label) in &x.ticks {
         let position = to_x(*value);
         let _ = write!(
@@ -225,11 +202,7 @@ fn chart(title: &str, x: &Axis, y: &Axis, series: &[Series]) -> String {
             );
         }
         if !path.is_empty() {
-            let _ = write!(
-                svg,
-                r#"<path d="{path}" fill="none" stroke="{}" stroke-width="2"/>"#,
-                line.colour
-            );
+            let _ = write!(svg, r#"<path d="{path}" fill="none" stroke="{}" stroke-width="2"/>"#, line.colour);
         }
         let legend_y = MARGIN_TOP + 16.0 + index as f64 * 16.0;
         let _ = write!(
@@ -265,11 +238,7 @@ fn percentile_chart(runs: &[Summary]) -> String {
             high_us = high_us.max(*value);
             nines = nines.max(x.ceil());
         }
-        series.push(Series {
-            label: run_label(run, index),
-            colour: COLOURS[index % COLOURS.len()],
-            points,
-        });
+        series.push(Series { label: run_label(run, index), colour: COLOURS[index % COLOURS.len()], points });
     }
     if low_us > high_us {
         low_us = 1.0;
@@ -301,32 +270,20 @@ fn timeline_chart(
     let mut low: f64 = f64::MAX;
     let mut high: f64 = 0.0;
     for (index, run) in runs.iter().enumerate() {
-        let points: Vec<(f64, f64)> = run
-            .timeline
-            .iter()
-            .map(|point| (point.t_s as f64 + 0.5, pick(point)))
-            .collect();
+        let points: Vec<(f64, f64)> = run.timeline.iter().map(|point| (point.t_s as f64 + 0.5, pick(point))).collect();
         for (x, y) in &points {
             last_second = last_second.max(x.ceil());
             low = low.min(*y);
             high = high.max(*y);
         }
-        series.push(Series {
-            label: run_label(run, index),
-            colour: COLOURS[index % COLOURS.len()],
-            points,
-        });
+        series.push(Series { label: run_label(run, index), colour: COLOURS[index % COLOURS.len()], points });
     }
     if low > high {
         low = 1.0;
         high = 10.0;
     }
     let x = Axis::linear("seconds since measurement started", 0.0, last_second);
-    let y = if log {
-        Axis::logarithmic(y_label, low.max(1e-3), high)
-    } else {
-        Axis::linear(y_label, 0.0, high * 1.1)
-    };
+    let y = if log { Axis::logarithmic(y_label, low.max(1e-3), high) } else { Axis::linear(y_label, 0.0, high * 1.1) };
     chart(title, &x, &y, &series)
 }
 
@@ -346,21 +303,9 @@ fn summary_table(runs: &[Summary]) -> String {
         let colour = COLOURS[index % COLOURS.len()];
         let label = run_label(run, index);
         let headline = run.primary_op.clone().unwrap_or_else(|| "all".into());
-        let mut rows = vec![(
-            headline,
-            run.ops,
-            run.ops_per_sec,
-            run.latency_us,
-            run.errors,
-        )];
+        let mut rows = vec![(headline, run.ops, run.ops_per_sec, run.latency_us, run.errors)];
         for (name, operation) in &run.per_op {
-            rows.push((
-                name.clone(),
-                operation.ops,
-                operation.ops_per_sec,
-                operation.latency_us,
-                operation.errors,
-            ));
+            rows.push((name.clone(), operation.ops, operation.ops_per_sec, operation.latency_us, operation.errors));
         }
         for (position, (name, ops, ops_per_sec, latency, errors)) in rows.iter().enumerate() {
             let run_cell = if position == 0 {
@@ -419,20 +364,8 @@ svg {{ display: block; margin: 12px 0; }}
     html.push_str("<p>Latencies in microseconds. Open-loop runs measure from each request's intended send time; closed-loop runs from the actual send.</p>");
     html.push_str(&summary_table(runs));
     html.push_str(&percentile_chart(runs));
-    html.push_str(&timeline_chart(
-        runs,
-        "Throughput over time",
-        "ops/s",
-        false,
-        |point| point.ops_per_sec,
-    ));
-    html.push_str(&timeline_chart(
-        runs,
-        "p99 latency over time",
-        "p99 (us, log scale)",
-        true,
-        |point| point.p99_us,
-    ));
+    html.push_str(&timeline_chart(runs, "Throughput over time", "ops/s", false, |point| point.ops_per_sec));
+    html.push_str(&timeline_chart(runs, "p99 latency over time", "p99 (us, log scale)", true, |point| point.p99_us));
     for (index, run) in runs.iter().enumerate() {
         let _ = write!(
             html,
@@ -459,11 +392,8 @@ mod tests {
         for value in 1..=10_000u64 {
             recorder.record(0, value * 100 * scale);
         }
-        let mut summary = Summary {
-            label: label.into(),
-            config: serde_json::json!({"connections": 4}),
-            ..Summary::default()
-        };
+        let mut summary =
+            Summary { label: label.into(), config: serde_json::json!({"connections": 4}), ..Summary::default() };
         summary.fill(&recorder, 1.0, None);
         summary.timeline = (0..5)
             .map(|second| TimelinePoint {
@@ -481,10 +411,7 @@ mod tests {
 
     #[test]
     fn the_page_overlays_every_run_and_is_self_contained() {
-        let html = render(
-            "zoocore <vs> zk",
-            &[sample("zoocore", 1), sample("zookeeper", 3)],
-        );
+        let html = render("zoocore <vs> zk", &[sample("zoocore", 1), sample("zookeeper", 3)]);
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert_eq!(html.matches("<svg").count(), 3);
         assert!(html.contains("zoocore &lt;vs&gt; zk"));

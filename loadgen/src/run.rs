@@ -49,10 +49,7 @@ pub fn new_summary(args: &RunArgs) -> Summary {
         version: env!("CARGO_PKG_VERSION").into(),
         label: label_of(args),
         workload: format!("{:?}", args.workload).to_lowercase(),
-        started_unix_s: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs())
-            .unwrap_or(0),
+        started_unix_s: SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0),
         config: {
             let mut config = serde_json::to_value(args).unwrap_or(serde_json::Value::Null);
             config["outstanding"] = args.outstanding().into();
@@ -75,11 +72,7 @@ impl Window {
     pub fn start(warmup: Duration, measure: Duration) -> Window {
         let clock = Clock::new();
         let measure_start_ns = warmup.as_nanos() as u64;
-        Window {
-            clock,
-            measure_start_ns,
-            deadline_ns: measure_start_ns + measure.as_nanos() as u64,
-        }
+        Window { clock, measure_start_ns, deadline_ns: measure_start_ns + measure.as_nanos() as u64 }
     }
 }
 
@@ -91,10 +84,7 @@ pub struct CpuMeter {
 
 impl CpuMeter {
     pub fn new() -> CpuMeter {
-        CpuMeter {
-            start_cpu_ns: None,
-            start_wall_ns: 0,
-        }
+        CpuMeter { start_cpu_ns: None, start_wall_ns: 0 }
     }
 
     /// Takes the first sample once the clock passes the measure start.
@@ -111,19 +101,11 @@ impl CpuMeter {
             return CpuSummary::default();
         };
         let cpu_ns = process_cpu_ns().saturating_sub(start_cpu_ns);
-        let wall_ns = window
-            .clock
-            .now_ns()
-            .saturating_sub(self.start_wall_ns)
-            .max(1);
+        let wall_ns = window.clock.now_ns().saturating_sub(self.start_wall_ns).max(1);
         CpuSummary {
             cpu_seconds: cpu_ns as f64 / 1e9,
             cores: cpu_ns as f64 / wall_ns as f64,
-            cpu_ns_per_op: if measured_ops > 0 {
-                cpu_ns as f64 / measured_ops as f64
-            } else {
-                0.0
-            },
+            cpu_ns_per_op: if measured_ops > 0 { cpu_ns as f64 / measured_ops as f64 } else { 0.0 },
         }
     }
 }
@@ -199,46 +181,31 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
     let keys = KeySpace::new(&args.root, args.keys, args.keys_per_directory);
     let value = value_bytes(args.value_size);
     let mut setup = setup_client(args)?;
-    let created =
-        create_keys(&mut setup, &keys, &value).map_err(|error| format!("setup: {error}"))?;
+    let created = create_keys(&mut setup, &keys, &value).map_err(|error| format!("setup: {error}"))?;
     let mut probe_path = String::new();
     keys.write_key(&mut probe_path, 0);
     let probe = setup
-        .call(
-            &Request::GetData {
-                path: probe_path.clone(),
-                watch: false,
-            },
-            CALL_TIMEOUT,
-        )
+        .call(&Request::GetData { path: probe_path.clone(), watch: false }, CALL_TIMEOUT)
         .map_err(|error| format!("setup probe: {error}"))?;
     match probe.response {
-        Some(Response::Data(data, _)) if data.len() == value.len() => {}
-        Some(Response::Data(data, _)) => {
-            return Err(format!(
-                "{probe_path} holds {} bytes, not --value-size {} (left from an earlier run? delete {} or change --root)",
-                data.len(),
-                value.len(),
-                args.root
-            ))
-        }
+        Some(Response::Data(data, _)) if data.as_deref().map_or(0, <[u8]>::len) == value.len() => {}
+        Some(Response::Data(data, _)) => return Err(format!(
+            "{probe_path} holds {} bytes, not --value-size {} (left from an earlier run? delete {} or change --root)",
+            data.as_deref().map_or(0, <[u8]>::len),
+            value.len(),
+            args.root
+        )),
         _ => return Err(format!("getData {probe_path} failed: error {}", probe.error_code())),
     }
     let _ = setup.close(CALL_TIMEOUT);
-    eprintln!(
-        "setup: {} keys under {} ({created} created), {} bytes each",
-        args.keys, args.root, args.value_size
-    );
+    eprintln!("setup: {} keys under {} ({created} created), {} bytes each", args.keys, args.root, args.value_size);
 
     let mut opened = Vec::with_capacity(args.connections as usize);
     for index in 0..args.connections as usize {
         let host = args.hosts[index % args.hosts.len()];
         let client = SyncClient::connect(host, session_timeout_ms(args), CONNECT_TIMEOUT)
             .map_err(|error| format!("connection {index} to {host}: {error}"))?;
-        opened.push(OpenedConnection {
-            index: index as u64,
-            stream: client.into_stream(),
-        });
+        opened.push(OpenedConnection { index: index as u64, stream: client.into_stream() });
     }
 
     let ramp_rates = args.ramp.map(|ramp| ramp.rates()).unwrap_or_default();
@@ -277,9 +244,7 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
     }
     let mut handles = Vec::with_capacity(threads);
     for (thread, connections) in per_thread.into_iter().enumerate() {
-        let budget = args
-            .ops
-            .map(|ops| ops / threads as u64 + u64::from((thread as u64) < ops % threads as u64));
+        let budget = args.ops.map(|ops| ops / threads as u64 + u64::from((thread as u64) < ops % threads as u64));
         let settings = Arc::clone(&settings);
         let sender = sender.clone();
         let handle = std::thread::Builder::new()
@@ -293,9 +258,7 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
     let label = label_of(args);
     let mut aggregator = Aggregator::new(receiver, threads, args.quiet, &label);
     let mut cpu = CpuMeter::new();
-    let mut ramp = args
-        .ramp
-        .map(|_| RampJudge::new(args, ramp_rates.clone(), step_seconds));
+    let mut ramp = args.ramp.map(|_| RampJudge::new(args, ramp_rates.clone(), step_seconds));
     if ramp.is_some() {
         aggregator.window_seconds = Some(step_seconds);
     }
@@ -323,11 +286,7 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
     for outcome in &outcomes {
         recorder.add(&outcome.recorder);
     }
-    let stopped_ns = outcomes
-        .iter()
-        .map(|outcome| outcome.stopped_issuing_ns)
-        .max()
-        .unwrap_or(window.deadline_ns);
+    let stopped_ns = outcomes.iter().map(|outcome| outcome.stopped_issuing_ns).max().unwrap_or(window.deadline_ns);
     let duration_s = stopped_ns.saturating_sub(window.measure_start_ns) as f64 / 1e9;
     let mut summary = new_summary(args);
     summary.fill(&recorder, duration_s, None);
@@ -340,9 +299,7 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
     if settings.open_loop {
         let mut send_lag = new_histogram();
         for outcome in &outcomes {
-            send_lag
-                .add(&outcome.send_lag)
-                .expect("send-lag histograms share bounds");
+            send_lag.add(&outcome.send_lag).expect("send-lag histograms share bounds");
         }
         if !send_lag.is_empty() {
             let lag = summarize(&send_lag);
@@ -353,9 +310,7 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
     }
     let notifications: u64 = outcomes.iter().map(|outcome| outcome.notifications).sum();
     if notifications > 0 {
-        summary
-            .counters
-            .insert("unexpected_notifications".into(), notifications as f64);
+        summary.counters.insert("unexpected_notifications".into(), notifications as f64);
     }
     let dropped: u64 = outcomes.iter().map(|outcome| outcome.dropped_reports).sum();
     if dropped + aggregator.late_reports > 0 {
@@ -407,8 +362,7 @@ impl RampJudge {
         // Move the offered rate when the clock enters the next step.
         let now_ns = window.clock.now_ns();
         if now_ns >= window.measure_start_ns {
-            let step =
-                ((now_ns - window.measure_start_ns) / (self.step_seconds * 1_000_000_000)) as usize;
+            let step = ((now_ns - window.measure_start_ns) / (self.step_seconds * 1_000_000_000)) as usize;
             if step > self.current && step < self.rates.len() {
                 self.current = step;
                 control.set_rate(self.rates[step]);
@@ -437,11 +391,7 @@ impl RampJudge {
                 self.target_name,
                 observed_ns as f64 / 1000.0,
                 self.target_ns as f64 / 1000.0,
-                if kept_target {
-                    "ok"
-                } else {
-                    "over target, stopping"
-                }
+                if kept_target { "ok" } else { "over target, stopping" }
             );
             self.steps.push(RampStep {
                 offered_ops_per_sec: self.rates[index as usize],

@@ -77,18 +77,12 @@ pub fn parse_distribution(text: &str) -> Result<Distribution, String> {
     }
     let theta_text = match text.strip_prefix("zipf") {
         Some("") => "0.99",
-        Some(rest) => rest
-            .strip_prefix(':')
-            .ok_or_else(|| format!("expected zipf:THETA, got {text:?}"))?,
+        Some(rest) => rest.strip_prefix(':').ok_or_else(|| format!("expected zipf:THETA, got {text:?}"))?,
         None => return Err(format!("expected uniform or zipf:THETA, got {text:?}")),
     };
-    let theta: f64 = theta_text
-        .parse()
-        .map_err(|_| format!("zipf exponent {theta_text:?} is not a number"))?;
+    let theta: f64 = theta_text.parse().map_err(|_| format!("zipf exponent {theta_text:?} is not a number"))?;
     if !(theta > 0.0 && theta < 1.0) {
-        return Err(format!(
-            "zipf exponent must be strictly between 0 and 1, got {theta}"
-        ));
+        return Err(format!("zipf exponent must be strictly between 0 and 1, got {theta}"));
     }
     Ok(Distribution::Zipf(theta))
 }
@@ -113,9 +107,7 @@ struct ZipfConstants {
 
 /// The generalised harmonic number: the sum of 1/i^theta for i in 1..=count.
 pub fn zeta(count: u64, theta: f64) -> f64 {
-    (1..=count)
-        .map(|rank| 1.0 / (rank as f64).powf(theta))
-        .sum()
+    (1..=count).map(|rank| 1.0 / (rank as f64).powf(theta)).sum()
 }
 
 impl KeySampler {
@@ -126,8 +118,7 @@ impl KeySampler {
             Distribution::Zipf(theta) => {
                 let zeta_n = zeta(key_count, theta);
                 let zeta_two = zeta(2.min(key_count), theta);
-                let eta =
-                    (1.0 - (2.0 / key_count as f64).powf(1.0 - theta)) / (1.0 - zeta_two / zeta_n);
+                let eta = (1.0 - (2.0 / key_count as f64).powf(1.0 - theta)) / (1.0 - zeta_two / zeta_n);
                 Some(ZipfConstants {
                     theta,
                     alpha: 1.0 / (1.0 - theta),
@@ -152,8 +143,7 @@ impl KeySampler {
         if scaled < zipf.rank_one_bound || self.key_count <= 2 {
             return 1.min(self.key_count - 1);
         }
-        let rank =
-            (self.key_count as f64 * (zipf.eta * uniform - zipf.eta + 1.0).powf(zipf.alpha)) as u64;
+        let rank = (self.key_count as f64 * (zipf.eta * uniform - zipf.eta + 1.0).powf(zipf.alpha)) as u64;
         rank.min(self.key_count - 1)
     }
 
@@ -244,11 +234,7 @@ impl Mix {
         if total_weight == 0 {
             return Err("the mix needs at least one operation with a positive weight".into());
         }
-        Ok(Mix {
-            weights,
-            cumulative,
-            total_weight,
-        })
+        Ok(Mix { weights, cumulative, total_weight })
     }
 
     pub fn sample(&self, rng: &mut Rng) -> Operation {
@@ -269,12 +255,8 @@ impl Mix {
     /// The fraction of requests that are `operation`.
     #[cfg(test)]
     pub fn share(&self, operation: Operation) -> f64 {
-        let weight: u64 = self
-            .weights
-            .iter()
-            .filter(|(entry, _)| *entry == operation)
-            .map(|(_, weight)| *weight as u64)
-            .sum();
+        let weight: u64 =
+            self.weights.iter().filter(|(entry, _)| *entry == operation).map(|(_, weight)| *weight as u64).sum();
         weight as f64 / self.total_weight as f64
     }
 }
@@ -294,18 +276,10 @@ impl fmt::Display for Mix {
 /// Parses `get=90,set=10`. A name given twice is an error.
 pub fn parse_mix(text: &str) -> Result<Mix, String> {
     let mut weights: Vec<(Operation, u32)> = Vec::new();
-    for part in text
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-    {
-        let (name, weight_text) = part
-            .split_once('=')
-            .ok_or_else(|| format!("expected OP=WEIGHT, got {part:?}"))?;
+    for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        let (name, weight_text) = part.split_once('=').ok_or_else(|| format!("expected OP=WEIGHT, got {part:?}"))?;
         let operation = Operation::from_name(name.trim()).ok_or_else(|| {
-            format!(
-                "unknown operation {name:?} (known: get, set, exists, children, create, delete, multi)"
-            )
+            format!("unknown operation {name:?} (known: get, set, exists, children, create, delete, multi)")
         })?;
         let weight: u32 = weight_text
             .trim()
@@ -388,10 +362,7 @@ mod tests {
     #[test]
     fn distribution_parsing() {
         assert_eq!(parse_distribution("uniform"), Ok(Distribution::Uniform));
-        assert_eq!(
-            parse_distribution("zipf:0.99"),
-            Ok(Distribution::Zipf(0.99))
-        );
+        assert_eq!(parse_distribution("zipf:0.99"), Ok(Distribution::Zipf(0.99)));
         assert_eq!(parse_distribution("zipf"), Ok(Distribution::Zipf(0.99)));
         assert!(parse_distribution("zipf:1.2").is_err());
         assert!(parse_distribution("zipf:x").is_err());
@@ -401,24 +372,17 @@ mod tests {
     #[test]
     fn mix_parsing_and_sampling() {
         let mix = parse_mix("get=90, set=10").unwrap();
-        assert_eq!(
-            mix.weights,
-            vec![(Operation::Get, 90), (Operation::Set, 10)]
-        );
+        assert_eq!(mix.weights, vec![(Operation::Get, 90), (Operation::Set, 10)]);
         assert_eq!(mix.to_string(), "get=90,set=10");
         let mut rng = Rng::new(5);
-        let sets = (0..100_000)
-            .filter(|_| mix.sample(&mut rng) == Operation::Set)
-            .count();
+        let sets = (0..100_000).filter(|_| mix.sample(&mut rng) == Operation::Set).count();
         assert!((9_000..11_000).contains(&sets), "{sets}");
         assert!(parse_mix("get=1,get=2").is_err());
         assert!(parse_mix("get=0").is_err());
         assert!(parse_mix("frob=1").is_err());
         assert!(parse_mix("get").is_err());
         let all = parse_mix("get=1,set=1,exists=1,children=1,create=1,delete=1,multi=1").unwrap();
-        assert!(Operation::ALL
-            .iter()
-            .all(|&operation| all.contains(operation)));
+        assert!(Operation::ALL.iter().all(|&operation| all.contains(operation)));
         assert!((all.share(Operation::Multi) - 1.0 / 7.0).abs() < 1e-12);
     }
 }

@@ -29,12 +29,8 @@ pub const HIGHEST_TRACKABLE_NS: u64 = 120_000_000_000;
 pub const SIGNIFICANT_DIGITS: u8 = 3;
 
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(
-        LOWEST_DISCERNIBLE_NS,
-        HIGHEST_TRACKABLE_NS,
-        SIGNIFICANT_DIGITS,
-    )
-    .expect("the histogram bounds are valid constants")
+    Histogram::new_with_bounds(LOWEST_DISCERNIBLE_NS, HIGHEST_TRACKABLE_NS, SIGNIFICANT_DIGITS)
+        .expect("the histogram bounds are valid constants")
 }
 
 /// One thread's measurements: a histogram and error counts per slot.
@@ -72,9 +68,7 @@ impl Recorder {
 
     pub fn add(&mut self, other: &Recorder) {
         for (slot, histogram) in other.histograms.iter().enumerate() {
-            self.histograms[slot]
-                .add(histogram)
-                .expect("histograms of one configuration add up");
+            self.histograms[slot].add(histogram).expect("histograms of one configuration add up");
             self.errors[slot] += other.errors[slot];
         }
         for (code, count) in &other.error_codes {
@@ -104,9 +98,7 @@ impl Recorder {
     pub fn combined(&self) -> Histogram<u64> {
         let mut combined = new_histogram();
         for histogram in &self.histograms {
-            combined
-                .add(histogram)
-                .expect("histograms of one configuration add up");
+            combined.add(histogram).expect("histograms of one configuration add up");
         }
         combined
     }
@@ -173,11 +165,7 @@ pub fn percentile_distribution(histogram: &Histogram<u64>) -> Vec<PercentilePoin
 /// Writes the percentile distribution in HdrHistogram's `.hgrm` layout,
 /// values in microseconds with three decimals.
 pub fn write_hgrm(histogram: &Histogram<u64>, out: &mut impl Write) -> io::Result<()> {
-    writeln!(
-        out,
-        "{:>12} {:>14} {:>10} {:>14}\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    )?;
+    writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
     for point in percentile_distribution(histogram) {
         if point.percentile < 1.0 {
             writeln!(
@@ -189,35 +177,19 @@ pub fn write_hgrm(histogram: &Histogram<u64>, out: &mut impl Write) -> io::Resul
                 1.0 / (1.0 - point.percentile)
             )?;
         } else {
-            writeln!(
-                out,
-                "{:12.3} {:2.12} {:10}",
-                point.value_us, point.percentile, point.total_count
-            )?;
+            writeln!(out, "{:12.3} {:2.12} {:10}", point.value_us, point.percentile, point.total_count)?;
         }
     }
-    let (mean_us, deviation_us) = if histogram.is_empty() {
-        (0.0, 0.0)
-    } else {
-        (histogram.mean() / 1000.0, histogram.stdev() / 1000.0)
-    };
-    writeln!(
-        out,
-        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
-        mean_us, deviation_us
-    )?;
+    let (mean_us, deviation_us) =
+        if histogram.is_empty() { (0.0, 0.0) } else { (histogram.mean() / 1000.0, histogram.stdev() / 1000.0) };
+    writeln!(out, "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]", mean_us, deviation_us)?;
     writeln!(
         out,
         "#[Max     = {:12.3}, Total count    = {:12}]",
         nanoseconds_to_microseconds(histogram.max()),
         histogram.len()
     )?;
-    writeln!(
-        out,
-        "#[Buckets = {:12}, SubBuckets     = {:12}]",
-        histogram.buckets(),
-        2048
-    )?;
+    writeln!(out, "#[Buckets = {:12}, SubBuckets     = {:12}]", histogram.buckets(), 2048)?;
     Ok(())
 }
 
@@ -229,8 +201,7 @@ pub fn process_cpu_ns() -> u64 {
         libc::getrusage(libc::RUSAGE_SELF, &mut usage);
         usage
     };
-    let to_ns =
-        |time: libc::timeval| time.tv_sec as u64 * 1_000_000_000 + time.tv_usec as u64 * 1000;
+    let to_ns = |time: libc::timeval| time.tv_sec as u64 * 1_000_000_000 + time.tv_usec as u64 * 1000;
     to_ns(usage.ru_utime) + to_ns(usage.ru_stime)
 }
 
@@ -288,8 +259,7 @@ mod tests {
         let points = percentile_distribution(&filled());
         assert!(points
             .windows(2)
-            .all(|pair| pair[0].percentile <= pair[1].percentile
-                && pair[0].value_us <= pair[1].value_us));
+            .all(|pair| pair[0].percentile <= pair[1].percentile && pair[0].value_us <= pair[1].value_us));
     }
 
     #[test]

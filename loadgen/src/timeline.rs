@@ -38,9 +38,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        Clock {
-            epoch: Instant::now(),
-        }
+        Clock { epoch: Instant::now() }
     }
 
     #[inline]
@@ -82,8 +80,7 @@ impl Control {
     }
 
     pub fn set_rate(&self, rate: f64) {
-        self.rate_millis
-            .store((rate * 1000.0).round() as u64, Ordering::Relaxed);
+        self.rate_millis.store((rate * 1000.0).round() as u64, Ordering::Relaxed);
         self.rate_generation.fetch_add(1, Ordering::Release);
     }
 
@@ -148,8 +145,7 @@ impl IntervalRecorder {
 
     /// The start of the next second, in clock nanoseconds.
     pub fn next_boundary_ns(&self) -> u64 {
-        (self.measure_start_ns as i128 + (self.second as i128 + 1) * NANOSECONDS_PER_SECOND as i128)
-            .max(0) as u64
+        (self.measure_start_ns as i128 + (self.second as i128 + 1) * NANOSECONDS_PER_SECOND as i128).max(0) as u64
     }
 
     /// Sends the finished second if `now_ns` is past it.
@@ -162,11 +158,7 @@ impl IntervalRecorder {
     }
 
     fn send(&mut self) {
-        let report = IntervalReport {
-            second: self.second,
-            histogram: self.histogram.clone(),
-            errors: self.errors,
-        };
+        let report = IntervalReport { second: self.second, histogram: self.histogram.clone(), errors: self.errors };
         self.histogram.reset();
         self.errors = 0;
         match self.sender.try_send(report) {
@@ -231,12 +223,7 @@ pub struct Aggregator {
 const GRACE_NS: u64 = 1_500_000_000;
 
 impl Aggregator {
-    pub fn new(
-        receiver: Receiver<IntervalReport>,
-        workers: usize,
-        quiet: bool,
-        label: &str,
-    ) -> Self {
+    pub fn new(receiver: Receiver<IntervalReport>, workers: usize, quiet: bool, label: &str) -> Self {
         Aggregator {
             receiver,
             workers,
@@ -288,17 +275,12 @@ impl Aggregator {
             self.late_reports += 1;
             return;
         }
-        let open = self
-            .open
-            .entry(report.second)
-            .or_insert_with(|| OpenSecond {
-                histogram: new_histogram(),
-                errors: 0,
-                reports: 0,
-            });
-        open.histogram
-            .add(&report.histogram)
-            .expect("interval histograms share bounds");
+        let open = self.open.entry(report.second).or_insert_with(|| OpenSecond {
+            histogram: new_histogram(),
+            errors: 0,
+            reports: 0,
+        });
+        open.histogram.add(&report.histogram).expect("interval histograms share bounds");
         open.errors += report.errors;
         open.reports += 1;
     }
@@ -328,14 +310,8 @@ impl Aggregator {
                     // The first second of a long window is the transition
                     // from the previous rate, so it is left out.
                     if length < 3 || !(key as u64).is_multiple_of(length) {
-                        let window = self
-                            .windows
-                            .entry(index)
-                            .or_insert_with(|| (new_histogram(), 0, 0));
-                        window
-                            .0
-                            .add(&open.histogram)
-                            .expect("interval histograms share bounds");
+                        let window = self.windows.entry(index).or_insert_with(|| (new_histogram(), 0, 0));
+                        window.0.add(&open.histogram).expect("interval histograms share bounds");
                         window.1 += open.errors;
                         window.2 += 1;
                     }

@@ -37,8 +37,7 @@ use zoocore::proto::Request;
 use crate::cli::RunArgs;
 use crate::keyspace::{create_all, CALL_TIMEOUT};
 use crate::run::{
-    new_summary, session_timeout_ms, setup_client, supervise, teardown, value_bytes, CpuMeter,
-    Window, CONNECT_TIMEOUT,
+    new_summary, session_timeout_ms, setup_client, supervise, teardown, value_bytes, CpuMeter, Window, CONNECT_TIMEOUT,
 };
 use crate::stats::Recorder;
 use crate::timeline::{Aggregator, IntervalRecorder, IntervalReport, REPORTS_QUEUED_PER_WORKER};
@@ -48,12 +47,7 @@ const EVENT_SLOT: usize = 0;
 const FROM_SEND_SLOT: usize = 1;
 const SET_SLOT: usize = 2;
 const EARLY_SLOT: usize = 3;
-const NAMES: [&str; 4] = [
-    "watch_event",
-    "watch_event_from_send",
-    "set",
-    "watch_event_before_reply",
-];
+const NAMES: [&str; 4] = ["watch_event", "watch_event_from_send", "set", "watch_event_before_reply"];
 /// The default write rate when --rate is not given.
 const DEFAULT_WRITES_PER_SECOND: f64 = 100.0;
 /// How long a watcher waits for the writer to publish a reply time.
@@ -87,9 +81,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let watcher_count = args.watchers as usize;
     let value = value_bytes(args.value_size);
     let directory = format!("{}/watch", args.root);
-    let paths: Vec<String> = (0..node_count)
-        .map(|node| format!("{directory}/w{node}"))
-        .collect();
+    let paths: Vec<String> = (0..node_count).map(|node| format!("{directory}/w{node}")).collect();
     let mut setup = setup_client(args)?;
     let mut scaffolding = vec![args.root.clone(), directory.clone()];
     scaffolding.extend(paths.iter().cloned());
@@ -137,35 +129,20 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
         let value = value.clone();
         let handle = std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || {
-                writer_loop(
-                    writer,
-                    &shared,
-                    &paths,
-                    watcher_count as u32,
-                    rate,
-                    &value,
-                    window,
-                    sender,
-                )
-            })
+            .spawn(move || writer_loop(writer, &shared, &paths, watcher_count as u32, rate, &value, window, sender))
             .map_err(|error| format!("cannot start the writer thread: {error}"))?;
         handles.push(handle);
     }
     drop(sender);
 
-    let mut aggregator =
-        Aggregator::new(receiver, workers, args.quiet, &crate::run::label_of(args));
+    let mut aggregator = Aggregator::new(receiver, workers, args.quiet, &crate::run::label_of(args));
     let mut cpu = CpuMeter::new();
     let writer_index = handles.len() - 1;
     let drain_ns = args.drain_timeout.as_nanos() as u64;
     supervise(&handles, &mut aggregator, &window, &mut cpu, |_| {
         let now_ns = window.clock.now_ns();
         let writer_done = handles[writer_index].is_finished();
-        let all_armed = shared
-            .armed
-            .iter()
-            .all(|armed| armed.load(Ordering::Acquire) >= watcher_count as u32);
+        let all_armed = shared.armed.iter().all(|armed| armed.load(Ordering::Acquire) >= watcher_count as u32);
         if writer_done && (all_armed || now_ns >= window.deadline_ns + drain_ns) {
             shared.stop.store(true, Ordering::Release);
         }
@@ -175,9 +152,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let mut writes = 0;
     let mut writer_waits = 0;
     for handle in handles {
-        let result = handle
-            .join()
-            .map_err(|_| "a watch thread panicked".to_string())?;
+        let result = handle.join().map_err(|_| "a watch thread panicked".to_string())?;
         recorder.add(&result.recorder);
         writes += result.writes;
         writer_waits += result.writer_waits;
@@ -187,36 +162,16 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     }
     aggregator.finish();
     let measured_events = recorder.histograms[EVENT_SLOT].len();
-    summary.fill(
-        &recorder,
-        args.measure_duration().as_secs_f64(),
-        Some(EVENT_SLOT),
-    );
+    summary.fill(&recorder, args.measure_duration().as_secs_f64(), Some(EVENT_SLOT));
     summary.loadgen_cpu = cpu.finish(&window, measured_events);
     summary.set_timeline(&aggregator.timeline);
     let expected = recorder.histograms[SET_SLOT].len() * watcher_count as u64;
-    summary.counters.insert(
-        "writes_measured".into(),
-        recorder.histograms[SET_SLOT].len() as f64,
-    );
-    summary
-        .counters
-        .insert("writes_total".into(), writes as f64);
-    summary.counters.insert(
-        "events_total".into(),
-        shared.events.load(Ordering::Relaxed) as f64,
-    );
-    summary.counters.insert(
-        "events_before_reply".into(),
-        shared.events_before_reply.load(Ordering::Relaxed) as f64,
-    );
-    summary.counters.insert(
-        "events_missing".into(),
-        expected.saturating_sub(measured_events) as f64,
-    );
-    summary
-        .counters
-        .insert("writer_waits_for_watchers".into(), writer_waits as f64);
+    summary.counters.insert("writes_measured".into(), recorder.histograms[SET_SLOT].len() as f64);
+    summary.counters.insert("writes_total".into(), writes as f64);
+    summary.counters.insert("events_total".into(), shared.events.load(Ordering::Relaxed) as f64);
+    summary.counters.insert("events_before_reply".into(), shared.events_before_reply.load(Ordering::Relaxed) as f64);
+    summary.counters.insert("events_missing".into(), expected.saturating_sub(measured_events) as f64);
+    summary.counters.insert("writer_waits_for_watchers".into(), writer_waits as f64);
     teardown(args, &mut summary);
     Ok(summary)
 }
@@ -235,10 +190,7 @@ fn watcher(
     let mut interval = IntervalRecorder::new(sender, window.measure_start_ns, clock.now_ns());
     let mut failure = None;
     let arm = |client: &mut SyncClient, node: usize| -> Result<(), ClientError> {
-        let request = Request::GetData {
-            path: paths[node].clone(),
-            watch: true,
-        };
+        let request = Request::GetData { path: paths[node].clone(), watch: true };
         client.call(&request, CALL_TIMEOUT)?;
         shared.armed[node].fetch_add(1, Ordering::AcqRel);
         Ok(())
@@ -292,12 +244,7 @@ fn watcher(
         let _ = client.close(CALL_TIMEOUT);
     }
     interval.finish();
-    WorkerResult {
-        recorder,
-        failure,
-        writes: 0,
-        writer_waits: 0,
-    }
+    WorkerResult { recorder, failure, writes: 0, writer_waits: 0 }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -319,11 +266,7 @@ fn writer_loop(
     let mut writer_waits = 0u64;
     let mut next_node = 0usize;
     let mut failure = None;
-    let mut request = Request::SetData {
-        path: String::new(),
-        data: value.to_vec(),
-        version: -1,
-    };
+    let mut request = Request::SetData { path: String::new(), data: Some(value.to_vec()), version: -1 };
     let start_ns = clock.now_ns();
     let mut waiting = false;
     loop {
@@ -379,12 +322,7 @@ fn writer_loop(
         let _ = client.close(CALL_TIMEOUT);
     }
     interval.finish();
-    WorkerResult {
-        recorder,
-        failure,
-        writes,
-        writer_waits,
-    }
+    WorkerResult { recorder, failure, writes, writer_waits }
 }
 
 #[cfg(test)]

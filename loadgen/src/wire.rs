@@ -28,9 +28,7 @@ use std::time::{Duration, Instant};
 
 use zoocore::proto::codes::{op, xid};
 use zoocore::proto::jute::write_frame;
-use zoocore::proto::{
-    ConnectRequest, ConnectResponse, DecodeError, Reader, ReplyHeader, Request, Response, Stat,
-};
+use zoocore::proto::{ConnectRequest, ConnectResponse, DecodeError, Reader, ReplyHeader, Request, Response, Stat};
 
 /// The largest frame the loadgen accepts: ZooKeeper's default
 /// jute.maxbuffer (1 MiB of data) plus room for a getChildren of many names.
@@ -65,10 +63,7 @@ impl std::fmt::Display for ClientError {
             ClientError::Decode(error) => write!(formatter, "malformed reply: {error}"),
             ClientError::Refused => write!(formatter, "the server refused the session"),
             ClientError::OutOfOrder { expected, got } => {
-                write!(
-                    formatter,
-                    "reply for xid {got} while waiting for {expected}"
-                )
+                write!(formatter, "reply for xid {got} while waiting for {expected}")
             }
             ClientError::FrameTooLarge(length) => write!(formatter, "frame length {length}"),
             ClientError::TimedOut => write!(formatter, "timed out"),
@@ -80,10 +75,7 @@ impl std::error::Error for ClientError {}
 
 impl From<io::Error> for ClientError {
     fn from(error: io::Error) -> Self {
-        if matches!(
-            error.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
+        if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
             ClientError::TimedOut
         } else {
             ClientError::Io(error)
@@ -225,19 +217,14 @@ pub struct FrameBuffer {
 
 impl FrameBuffer {
     pub fn with_capacity(capacity_bytes: usize) -> FrameBuffer {
-        FrameBuffer {
-            bytes: vec![0; capacity_bytes.max(64)],
-            start: 0,
-            end: 0,
-        }
+        FrameBuffer { bytes: vec![0; capacity_bytes.max(64)], start: 0, end: 0 }
     }
 
     /// Reads once from `source` into the free space, first moving unread
     /// bytes to the front or growing the buffer (up to one maximal frame)
     /// when a frame does not fit. Returns the bytes read; 0 is EOF.
     pub fn read_from(&mut self, source: &mut impl Read) -> io::Result<usize> {
-        self.read_from_filled(source)
-            .map(|(read_bytes, _)| read_bytes)
+        self.read_from_filled(source).map(|(read_bytes, _)| read_bytes)
     }
 
     /// Like `read_from`, and also says whether the read filled all the free
@@ -257,10 +244,7 @@ impl FrameBuffer {
                 self.start = 0;
             }
             if self.end == self.bytes.len() || needed > self.bytes.len() {
-                let grown = (self.bytes.len() * 2)
-                    .max(needed)
-                    .min(MAX_FRAME_BYTES + 4)
-                    .max(self.end + 1);
+                let grown = (self.bytes.len() * 2).max(needed).min(MAX_FRAME_BYTES + 4).max(self.end + 1);
                 self.bytes.resize(grown, 0);
             }
         }
@@ -297,9 +281,7 @@ impl FrameBuffer {
         }
         let frame_start = self.start + 4;
         self.start += total;
-        Ok(Some(
-            &self.bytes[frame_start..frame_start + length as usize],
-        ))
+        Ok(Some(&self.bytes[frame_start..frame_start + length as usize]))
     }
 }
 
@@ -364,9 +346,7 @@ impl SyncClient {
         let response = decode_connect(&body)?;
         client.session_id = response.session_id;
         client.session_timeout_ms = response.timeout_ms;
-        client
-            .stream
-            .set_read_timeout(Some(client.ping_interval()))?;
+        client.stream.set_read_timeout(Some(client.ping_interval()))?;
         Ok(client)
     }
 
@@ -403,11 +383,7 @@ impl SyncClient {
                     )))
                 }
                 Ok(_) => {}
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error.into()),
             }
@@ -439,11 +415,7 @@ impl SyncClient {
                         self.events.pop_front();
                         self.dropped_events += 1;
                     }
-                    self.events.push_back(Event {
-                        event_type,
-                        path,
-                        received: Instant::now(),
-                    });
+                    self.events.push_back(Event { event_type, path, received: Instant::now() });
                     if stop_on_event {
                         return Ok(None);
                     }
@@ -468,31 +440,19 @@ impl SyncClient {
         let request_xid = self.take_xid();
         encode_request(&mut self.out, request_xid, request);
         self.flush()?;
-        let (header, body) = self
-            .read_reply(Instant::now() + timeout, false)?
-            .expect("only stop_on_event returns None");
+        let (header, body) =
+            self.read_reply(Instant::now() + timeout, false)?.expect("only stop_on_event returns None");
         if header.xid != request_xid {
-            return Err(ClientError::OutOfOrder {
-                expected: request_xid,
-                got: header.xid,
-            });
+            return Err(ClientError::OutOfOrder { expected: request_xid, got: header.xid });
         }
-        let response = if header.err == 0 {
-            Some(Response::decode(request.opcode(), &mut Reader::new(&body))?)
-        } else {
-            None
-        };
+        let response =
+            if header.err == 0 { Some(Response::decode(request.opcode(), &mut Reader::new(&body))?) } else { None };
         Ok(Reply { header, response })
     }
 
     /// Sends many requests with at most `depth` in flight and returns the
     /// error code of each, in order. Stops at the first connection failure.
-    pub fn pipeline(
-        &mut self,
-        requests: &[Request],
-        depth: usize,
-        timeout: Duration,
-    ) -> Result<Vec<i32>, ClientError> {
+    pub fn pipeline(&mut self, requests: &[Request], depth: usize, timeout: Duration) -> Result<Vec<i32>, ClientError> {
         let depth = depth.clamp(1, MAX_PIPELINE_DEPTH);
         let mut codes = Vec::with_capacity(requests.len());
         let mut in_flight: VecDeque<i32> = VecDeque::with_capacity(depth);
@@ -507,15 +467,11 @@ impl SyncClient {
             if !self.out.is_empty() {
                 self.flush()?;
             }
-            let (header, _body) = self
-                .read_reply(Instant::now() + timeout, false)?
-                .expect("only stop_on_event returns None");
+            let (header, _body) =
+                self.read_reply(Instant::now() + timeout, false)?.expect("only stop_on_event returns None");
             let expected = in_flight.pop_front().expect("a reply implies a request");
             if header.xid != expected {
-                return Err(ClientError::OutOfOrder {
-                    expected,
-                    got: header.xid,
-                });
+                return Err(ClientError::OutOfOrder { expected, got: header.xid });
             }
             codes.push(header.err);
         }
@@ -529,10 +485,7 @@ impl SyncClient {
         }
         match self.read_reply(Instant::now() + timeout, true) {
             Ok(None) => Ok(self.events.pop_front()),
-            Ok(Some((header, _))) => Err(ClientError::OutOfOrder {
-                expected: xid::NOTIFICATION,
-                got: header.xid,
-            }),
+            Ok(Some((header, _))) => Err(ClientError::OutOfOrder { expected: xid::NOTIFICATION, got: header.xid }),
             Err(ClientError::TimedOut) => Ok(self.events.pop_front()),
             Err(error) => Err(error),
         }
@@ -583,7 +536,7 @@ mod tests {
     #[test]
     fn reply_bodies_are_checked_without_decoding() {
         let stat = Stat::default();
-        let data = body(&Response::Data(Arc::from(&[7u8; 100][..]), stat));
+        let data = body(&Response::Data(Some(Arc::from(&[7u8; 100][..])), stat));
         assert_eq!(check_reply_body(op::GET_DATA, &data), Ok(100));
         assert_eq!(data.len(), get_data_reply_bytes(100));
         assert!(check_reply_body(op::GET_DATA, &data[..data.len() - 1]).is_err());

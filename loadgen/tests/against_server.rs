@@ -29,17 +29,11 @@ const RUN_LIMIT: Duration = Duration::from_secs(90);
 const SERVER_START_LIMIT: Duration = Duration::from_secs(30);
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("loadgen/ is inside the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("loadgen/ is inside the workspace").to_path_buf()
 }
 
 fn scratch_directory(name: &str) -> PathBuf {
-    let directory = std::env::temp_dir().join(format!(
-        "zoocore-loadgen-test-{}-{name}",
-        std::process::id()
-    ));
+    let directory = std::env::temp_dir().join(format!("zoocore-loadgen-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("create a scratch directory");
     directory
 }
@@ -86,14 +80,8 @@ fn server_binary() -> PathBuf {
 fn start_server() -> (Child, String) {
     let directory = scratch_directory("server");
     let config = directory.join("zoo.cfg");
-    std::fs::write(
-        &config,
-        format!(
-            "tickTime=2000\ndataDir={}\nclientPort=0\n",
-            directory.join("data").display()
-        ),
-    )
-    .expect("write zoo.cfg");
+    std::fs::write(&config, format!("tickTime=2000\ndataDir={}\nclientPort=0\n", directory.join("data").display()))
+        .expect("write zoo.cfg");
     let mut child = Command::new(server_binary())
         .arg("--config")
         .arg(&config)
@@ -154,9 +142,7 @@ fn loadgen(arguments: &[&str]) -> std::process::Output {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let output = child
-        .wait_with_output()
-        .expect("collect the loadgen's output");
+    let output = child.wait_with_output().expect("collect the loadgen's output");
     assert!(
         output.status.success(),
         "zoocore-loadgen {arguments:?} failed:\nstdout:\n{}\nstderr:\n{}",
@@ -172,10 +158,7 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn number(value: &Value, pointer: &str) -> f64 {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_f64)
-        .unwrap_or_else(|| panic!("{pointer} is not a number in {value:#}"))
+    value.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer} is not a number in {value:#}"))
 }
 
 fn check_latency(summary: &Value, prefix: &str) {
@@ -185,10 +168,7 @@ fn check_latency(summary: &Value, prefix: &str) {
     let p999 = number(summary, &format!("{prefix}/p999"));
     let max = number(summary, &format!("{prefix}/max"));
     let mean = number(summary, &format!("{prefix}/mean"));
-    assert!(
-        p50 > 0.0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max,
-        "{prefix}"
-    );
+    assert!(p50 > 0.0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max, "{prefix}");
     assert!(mean > 0.0 && mean <= max, "{prefix}");
 }
 
@@ -232,10 +212,7 @@ fn mix_run_writes_a_complete_summary() {
         "--quiet",
     ]);
     let table = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        table.contains("p99.9 us") && table.contains("get"),
-        "{table}"
-    );
+    assert!(table.contains("p99.9 us") && table.contains("get"), "{table}");
 
     let summary = read_json(&json);
     assert_eq!(number(&summary, "/ops"), 2000.0);
@@ -247,49 +224,27 @@ fn mix_run_writes_a_complete_summary() {
     let per_op = summary["per_op"].as_object().expect("per_op is an object");
     let mut per_op_total = 0.0;
     for operation in ["get", "set", "exists", "children", "create", "multi"] {
-        assert!(
-            per_op.contains_key(operation),
-            "{operation} missing from {per_op:?}"
-        );
+        assert!(per_op.contains_key(operation), "{operation} missing from {per_op:?}");
         check_latency(&summary, &format!("/per_op/{operation}/latency_us"));
     }
     for (_, entry) in per_op {
         per_op_total += entry["ops"].as_f64().unwrap();
     }
     assert_eq!(per_op_total, 2000.0);
-    assert_eq!(
-        summary["config"]["hosts"]
-            .as_str()
-            .unwrap()
-            .split(',')
-            .count(),
-        hosts.split(',').count()
-    );
+    assert_eq!(summary["config"]["hosts"].as_str().unwrap().split(',').count(), hosts.split(',').count());
     assert_eq!(summary["config"]["connections"], 2);
-    assert_eq!(
-        summary["config"]["mix"],
-        "get=40,set=20,exists=10,children=10,create=10,delete=5,multi=5"
-    );
+    assert_eq!(summary["config"]["mix"], "get=40,set=20,exists=10,children=10,create=10,delete=5,multi=5");
     assert!(number(&summary, "/loadgen_cpu/cpu_ns_per_op") > 0.0);
     let histogram = summary["histogram"].as_array().expect("histogram points");
     assert!(!histogram.is_empty());
     assert_eq!(histogram.last().unwrap()["total_count"], 2000);
 
     let hgrm_text = std::fs::read_to_string(directory.join("mix.hgrm")).expect("mix.hgrm");
-    assert!(
-        hgrm_text.contains("Total count    =         2000"),
-        "{hgrm_text}"
-    );
+    assert!(hgrm_text.contains("Total count    =         2000"), "{hgrm_text}");
     assert!(directory.join("mix.get.hgrm").is_file());
 
     let report = directory.join("report.html");
-    loadgen(&[
-        "report",
-        json.to_str().unwrap(),
-        json.to_str().unwrap(),
-        "-o",
-        report.to_str().unwrap(),
-    ]);
+    loadgen(&["report", json.to_str().unwrap(), json.to_str().unwrap(), "-o", report.to_str().unwrap()]);
     let html = std::fs::read_to_string(&report).expect("report.html");
     assert_eq!(html.matches("<svg").count(), 3);
     let _ = std::fs::remove_dir_all(&directory);
@@ -302,10 +257,7 @@ fn watch_lock_and_churn_workloads_run() {
     let (_guard, hosts) = server();
     let directory = scratch_directory("workloads");
     for (workload, extra) in [
-        (
-            "watch",
-            vec!["--watchers", "3", "--watched-nodes", "4", "--rate", "200"],
-        ),
+        ("watch", vec!["--watchers", "3", "--watched-nodes", "4", "--rate", "200"]),
         ("lock", vec!["--connections", "3"]),
         ("churn", vec!["--connections", "2", "--rate", "100"]),
     ] {
@@ -335,17 +287,10 @@ fn watch_lock_and_churn_workloads_run() {
         assert_eq!(number(&summary, "/errors"), 0.0, "{workload}: {summary:#}");
         assert!(number(&summary, "/latency_us/max") > 0.0, "{workload}");
         if workload == "lock" {
-            assert_eq!(
-                number(&summary, "/counters/mutual_exclusion_violations"),
-                0.0
-            );
+            assert_eq!(number(&summary, "/counters/mutual_exclusion_violations"), 0.0);
         }
         if workload == "watch" {
-            assert_eq!(
-                number(&summary, "/counters/events_missing"),
-                0.0,
-                "{summary:#}"
-            );
+            assert_eq!(number(&summary, "/counters/events_missing"), 0.0, "{summary:#}");
         }
     }
     let _ = std::fs::remove_dir_all(&directory);
