@@ -189,12 +189,14 @@ fn run_mix(args: &RunArgs) -> Result<Summary, String> {
         .map_err(|error| format!("setup probe: {error}"))?;
     match probe.response {
         Some(Response::Data(data, _)) if data.as_deref().map_or(0, <[u8]>::len) == value.len() => {}
-        Some(Response::Data(data, _)) => return Err(format!(
+        Some(Response::Data(data, _)) => {
+            return Err(format!(
             "{probe_path} holds {} bytes, not --value-size {} (left from an earlier run? delete {} or change --root)",
             data.as_deref().map_or(0, <[u8]>::len),
             value.len(),
             args.root
-        )),
+        ))
+        }
         _ => return Err(format!("getData {probe_path} failed: error {}", probe.error_code())),
     }
     let _ = setup.close(CALL_TIMEOUT);
