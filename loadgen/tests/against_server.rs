@@ -1,0 +1,297 @@
+//! End-to-end runs of the zoocore-loadgen binary against a real server.
+//!
+//! The server comes from the environment when `ZOOCORE_LOADGEN_TEST_HOSTS`
+//! is set (for example a reference Apache ZooKeeper on 127.0.0.1:2681);
+//! otherwise each test starts the zoocore server itself with
+//! [`start_server`], which relies on the server's start-up contract:
+//! `zoocore --config <dir>/zoo.cfg` with `clientPort=0` binds an ephemeral
+//! port on 127.0.0.1 and prints `zoocore listening on 127.0.0.1:PORT` on
+//! stdout. The server binary is `ZOOCORE_BIN`, or `target/release/zoocore`
+//! or `target/debug/zoocore` under the workspace root (or under
+//! `CARGO_TARGET_DIR`).
+//!
+//! Every run is bounded: a few thousand operations or one second of load,
+//! a `--max-duration`, and a wall-clock limit after which the loadgen is
+//! killed and the test fails. Each test uses its own `--root`, so the tests
+//! can share one server and run in parallel.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long one loadgen run may take before the test kills it.
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+/// How long the server may take to announce its port.
+const SERVER_START_LIMIT: Duration = Duration::from_secs(30);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("loadgen/ is inside the workspace").to_path_buf()
+}
+
+fn scratch_directory(name: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("zoocore-loadgen-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("create a scratch directory");
+    directory
+}
+
+/// Kills the server when a test ends, however it ends.
+struct ServerGuard(Child);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn server_binary() -> PathBuf {
+    if let Some(binary) = std::env::var_os("ZOOCORE_BIN") {
+        return PathBuf::from(binary);
+    }
+    let mut target_directories = vec![workspace_root().join("target")];
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        target_directories.insert(0, PathBuf::from(target));
+    }
+    for target in &target_directories {
+        for profile in ["release", "debug"] {
+            let candidate = target.join(profile).join("zoocore");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "no zoocore server binary: set ZOOCORE_LOADGEN_TEST_HOSTS to test against a running \
+         server, or ZOOCORE_BIN, or build it with `cargo build -p zoocore`"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// start_server: the one place that knows how to start the zoocore server.
+// Contract: `zoocore --config <tmp>/zoo.cfg` with clientPort=0 prints
+// `zoocore listening on 127.0.0.1:PORT` on stdout once it accepts clients.
+// ---------------------------------------------------------------------------
+/// Starts the zoocore server on an ephemeral port and returns the child and
+/// its "127.0.0.1:PORT".
+fn start_server() -> (Child, String) {
+    let directory = scratch_directory("server");
+    let config = directory.join("zoo.cfg");
+    std::fs::write(&config, format!("tickTime=2000\ndataDir={}\nclientPort=0\n", directory.join("data").display()))
+        .expect("write zoo.cfg");
+    let mut child = Command::new(server_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the zoocore server");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines, received) = mpsc::sync_channel::<String>(64);
+    // Keep reading stdout for the server's whole life so it never blocks on
+    // a full pipe; only the first lines are looked at.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.try_send(line);
+        }
+    });
+    let deadline = Instant::now() + SERVER_START_LIMIT;
+    while let Ok(line) = received.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if let Some(address) = line.trim().strip_prefix("zoocore listening on ") {
+            return (child, address.trim().to_string());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the zoocore server did not print `zoocore listening on 127.0.0.1:PORT` within {SERVER_START_LIMIT:?}");
+}
+
+/// The server to test against, and a guard that stops it if we started it.
+fn server() -> (Option<ServerGuard>, String) {
+    match std::env::var("ZOOCORE_LOADGEN_TEST_HOSTS") {
+        Ok(hosts) if !hosts.trim().is_empty() => (None, hosts),
+        _ => {
+            let (child, address) = start_server();
+            (Some(ServerGuard(child)), address)
+        }
+    }
+}
+
+/// Runs the loadgen with `arguments`, killing it past [`RUN_LIMIT`].
+fn loadgen(arguments: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore-loadgen"))
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start zoocore-loadgen");
+    let deadline = Instant::now() + RUN_LIMIT;
+    loop {
+        if child.try_wait().expect("poll the loadgen").is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("zoocore-loadgen {arguments:?} ran past {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("collect the loadgen's output");
+    assert!(
+        output.status.success(),
+        "zoocore-loadgen {arguments:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read the JSON summary"))
+        .expect("the JSON summary parses")
+}
+
+fn number(value: &Value, pointer: &str) -> f64 {
+    value.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer} is not a number in {value:#}"))
+}
+
+fn check_latency(summary: &Value, prefix: &str) {
+    let p50 = number(summary, &format!("{prefix}/p50"));
+    let p90 = number(summary, &format!("{prefix}/p90"));
+    let p99 = number(summary, &format!("{prefix}/p99"));
+    let p999 = number(summary, &format!("{prefix}/p999"));
+    let max = number(summary, &format!("{prefix}/max"));
+    let mean = number(summary, &format!("{prefix}/mean"));
+    assert!(p50 > 0.0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max, "{prefix}");
+    assert!(mean > 0.0 && mean <= max, "{prefix}");
+}
+
+#[test]
+fn mix_run_writes_a_complete_summary() {
+    let (_guard, hosts) = server();
+    let directory = scratch_directory("mix");
+    let json = directory.join("mix.json");
+    let hgrm = directory.join("mix");
+    let root = format!("/zoocore-loadgen-test-{}-mix", std::process::id());
+    let output = loadgen(&[
+        "run",
+        "--hosts",
+        &hosts,
+        "--root",
+        &root,
+        "--mix",
+        "get=40,set=20,exists=10,children=10,create=10,delete=5,multi=5",
+        "--keys",
+        "50",
+        "--keys-per-directory",
+        "10",
+        "--value-size",
+        "64",
+        "--connections",
+        "2",
+        "--outstanding",
+        "4",
+        "--warmup",
+        "0s",
+        "--ops",
+        "2000",
+        "--max-duration",
+        "60s",
+        "--json",
+        json.to_str().unwrap(),
+        "--hgrm",
+        hgrm.to_str().unwrap(),
+        "--label",
+        "integration",
+        "--quiet",
+    ]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("p99.9 us") && table.contains("get"), "{table}");
+
+    let summary = read_json(&json);
+    assert_eq!(number(&summary, "/ops"), 2000.0);
+    assert_eq!(number(&summary, "/errors"), 0.0, "{summary:#}");
+    assert!(number(&summary, "/ops_per_sec") > 0.0);
+    assert_eq!(summary["label"], "integration");
+    assert_eq!(summary["workload"], "mix");
+    check_latency(&summary, "/latency_us");
+    let per_op = summary["per_op"].as_object().expect("per_op is an object");
+    let mut per_op_total = 0.0;
+    for operation in ["get", "set", "exists", "children", "create", "multi"] {
+        assert!(per_op.contains_key(operation), "{operation} missing from {per_op:?}");
+        check_latency(&summary, &format!("/per_op/{operation}/latency_us"));
+    }
+    for (_, entry) in per_op {
+        per_op_total += entry["ops"].as_f64().unwrap();
+    }
+    assert_eq!(per_op_total, 2000.0);
+    assert_eq!(summary["config"]["hosts"].as_str().unwrap().split(',').count(), hosts.split(',').count());
+    assert_eq!(summary["config"]["connections"], 2);
+    assert_eq!(summary["config"]["mix"], "get=40,set=20,exists=10,children=10,create=10,delete=5,multi=5");
+    assert!(number(&summary, "/loadgen_cpu/cpu_ns_per_op") > 0.0);
+    let histogram = summary["histogram"].as_array().expect("histogram points");
+    assert!(!histogram.is_empty());
+    assert_eq!(histogram.last().unwrap()["total_count"], 2000);
+
+    let hgrm_text = std::fs::read_to_string(directory.join("mix.hgrm")).expect("mix.hgrm");
+    assert!(hgrm_text.contains("Total count    =         2000"), "{hgrm_text}");
+    assert!(directory.join("mix.get.hgrm").is_file());
+
+    let report = directory.join("report.html");
+    loadgen(&["report", json.to_str().unwrap(), json.to_str().unwrap(), "-o", report.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&report).expect("report.html");
+    assert_eq!(html.matches("<svg").count(), 3);
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// The other workloads, one short run each: they must finish, count no
+/// error and fill in their headline latency.
+#[test]
+fn watch_lock_and_churn_workloads_run() {
+    let (_guard, hosts) = server();
+    let directory = scratch_directory("workloads");
+    for (workload, extra) in [
+        ("watch", vec!["--watchers", "3", "--watched-nodes", "4", "--rate", "200"]),
+        ("lock", vec!["--connections", "3"]),
+        ("churn", vec!["--connections", "2", "--rate", "100"]),
+    ] {
+        let json = directory.join(format!("{workload}.json"));
+        let root = format!("/zoocore-loadgen-test-{}-{workload}", std::process::id());
+        let mut arguments = vec![
+            "run",
+            "--workload",
+            workload,
+            "--hosts",
+            &hosts,
+            "--root",
+            &root,
+            "--warmup",
+            "200ms",
+            "--duration",
+            "1s",
+            "--quiet",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        arguments.extend(extra);
+        loadgen(&arguments);
+        let summary = read_json(&json);
+        assert_eq!(summary["workload"], workload);
+        assert!(number(&summary, "/ops") > 0.0, "{workload}: {summary:#}");
+        assert_eq!(number(&summary, "/errors"), 0.0, "{workload}: {summary:#}");
+        assert!(number(&summary, "/latency_us/max") > 0.0, "{workload}");
+        if workload == "lock" {
+            assert_eq!(number(&summary, "/counters/mutual_exclusion_violations"), 0.0);
+        }
+        if workload == "watch" {
+            assert_eq!(number(&summary, "/counters/events_missing"), 0.0, "{summary:#}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
