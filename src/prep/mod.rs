@@ -91,6 +91,11 @@ impl Preparer {
         &self.speculative
     }
 
+    /// Sets the zxid the next transaction gets: the replica's next log index.
+    pub fn set_next_zxid(&mut self, zxid: i64) {
+        self.next_zxid = zxid;
+    }
+
     /// The triggers of everything prepared since the last call, in order.
     pub fn take_triggers(&mut self) -> Vec<tree::Trigger> {
         std::mem::take(&mut self.triggers)

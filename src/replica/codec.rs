@@ -121,10 +121,9 @@ fn decode_txn(reader: &mut Reader<'_>, depth: usize) -> DecodeResult<Txn> {
             ephemeral_owner: reader.read_i64()?,
         },
         TAG_DELETE => Txn::Delete { path: Arc::from(reader.read_string()?) },
-        TAG_SET_DATA => Txn::SetData {
-            path: Arc::from(reader.read_string()?),
-            data: reader.read_optional_buffer()?.map(Arc::from),
-        },
+        TAG_SET_DATA => {
+            Txn::SetData { path: Arc::from(reader.read_string()?), data: reader.read_optional_buffer()?.map(Arc::from) }
+        }
         TAG_SET_ACL => {
             Txn::SetAcl { path: Arc::from(reader.read_string()?), acl: Arc::from(Acl::decode_list(reader)?) }
         }
@@ -153,12 +152,8 @@ mod tests {
     use super::*;
 
     fn samples() -> Vec<Txn> {
-        let create = Txn::Create {
-            path: Arc::from("/a"),
-            data: None,
-            acl: Arc::from(Acl::open_unsafe()),
-            ephemeral_owner: 5,
-        };
+        let create =
+            Txn::Create { path: Arc::from("/a"), data: None, acl: Arc::from(Acl::open_unsafe()), ephemeral_owner: 5 };
         vec![
             Txn::CreateSession { session_id: 9, timeout_ms: 4000, password: [7; 16] },
             Txn::CloseSession { session_id: 9 },

@@ -1,21 +1,22 @@
 //! The broadcast core: the one place writes are ordered. It drains what the
 //! shards sent since its last batch, prepares each request into a
-//! transaction (or an error) against the speculative tree, appends the
-//! batch to the log, and when the log says it is durable publishes the new
-//! tree and sends every shard the tree, the watch triggers and its replies.
+//! transaction against the speculative tree, proposes each to the raft
+//! replica (its index is its zxid), makes the batch durable with one log
+//! write and one sync, and once the commit index covers the batch publishes
+//! its tree and sends the shards their replies.
 //!
 //! It also keeps the session table's timers (the leader alone decides
 //! expiry) and runs ZooKeeper's container manager, both as transactions
 //! through the same pipeline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use glommio::timer::Timer;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::log::Log;
 use super::messages::{shard_of, Commit, ConnectionId, Reply, ReplyBody, ToBroadcast};
@@ -23,8 +24,9 @@ use super::queue::BatchQueue;
 use super::shared::{Shared, Version};
 use crate::prep::{Prepared, Preparer, WriteContext};
 use crate::proto::{ErrorCode, Request};
+use crate::replica::{carries_transaction, codec, Replica};
 use crate::session::SessionTracker;
-use crate::tree::Tree;
+use crate::tree::{Tree, Trigger, Txn, TxnHeader};
 
 /// Requests taken into one batch at most: one log write, one fsync.
 pub const BATCH_REQUESTS_MAX: usize = 1000;
@@ -33,50 +35,110 @@ fn wall_clock_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
 }
 
+/// Calls to `Replica::tick` before a follower starts an election, and
+/// between a leader's heartbeats (raft-rs's defaults).
+const ELECTION_TICKS: usize = 10;
+const HEARTBEAT_TICKS: usize = 3;
+
+/// A batch whose log entries are written: its tree, watch triggers and
+/// replies wait until the commit index reaches `last_zxid`.
+struct SealedBatch {
+    last_zxid: i64,
+    tree: Option<Arc<Tree>>,
+    triggers: Vec<Trigger>,
+    replies: Vec<Vec<Reply>>,
+}
+
 pub struct BroadcastCore {
     shared: Arc<Shared>,
     preparer: Preparer,
+    replica: Replica,
     tracker: SessionTracker,
     /// The connection each live session is attached to.
     owners: HashMap<i64, ConnectionId>,
     started: Instant,
     log: Log,
+    /// The batch being filled.
     replies: Vec<Vec<Reply>>,
     tree_changed: bool,
+    /// Batches waiting for their commit, oldest first.
+    sealed: VecDeque<SealedBatch>,
     /// The newest published version, to link the next one to.
     current: Arc<Version>,
+    tick_interval: Duration,
+    last_tick: Instant,
     container_check_interval: Duration,
     container_deletes_per_minute_max: usize,
     last_container_check: Instant,
 }
 
 impl BroadcastCore {
-    pub fn new(shared: Arc<Shared>, tree: Tree, settings: crate::prep::PrepSettings, secret: [u8; 16]) -> Self {
+    /// Recovers the state from the log, becomes leader of the (one-voter)
+    /// group and publishes the recovered tree.
+    pub async fn start(
+        shared: Arc<Shared>,
+        settings: crate::prep::PrepSettings,
+        secret: [u8; 16],
+    ) -> Result<BroadcastCore, String> {
         let shard_count = shared.shard_stats.len();
+        let (mut log, recovered) = Log::open(&shared.config).await?;
+        let mut tree = Tree::new();
+        let mut replica = Replica::new(1, vec![1], recovered, ELECTION_TICKS, HEARTBEAT_TICKS)?;
+        replica.campaign()?;
+        while let Some(work) = replica.ready() {
+            replay(&mut tree, &work.committed)?;
+            log.append(&work.entries, work.hard_state.as_ref());
+            log.sync(work.must_sync).await?;
+            let after = replica.persisted(work);
+            replay(&mut tree, &after.committed)?;
+        }
+        if !replica.is_leader() {
+            return Err("could not become leader of the single-voter group".to_string());
+        }
+        info!(zxid = format_args!("0x{:x}", tree.last_zxid()), nodes = tree.node_count(), "state recovered");
+
         let tick_ms = shared.config.tick_time_ms as i64;
         let container_check_interval =
             Duration::from_millis(property_number(&shared, "znode.container.checkIntervalMs").unwrap_or(60_000).max(1));
         let container_deletes_per_minute_max =
             property_number(&shared, "znode.container.maxPerMinute").unwrap_or(10_000) as usize;
         let seed = Preparer::session_id_seed(0, wall_clock_ms());
+        // Sessions come back with fresh timers, as in ZooKeeper.
         let mut tracker = SessionTracker::new(tick_ms);
         for session in tree.sessions() {
             tracker.add(session.id, session.timeout_ms as i64, 0);
         }
-        BroadcastCore {
-            preparer: Preparer::new(tree, settings, seed, secret),
+        let version = Arc::new(Version::new(Arc::new(tree.clone()), Vec::new()));
+        shared.published.store(version.clone());
+        let mut preparer = Preparer::new(tree, settings, seed, secret);
+        preparer.set_next_zxid(replica.next_index() as i64);
+        Ok(BroadcastCore {
+            preparer,
+            replica,
             tracker,
             owners: HashMap::new(),
             started: Instant::now(),
-            log: Log::in_memory(),
+            log,
             replies: (0..shard_count).map(|_| Vec::new()).collect(),
             tree_changed: false,
-            current: shared.published.load_full(),
+            sealed: VecDeque::new(),
+            current: version,
+            tick_interval: Duration::from_millis((shared.config.tick_time_ms as u64 / 2).clamp(10, 500)),
+            last_tick: Instant::now(),
             container_check_interval,
             container_deletes_per_minute_max,
             last_container_check: Instant::now(),
             shared,
-        }
+        })
+    }
+
+    /// Hands a prepared transaction to raft; its index must be its zxid.
+    fn propose(&mut self, header: &TxnHeader, txn: &Txn) {
+        let mut payload = Vec::with_capacity(128);
+        codec::encode(header, txn, &mut payload);
+        let index = self.replica.propose(payload).unwrap_or_else(|error| panic!("the leader cannot propose: {error}"));
+        assert_eq!(index as i64, header.zxid, "prep and raft disagree on the next zxid");
+        self.tree_changed = true;
     }
 
     fn monotonic_ms(&self) -> i64 {
@@ -106,7 +168,7 @@ impl BroadcastCore {
         for sender in senders {
             shards.push(sender.connect().await);
         }
-        let tick = Duration::from_millis((self.shared.config.tick_time_ms as u64 / 2).clamp(10, 500));
+        let tick = self.tick_interval;
         let mut messages = Vec::with_capacity(BATCH_REQUESTS_MAX);
         loop {
             futures_lite::future::or(inbox.ready(), async {
@@ -120,7 +182,16 @@ impl BroadcastCore {
             }
             self.expire_sessions(now_ms);
             self.check_containers(now_ms);
-            self.commit(&shards).await;
+            if self.last_tick.elapsed() >= self.tick_interval {
+                self.last_tick = Instant::now();
+                self.replica.tick();
+            }
+            if let Err(error) = self.commit(&shards).await {
+                // The log cannot take writes: nothing more may be acknowledged.
+                error!(%error, "the log failed; stopping");
+                self.shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+                break;
+            }
             if self.shared.stopping.load(std::sync::atomic::Ordering::Relaxed) && inbox.is_empty() {
                 break;
             }
@@ -138,8 +209,7 @@ impl BroadcastCore {
                 let closing = matches!(request, Request::CloseSession);
                 match self.preparer.prepare(&request, &context) {
                     Prepared::Txn { header, txn, err, response } => {
-                        self.log.append(&header, &txn);
-                        self.tree_changed = true;
+                        self.propose(&header, &txn);
                         self.reply(connection, ReplyBody::Response { xid, zxid: header.zxid, err, response });
                         if closing && err == ErrorCode::Ok {
                             self.tracker.remove(session_id);
@@ -174,8 +244,7 @@ impl BroadcastCore {
             let crate::tree::Txn::CreateSession { session_id, password, .. } = txn.clone() else {
                 return;
             };
-            self.log.append(&header, &txn);
-            self.tree_changed = true;
+            self.propose(&header, &txn);
             self.tracker.add(session_id, timeout_ms as i64, now);
             self.owners.insert(session_id, connection);
             info!(session = format_args!("0x{session_id:x}"), timeout_ms, "session established");
@@ -205,8 +274,7 @@ impl BroadcastCore {
     fn expire_sessions(&mut self, now_ms: i64) {
         for session_id in self.tracker.expire(self.monotonic_ms()) {
             if let Some((header, txn)) = self.preparer.close_session(session_id, now_ms) {
-                self.log.append(&header, &txn);
-                self.tree_changed = true;
+                self.propose(&header, &txn);
                 info!(
                     session = format_args!("0x{session_id:x}"),
                     "session expired: no request or ping within its timeout"
@@ -247,39 +315,78 @@ impl BroadcastCore {
             .max(1) as usize;
         for path in doomed.into_iter().take(per_check) {
             if let Some((header, txn)) = self.preparer.delete_container(&path, now_ms) {
-                self.log.append(&header, &txn);
-                self.tree_changed = true;
+                self.propose(&header, &txn);
                 debug!(path = &*path, "container or TTL node deleted");
             }
         }
     }
 
-    /// Makes the batch durable, publishes the tree and tells the shards.
-    async fn commit(&mut self, shards: &[ConnectedSender<Commit>]) {
+    /// Seals the batch, makes the log durable, and releases every sealed
+    /// batch the commit index now covers.
+    async fn commit(&mut self, shards: &[ConnectedSender<Commit>]) -> Result<(), String> {
+        self.seal();
+        while let Some(work) = self.replica.ready() {
+            self.log.append(&work.entries, work.hard_state.as_ref());
+            self.log.sync(work.must_sync).await?;
+            self.replica.persisted(work);
+        }
+        self.release(shards).await;
+        Ok(())
+    }
+
+    fn seal(&mut self) {
         let has_replies = self.replies.iter().any(|replies| !replies.is_empty());
         if !self.tree_changed && !has_replies {
             return;
         }
-        self.log.sync().await;
-        let changed = std::mem::take(&mut self.tree_changed);
-        if changed {
-            let tree = Arc::new(self.preparer.speculative().clone());
-            let version = Arc::new(Version::new(tree, self.preparer.take_triggers()));
-            self.current.link(version.clone());
-            self.shared.published.store(version.clone());
-            self.current = version;
-        }
-        for (shard, sender) in shards.iter().enumerate() {
-            let replies = std::mem::take(&mut self.replies[shard]);
-            if !changed && replies.is_empty() {
-                continue;
+        let tree = if std::mem::take(&mut self.tree_changed) {
+            Some(Arc::new(self.preparer.speculative().clone()))
+        } else {
+            None
+        };
+        let replies = self.replies.iter_mut().map(std::mem::take).collect();
+        let triggers = self.preparer.take_triggers();
+        self.sealed.push_back(SealedBatch { last_zxid: self.preparer.last_zxid(), tree, triggers, replies });
+    }
+
+    /// Publishes each committed batch's tree and sends its replies: every
+    /// shard hears of a changed tree (to fire its watches), the others only
+    /// when they have replies.
+    async fn release(&mut self, shards: &[ConnectedSender<Commit>]) {
+        let commit_index = self.replica.commit_index() as i64;
+        while self.sealed.front().is_some_and(|batch| batch.last_zxid <= commit_index) {
+            let Some(batch) = self.sealed.pop_front() else { break };
+            let changed = batch.tree.is_some();
+            if let Some(tree) = batch.tree {
+                let version = Arc::new(Version::new(tree, batch.triggers));
+                self.current.link(version.clone());
+                self.shared.published.store(version.clone());
+                self.current = version;
             }
-            let commit = Commit { replies };
-            if sender.send(commit).await.is_err() {
-                warn!(shard, "shard queue closed; its replies are dropped");
+            for (shard, (sender, replies)) in shards.iter().zip(batch.replies).enumerate() {
+                if !changed && replies.is_empty() {
+                    continue;
+                }
+                if sender.send(Commit { replies }).await.is_err() {
+                    warn!(shard, "shard queue closed; its replies are dropped");
+                }
             }
         }
     }
+}
+
+/// Applies recovered committed entries the tree does not hold yet.
+fn replay(tree: &mut Tree, entries: &[raft::eraftpb::Entry]) -> Result<(), String> {
+    for entry in entries.iter().filter(|entry| carries_transaction(entry)) {
+        let zxid = entry.index as i64;
+        if zxid <= tree.last_zxid() {
+            continue;
+        }
+        let (header, txn) = codec::decode(zxid, &entry.data)
+            .map_err(|error| format!("log entry {zxid} (term {}) does not decode: {error}", entry.term))?;
+        tree.apply(&header, &txn);
+    }
+    Ok(())
 }
 
 fn property_number(shared: &Shared, name: &str) -> Option<u64> {

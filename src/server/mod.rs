@@ -71,8 +71,7 @@ pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), 
         reconfig_enabled: config.reconfig_enabled,
     };
     let address = config.client_socket_address();
-    let tree = Tree::new();
-    let shared = Shared::new(config, tree.clone(), shard_count);
+    let shared = Shared::new(config, Tree::new(), shard_count);
 
     let mut to_broadcast_receivers = Vec::new();
     let mut to_broadcast_senders = Vec::new();
@@ -88,13 +87,28 @@ pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), 
     }
 
     let mut executors = Vec::new();
-    let core = broadcast::BroadcastCore::new(shared.clone(), tree, settings, random_secret()?);
+    // The broadcast core recovers the state and publishes it before any
+    // shard starts serving.
+    let (ready_sender, ready_receiver) = std::sync::mpsc::channel::<Result<(), String>>();
+    let core_shared = shared.clone();
+    let secret = random_secret()?;
     executors.push(
         LocalExecutorBuilder::new(Placement::Unbound)
             .name("zoocore-broadcast")
-            .spawn(move || core.run(to_broadcast_receivers, to_shard_senders))
+            .spawn(move || async move {
+                match broadcast::BroadcastCore::start(core_shared, settings, secret).await {
+                    Ok(core) => {
+                        let _ = ready_sender.send(Ok(()));
+                        core.run(to_broadcast_receivers, to_shard_senders).await;
+                    }
+                    Err(error) => {
+                        let _ = ready_sender.send(Err(error));
+                    }
+                }
+            })
             .map_err(|error| format!("cannot start the broadcast core: {error}"))?,
     );
+    ready_receiver.recv().map_err(|_| "the broadcast core stopped during recovery".to_string())??;
 
     let mut bound_address = address;
     for (id, (sender, receiver)) in to_broadcast_senders.into_iter().zip(to_shard_receivers).enumerate() {
