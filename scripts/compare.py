@@ -19,7 +19,8 @@ Each workload runs against ZooKeeper, then zoocore, back to back.
 The machine must be otherwise idle for the numbers to mean anything. The
 script samples /proc/stat before starting and warns if other processes use
 CPU; every run then reports "other cores" (CPU used by anything but the
-server and the loadgen over the run, as loadgen/scripts/measure.py does), and
+server and the loadgen over the run, from /proc/stat as
+loadgen/scripts/measure.py counts it, naming the processes that used it), and
 runs above --busy-threshold are flagged in the table.
 
 Usage:
@@ -47,10 +48,56 @@ ZKREF_DEFAULT = os.path.normpath(os.path.join(ROOT, "..", "shared", "tools", "zk
 if not os.path.isdir(ZKREF_DEFAULT):
     ZKREF_DEFAULT = "/work/shared/tools/zkref"
 
-# The CPU accounting of loadgen/scripts/measure.py, shared rather than copied.
+# Per-process CPU accounting of loadgen/scripts/measure.py, shared rather than copied.
 _spec = importlib.util.spec_from_file_location("measure", os.path.join(ROOT, "loadgen", "scripts", "measure.py"))
 measure = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(measure)
+
+
+def machine_seconds():
+    """(busy, interrupt) CPU seconds of the whole machine from /proc/stat.
+
+    busy is everything but idle and iowait, as loadgen/scripts/measure.py
+    counts it (without IRQ time accounting the kernel charges interrupt
+    ticks to the interrupted task too, so the server's and the loadgen's own
+    network softirq work comes off when their CPU time is subtracted);
+    interrupt (irq + softirq) is reported for information.
+    """
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    ticks = measure.TICKS_PER_SECOND
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    return busy / ticks, (fields[5] + fields[6]) / ticks
+
+
+def process_times():
+    """{pid: (name, CPU ticks including reaped children)} of every process."""
+    times = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        times[int(entry)] = (name, sum(int(value) for value in fields[11:15]))
+    return times
+
+
+def top_consumers(before, after, exclude, wall, count=4):
+    """The processes that used the most CPU between two process_times()."""
+    used = []
+    for pid, (name, ticks) in after.items():
+        if pid in exclude or pid not in before:
+            continue
+        cores = (ticks - before[pid][1]) / measure.TICKS_PER_SECOND / wall
+        if cores >= 0.02:
+            used.append((cores, f"{name}[{pid}]"))
+    return ", ".join(f"{name} {cores:.2f}" for cores, name in sorted(used, reverse=True)[:count])
+
 
 OPS = {"get": "getData", "set": "setData"}
 
@@ -115,9 +162,9 @@ def four_letter_word(port, word):
 
 def busy_cores_now(sample_s):
     """CPU cores busy on the whole machine over sample_s seconds."""
-    before = measure.machine_busy_seconds()
+    before = machine_seconds()[0]
     time.sleep(sample_s)
-    return (measure.machine_busy_seconds() - before) / sample_s
+    return (machine_seconds()[0] - before) / sample_s
 
 
 def top_processes(count=5):
@@ -289,7 +336,8 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
     # Setup (1000 creates) and teardown plus warm-up, duration and drain.
     timeout = seconds(options.warmup) + seconds(options.duration) + 120
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    machine_before = measure.machine_busy_seconds()
+    busy_before, interrupt_before = machine_seconds()
+    processes_before = process_times()
     server_before = measure.process_seconds(server_pid)
     started = time.monotonic()
     with open(json_path + ".log", "w") as output:
@@ -307,7 +355,9 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
             child.wait()
             raise
     wall = time.monotonic() - started
-    machine = measure.machine_busy_seconds() - machine_before
+    busy_after, interrupt_after = machine_seconds()
+    busy, interrupt = busy_after - busy_before, interrupt_after - interrupt_before
+    consumers = top_consumers(processes_before, process_times(), {server_pid, os.getpid(), child.pid}, wall)
     server = measure.process_seconds(server_pid) - server_before
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     loadgen = (children_after.ru_utime - children_before.ru_utime) + (
@@ -323,7 +373,9 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
         "wall_s": round(wall, 2),
         "server_cores": round(server / wall, 3),
         "loadgen_cores": round(loadgen / wall, 3),
-        "other_cores": round(max(machine - server - loadgen, 0.0) / wall, 3),
+        "other_cores": round(max(busy - server - loadgen, 0.0) / wall, 3),
+        "interrupt_cores": round(interrupt / wall, 3),
+        "other_processes": consumers,
     }
     with open(json_path, "w") as handle:
         json.dump(summary, handle, indent=1)
@@ -525,10 +577,14 @@ def main():
                     f"{label:40} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
                     f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
                     f"errors {summary['errors']}  server {compare['server_cores']:.2f} "
-                    f"loadgen {compare['loadgen_cores']:.2f} other {compare['other_cores']:.2f} cores"
+                    f"loadgen {compare['loadgen_cores']:.2f} irq {compare['interrupt_cores']:.2f} "
+                    f"other {compare['other_cores']:.2f} cores"
                 )
                 if compare["other_cores"] > options.busy_threshold:
-                    warn(f"{label}: other processes used {compare['other_cores']:.2f} cores during the run")
+                    warn(
+                        f"{label}: other processes used {compare['other_cores']:.2f} cores during the run "
+                        f"({compare['other_processes'] or 'short-lived processes'})"
+                    )
                 result[name] = summary
                 summaries.append(stem + ".json")
             rows.append((workload, result["zookeeper"], result["zoocore"]))
