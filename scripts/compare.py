@@ -71,7 +71,7 @@ def machine_seconds():
 
 
 def process_times():
-    """{pid: (name, CPU ticks including reaped children)} of every process."""
+    """{pid: (name, CPU ticks of its own threads)} of every process."""
     times = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -83,20 +83,24 @@ def process_times():
             continue
         name = text[text.index("(") + 1 : text.rindex(")")]
         fields = text.rsplit(")", 1)[1].split()
-        times[int(entry)] = (name, sum(int(value) for value in fields[11:15]))
+        times[int(entry)] = (name, int(fields[11]) + int(fields[12]))
     return times
 
 
-def top_consumers(before, after, exclude, wall, count=4):
-    """The processes that used the most CPU between two process_times()."""
+def other_processes(before, after, exclude, wall):
+    """CPU cores used by every process but `exclude` between two
+    process_times() (processes started in between count from zero), and the
+    biggest users by name."""
     used = []
     for pid, (name, ticks) in after.items():
-        if pid in exclude or pid not in before:
+        if pid in exclude:
             continue
-        cores = (ticks - before[pid][1]) / measure.TICKS_PER_SECOND / wall
-        if cores >= 0.02:
+        cores = (ticks - before.get(pid, (name, 0))[1]) / measure.TICKS_PER_SECOND / wall
+        if cores > 0:
             used.append((cores, f"{name}[{pid}]"))
-    return ", ".join(f"{name} {cores:.2f}" for cores, name in sorted(used, reverse=True)[:count])
+    used.sort(reverse=True)
+    names = ", ".join(f"{name} {cores:.2f}" for cores, name in used[:4] if cores >= 0.02)
+    return sum(cores for cores, _ in used), names
 
 
 OPS = {"get": "getData", "set": "setData"}
@@ -302,6 +306,45 @@ class Servers:
             self.zk_pid = None
 
 
+def wait_until_idle(server_pids, threshold, limit_s):
+    """Waits (at most limit_s) for a 2 s sample in which processes other than
+    the servers use at most `threshold` cores. Returns the last sample."""
+    deadline = time.monotonic() + limit_s
+    waited = False
+    while True:
+        busy_before, interrupt_before = machine_seconds()
+        processes_before = process_times()
+        servers_before = sum(measure.process_seconds(pid) for pid in server_pids)
+        time.sleep(2.0)
+        servers = sum(measure.process_seconds(pid) for pid in server_pids) - servers_before
+        busy_after, interrupt_after = machine_seconds()
+        processes, _ = other_processes(processes_before, process_times(), set(server_pids) | {os.getpid()}, 2.0)
+        residual = (busy_after - busy_before - (interrupt_after - interrupt_before) - servers) / 2.0
+        other = max(processes, residual, 0.0)
+        if other <= threshold:
+            if waited:
+                log(f"machine idle again ({other:.2f} other cores)")
+            return other
+        if time.monotonic() >= deadline:
+            warn(f"machine still busy ({other:.2f} other cores) after waiting {limit_s:.0f}s; running anyway")
+            return other
+        if not waited:
+            log(f"waiting (up to {limit_s:.0f}s) for the machine to be idle: {other:.2f} other cores")
+            waited = True
+
+
+def keep_attempt(stem, action):
+    """Keeps the best attempt's output files aside ("best") and puts them back
+    ("restore"), so a retried run leaves the least disturbed attempt."""
+    names = [name for name in os.listdir(os.path.dirname(stem)) if name.startswith(os.path.basename(stem) + ".")]
+    for name in names:
+        path = os.path.join(os.path.dirname(stem), name)
+        if action == "best" and not name.endswith(".best"):
+            shutil.copy(path, path + ".best")
+        elif action == "restore" and name.endswith(".best"):
+            os.replace(path, path[: -len(".best")])
+
+
 def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=None):
     """One bounded loadgen run with CPU accounting; returns the summary."""
     command = [
@@ -357,7 +400,7 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
     wall = time.monotonic() - started
     busy_after, interrupt_after = machine_seconds()
     busy, interrupt = busy_after - busy_before, interrupt_after - interrupt_before
-    consumers = top_consumers(processes_before, process_times(), {server_pid, os.getpid(), child.pid}, wall)
+    processes, consumers = other_processes(processes_before, process_times(), {server_pid, os.getpid()}, wall)
     server = measure.process_seconds(server_pid) - server_before
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     loadgen = (children_after.ru_utime - children_before.ru_utime) + (
@@ -373,7 +416,16 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
         "wall_s": round(wall, 2),
         "server_cores": round(server / wall, 3),
         "loadgen_cores": round(loadgen / wall, 3),
-        "other_cores": round(max(busy - server - loadgen, 0.0) / wall, 3),
+        # Two views of the CPU used by anything but the server and the
+        # loadgen: the sum over the other processes (misses processes that
+        # started and ended within the run), and the machine's busy time
+        # less the server's, the loadgen's and all interrupt time (catches
+        # those, but undercounts; interrupt time is left out because softirq
+        # work that runs while a CPU waits in io_uring or idles, as
+        # loopback traffic does, is charged to no process). The larger wins.
+        "other_cores": round(max(processes, (busy - server - loadgen - interrupt) / wall, 0.0), 3),
+        "other_processes_cores": round(processes, 3),
+        "residual_cores": round((busy - server - loadgen) / wall, 3),
         "interrupt_cores": round(interrupt / wall, 3),
         "other_processes": consumers,
     }
@@ -463,6 +515,19 @@ def parse_args():
         "--busy-threshold", type=float, default=0.15, help="other processes' CPU, in cores, above which to warn (0.15)"
     )
     parser.add_argument("--require-idle", action="store_true", help="exit instead of warning when the machine is busy")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        help="before each run, wait up to this many seconds for other processes to use at most --busy-threshold",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="run a workload again (up to this many times) when other processes disturbed it; the least "
+        "disturbed attempt is kept",
+    )
     options = parser.parse_args()
     options.ops = [op.strip() for op in options.ops.split(",") if op.strip()]
     for op in options.ops:
@@ -566,25 +631,39 @@ def main():
         rows = []
         summaries = []
 
+        server_pids = [pid for pid, _ in targets.values()]
+
         def pair(workload, extra):
             result = {}
             for name, (pid, port) in targets.items():
                 label = f"{name} {workload}"
                 stem = os.path.join(out, f"{name}.{workload}")
-                summary = run_loadgen(options, pid, port, label, extra, stem + ".json", stem)
-                compare = summary["compare"]
-                log(
-                    f"{label:40} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
-                    f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
-                    f"errors {summary['errors']}  server {compare['server_cores']:.2f} "
-                    f"loadgen {compare['loadgen_cores']:.2f} irq {compare['interrupt_cores']:.2f} "
-                    f"other {compare['other_cores']:.2f} cores"
-                )
-                if compare["other_cores"] > options.busy_threshold:
+                best = None
+                for attempt in range(options.retries + 1):
+                    if options.wait_idle > 0:
+                        wait_until_idle(server_pids, options.busy_threshold, options.wait_idle)
+                    summary = run_loadgen(options, pid, port, label, extra, stem + ".json", stem)
+                    compare = summary["compare"]
+                    log(
+                        f"{label:40} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
+                        f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
+                        f"errors {summary['errors']}  server {compare['server_cores']:.2f} "
+                        f"loadgen {compare['loadgen_cores']:.2f} irq {compare['interrupt_cores']:.2f} "
+                        f"other {compare['other_cores']:.2f} cores"
+                    )
+                    if best is None or compare["other_cores"] < best[0]["compare"]["other_cores"]:
+                        best = (summary, attempt)
+                        keep_attempt(stem, "best")
+                    if compare["other_cores"] <= options.busy_threshold:
+                        break
                     warn(
                         f"{label}: other processes used {compare['other_cores']:.2f} cores during the run "
                         f"({compare['other_processes'] or 'short-lived processes'})"
+                        + ("; running it again" if attempt < options.retries else "")
                     )
+                summary, attempt = best
+                keep_attempt(stem, "restore")
+                summary["compare"]["attempts"] = attempt + 1
                 result[name] = summary
                 summaries.append(stem + ".json")
             rows.append((workload, result["zookeeper"], result["zoocore"]))
