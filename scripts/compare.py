@@ -664,6 +664,8 @@ def main():
                 summary, attempt = best
                 keep_attempt(stem, "restore")
                 summary["compare"]["attempts"] = attempt + 1
+                with open(stem + ".json", "w") as handle:
+                    json.dump(summary, handle, indent=1)
                 result[name] = summary
                 summaries.append(stem + ".json")
             rows.append((workload, result["zookeeper"], result["zoocore"]))
