@@ -16,12 +16,9 @@ use std::time::{Duration, Instant};
 use common::raw::{Conn, Enc};
 use common::Server;
 
-const OP_CREATE: i32 = 1;
-const OP_SET_DATA: i32 = 5;
-const OP_GET_DATA: i32 = 4;
-const OP_GET_CHILDREN: i32 = 8;
-const OP_MULTI: i32 = 14;
-const NO_NODE: i32 = -101;
+use zoocore::proto::codes::op::{CREATE as OP_CREATE, GET_CHILDREN as OP_GET_CHILDREN, GET_DATA as OP_GET_DATA};
+use zoocore::proto::codes::op::{MULTI as OP_MULTI, SET_DATA as OP_SET_DATA};
+const NO_NODE: i32 = zoocore::proto::ErrorCode::NoNode as i32;
 const IN_FLIGHT_MAX: usize = 48;
 const COUNTERS: usize = 8;
 
