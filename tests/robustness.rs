@@ -12,9 +12,6 @@
 //! 1 with concurrent mixed pipelines); the jute.maxbuffer boundary with session resumption; the
 //! four-letter-word whitelist and unknown words; a lastZxidSeen ahead of the server.
 //!
-//! Two tests are `#[ignore]`d because they fail on zoocore today and pass on ZooKeeper: what
-//! ZooKeeper answers to a request body it cannot decode, and to a client's deleteContainer.
-//!
 //! The expectations were checked against Apache ZooKeeper 3.8.0 (shared/tools/zkref; the
 //! whitespace-trimmed whitelist by hand, with `4lw.commands.whitelist= ruok , conf ,`):
 //!
@@ -494,7 +491,6 @@ fn garbage_bodies_for_every_opcode_apply_nothing_and_affect_only_their_connectio
 /// for that xid and keeps the connection open (FinalRequestProcessor for reads,
 /// PrepRequestProcessor's ErrorTxn for writes). Checked against the reference server.
 #[test]
-#[ignore = "bug: zoocore closes the connection on a malformed request body; ZooKeeper answers MarshallingError (-5) and keeps the connection"]
 fn malformed_bodies_get_marshalling_error_and_keep_the_connection_like_zookeeper() {
     let Some((server, _pid)) = start("malformed_bodies_get_marshalling_error", &[]) else { return };
     let addr = server.addr();
@@ -552,7 +548,6 @@ fn malformed_bodies_get_marshalling_error_and_keep_the_connection_like_zookeeper
 /// deleteContainer (opcode 20) is internal to ZooKeeper 3.8: from a client it is answered
 /// BadArguments (-8), valid body or not, the node stays and the connection stays open.
 #[test]
-#[ignore = "bug: zoocore answers a client's deleteContainer (opcode 20) with Unimplemented (-6) and closes the connection; ZooKeeper answers BadArguments (-8) and keeps it"]
 fn delete_container_from_a_client_is_bad_arguments_like_zookeeper() {
     let Some((server, _pid)) = start("delete_container_from_a_client_is_bad_arguments", &[]) else { return };
     let addr = server.addr();

@@ -50,7 +50,15 @@ const READ_BUFFER_BYTES: usize = 64 << 10;
 
 enum Pending {
     Write { started: Instant, close_session: bool },
-    Local { xid: i32, request: Request, started: Instant },
+    Local { xid: i32, work: LocalWork, started: Instant },
+}
+
+/// What a shard answers by itself: a request, or the error for one that
+/// could not be decoded (ZooKeeper answers MarshallingError and keeps the
+/// connection).
+enum LocalWork {
+    Request(Request),
+    Error(ErrorCode, Response),
 }
 
 pub struct Connection {
@@ -212,7 +220,7 @@ impl Connection {
                     _ => None,
                 }
             };
-            let Some(Pending::Local { xid, request, started }) = next else {
+            let Some(Pending::Local { xid, work, started }) = next else {
                 if self.waiting_reads.get() == 0 {
                     if let Some(waker) = self.reads_drained.take() {
                         waker.wake();
@@ -222,19 +230,27 @@ impl Connection {
             };
             self.waiting_reads.set(self.waiting_reads.get() - 1);
             self.release_one(shard);
-            self.serve_local(shard, xid, request, started);
+            self.serve_local(shard, xid, work, started);
         }
     }
 
     /// Answers a request that never leaves the shard.
-    fn serve_local(&self, shard: &Shard, xid: i32, request: Request, started: Instant) {
+    fn serve_local(&self, shard: &Shard, xid: i32, work: LocalWork, started: Instant) {
         let tree = shard.tree();
         let zxid = tree.last_zxid();
         let reply = |err: ErrorCode, response: Response| {
             self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, Some(started));
         };
+        let request = match work {
+            LocalWork::Request(request) => request,
+            LocalWork::Error(err, response) => return reply(err, response),
+        };
         match request {
-            Request::Ping => reply(ErrorCode::Ok, Response::Empty),
+            Request::Ping => {
+                // ZooKeeper answers every ping with xid -2, whatever was sent.
+                let header = ReplyHeader { xid: crate::proto::codes::xid::PING, zxid, err: 0 };
+                self.send_reply(shard, header, &Response::Empty, Some(started));
+            }
             Request::SetWatches(watches) => {
                 let resync = read::resync_watches(&tree, &watches);
                 for (event_type, path) in &resync.events {
@@ -517,16 +533,22 @@ async fn session_loop(
                 connection.send_reply(shard, header, &Response::Empty, None);
                 return Err(format!("unknown opcode {opcode}"));
             }
-            Err(DecodeError::MultiOpNotAllowed { multi_read }) => {
-                // ZooKeeper answers MarshallingError; a multiRead reply
-                // still carries an (empty) result list.
-                let header =
-                    ReplyHeader { xid: header.xid, zxid: newest_zxid, err: ErrorCode::MarshallingError.code() };
+            Err(error) if header.opcode == op::AUTH => {
+                // ZooKeeper reads auth packets in its IO thread and drops
+                // the connection when one does not decode.
+                return Err(format!("malformed auth packet: {error}"));
+            }
+            Err(error) => {
+                // A body that does not decode gets MarshallingError and the
+                // connection stays, as in ZooKeeper; a multiRead reply still
+                // carries an (empty) result list.
+                debug!(peer = %connection.peer, opcode = header.opcode, %error, "malformed request body");
+                let multi_read = matches!(error, DecodeError::MultiOpNotAllowed { multi_read: true });
                 let response = if multi_read { Response::Multi(Vec::new()) } else { Response::Empty };
-                connection.send_reply(shard, header, &response, Some(started));
+                let work = LocalWork::Error(ErrorCode::MarshallingError, response);
+                dispatch_local(shard, connection, header.xid, work, started).await?;
                 continue;
             }
-            Err(error) => return Err(format!("malformed request (opcode {}): {error}", header.opcode)),
         };
         shard.touch(connection.session_id());
         dispatch(shard, connection, header.xid, request, started).await?;
@@ -546,42 +568,50 @@ async fn dispatch(
         }
         return Ok(());
     }
-    let is_write = request.is_write();
-    if is_write {
-        connection.reads_served().await;
+    if !request.is_write() {
+        return dispatch_local(shard, connection, xid, LocalWork::Request(request), started).await;
     }
-    if !is_write && connection.pending.borrow().is_empty() {
-        connection.serve_local(shard, xid, request, started);
-        return Ok(());
-    }
+    connection.reads_served().await;
     // Everything that waits takes a permit: globalOutstandingLimit.
     if shard.permits.acquire(1).await.is_err() {
         return Err("server stopping".into());
     }
+    connection.info.outstanding.fetch_add(1, Ordering::Relaxed);
+    shard.shared.shard_stats[shard.id].outstanding_requests.fetch_add(1, Ordering::Relaxed);
+    let close_session = request.opcode() == op::CLOSE_SESSION;
+    connection.pending.borrow_mut().push_back(Pending::Write { started, close_session });
+    let auth = connection.auth.borrow().clone();
+    shard
+        .send(ToBroadcast::Write { connection: connection.id, session_id: connection.session_id(), xid, request, auth })
+        .await;
+    Ok(())
+}
+
+/// Answers on the shard at once, or in order behind the session's pending
+/// writes.
+async fn dispatch_local(
+    shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
+    xid: i32,
+    work: LocalWork,
+    started: Instant,
+) -> Result<(), String> {
+    if connection.pending.borrow().is_empty() {
+        connection.serve_local(shard, xid, work, started);
+        return Ok(());
+    }
+    if shard.permits.acquire(1).await.is_err() {
+        return Err("server stopping".into());
+    }
     // The write this read waited behind may have completed meanwhile.
-    if !is_write && connection.pending.borrow().is_empty() {
+    if connection.pending.borrow().is_empty() {
         shard.permits.signal(1);
-        connection.serve_local(shard, xid, request, started);
+        connection.serve_local(shard, xid, work, started);
         return Ok(());
     }
     connection.info.outstanding.fetch_add(1, Ordering::Relaxed);
     shard.shared.shard_stats[shard.id].outstanding_requests.fetch_add(1, Ordering::Relaxed);
-    if is_write {
-        let close_session = request.opcode() == op::CLOSE_SESSION;
-        connection.pending.borrow_mut().push_back(Pending::Write { started, close_session });
-        let auth = connection.auth.borrow().clone();
-        shard
-            .send(ToBroadcast::Write {
-                connection: connection.id,
-                session_id: connection.session_id(),
-                xid,
-                request,
-                auth,
-            })
-            .await;
-    } else {
-        connection.waiting_reads.set(connection.waiting_reads.get() + 1);
-        connection.pending.borrow_mut().push_back(Pending::Local { xid, request, started });
-    }
+    connection.waiting_reads.set(connection.waiting_reads.get() + 1);
+    connection.pending.borrow_mut().push_back(Pending::Local { xid, work, started });
     Ok(())
 }
