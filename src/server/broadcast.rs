@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,7 @@ use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedS
 use glommio::timer::Timer;
 use tracing::{debug, info, warn};
 
+use super::control::CoreQuery;
 use super::log::Log;
 use super::messages::{shard_of, Commit, ConnectionId, Reply, ReplyBody, ToBroadcast};
 use super::queue::BatchQueue;
@@ -92,11 +94,13 @@ impl BroadcastCore {
     /// Runs the core until the server stops.
     pub async fn run(mut self, receivers: Vec<SharedReceiver<ToBroadcast>>, senders: Vec<SharedSender<Commit>>) {
         let inbox = Rc::new(BatchQueue::new(super::messages::TO_BROADCAST_QUEUE_MESSAGES_MAX));
-        for receiver in receivers {
+        for (shard, receiver) in receivers.into_iter().enumerate() {
             let inbox = inbox.clone();
+            let shared = self.shared.clone();
             glommio::spawn_local(async move {
                 let receiver = receiver.connect().await;
                 while let Some(message) = receiver.recv().await {
+                    shared.metrics.shards[shard].to_broadcast_received.fetch_add(1, Ordering::Relaxed);
                     inbox.push(message).await;
                 }
             })
@@ -108,12 +112,24 @@ impl BroadcastCore {
         }
         let tick = Duration::from_millis((self.shared.config.tick_time_ms as u64 / 2).clamp(10, 500));
         let mut messages = Vec::with_capacity(BATCH_REQUESTS_MAX);
+        let queries = self.shared.control.core_inbox();
         loop {
-            futures_lite::future::or(inbox.ready(), async {
-                Timer::new(tick).await;
-            })
+            let woken = futures_lite::future::or(
+                async {
+                    futures_lite::future::or(inbox.ready(), async {
+                        Timer::new(tick).await;
+                    })
+                    .await;
+                    None
+                },
+                async { queries.recv().await.ok() },
+            )
             .await;
+            if let Some(query) = woken {
+                self.answer(query);
+            }
             inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
+            self.shared.metrics.record_write_batch(messages.len(), inbox.len());
             let now_ms = wall_clock_ms();
             for message in messages.drain(..) {
                 self.handle(message, now_ms);
@@ -121,9 +137,30 @@ impl BroadcastCore {
             self.expire_sessions(now_ms);
             self.check_containers(now_ms);
             self.commit(&shards).await;
-            if self.shared.stopping.load(std::sync::atomic::Ordering::Relaxed) && inbox.is_empty() {
+            if self.shared.stopping.load(Ordering::Relaxed)
+                && inbox.is_empty()
+                && self.shared.control.shards_running() == 0
+            {
                 break;
             }
+        }
+    }
+
+    /// Answers another core's question (control.rs).
+    fn answer(&self, query: CoreQuery) {
+        match query {
+            CoreQuery::SessionBuckets(reply) => {
+                // Buckets are kept in ms since this core started; report wall-clock times.
+                let offset = wall_clock_ms() - self.monotonic_ms();
+                let buckets = self
+                    .tracker
+                    .buckets()
+                    .into_iter()
+                    .map(|(bucket_ms, sessions)| (bucket_ms + offset, sessions))
+                    .collect();
+                let _ = reply.try_send(buckets);
+            }
+            CoreQuery::Wake => {}
         }
     }
 
@@ -207,6 +244,7 @@ impl BroadcastCore {
             if let Some((header, txn)) = self.preparer.close_session(session_id, now_ms) {
                 self.log.append(&header, &txn);
                 self.tree_changed = true;
+                self.shared.metrics.sessions_expired.fetch_add(1, Ordering::Relaxed);
                 info!(
                     session = format_args!("0x{session_id:x}"),
                     "session expired: no request or ping within its timeout"
@@ -275,8 +313,13 @@ impl BroadcastCore {
                 continue;
             }
             let commit = Commit { replies };
+            self.shared.metrics.shards[shard].commits_sent.fetch_add(1, Ordering::Relaxed);
             if sender.send(commit).await.is_err() {
-                warn!(shard, "shard queue closed; its replies are dropped");
+                if self.shared.stopping.load(Ordering::Relaxed) {
+                    debug!(shard, "shard gone: the server is stopping; its replies are dropped");
+                } else {
+                    warn!(shard, "shard queue closed; its replies are dropped");
+                }
             }
         }
     }

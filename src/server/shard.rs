@@ -19,6 +19,7 @@ use glommio::timer::Timer;
 use tracing::{debug, warn};
 
 use super::connection::{self, Connection};
+use super::control::{self, ShardQuery};
 use super::messages::{Commit, ConnectionId, ToBroadcast};
 use super::shared::{Shared, Version};
 use crate::tree::Tree;
@@ -65,13 +66,10 @@ impl Shard {
                         }
                     }
                 }
-                if !fired.is_empty() {
-                    for event in fired {
-                        if let Some(connection) = self.connection(event.connection) {
-                            connection.send_event(self, event.event_type, &event.path);
-                        }
+                for event in fired {
+                    if let Some(connection) = self.connection(event.connection) {
+                        connection.send_event(self, event.event_type, &event.path);
                     }
-                    self.publish_watch_stats();
                 }
             }
             *self.adopted.borrow_mut() = next;
@@ -85,8 +83,13 @@ impl Shard {
     }
 
     pub async fn send(&self, message: ToBroadcast) {
+        self.shared.metrics.shards[self.id].to_broadcast_sent.fetch_add(1, Ordering::Relaxed);
         if self.to_broadcast.send(message).await.is_err() {
-            warn!(shard = self.id, "broadcast core queue closed");
+            if self.shared.stopping.load(Ordering::Relaxed) {
+                debug!(shard = self.id, "broadcast core gone: the server is stopping");
+            } else {
+                warn!(shard = self.id, "broadcast core queue closed");
+            }
         }
     }
 
@@ -113,15 +116,20 @@ impl Shard {
             infos.remove(&id);
         }
         self.watches.borrow_mut().remove_connection(id);
-        self.publish_watch_stats();
     }
 
-    pub fn publish_watch_stats(&self) {
-        let watches = self.watches.borrow();
-        let stats = &self.shared.shard_stats[self.id];
-        stats.watch_count.store(watches.watch_count() as u64, Ordering::Relaxed);
-        stats.watched_path_count.store(watches.watched_path_count() as u64, Ordering::Relaxed);
-        stats.watching_connection_count.store(watches.connection_count() as u64, Ordering::Relaxed);
+    /// Answers another core's question about this shard (control.rs).
+    fn answer(&self, query: ShardQuery) {
+        match query {
+            ShardQuery::WatchSummary(reply) => {
+                let _ = reply.try_send(control::summarize(&self.watches.borrow()));
+            }
+            ShardQuery::Watches(reply) => {
+                let sessions: HashMap<ConnectionId, i64> =
+                    self.connections.borrow().iter().map(|(id, connection)| (*id, connection.session_id())).collect();
+                let _ = reply.try_send(control::list_watches(&self.watches.borrow(), &sessions));
+            }
+        }
     }
 
     /// Handles a committed batch: catch up (firing watches) first, then
@@ -168,12 +176,14 @@ pub async fn run(
         permits: Rc::new(Semaphore::new(limit)),
     });
     let receiver = from_broadcast.connect().await;
+    let _running = Running::new(shard.shared.clone());
     let _ = bound.send(Ok(local));
 
     let commits = {
         let shard = shard.clone();
         glommio::spawn_local(async move {
             while let Some(commit) = receiver.recv().await {
+                shard.shared.metrics.shards[shard.id].commits_received.fetch_add(1, Ordering::Relaxed);
                 shard.apply_commit(commit);
             }
         })
@@ -190,17 +200,38 @@ pub async fn run(
             }
         })
     };
+    let queries = {
+        let shard = shard.clone();
+        let inbox = shard.shared.control.shard_inbox(id);
+        glommio::spawn_local(async move {
+            while let Ok(query) = inbox.recv().await {
+                shard.answer(query);
+            }
+        })
+    };
     commits.detach();
     touches.detach();
+    queries.detach();
 
     loop {
-        match listener.accept().await {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.shared.stopped().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else {
+            drop(listener);
+            shutdown(&shard).await;
+            return;
+        };
+        match accepted {
             Ok(stream) => {
                 let peer = match stream.peer_addr() {
                     Ok(peer) => peer,
                     Err(_) => continue,
                 };
                 if !shard.shared.admit_connection(peer.ip()) {
+                    shard.shared.metrics.connection_rejected.fetch_add(1, Ordering::Relaxed);
                     warn!(
                         %peer,
                         limit = shard.shared.config.client_connections_per_host_max,
@@ -218,5 +249,44 @@ pub async fn run(
                 Timer::new(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+/// Counts this shard among the running ones until it ends, however it ends.
+struct Running(Arc<Shared>);
+
+impl Running {
+    fn new(shared: Arc<Shared>) -> Running {
+        shared.control.shard_started();
+        Running(shared)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.control.shard_stopped();
+    }
+}
+
+/// How long a stopping shard waits for the writes it forwarded to come back.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// A clean stop: no more connections are accepted (the listener is closed);
+/// the replies of writes in flight are awaited, bounded, so the batch the
+/// broadcast core is committing reaches its clients; then every connection
+/// is closed after its queued bytes are written.
+async fn shutdown(shard: &Rc<Shard>) {
+    let stats = &shard.shared.shard_stats[shard.id];
+    let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN;
+    while stats.outstanding_requests.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline {
+        Timer::new(Duration::from_millis(5)).await;
+    }
+    let connections: Vec<Rc<Connection>> = shard.connections.borrow().values().cloned().collect();
+    debug!(shard = shard.id, connections = connections.len(), "closing connections: the server is stopping");
+    for connection in &connections {
+        connection.outbox.close("the server is stopping");
+    }
+    while !shard.connections.borrow().is_empty() && std::time::Instant::now() < deadline {
+        Timer::new(Duration::from_millis(5)).await;
     }
 }
