@@ -444,12 +444,6 @@ impl Monitor {
         push("uptime", Value::Integer(shared.started.elapsed().as_millis() as i64), Gauge);
         push("max_latency", Value::Integer(max.round() as i64), Gauge);
         push("non_mtls_local_conn_count", Value::Integer(0), Gauge);
-        push("last_zxid", Value::Text(format!("0x{:x}", tree.last_zxid())), MonitorOnly);
-        push(
-            "fsync_threshold_exceed_count",
-            Value::Integer(metrics.fsync_threshold_exceeded.load(Ordering::Relaxed) as i64),
-            Gauge,
-        );
         push(
             "connection_rejected",
             Value::Integer(metrics.connection_rejected.load(Ordering::Relaxed) as i64),
@@ -662,6 +656,12 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
         page.family(name, help, "summary");
         page.summary(name, &[], &recorder.snapshot(), &distribution_quantiles, scale);
     }
+    page.family(
+        "zoocore_slow_fsyncs_total",
+        "fsyncs of the transaction log slower than fsync.warningthresholdms",
+        "counter",
+    );
+    page.sample("zoocore_slow_fsyncs_total", &[], metrics.fsync_threshold_exceeded.load(Ordering::Relaxed) as f64);
     page.family("zoocore_sessions_expired_total", "sessions that expired without their client closing them", "counter");
     page.sample("zoocore_sessions_expired_total", &[], metrics.sessions_expired.load(Ordering::Relaxed) as f64);
     page.out
