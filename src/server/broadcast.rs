@@ -221,9 +221,9 @@ impl BroadcastCore {
         }
         let valid = self.tracker.contains(session_id) && self.preparer.password_matches(session_id, password);
         if !valid {
-            debug!(
+            info!(
                 session = format_args!("0x{session_id:x}"),
-                "session resume refused: expired, unknown or wrong password"
+                "session resume refused: the session expired or is unknown, or the password is wrong"
             );
             self.reply(connection, ReplyBody::Refused);
             return;

@@ -589,6 +589,9 @@ async fn dispatch(
         return Ok(());
     }
     // Everything that waits takes a permit: globalOutstandingLimit.
+    if shard.permits.available() == 0 {
+        shard.note_throttled();
+    }
     if shard.permits.acquire(1).await.is_err() {
         return Err("server stopping".into());
     }

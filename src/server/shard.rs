@@ -25,6 +25,8 @@ use super::shared::{Shared, Version};
 use crate::tree::Tree;
 use crate::watch::{Fired, WatchTable};
 
+/// The shortest time between two "requests throttled" lines of one shard.
+const THROTTLE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a shard tells the broadcast core which sessions were active.
 const TOUCH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -41,6 +43,8 @@ pub struct Shard {
     next_connection: Cell<u64>,
     /// globalOutstandingLimit, split evenly across shards.
     pub permits: Rc<Semaphore>,
+    /// When the last "throttled" line was logged.
+    throttle_logged: Cell<Option<std::time::Instant>>,
 }
 
 impl Shard {
@@ -118,6 +122,21 @@ impl Shard {
         self.watches.borrow_mut().remove_connection(id);
     }
 
+    /// A request waits because this shard's share of globalOutstandingLimit
+    /// is taken: logged at most once per `THROTTLE_LOG_INTERVAL`.
+    pub fn note_throttled(&self) {
+        let now = std::time::Instant::now();
+        if self.throttle_logged.get().is_some_and(|last| now.duration_since(last) < THROTTLE_LOG_INTERVAL) {
+            return;
+        }
+        self.throttle_logged.set(Some(now));
+        warn!(
+            shard = self.id,
+            limit = self.shared.config.global_outstanding_limit,
+            "requests throttled: globalOutstandingLimit reached; clients wait until earlier requests complete"
+        );
+    }
+
     /// Answers another core's question about this shard (control.rs).
     fn answer(&self, query: ShardQuery) {
         match query {
@@ -174,6 +193,7 @@ pub async fn run(
         touched: RefCell::new(HashSet::new()),
         next_connection: Cell::new(0),
         permits: Rc::new(Semaphore::new(limit)),
+        throttle_logged: Cell::new(None),
     });
     let receiver = from_broadcast.connect().await;
     let _running = Running::new(shard.shared.clone());

@@ -208,6 +208,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config, tree: Tree, shard_count: usize) -> Arc<Shared> {
+        let metrics = crate::metrics::Metrics::new(shard_count);
+        if let Some(threshold) = config.property("fsync.warningthresholdms").and_then(|ms| ms.trim().parse().ok()) {
+            metrics.fsync_warning_threshold_ms.store(threshold, Ordering::Relaxed);
+        }
         Arc::new(Shared {
             config,
             published: ArcSwap::from_pointee(Version::new(Arc::new(tree), Vec::new())),
@@ -217,7 +221,7 @@ impl Shared {
             connections_per_ip: Mutex::new(HashMap::new()),
             client_address: Mutex::new(None),
             stopping: AtomicBool::new(false),
-            metrics: crate::metrics::Metrics::new(shard_count),
+            metrics,
             control: super::control::Control::new(shard_count),
             trace_mask: AtomicI64::new(super::fourletter::DEFAULT_TRACE_MASK),
         })
