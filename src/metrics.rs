@@ -639,7 +639,7 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
     for (name, help, recorder, scale) in [
         (
             "zoocore_write_batch_requests",
-            "requests the broadcast core took into one batch",
+            "messages (writes, handshakes, session touches) the broadcast core took into one batch",
             &metrics.write_batch_requests,
             1.0,
         ),
