@@ -345,6 +345,9 @@ pub struct Config {
     pub system_properties: BTreeMap<String, String>,
     /// Values that were corrected or ignored, for the caller to log.
     pub warnings: Vec<String>,
+    /// The text the configuration was parsed from (the AdminServer's
+    /// `initial_configuration`); empty for the embedded default.
+    pub initial_configuration: String,
 }
 
 impl Default for Config {
@@ -388,6 +391,7 @@ impl Default for Config {
             log_level: None,
             system_properties: BTreeMap::new(),
             warnings: Vec::new(),
+            initial_configuration: String::new(),
         }
     }
 }
@@ -426,7 +430,9 @@ impl Config {
                 builder.apply(entry.key, entry.value)?;
             }
         }
-        builder.finish()
+        let mut config = builder.finish()?;
+        config.initial_configuration = text.to_string();
+        Ok(config)
     }
 
     /// Looks up a system property by its full name
@@ -1059,7 +1065,8 @@ mod tests {
     #[test]
     fn empty_text_gives_the_default() {
         assert_eq!(parse(""), Config::default());
-        assert_eq!(parse("\n\n# only a comment\n"), Config::default());
+        let comment = "\n\n# only a comment\n";
+        assert_eq!(parse(comment), Config { initial_configuration: comment.to_string(), ..Config::default() });
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! See docs/ARCHITECTURE.md for the modules and the path of a request.
 
 pub mod acl;
+pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod prep;
 pub mod proto;
 pub mod read;

@@ -36,12 +36,24 @@ fn main() -> ExitCode {
         .ok()
         .or_else(|| config.log_level.as_deref().and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok()))
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let result = zoocore::server::run(config, |address| {
-        println!("zoocore listening on {address}");
+    // Scripts and tests read these lines; the listening line comes last.
+    let result = zoocore::server::run(config, |listening| {
+        if let Some(address) = listening.admin {
+            println!("zoocore admin on {address}");
+        }
+        if let Some(address) = listening.metrics {
+            println!("zoocore metrics on {address}");
+        }
+        println!("zoocore listening on {}", listening.client);
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

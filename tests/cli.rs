@@ -132,12 +132,20 @@ impl Running {
             .expect("spawn zoocore");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel::<String>();
-        // Forwards the first stdout line, then drains stdout until the child exits.
+        // Forwards stdout lines up to the listening line, then drains stdout
+        // until the child exits.
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_ok() && !line.is_empty() {
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).map_or(true, |read| read == 0) {
+                    return;
+                }
+                let listening = line.starts_with("zoocore listening on ");
                 let _ = tx.send(line);
+                if listening {
+                    break;
+                }
             }
             let mut sink = Vec::new();
             let _ = reader.read_to_end(&mut sink);
@@ -147,6 +155,10 @@ impl Running {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
                     let line = line.trim_end_matches('\n').to_string();
+                    // The admin and metrics endpoints announce themselves first.
+                    if line.starts_with("zoocore admin on ") || line.starts_with("zoocore metrics on ") {
+                        continue;
+                    }
                     let Some(address) = line.strip_prefix("zoocore listening on ") else {
                         let _ = child.kill();
                         let _ = child.wait();

@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,7 @@ use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedS
 use glommio::timer::Timer;
 use tracing::{debug, error, info, warn};
 
+use super::control::CoreQuery;
 use super::log::Log;
 use super::messages::{shard_of, Commit, ConnectionId, Reply, ReplyBody, ToBroadcast};
 use super::queue::BatchQueue;
@@ -154,11 +156,13 @@ impl BroadcastCore {
     /// Runs the core until the server stops.
     pub async fn run(mut self, receivers: Vec<SharedReceiver<ToBroadcast>>, senders: Vec<SharedSender<Commit>>) {
         let inbox = Rc::new(BatchQueue::new(super::messages::TO_BROADCAST_QUEUE_MESSAGES_MAX));
-        for receiver in receivers {
+        for (shard, receiver) in receivers.into_iter().enumerate() {
             let inbox = inbox.clone();
+            let shared = self.shared.clone();
             glommio::spawn_local(async move {
                 let receiver = receiver.connect().await;
                 while let Some(message) = receiver.recv().await {
+                    shared.metrics.shards[shard].to_broadcast_received.fetch_add(1, Ordering::Relaxed);
                     inbox.push(message).await;
                 }
             })
@@ -170,12 +174,24 @@ impl BroadcastCore {
         }
         let tick = self.tick_interval;
         let mut messages = Vec::with_capacity(BATCH_REQUESTS_MAX);
+        let queries = self.shared.control.core_inbox();
         loop {
-            futures_lite::future::or(inbox.ready(), async {
-                Timer::new(tick).await;
-            })
+            let woken = futures_lite::future::or(
+                async {
+                    futures_lite::future::or(inbox.ready(), async {
+                        Timer::new(tick).await;
+                    })
+                    .await;
+                    None
+                },
+                async { queries.recv().await.ok() },
+            )
             .await;
+            if let Some(query) = woken {
+                self.answer(query);
+            }
             inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
+            self.shared.metrics.record_write_batch(messages.len(), inbox.len());
             let now_ms = wall_clock_ms();
             for message in messages.drain(..) {
                 self.handle(message, now_ms);
@@ -189,12 +205,33 @@ impl BroadcastCore {
             if let Err(error) = self.commit(&shards).await {
                 // The log cannot take writes: nothing more may be acknowledged.
                 error!(%error, "the log failed; stopping");
-                self.shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.shared.stopping.store(true, Ordering::Relaxed);
                 break;
             }
-            if self.shared.stopping.load(std::sync::atomic::Ordering::Relaxed) && inbox.is_empty() {
+            if self.shared.stopping.load(Ordering::Relaxed)
+                && inbox.is_empty()
+                && self.shared.control.shards_running() == 0
+            {
                 break;
             }
+        }
+    }
+
+    /// Answers another core's question (control.rs).
+    fn answer(&self, query: CoreQuery) {
+        match query {
+            CoreQuery::SessionBuckets(reply) => {
+                // Buckets are kept in ms since this core started; report wall-clock times.
+                let offset = wall_clock_ms() - self.monotonic_ms();
+                let buckets = self
+                    .tracker
+                    .buckets()
+                    .into_iter()
+                    .map(|(bucket_ms, sessions)| (bucket_ms + offset, sessions))
+                    .collect();
+                let _ = reply.try_send(buckets);
+            }
+            CoreQuery::Wake => {}
         }
     }
 
@@ -253,9 +290,9 @@ impl BroadcastCore {
         }
         let valid = self.tracker.contains(session_id) && self.preparer.password_matches(session_id, password);
         if !valid {
-            debug!(
+            info!(
                 session = format_args!("0x{session_id:x}"),
-                "session resume refused: expired, unknown or wrong password"
+                "session resume refused: the session expired or is unknown, or the password is wrong"
             );
             self.reply(connection, ReplyBody::Refused);
             return;
@@ -275,6 +312,7 @@ impl BroadcastCore {
         for session_id in self.tracker.expire(self.monotonic_ms()) {
             if let Some((header, txn)) = self.preparer.close_session(session_id, now_ms) {
                 self.propose(&header, &txn);
+                self.shared.metrics.sessions_expired.fetch_add(1, Ordering::Relaxed);
                 info!(
                     session = format_args!("0x{session_id:x}"),
                     "session expired: no request or ping within its timeout"
@@ -367,7 +405,12 @@ impl BroadcastCore {
                 if !changed && replies.is_empty() {
                     continue;
                 }
+                self.shared.metrics.shards[shard].commits_sent.fetch_add(1, Ordering::Relaxed);
                 if sender.send(Commit { replies }).await.is_err() {
+                    if self.shared.stopping.load(Ordering::Relaxed) {
+                        debug!(shard, "shard gone: the server is stopping; its replies are dropped");
+                        continue;
+                    }
                     warn!(shard, "shard queue closed; its replies are dropped");
                 }
             }

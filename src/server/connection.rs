@@ -105,15 +105,23 @@ impl Connection {
         }
     }
 
-    fn send_reply(&self, shard: &Shard, header: ReplyHeader, response: &Response, started: Option<Instant>) {
+    /// Sends a reply; `started` (with whether the request was a write)
+    /// feeds the latency statistics.
+    fn send_reply(&self, shard: &Shard, header: ReplyHeader, response: &Response, started: Option<(Instant, bool)>) {
         tracing::trace!(peer = %self.peer, xid = header.xid, err = header.err, "reply");
         self.outbox.push(|out| write_reply(out, header, response));
         self.info.packets_sent.fetch_add(1, Ordering::Relaxed);
         self.info.last_zxid.store(header.zxid, Ordering::Relaxed);
         let stats = &shard.shared.shard_stats[shard.id];
         stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-        if let Some(started) = started {
-            stats.record_latency(started.elapsed().as_micros() as u64);
+        if let Some((started, write)) = started {
+            let now = Instant::now();
+            let micros = now.saturating_duration_since(started).as_micros() as u64;
+            stats.record_latency(micros);
+            shard.shared.metrics.shards[shard.id].record_request(write, micros);
+            self.info.latency.record(micros / 1000);
+            let since_start = now.saturating_duration_since(shard.shared.started).as_millis() as i64;
+            self.info.last_response_ms.store(since_start, Ordering::Relaxed);
         }
         self.check_outbox_bound();
     }
@@ -179,7 +187,12 @@ impl Connection {
                     _ => (None, false),
                 };
                 self.release_one(shard);
-                self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, started);
+                self.send_reply(
+                    shard,
+                    ReplyHeader { xid, zxid, err: err.code() },
+                    &response,
+                    started.map(|at| (at, true)),
+                );
                 if close_session {
                     self.outbox.close("session closed by its client");
                 }
@@ -239,7 +252,7 @@ impl Connection {
         let tree = shard.tree();
         let zxid = tree.last_zxid();
         let reply = |err: ErrorCode, response: Response| {
-            self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, Some(started));
+            self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, Some((started, false)));
         };
         let request = match work {
             LocalWork::Request(request) => request,
@@ -249,7 +262,7 @@ impl Connection {
             Request::Ping => {
                 // ZooKeeper answers every ping with xid -2, whatever was sent.
                 let header = ReplyHeader { xid: crate::proto::codes::xid::PING, zxid, err: 0 };
-                self.send_reply(shard, header, &Response::Empty, Some(started));
+                self.send_reply(shard, header, &Response::Empty, Some((started, false)));
             }
             Request::SetWatches(watches) => {
                 let resync = read::resync_watches(&tree, &watches);
@@ -262,7 +275,6 @@ impl Connection {
                         table.add(registration.table, &registration.path, self.id, registration.mode);
                     }
                 }
-                shard.publish_watch_stats();
                 reply(ErrorCode::Ok, Response::Empty);
             }
             Request::AddWatch { path, mode } => {
@@ -273,7 +285,6 @@ impl Connection {
                 }
                 let recursive = mode == add_watch_mode::PERSISTENT_RECURSIVE;
                 shard.watches.borrow_mut().add_persistent(&path, self.id, recursive);
-                shard.publish_watch_stats();
                 // ZooKeeper answers addWatch with an ErrorResponse body of 0.
                 reply(ErrorCode::Ok, Response::Number(0));
             }
@@ -286,7 +297,6 @@ impl Connection {
             }
             Request::RemoveWatches { path, watcher_type } => {
                 let removed = shard.watches.borrow_mut().remove(&path, self.id, watcher_type);
-                shard.publish_watch_stats();
                 reply(if removed { ErrorCode::Ok } else { ErrorCode::NoWatcher }, Response::Empty);
             }
             request => {
@@ -295,7 +305,6 @@ impl Connection {
                 if let Some(registration) = answer.watch {
                     let table: Table = registration.table;
                     shard.watches.borrow_mut().add(table, &registration.path, self.id, registration.mode);
-                    shard.publish_watch_stats();
                 }
                 reply(answer.err, answer.response);
             }
@@ -324,6 +333,7 @@ impl Connection {
                 true
             }
             None => {
+                shard.shared.metrics.auth_failed.fetch_add(1, Ordering::Relaxed);
                 warn!(peer = %self.peer, scheme, "authentication failed: unknown scheme");
                 self.send_reply(shard, header(ErrorCode::AuthFailed), &Response::Empty, None);
                 false
@@ -477,7 +487,9 @@ async fn session_loop(
     frames.fill(reader, outbox, 4).await?;
     let prefix = frames.available();
     if let Some(word) = four_letter_word([prefix[0], prefix[1], prefix[2], prefix[3]]) {
-        let text = fourletter::respond(shard, word);
+        connection.info.packets_received.fetch_add(1, Ordering::Relaxed);
+        let argument = if word == "stmk" { read_trace_mask(&mut frames, reader, outbox).await } else { None };
+        let text = fourletter::respond(&shard.shared, word, argument).await;
         outbox.push(|out| out.extend_from_slice(text.as_bytes()));
         outbox.close("four-letter word");
         return Ok(());
@@ -525,6 +537,7 @@ async fn session_loop(
             return Err("malformed request header".into());
         };
         connection.info.last_opcode.store(header.opcode as i64, Ordering::Relaxed);
+        connection.info.last_cxid.store(header.xid as i64, Ordering::Relaxed);
         tracing::trace!(peer = %connection.peer, xid = header.xid, opcode = header.opcode, "request");
         let request = match decoded {
             Ok(request) => request,
@@ -555,6 +568,27 @@ async fn session_loop(
     }
 }
 
+/// stmk's argument: the 8-byte mask that follows the word, if the client
+/// sent it promptly (ZooKeeper reads what has arrived and fails without it).
+async fn read_trace_mask(
+    frames: &mut FrameReader,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    outbox: &Outbox,
+) -> Option<i64> {
+    let filled = futures_lite::future::or(async { Some(frames.fill(reader, outbox, 12).await) }, async {
+        glommio::timer::Timer::new(std::time::Duration::from_millis(200)).await;
+        None
+    })
+    .await;
+    match filled {
+        Some(Ok(())) => {
+            let bytes = &frames.available()[4..12];
+            Some(i64::from_be_bytes(bytes.try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
 async fn dispatch(
     shard: &Rc<Shard>,
     connection: &Rc<Connection>,
@@ -573,6 +607,9 @@ async fn dispatch(
     }
     connection.reads_served().await;
     // Everything that waits takes a permit: globalOutstandingLimit.
+    if shard.permits.available() == 0 {
+        shard.note_throttled();
+    }
     if shard.permits.acquire(1).await.is_err() {
         return Err("server stopping".into());
     }
