@@ -446,3 +446,40 @@ fn zero_filled_segments_recover_alike() {
         assert_eq!(recovered.entries, entries);
     });
 }
+
+#[test]
+fn corruption_in_an_earlier_segment_drops_the_later_ones_on_request() {
+    run(|directory| async move {
+        let options = WalOptions { preallocation_bytes: 8192, ..WalOptions::default() };
+        let (mut wal, _) = Wal::open(&directory, CLUSTER, options).await.unwrap();
+        let entries: Vec<Entry> = (1..=80).map(|index| entry(index, 1)).collect();
+        append_synced(&mut wal, &entries).await;
+        let paths = wal.segment_paths();
+        assert!(paths.len() >= 4, "{paths:?}");
+        wal.close().await.unwrap();
+        // The last record of the second segment: nothing follows it in that
+        // file, but later segments exist, so it cannot be a torn tail.
+        let bytes = std::fs::read(&paths[1]).unwrap();
+        let scan = replay::scan_segment(&bytes, RECORDS_OFFSET);
+        let last = scan.records.last().unwrap().offset;
+        let Record::Entry { index: last_index, .. } = scan.records.last().unwrap().record else { panic!() };
+        flip_byte(&paths[1], last + 9);
+
+        match Wal::open(&directory, CLUSTER, options).await {
+            Err(WalError::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (paths[1].clone(), last)),
+            other => panic!("expected corruption, got {:?}", other.err()),
+        }
+        let cutting = WalOptions { truncate_corrupt: true, ..options };
+        let (wal, recovered) = Wal::open(&directory, CLUSTER, cutting).await.unwrap();
+        assert_eq!(recovered.entries, entries[..last_index as usize - 1]);
+        assert_eq!(wal.segment_paths(), paths[..2]);
+        assert_eq!(recovered.truncations.len(), paths.len() - 1);
+        for path in &paths[2..] {
+            assert!(!path.exists());
+        }
+        wal.close().await.unwrap();
+        let (_wal, recovered) = Wal::open(&directory, CLUSTER, options).await.unwrap();
+        assert!(recovered.truncations.is_empty());
+        assert_eq!(recovered.entries.len(), last_index as usize - 1);
+    });
+}
