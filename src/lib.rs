@@ -12,4 +12,5 @@ pub mod replica;
 pub mod server;
 pub mod session;
 pub mod tree;
+pub mod wal;
 pub mod watch;
