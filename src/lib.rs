@@ -9,5 +9,6 @@ pub mod read;
 pub mod replica;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 pub mod tree;
 pub mod watch;
