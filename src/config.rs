@@ -1027,7 +1027,7 @@ mod tests {
         assert_eq!(config.data_log_dir, PathBuf::from("./zoocore-data"));
         assert_eq!(config.client_port, 2181);
         assert_eq!(config.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(config.client_socket_address(), "127.0.0.1:2181".parse().unwrap());
+        assert_eq!(config.client_socket_address(), "127.0.0.1:2181".parse::<SocketAddr>().unwrap());
         assert_eq!(config.client_port_listen_backlog, None);
         assert_eq!(config.session_timeout_min_ms, 6000);
         assert_eq!(config.session_timeout_max_ms, 60000);
@@ -1044,7 +1044,7 @@ mod tests {
         assert_eq!(config.init_limit_ticks, 10);
         assert_eq!(config.sync_limit_ticks, 5);
         assert!(config.admin_server_enabled);
-        assert_eq!(config.admin_socket_address(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.admin_socket_address(), "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
         assert_eq!(config.admin_command_url, "/commands");
         assert_eq!(config.metrics_provider_class_name, "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider");
         assert_eq!(config.metrics_provider_http_host, IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -1382,7 +1382,7 @@ server.5=10.0.0.5:2892:3892:observer
             "clientPortAddress is set to \"0.0.0.0\" but clientPort is not set"
         );
         let config = parse("clientPortAddress=[::1]\nclientPort=0");
-        assert_eq!(config.client_socket_address(), "[::1]:0".parse().unwrap());
+        assert_eq!(config.client_socket_address(), "[::1]:0".parse::<SocketAddr>().unwrap());
         let config = parse("clientPort=2181\nclientPortAddress=localhost");
         assert_eq!(config.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
     }

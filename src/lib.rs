@@ -11,6 +11,7 @@ pub mod read;
 pub mod replica;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 pub mod tree;
 pub mod wal;
 pub mod watch;
