@@ -341,6 +341,10 @@ pub struct Config {
     pub shard_count: u32,
     /// `zoocore.logLevel`: a log filter such as `info`; an empty value means unset.
     pub log_level: Option<String>,
+    /// Set by the `--truncate-corrupt` operator flag, never by the file:
+    /// recovery cuts a corrupt log at the damage (logging what it drops)
+    /// instead of refusing to start.
+    pub truncate_corrupt: bool,
     /// Unrecognised keys, as ZooKeeper's system properties `zookeeper.<key>`.
     pub system_properties: BTreeMap<String, String>,
     /// Values that were corrected or ignored, for the caller to log.
@@ -389,6 +393,7 @@ impl Default for Config {
             peer_type: PeerRole::Participant,
             shard_count: 0,
             log_level: None,
+            truncate_corrupt: false,
             system_properties: BTreeMap::new(),
             warnings: Vec::new(),
             initial_configuration: String::new(),

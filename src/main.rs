@@ -18,11 +18,17 @@ struct Arguments {
     /// 127.0.0.1:2181 with data under ./zoocore-data.
     #[arg(long, short, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Operator's flag for a damaged log: cut it at the corrupt record
+    /// (logging what is dropped) and fall back to an older valid snapshot,
+    /// instead of refusing to start. Acknowledged writes after the damage
+    /// are lost; use it only after saving a copy of the data directories.
+    #[arg(long)]
+    truncate_corrupt: bool,
 }
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
-    let config = match &arguments.config {
+    let mut config = match &arguments.config {
         Some(path) => match Config::from_file(path) {
             Ok(config) => config,
             Err(error) => {
@@ -32,6 +38,7 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
+    config.truncate_corrupt = arguments.truncate_corrupt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
         .ok()
         .or_else(|| config.log_level.as_deref().and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok()))
