@@ -173,7 +173,7 @@ impl BroadcastCore {
             let inbox = inbox.clone();
             let shared = self.shared.clone();
             glommio::spawn_local(async move {
-                let receiver = receiver.connect().await;
+                let receiver = super::connecting(receiver.connect()).await;
                 while let Some(message) = receiver.recv().await {
                     shared.metrics.shards[shard].to_broadcast_received.fetch_add(1, Ordering::Relaxed);
                     inbox.push(message).await;
@@ -183,7 +183,7 @@ impl BroadcastCore {
         }
         let mut shards: Vec<ConnectedSender<Commit>> = Vec::with_capacity(senders.len());
         for sender in senders {
-            shards.push(sender.connect().await);
+            shards.push(super::connecting(sender.connect()).await);
         }
         let tick = self.tick_interval;
         let mut messages = Vec::with_capacity(BATCH_REQUESTS_MAX);

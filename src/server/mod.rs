@@ -28,6 +28,20 @@ use crate::config::Config;
 use crate::prep::PrepSettings;
 use crate::tree::Tree;
 
+/// Awaits a glommio shared-channel `connect`, waking the executor every
+/// 5 ms meanwhile. glommio's connect future waits for the peer through a
+/// list the reactor only looks at when it wakes for another reason, so an
+/// executor that falls asleep while connecting can miss the peer for ever
+/// (seen here: a start that hung until a debugger attached).
+pub(crate) async fn connecting<T>(connect: impl std::future::Future<Output = T>) -> T {
+    futures_lite::future::or(connect, async {
+        loop {
+            glommio::timer::Timer::new(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
 /// glommio refuses to start below this soft RLIMIT_MEMLOCK.
 const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
 

@@ -189,13 +189,13 @@ pub async fn run(
         shared,
         connections: RefCell::new(HashMap::new()),
         watches: RefCell::new(WatchTable::new()),
-        to_broadcast: to_broadcast.connect().await,
+        to_broadcast: super::connecting(to_broadcast.connect()).await,
         touched: RefCell::new(HashSet::new()),
         next_connection: Cell::new(0),
         permits: Rc::new(Semaphore::new(limit)),
         throttle_logged: Cell::new(None),
     });
-    let receiver = from_broadcast.connect().await;
+    let receiver = super::connecting(from_broadcast.connect()).await;
     let _running = Running::new(shard.shared.clone());
     let _ = bound.send(Ok(local));
 
