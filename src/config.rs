@@ -341,10 +341,17 @@ pub struct Config {
     pub shard_count: u32,
     /// `zoocore.logLevel`: a log filter such as `info`; an empty value means unset.
     pub log_level: Option<String>,
+    /// Set by the `--truncate-corrupt` operator flag, never by the file:
+    /// recovery cuts a corrupt log at the damage (logging what it drops)
+    /// instead of refusing to start.
+    pub truncate_corrupt: bool,
     /// Unrecognised keys, as ZooKeeper's system properties `zookeeper.<key>`.
     pub system_properties: BTreeMap<String, String>,
     /// Values that were corrected or ignored, for the caller to log.
     pub warnings: Vec<String>,
+    /// The text the configuration was parsed from (the AdminServer's
+    /// `initial_configuration`); empty for the embedded default.
+    pub initial_configuration: String,
 }
 
 impl Default for Config {
@@ -386,8 +393,10 @@ impl Default for Config {
             peer_type: PeerRole::Participant,
             shard_count: 0,
             log_level: None,
+            truncate_corrupt: false,
             system_properties: BTreeMap::new(),
             warnings: Vec::new(),
+            initial_configuration: String::new(),
         }
     }
 }
@@ -426,7 +435,9 @@ impl Config {
                 builder.apply(entry.key, entry.value)?;
             }
         }
-        builder.finish()
+        let mut config = builder.finish()?;
+        config.initial_configuration = text.to_string();
+        Ok(config)
     }
 
     /// Looks up a system property by its full name
@@ -1021,7 +1032,7 @@ mod tests {
         assert_eq!(config.data_log_dir, PathBuf::from("./zoocore-data"));
         assert_eq!(config.client_port, 2181);
         assert_eq!(config.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(config.client_socket_address(), "127.0.0.1:2181".parse().unwrap());
+        assert_eq!(config.client_socket_address(), "127.0.0.1:2181".parse::<SocketAddr>().unwrap());
         assert_eq!(config.client_port_listen_backlog, None);
         assert_eq!(config.session_timeout_min_ms, 6000);
         assert_eq!(config.session_timeout_max_ms, 60000);
@@ -1038,7 +1049,7 @@ mod tests {
         assert_eq!(config.init_limit_ticks, 10);
         assert_eq!(config.sync_limit_ticks, 5);
         assert!(config.admin_server_enabled);
-        assert_eq!(config.admin_socket_address(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.admin_socket_address(), "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
         assert_eq!(config.admin_command_url, "/commands");
         assert_eq!(config.metrics_provider_class_name, "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider");
         assert_eq!(config.metrics_provider_http_host, IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -1059,7 +1070,8 @@ mod tests {
     #[test]
     fn empty_text_gives_the_default() {
         assert_eq!(parse(""), Config::default());
-        assert_eq!(parse("\n\n# only a comment\n"), Config::default());
+        let comment = "\n\n# only a comment\n";
+        assert_eq!(parse(comment), Config { initial_configuration: comment.to_string(), ..Config::default() });
     }
 
     #[test]
@@ -1375,7 +1387,7 @@ server.5=10.0.0.5:2892:3892:observer
             "clientPortAddress is set to \"0.0.0.0\" but clientPort is not set"
         );
         let config = parse("clientPortAddress=[::1]\nclientPort=0");
-        assert_eq!(config.client_socket_address(), "[::1]:0".parse().unwrap());
+        assert_eq!(config.client_socket_address(), "[::1]:0".parse::<SocketAddr>().unwrap());
         let config = parse("clientPort=2181\nclientPortAddress=localhost");
         assert_eq!(config.client_port_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
     }

@@ -2,12 +2,16 @@
 //! See docs/ARCHITECTURE.md for the modules and the path of a request.
 
 pub mod acl;
+pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod prep;
 pub mod proto;
 pub mod read;
 pub mod replica;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 pub mod tree;
+pub mod wal;
 pub mod watch;

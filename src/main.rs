@@ -18,11 +18,17 @@ struct Arguments {
     /// 127.0.0.1:2181 with data under ./zoocore-data.
     #[arg(long, short, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Operator's flag for a damaged log: cut it at the corrupt record
+    /// (logging what is dropped) and fall back to an older valid snapshot,
+    /// instead of refusing to start. Acknowledged writes after the damage
+    /// are lost; use it only after saving a copy of the data directories.
+    #[arg(long)]
+    truncate_corrupt: bool,
 }
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
-    let config = match &arguments.config {
+    let mut config = match &arguments.config {
         Some(path) => match Config::from_file(path) {
             Ok(config) => config,
             Err(error) => {
@@ -32,16 +38,29 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
+    config.truncate_corrupt = arguments.truncate_corrupt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
         .ok()
         .or_else(|| config.log_level.as_deref().and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok()))
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let result = zoocore::server::run(config, |address| {
-        println!("zoocore listening on {address}");
+    // Scripts and tests read these lines; the listening line comes last.
+    let result = zoocore::server::run(config, |listening| {
+        if let Some(address) = listening.admin {
+            println!("zoocore admin on {address}");
+        }
+        if let Some(address) = listening.metrics {
+            println!("zoocore metrics on {address}");
+        }
+        println!("zoocore listening on {}", listening.client);
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

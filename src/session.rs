@@ -74,6 +74,19 @@ impl SessionTracker {
         self.sessions.len()
     }
 
+    /// The expiry buckets, soonest first: when each ends and its sessions
+    /// (sorted), for ZooKeeper's dump.
+    pub fn buckets(&self) -> Vec<(i64, Vec<i64>)> {
+        self.buckets
+            .iter()
+            .map(|(&bucket_ms, sessions)| {
+                let mut sessions: Vec<i64> = sessions.iter().copied().collect();
+                sessions.sort_unstable();
+                (bucket_ms, sessions)
+            })
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }

@@ -274,6 +274,12 @@ impl<C: Copy + Eq + Hash> WatchTable<C> {
         self.by_connection.len()
     }
 
+    /// The data watch table, path by path, as ZooKeeper's wchs, wchc and
+    /// wchp report it (its child watches are not listed there).
+    pub fn data_watches(&self) -> impl Iterator<Item = (&Path, impl Iterator<Item = C> + '_)> + '_ {
+        self.data.iter().map(|(path, watchers)| (path, watchers.keys().copied()))
+    }
+
     /// The paths each connection watches (wchc).
     pub fn by_connection(&self) -> impl Iterator<Item = (C, Vec<Path>)> + '_ {
         self.by_connection.iter().map(|(connection, entries)| {

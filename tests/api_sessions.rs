@@ -262,7 +262,6 @@ async fn get_ephemerals() {
 
 /// zoocore only (needs Server::restart): committed data and live sessions survive a restart
 /// on the same dataDir and port; the client reconnects on its own, and its watches are re-set.
-#[ignore = "needs the durable log of issue 3; run with --ignored once it lands"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_and_sessions_survive_restart() {
     if skip_if_external("data_and_sessions_survive_restart", "cannot restart an external server") {

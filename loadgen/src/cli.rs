@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn run_defaults() {
         let arguments = run_args(&[]);
-        assert_eq!(*arguments.hosts, vec!["127.0.0.1:2181".parse().unwrap()]);
+        assert_eq!(*arguments.hosts, vec!["127.0.0.1:2181".parse::<SocketAddr>().unwrap()]);
         assert_eq!(arguments.connections, 4);
         assert_eq!(arguments.outstanding(), 8);
         assert_eq!(arguments.warmup, Duration::from_secs(2));

@@ -32,8 +32,12 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("loadgen/ is inside the workspace").to_path_buf()
 }
 
+/// A directory of its own for each call: tests run in parallel, and a
+/// server refuses a data directory another server holds.
 fn scratch_directory(name: &str) -> PathBuf {
-    let directory = std::env::temp_dir().join(format!("zoocore-loadgen-test-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let sequence = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let directory = std::env::temp_dir().join(format!("zoocore-loadgen-test-{}-{name}-{sequence}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("create a scratch directory");
     directory
 }
@@ -57,11 +61,14 @@ fn server_binary() -> PathBuf {
         target_directories.insert(0, PathBuf::from(target));
     }
     for target in &target_directories {
-        for profile in ["release", "debug"] {
-            let candidate = target.join(profile).join("zoocore");
-            if candidate.is_file() {
-                return candidate;
-            }
+        // The most recently built of the two, so a stale build is not used.
+        let newest = ["release", "debug"]
+            .into_iter()
+            .map(|profile| target.join(profile).join("zoocore"))
+            .filter(|candidate| candidate.is_file())
+            .max_by_key(|candidate| candidate.metadata().and_then(|meta| meta.modified()).ok());
+        if let Some(candidate) = newest {
+            return candidate;
         }
     }
     panic!(
@@ -80,8 +87,14 @@ fn server_binary() -> PathBuf {
 fn start_server() -> (Child, String) {
     let directory = scratch_directory("server");
     let config = directory.join("zoo.cfg");
-    std::fs::write(&config, format!("tickTime=2000\ndataDir={}\nclientPort=0\n", directory.join("data").display()))
-        .expect("write zoo.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "tickTime=2000\ndataDir={}\nclientPort=0\nadmin.enableServer=false\n",
+            directory.join("data").display()
+        ),
+    )
+    .expect("write zoo.cfg");
     let mut child = Command::new(server_binary())
         .arg("--config")
         .arg(&config)

@@ -48,27 +48,84 @@ pub enum MultiOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Create(CreateRequest),
-    Delete { path: String, version: i32 },
-    Exists { path: String, watch: bool },
-    GetData { path: String, watch: bool },
-    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
-    GetAcl { path: String },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    GetChildren { path: String, watch: bool },
-    GetChildren2 { path: String, watch: bool },
-    Sync { path: String },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    Exists {
+        path: String,
+        watch: bool,
+    },
+    GetData {
+        path: String,
+        watch: bool,
+    },
+    SetData {
+        path: String,
+        data: Option<Vec<u8>>,
+        version: i32,
+    },
+    GetAcl {
+        path: String,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    GetChildren {
+        path: String,
+        watch: bool,
+    },
+    GetChildren2 {
+        path: String,
+        watch: bool,
+    },
+    Sync {
+        path: String,
+    },
     Ping,
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
     Multi(Vec<MultiOp>),
     MultiRead(Vec<MultiOp>),
-    Reconfig { joining: String, leaving: String, new_members: String, config_id: i64 },
-    CheckWatches { path: String, watcher_type: i32 },
-    RemoveWatches { path: String, watcher_type: i32 },
-    Auth { auth_type: i32, scheme: String, auth: Vec<u8> },
+    Reconfig {
+        joining: String,
+        leaving: String,
+        new_members: String,
+        config_id: i64,
+    },
+    CheckWatches {
+        path: String,
+        watcher_type: i32,
+    },
+    RemoveWatches {
+        path: String,
+        watcher_type: i32,
+    },
+    Auth {
+        auth_type: i32,
+        scheme: String,
+        auth: Vec<u8>,
+    },
     SetWatches(SetWatches),
-    GetEphemerals { prefix: String },
-    GetAllChildrenNumber { path: String },
-    AddWatch { path: String, mode: i32 },
+    GetEphemerals {
+        prefix: String,
+    },
+    /// Sent by ZooKeeper's own container manager; a client sending it gets
+    /// BadArguments.
+    DeleteContainer {
+        path: String,
+    },
+    GetAllChildrenNumber {
+        path: String,
+    },
+    AddWatch {
+        path: String,
+        mode: i32,
+    },
     WhoAmI,
     CloseSession,
 }
@@ -147,6 +204,7 @@ impl Request {
                 Request::SetWatches(watches)
             }
             op::GET_EPHEMERALS => Request::GetEphemerals { prefix: reader.read_string()? },
+            op::DELETE_CONTAINER => Request::DeleteContainer { path: reader.read_string()? },
             op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber { path: reader.read_string()? },
             op::ADD_WATCH => Request::AddWatch { path: reader.read_string()?, mode: reader.read_i32()? },
             op::WHO_AM_I => Request::WhoAmI,
@@ -178,6 +236,7 @@ impl Request {
             Request::SetWatches(watches) if watches.version2 => op::SET_WATCHES2,
             Request::SetWatches(_) => op::SET_WATCHES,
             Request::GetEphemerals { .. } => op::GET_EPHEMERALS,
+            Request::DeleteContainer { .. } => op::DELETE_CONTAINER,
             Request::GetAllChildrenNumber { .. } => op::GET_ALL_CHILDREN_NUMBER,
             Request::AddWatch { .. } => op::ADD_WATCH,
             Request::WhoAmI => op::WHO_AM_I,
@@ -198,6 +257,7 @@ impl Request {
                 | Request::Multi(_)
                 | Request::Sync { .. }
                 | Request::Reconfig { .. }
+                | Request::DeleteContainer { .. }
                 | Request::CloseSession
         )
     }
@@ -226,7 +286,8 @@ impl Request {
             Request::GetAcl { path }
             | Request::Sync { path }
             | Request::GetAllChildrenNumber { path }
-            | Request::GetEphemerals { prefix: path } => writer.write_string(path),
+            | Request::GetEphemerals { prefix: path }
+            | Request::DeleteContainer { path } => writer.write_string(path),
             Request::SetAcl { path, acl, version } => {
                 writer.write_string(path);
                 Acl::encode_list(acl, writer);
@@ -429,6 +490,7 @@ mod tests {
                 ..SetWatches::default()
             }),
             Request::GetEphemerals { prefix: "/".into() },
+            Request::DeleteContainer { path: "/c".into() },
             Request::GetAllChildrenNumber { path: "/".into() },
             Request::AddWatch { path: "/a".into(), mode: 1 },
             Request::WhoAmI,

@@ -137,6 +137,11 @@ impl Replica {
         self.node.raft.raft_log.last_index() + 1
     }
 
+    /// The term of the entry at `index`, while raft still holds it.
+    pub fn term_of(&self, index: u64) -> Result<u64, String> {
+        self.node.raft.raft_log.term(index).map_err(|error| format!("term of {index}: {error}"))
+    }
+
     pub fn commit_index(&self) -> u64 {
         self.node.raft.raft_log.committed
     }

@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +19,8 @@ use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedS
 use glommio::timer::Timer;
 use tracing::{debug, error, info, warn};
 
-use super::log::Log;
+use super::control::CoreQuery;
+use super::log::{self, Log};
 use super::messages::{shard_of, Commit, ConnectionId, Reply, ReplyBody, ToBroadcast};
 use super::queue::BatchQueue;
 use super::shared::{Shared, Version};
@@ -26,6 +28,7 @@ use crate::prep::{Prepared, Preparer, WriteContext};
 use crate::proto::{ErrorCode, Request};
 use crate::replica::{carries_transaction, codec, Replica};
 use crate::session::SessionTracker;
+use crate::snapshot;
 use crate::tree::{Tree, Trigger, Txn, TxnHeader};
 
 /// Requests taken into one batch at most: one log write, one fsync.
@@ -67,6 +70,11 @@ pub struct BroadcastCore {
     current: Arc<Version>,
     tick_interval: Duration,
     last_tick: Instant,
+    snapshot_task: Option<SnapshotTask>,
+    last_snapshot_zxid: i64,
+    snapshot_every: i64,
+    random: u64,
+    last_purge: Instant,
     container_check_interval: Duration,
     container_deletes_per_minute_max: usize,
     last_container_check: Instant,
@@ -81,14 +89,13 @@ impl BroadcastCore {
         secret: [u8; 16],
     ) -> Result<BroadcastCore, String> {
         let shard_count = shared.shard_stats.len();
-        let (mut log, recovered) = Log::open(&shared.config).await?;
-        let mut tree = Tree::new();
+        let (mut log, recovered, mut tree) = Log::open(&shared.config).await?;
         let mut replica = Replica::new(1, vec![1], recovered, ELECTION_TICKS, HEARTBEAT_TICKS)?;
         replica.campaign()?;
         while let Some(work) = replica.ready() {
             replay(&mut tree, &work.committed)?;
-            log.append(&work.entries, work.hard_state.as_ref());
-            log.sync(work.must_sync).await?;
+            log.append(&work.entries, work.hard_state.as_ref())?;
+            log.sync().await?;
             let after = replica.persisted(work);
             replay(&mut tree, &after.committed)?;
         }
@@ -108,6 +115,9 @@ impl BroadcastCore {
         for session in tree.sessions() {
             tracker.add(session.id, session.timeout_ms as i64, 0);
         }
+        let recovered_zxid = tree.last_zxid();
+        let mut random = u64::from_le_bytes(secret[..8].try_into().unwrap_or([7; 8])) | 1;
+        let snapshot_every = next_snapshot_every(&shared.config, &mut random);
         let version = Arc::new(Version::new(Arc::new(tree.clone()), Vec::new()));
         shared.published.store(version.clone());
         let mut preparer = Preparer::new(tree, settings, seed, secret);
@@ -123,6 +133,11 @@ impl BroadcastCore {
             tree_changed: false,
             sealed: VecDeque::new(),
             current: version,
+            snapshot_task: None,
+            last_snapshot_zxid: recovered_zxid,
+            snapshot_every,
+            random,
+            last_purge: Instant::now(),
             tick_interval: Duration::from_millis((shared.config.tick_time_ms as u64 / 2).clamp(10, 500)),
             last_tick: Instant::now(),
             container_check_interval,
@@ -154,11 +169,13 @@ impl BroadcastCore {
     /// Runs the core until the server stops.
     pub async fn run(mut self, receivers: Vec<SharedReceiver<ToBroadcast>>, senders: Vec<SharedSender<Commit>>) {
         let inbox = Rc::new(BatchQueue::new(super::messages::TO_BROADCAST_QUEUE_MESSAGES_MAX));
-        for receiver in receivers {
+        for (shard, receiver) in receivers.into_iter().enumerate() {
             let inbox = inbox.clone();
+            let shared = self.shared.clone();
             glommio::spawn_local(async move {
-                let receiver = receiver.connect().await;
+                let receiver = super::connecting(receiver.connect()).await;
                 while let Some(message) = receiver.recv().await {
+                    shared.metrics.shards[shard].to_broadcast_received.fetch_add(1, Ordering::Relaxed);
                     inbox.push(message).await;
                 }
             })
@@ -166,16 +183,28 @@ impl BroadcastCore {
         }
         let mut shards: Vec<ConnectedSender<Commit>> = Vec::with_capacity(senders.len());
         for sender in senders {
-            shards.push(sender.connect().await);
+            shards.push(super::connecting(sender.connect()).await);
         }
         let tick = self.tick_interval;
         let mut messages = Vec::with_capacity(BATCH_REQUESTS_MAX);
+        let queries = self.shared.control.core_inbox();
         loop {
-            futures_lite::future::or(inbox.ready(), async {
-                Timer::new(tick).await;
-            })
+            let woken = futures_lite::future::or(
+                async {
+                    futures_lite::future::or(inbox.ready(), async {
+                        Timer::new(tick).await;
+                    })
+                    .await;
+                    None
+                },
+                async { queries.recv().await.ok() },
+            )
             .await;
+            if let Some(query) = woken {
+                self.answer(query);
+            }
             inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
+            self.shared.metrics.record_write_batch(messages.len(), inbox.len());
             let now_ms = wall_clock_ms();
             for message in messages.drain(..) {
                 self.handle(message, now_ms);
@@ -189,12 +218,40 @@ impl BroadcastCore {
             if let Err(error) = self.commit(&shards).await {
                 // The log cannot take writes: nothing more may be acknowledged.
                 error!(%error, "the log failed; stopping");
-                self.shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.shared.stopping.store(true, Ordering::Relaxed);
                 break;
             }
-            if self.shared.stopping.load(std::sync::atomic::Ordering::Relaxed) && inbox.is_empty() {
+            if self.shared.stopping.load(Ordering::Relaxed)
+                && inbox.is_empty()
+                && self.shared.control.shards_running() == 0
+            {
                 break;
             }
+        }
+        if let Some(task) = self.snapshot_task.take() {
+            let _ = task.handle.join();
+        }
+        match self.log.close().await {
+            Ok(()) => info!("log flushed and closed"),
+            Err(error) => error!(%error, "closing the log failed"),
+        }
+    }
+
+    /// Answers another core's question (control.rs).
+    fn answer(&self, query: CoreQuery) {
+        match query {
+            CoreQuery::SessionBuckets(reply) => {
+                // Buckets are kept in ms since this core started; report wall-clock times.
+                let offset = wall_clock_ms() - self.monotonic_ms();
+                let buckets = self
+                    .tracker
+                    .buckets()
+                    .into_iter()
+                    .map(|(bucket_ms, sessions)| (bucket_ms + offset, sessions))
+                    .collect();
+                let _ = reply.try_send(buckets);
+            }
+            CoreQuery::Wake => {}
         }
     }
 
@@ -253,9 +310,9 @@ impl BroadcastCore {
         }
         let valid = self.tracker.contains(session_id) && self.preparer.password_matches(session_id, password);
         if !valid {
-            debug!(
+            info!(
                 session = format_args!("0x{session_id:x}"),
-                "session resume refused: expired, unknown or wrong password"
+                "session resume refused: the session expired or is unknown, or the password is wrong"
             );
             self.reply(connection, ReplyBody::Refused);
             return;
@@ -275,6 +332,7 @@ impl BroadcastCore {
         for session_id in self.tracker.expire(self.monotonic_ms()) {
             if let Some((header, txn)) = self.preparer.close_session(session_id, now_ms) {
                 self.propose(&header, &txn);
+                self.shared.metrics.sessions_expired.fetch_add(1, Ordering::Relaxed);
                 info!(
                     session = format_args!("0x{session_id:x}"),
                     "session expired: no request or ping within its timeout"
@@ -326,12 +384,72 @@ impl BroadcastCore {
     async fn commit(&mut self, shards: &[ConnectedSender<Commit>]) -> Result<(), String> {
         self.seal();
         while let Some(work) = self.replica.ready() {
-            self.log.append(&work.entries, work.hard_state.as_ref());
-            self.log.sync(work.must_sync).await?;
+            let entries = work.entries.len();
+            self.log.append(&work.entries, work.hard_state.as_ref())?;
+            let bytes = self.log.sync().await?;
+            if entries > 0 {
+                self.shared.metrics.record_group_commit(entries, bytes);
+                self.shared.metrics.record_fsync(self.log.last_fsync());
+            }
             self.replica.persisted(work);
         }
         self.release(shards).await;
+        self.snapshot_if_due().await
+    }
+
+    /// Every snapCount transactions (ZooKeeper's randomised spread), writes
+    /// the newest published tree on a background thread; when it is done,
+    /// marks it in the log and compacts the log behind the retained
+    /// snapshots. Neither reads nor writes wait for it.
+    async fn snapshot_if_due(&mut self) -> Result<(), String> {
+        if let Some(task) = self.snapshot_task.take() {
+            if !task.handle.is_finished() {
+                self.snapshot_task = Some(task);
+                return Ok(());
+            }
+            match task.handle.join() {
+                Ok(Ok(_)) => {
+                    let retain = self.shared.config.autopurge_snap_retain_count as usize;
+                    self.log.snapshot_taken(task.index, task.term, retain).await?;
+                    self.replica.compact(task.index)?;
+                    self.shared.metrics.record_snapshot(task.index as i64, task.started.elapsed());
+                    self.purge_snapshots_if_due();
+                }
+                Ok(Err(error)) => {
+                    error!(%error, "snapshot failed; the log is kept and a snapshot is tried again later")
+                }
+                Err(_) => error!("the snapshot thread panicked; a snapshot is tried again later"),
+            }
+        }
+        let zxid = self.current.tree.last_zxid();
+        if zxid - self.last_snapshot_zxid < self.snapshot_every {
+            return Ok(());
+        }
+        let index = zxid as u64;
+        let term = self.replica.term_of(index)?;
+        let meta = log::snapshot_meta(index, term, self.log.cluster_id());
+        let directory = self.log.snapshot_directory().to_path_buf();
+        let handle =
+            snapshot::spawn_write(directory, self.current.tree.clone(), meta).map_err(|error| error.to_string())?;
+        self.snapshot_task = Some(SnapshotTask { handle, index, term, started: Instant::now() });
+        self.last_snapshot_zxid = zxid;
+        self.snapshot_every = next_snapshot_every(&self.shared.config, &mut self.random);
         Ok(())
+    }
+
+    /// autopurge: every purgeInterval hours (0: never), keep the newest
+    /// snapRetainCount snapshots.
+    fn purge_snapshots_if_due(&mut self) {
+        let hours = self.shared.config.autopurge_purge_interval_hours as u64;
+        if hours == 0 || self.last_purge.elapsed() < Duration::from_secs(hours * 3600) {
+            return;
+        }
+        self.last_purge = Instant::now();
+        let retain = self.shared.config.autopurge_snap_retain_count as usize;
+        match snapshot::purge(self.log.snapshot_directory(), retain) {
+            Ok(purged) => info!(deleted = purged.deleted.len(), "snapshots purged"),
+            Err(error) => warn!(%error, "snapshot purge failed"),
+        }
     }
 
     fn seal(&mut self) {
@@ -367,12 +485,34 @@ impl BroadcastCore {
                 if !changed && replies.is_empty() {
                     continue;
                 }
+                self.shared.metrics.shards[shard].commits_sent.fetch_add(1, Ordering::Relaxed);
                 if sender.send(Commit { replies }).await.is_err() {
+                    if self.shared.stopping.load(Ordering::Relaxed) {
+                        debug!(shard, "shard gone: the server is stopping; its replies are dropped");
+                        continue;
+                    }
                     warn!(shard, "shard queue closed; its replies are dropped");
                 }
             }
         }
     }
+}
+
+/// A snapshot being written on its own thread.
+struct SnapshotTask {
+    handle: std::thread::JoinHandle<Result<std::path::PathBuf, snapshot::SnapshotError>>,
+    index: u64,
+    term: u64,
+    started: Instant,
+}
+
+/// Transactions until the next snapshot: snapCount/2 plus a random part of
+/// snapCount/2, so that the servers of an ensemble do not snapshot together.
+fn next_snapshot_every(config: &crate::config::Config, random: &mut u64) -> i64 {
+    *random ^= *random << 13;
+    *random ^= *random >> 7;
+    *random ^= *random << 17;
+    snapshot::next_snapshot_after(config.snap_count as u64, *random) as i64
 }
 
 /// Applies recovered committed entries the tree does not hold yet.

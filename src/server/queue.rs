@@ -69,6 +69,10 @@ impl<T> BatchQueue<T> {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.items.borrow().len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.borrow().is_empty()
     }

@@ -19,11 +19,14 @@ use glommio::timer::Timer;
 use tracing::{debug, warn};
 
 use super::connection::{self, Connection};
+use super::control::{self, ShardQuery};
 use super::messages::{Commit, ConnectionId, ToBroadcast};
 use super::shared::{Shared, Version};
 use crate::tree::Tree;
 use crate::watch::{Fired, WatchTable};
 
+/// The shortest time between two "requests throttled" lines of one shard.
+const THROTTLE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a shard tells the broadcast core which sessions were active.
 const TOUCH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -40,6 +43,8 @@ pub struct Shard {
     next_connection: Cell<u64>,
     /// globalOutstandingLimit, split evenly across shards.
     pub permits: Rc<Semaphore>,
+    /// When the last "throttled" line was logged.
+    throttle_logged: Cell<Option<std::time::Instant>>,
 }
 
 impl Shard {
@@ -65,13 +70,10 @@ impl Shard {
                         }
                     }
                 }
-                if !fired.is_empty() {
-                    for event in fired {
-                        if let Some(connection) = self.connection(event.connection) {
-                            connection.send_event(self, event.event_type, &event.path);
-                        }
+                for event in fired {
+                    if let Some(connection) = self.connection(event.connection) {
+                        connection.send_event(self, event.event_type, &event.path);
                     }
-                    self.publish_watch_stats();
                 }
             }
             *self.adopted.borrow_mut() = next;
@@ -85,8 +87,13 @@ impl Shard {
     }
 
     pub async fn send(&self, message: ToBroadcast) {
+        self.shared.metrics.shards[self.id].to_broadcast_sent.fetch_add(1, Ordering::Relaxed);
         if self.to_broadcast.send(message).await.is_err() {
-            warn!(shard = self.id, "broadcast core queue closed");
+            if self.shared.stopping.load(Ordering::Relaxed) {
+                debug!(shard = self.id, "broadcast core gone: the server is stopping");
+            } else {
+                warn!(shard = self.id, "broadcast core queue closed");
+            }
         }
     }
 
@@ -113,15 +120,35 @@ impl Shard {
             infos.remove(&id);
         }
         self.watches.borrow_mut().remove_connection(id);
-        self.publish_watch_stats();
     }
 
-    pub fn publish_watch_stats(&self) {
-        let watches = self.watches.borrow();
-        let stats = &self.shared.shard_stats[self.id];
-        stats.watch_count.store(watches.watch_count() as u64, Ordering::Relaxed);
-        stats.watched_path_count.store(watches.watched_path_count() as u64, Ordering::Relaxed);
-        stats.watching_connection_count.store(watches.connection_count() as u64, Ordering::Relaxed);
+    /// A request waits because this shard's share of globalOutstandingLimit
+    /// is taken: logged at most once per `THROTTLE_LOG_INTERVAL`.
+    pub fn note_throttled(&self) {
+        let now = std::time::Instant::now();
+        if self.throttle_logged.get().is_some_and(|last| now.duration_since(last) < THROTTLE_LOG_INTERVAL) {
+            return;
+        }
+        self.throttle_logged.set(Some(now));
+        warn!(
+            shard = self.id,
+            limit = self.shared.config.global_outstanding_limit,
+            "requests throttled: globalOutstandingLimit reached; clients wait until earlier requests complete"
+        );
+    }
+
+    /// Answers another core's question about this shard (control.rs).
+    fn answer(&self, query: ShardQuery) {
+        match query {
+            ShardQuery::WatchSummary(reply) => {
+                let _ = reply.try_send(control::summarize(&self.watches.borrow()));
+            }
+            ShardQuery::Watches(reply) => {
+                let sessions: HashMap<ConnectionId, i64> =
+                    self.connections.borrow().iter().map(|(id, connection)| (*id, connection.session_id())).collect();
+                let _ = reply.try_send(control::list_watches(&self.watches.borrow(), &sessions));
+            }
+        }
     }
 
     /// Handles a committed batch: catch up (firing watches) first, then
@@ -162,18 +189,21 @@ pub async fn run(
         shared,
         connections: RefCell::new(HashMap::new()),
         watches: RefCell::new(WatchTable::new()),
-        to_broadcast: to_broadcast.connect().await,
+        to_broadcast: super::connecting(to_broadcast.connect()).await,
         touched: RefCell::new(HashSet::new()),
         next_connection: Cell::new(0),
         permits: Rc::new(Semaphore::new(limit)),
+        throttle_logged: Cell::new(None),
     });
-    let receiver = from_broadcast.connect().await;
+    let receiver = super::connecting(from_broadcast.connect()).await;
+    let _running = Running::new(shard.shared.clone());
     let _ = bound.send(Ok(local));
 
     let commits = {
         let shard = shard.clone();
         glommio::spawn_local(async move {
             while let Some(commit) = receiver.recv().await {
+                shard.shared.metrics.shards[shard.id].commits_received.fetch_add(1, Ordering::Relaxed);
                 shard.apply_commit(commit);
             }
         })
@@ -190,17 +220,38 @@ pub async fn run(
             }
         })
     };
+    let queries = {
+        let shard = shard.clone();
+        let inbox = shard.shared.control.shard_inbox(id);
+        glommio::spawn_local(async move {
+            while let Ok(query) = inbox.recv().await {
+                shard.answer(query);
+            }
+        })
+    };
     commits.detach();
     touches.detach();
+    queries.detach();
 
     loop {
-        match listener.accept().await {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.shared.stopped().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else {
+            drop(listener);
+            shutdown(&shard).await;
+            return;
+        };
+        match accepted {
             Ok(stream) => {
                 let peer = match stream.peer_addr() {
                     Ok(peer) => peer,
                     Err(_) => continue,
                 };
                 if !shard.shared.admit_connection(peer.ip()) {
+                    shard.shared.metrics.connection_rejected.fetch_add(1, Ordering::Relaxed);
                     warn!(
                         %peer,
                         limit = shard.shared.config.client_connections_per_host_max,
@@ -218,5 +269,44 @@ pub async fn run(
                 Timer::new(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+/// Counts this shard among the running ones until it ends, however it ends.
+struct Running(Arc<Shared>);
+
+impl Running {
+    fn new(shared: Arc<Shared>) -> Running {
+        shared.control.shard_started();
+        Running(shared)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.control.shard_stopped();
+    }
+}
+
+/// How long a stopping shard waits for the writes it forwarded to come back.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// A clean stop: no more connections are accepted (the listener is closed);
+/// the replies of writes in flight are awaited, bounded, so the batch the
+/// broadcast core is committing reaches its clients; then every connection
+/// is closed after its queued bytes are written.
+async fn shutdown(shard: &Rc<Shard>) {
+    let stats = &shard.shared.shard_stats[shard.id];
+    let deadline = std::time::Instant::now() + SHUTDOWN_DRAIN;
+    while stats.outstanding_requests.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline {
+        Timer::new(Duration::from_millis(5)).await;
+    }
+    let connections: Vec<Rc<Connection>> = shard.connections.borrow().values().cloned().collect();
+    debug!(shard = shard.id, connections = connections.len(), "closing connections: the server is stopping");
+    for connection in &connections {
+        connection.outbox.close("the server is stopping");
+    }
+    while !shard.connections.borrow().is_empty() && std::time::Instant::now() < deadline {
+        Timer::new(Duration::from_millis(5)).await;
     }
 }

@@ -52,9 +52,6 @@ pub struct ShardStats {
     pub latency_total_us: AtomicU64,
     pub latency_min_us: AtomicU64,
     pub latency_max_us: AtomicU64,
-    pub watch_count: AtomicU64,
-    pub watched_path_count: AtomicU64,
-    pub watching_connection_count: AtomicU64,
 }
 
 impl ShardStats {
@@ -92,9 +89,83 @@ pub struct ConnectionInfo {
     pub outstanding: AtomicI64,
     pub last_zxid: AtomicI64,
     pub last_opcode: AtomicI64,
+    pub last_cxid: AtomicI64,
+    /// When the last reply went out, in ms since the server started.
+    pub last_response_ms: AtomicI64,
+    pub latency: ConnectionLatency,
+}
+
+/// A connection's request latencies in ms, as `cons` shows them (llat,
+/// minlat, avglat, maxlat). Written by the owning shard only.
+#[derive(Debug)]
+pub struct ConnectionLatency {
+    pub last_ms: AtomicU64,
+    pub min_ms: AtomicU64,
+    pub max_ms: AtomicU64,
+    pub total_ms: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl Default for ConnectionLatency {
+    fn default() -> Self {
+        ConnectionLatency {
+            last_ms: AtomicU64::new(0),
+            min_ms: AtomicU64::new(u64::MAX),
+            max_ms: AtomicU64::new(0),
+            total_ms: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ConnectionLatency {
+    pub fn record(&self, ms: u64) {
+        self.last_ms.store(ms, Ordering::Relaxed);
+        self.count.store(self.count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.total_ms.store(self.total_ms.load(Ordering::Relaxed) + ms, Ordering::Relaxed);
+        if ms < self.min_ms.load(Ordering::Relaxed) {
+            self.min_ms.store(ms, Ordering::Relaxed);
+        }
+        if ms > self.max_ms.load(Ordering::Relaxed) {
+            self.max_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    pub fn reset(&self) {
+        self.last_ms.store(0, Ordering::Relaxed);
+        self.min_ms.store(u64::MAX, Ordering::Relaxed);
+        self.max_ms.store(0, Ordering::Relaxed);
+        self.total_ms.store(0, Ordering::Relaxed);
+        self.count.store(0, Ordering::Relaxed);
+    }
+
+    /// (last, min, avg, max) as ZooKeeper prints them: 0 when nothing was measured.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        let count = self.count.load(Ordering::Relaxed);
+        if count == 0 {
+            return (0, 0, 0, 0);
+        }
+        (
+            self.last_ms.load(Ordering::Relaxed),
+            self.min_ms.load(Ordering::Relaxed),
+            self.total_ms.load(Ordering::Relaxed) / count,
+            self.max_ms.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl ConnectionInfo {
+    /// Resets what `crst` resets (ServerCnxn.resetStats).
+    pub fn reset(&self) {
+        self.packets_received.store(0, Ordering::Relaxed);
+        self.packets_sent.store(0, Ordering::Relaxed);
+        self.last_opcode.store(-1, Ordering::Relaxed);
+        self.last_cxid.store(-1, Ordering::Relaxed);
+        self.last_zxid.store(-1, Ordering::Relaxed);
+        self.last_response_ms.store(0, Ordering::Relaxed);
+        self.latency.reset();
+    }
+
     pub fn new(peer: SocketAddr) -> Self {
         ConnectionInfo {
             peer,
@@ -106,6 +177,9 @@ impl ConnectionInfo {
             outstanding: AtomicI64::new(0),
             last_zxid: AtomicI64::new(-1),
             last_opcode: AtomicI64::new(-1),
+            last_cxid: AtomicI64::new(-1),
+            last_response_ms: AtomicI64::new(0),
+            latency: ConnectionLatency::default(),
         }
     }
 }
@@ -122,10 +196,22 @@ pub struct Shared {
     connections_per_ip: Mutex<HashMap<IpAddr, u32>>,
     pub client_address: Mutex<Option<SocketAddr>>,
     pub stopping: AtomicBool,
+    /// Latency histograms, queue counters and what the log reports.
+    pub metrics: crate::metrics::Metrics,
+    /// Questions to the shards and the broadcast core (wchc, dump), and the
+    /// stop signal.
+    pub control: super::control::Control,
+    /// ZooKeeper's trace mask (gtmk, stmk); zoocore keeps it for the
+    /// commands only.
+    pub trace_mask: AtomicI64,
 }
 
 impl Shared {
     pub fn new(config: Config, tree: Tree, shard_count: usize) -> Arc<Shared> {
+        let metrics = crate::metrics::Metrics::new(shard_count);
+        if let Some(threshold) = config.property("fsync.warningthresholdms").and_then(|ms| ms.trim().parse().ok()) {
+            metrics.fsync_warning_threshold_ms.store(threshold, Ordering::Relaxed);
+        }
         Arc::new(Shared {
             config,
             published: ArcSwap::from_pointee(Version::new(Arc::new(tree), Vec::new())),
@@ -135,7 +221,24 @@ impl Shared {
             connections_per_ip: Mutex::new(HashMap::new()),
             client_address: Mutex::new(None),
             stopping: AtomicBool::new(false),
+            metrics,
+            control: super::control::Control::new(shard_count),
+            trace_mask: AtomicI64::new(super::fourletter::DEFAULT_TRACE_MASK),
         })
+    }
+
+    /// Starts a clean shutdown: listeners stop accepting, shards finish
+    /// what is in flight, the broadcast core drains its inbox and exits.
+    pub fn stop(&self, reason: &str) {
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            tracing::info!(reason, "zoocore stopping");
+        }
+        self.control.stop();
+    }
+
+    /// Resolves once `stop` was called.
+    pub async fn stopped(&self) {
+        self.control.stopped().await
     }
 
     /// Counts a new connection from `ip`; false if maxClientCnxns is reached.

@@ -163,8 +163,17 @@ impl Tree {
         tree
     }
 
+    /// Adds a new node, with its size and its place in the ephemeral,
+    /// container or TTL index.
     fn put(&mut self, path: Path, node: Node) {
         self.approximate_data_bytes += (path.len() + node.data_len()) as i64;
+        if node.is_container() {
+            self.containers.insert(path.clone());
+        } else if node.ttl_ms().is_some() {
+            self.ttls.insert(path.clone());
+        } else if let Some(session) = node.owner_session() {
+            self.ephemerals.entry(session).or_default().insert(path.clone());
+        }
         self.nodes.insert(path, Arc::new(node));
     }
 
@@ -252,13 +261,6 @@ impl Tree {
                     .get_mut(parent_path)
                     .ok_or_else(|| format!("node {path:?} has no parent in the snapshot"))?;
                 Arc::make_mut(parent).children.insert(Arc::from(name));
-            }
-            if node.is_container() {
-                tree.containers.insert(path.clone());
-            } else if node.ttl_ms().is_some() {
-                tree.ttls.insert(path.clone());
-            } else if let Some(session) = node.owner_session() {
-                tree.ephemerals.entry(session).or_default().insert(path.clone());
             }
             tree.put(path, node);
         }
@@ -403,13 +405,6 @@ impl Tree {
             children: imbl::OrdSet::new(),
         };
         let stat = node.stat();
-        if node.is_container() {
-            self.containers.insert(path.clone());
-        } else if node.ttl_ms().is_some() {
-            self.ttls.insert(path.clone());
-        } else if let Some(session) = node.owner_session() {
-            self.ephemerals.entry(session).or_default().insert(path.clone());
-        }
         self.put(path.clone(), node);
         applied.triggers.push(Trigger::Created(path.clone()));
         applied.triggers.push(Trigger::ChildrenChanged(Arc::from(parent_path)));

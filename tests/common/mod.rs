@@ -67,6 +67,8 @@ pub struct Server {
     dir: Option<PathBuf>,
     extra: Vec<String>,
     port: u16,
+    admin: Option<String>,
+    metrics: Option<String>,
 }
 
 impl Server {
@@ -85,7 +87,16 @@ impl Server {
     pub fn start_with(extra_cfg_lines: &[&str]) -> Server {
         if let Some(addr) = external_addr() {
             let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            return Server { addr, external: true, child: None, dir: None, extra: Vec::new(), port };
+            return Server {
+                addr,
+                external: true,
+                child: None,
+                dir: None,
+                extra: Vec::new(),
+                port,
+                admin: None,
+                metrics: None,
+            };
         }
         let dir = unique_tmpdir();
         let mut server = Server {
@@ -95,6 +106,8 @@ impl Server {
             dir: Some(dir),
             extra: extra_cfg_lines.iter().map(|s| s.to_string()).collect(),
             port: 0,
+            admin: None,
+            metrics: None,
         };
         server.spawn(0);
         server
@@ -109,6 +122,18 @@ impl Server {
         self.port
     }
 
+    /// "127.0.0.1:PORT" of the AdminServer, from the `zoocore admin on ...` line (the harness
+    /// asks for `admin.serverPort=0`; None when it is off or external).
+    pub fn admin_addr(&self) -> Option<&str> {
+        self.admin.as_deref()
+    }
+
+    /// "127.0.0.1:PORT" of the Prometheus page, from the `zoocore metrics on ...` line (on when
+    /// the config names ZooKeeper's Prometheus provider).
+    pub fn metrics_addr(&self) -> Option<&str> {
+        self.metrics.as_deref()
+    }
+
     /// The temp dir holding zoo.cfg, data/ and zoocore.stderr.log (None for external).
     pub fn dir(&self) -> Option<&PathBuf> {
         self.dir.as_ref()
@@ -117,7 +142,7 @@ impl Server {
     fn write_config(&self, client_port: u16) -> PathBuf {
         let dir = self.dir.as_ref().unwrap();
         let mut cfg = format!(
-            "tickTime={TICK_TIME_MS}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n",
+            "tickTime={TICK_TIME_MS}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.serverPort=0\n",
             dir.join("data").display()
         );
         for line in &self.extra {
@@ -146,21 +171,27 @@ impl Server {
             .spawn()
             .expect("spawn zoocore");
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        // Reads lines until the listening line, then keeps draining stdout so the child never
-        // blocks on a full pipe.
+        let (tx, rx) = mpsc::channel::<(String, Option<String>, Option<String>)>();
+        // Reads lines until the listening line (the admin and metrics lines come before it), then
+        // keeps draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             let mut sent = false;
+            let (mut admin, mut metrics) = (None, None);
             loop {
                 line.clear();
                 match reader.read_line(&mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         if !sent {
-                            if let Some(addr) = line.trim().strip_prefix("zoocore listening on ") {
-                                let _ = tx.send(addr.to_string());
+                            let line = line.trim();
+                            if let Some(addr) = line.strip_prefix("zoocore admin on ") {
+                                admin = Some(addr.to_string());
+                            } else if let Some(addr) = line.strip_prefix("zoocore metrics on ") {
+                                metrics = Some(addr.to_string());
+                            } else if let Some(addr) = line.strip_prefix("zoocore listening on ") {
+                                let _ = tx.send((addr.to_string(), admin.take(), metrics.take()));
                                 sent = true;
                             }
                         }
@@ -171,9 +202,9 @@ impl Server {
             let _ = reader.read_to_end(&mut sink);
         });
         let deadline = Instant::now() + START_DEADLINE;
-        let addr = loop {
+        let (addr, admin, metrics) = loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(addr) => break addr,
+                Ok(addresses) => break addresses,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = child.try_wait() {
                         panic!("zoocore exited before listening: {status}\n{}", self.stderr_tail());
@@ -196,7 +227,29 @@ impl Server {
         };
         self.port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in listening line");
         self.addr = addr;
+        self.admin = admin;
+        self.metrics = metrics;
         self.child = Some(child);
+    }
+
+    /// Sends the server `signal` (e.g. `libc::SIGTERM`) and waits up to `deadline` for it to
+    /// exit. Returns its exit status, or None if it is still running (it is then killed).
+    pub fn signal_and_wait(&mut self, signal: i32, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("a spawned server");
+        // SAFETY: kill only sends a signal to our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let end = Instant::now() + deadline;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the server process (SIGKILL) and waits for it. No-op in external mode.
@@ -250,6 +303,46 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// One HTTP/1.1 GET (or another `method`) to `addr`; returns the status, the headers
+/// (lower-case names) and the body.
+pub fn http(addr: &str, method: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect http");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read http response");
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response head");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().expect("status code");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// GET `path` from `addr` and parse the body as JSON (asserting status 200).
+pub fn http_json(addr: &str, path: &str) -> serde_json::Value {
+    let (status, _, body) = http(addr, "GET", path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {path}: not JSON ({error}): {body}"))
+}
+
+/// The state tests/fixtures/ops/record_ops.py recorded the reference ZooKeeper in: one session
+/// with the ephemeral /ops/e1, data watches on /ops/a and /ops/nothing, a child watch on /ops.
+/// Keep the client and the watchers alive while checking.
+pub async fn ops_state(addr: &str) -> (zk::Client, Vec<Box<dyn std::any::Any>>) {
+    let client = connect(addr).await;
+    client.create("/ops", b"", &persistent()).await.unwrap();
+    client.create("/ops/a", b"", &persistent()).await.unwrap();
+    client.create("/ops/e1", b"x", &ephemeral()).await.unwrap();
+    let (_, _, data) = client.get_and_watch_data("/ops/a").await.unwrap();
+    let (_, exists) = client.check_and_watch_stat("/ops/nothing").await.unwrap();
+    let (_, _, children) = client.get_and_watch_children("/ops").await.unwrap();
+    (client, vec![Box::new(data), Box::new(exists), Box::new(children)])
 }
 
 /// Polls `cond` every 20 ms until it is true or `deadline` (a duration from now) passes.

@@ -8,58 +8,29 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-pub mod op {
-    pub const NOTIFICATION: i32 = 0;
-    pub const CREATE: i32 = 1;
-    pub const DELETE: i32 = 2;
-    pub const EXISTS: i32 = 3;
-    pub const GET_DATA: i32 = 4;
-    pub const SET_DATA: i32 = 5;
-    pub const GET_ACL: i32 = 6;
-    pub const SET_ACL: i32 = 7;
-    pub const GET_CHILDREN: i32 = 8;
-    pub const SYNC: i32 = 9;
-    pub const PING: i32 = 11;
-    pub const GET_CHILDREN2: i32 = 12;
-    pub const CHECK: i32 = 13;
-    pub const MULTI: i32 = 14;
-    pub const CREATE2: i32 = 15;
-    pub const RECONFIG: i32 = 16;
-    pub const CHECK_WATCHES: i32 = 17;
-    pub const REMOVE_WATCHES: i32 = 18;
-    pub const CREATE_CONTAINER: i32 = 19;
-    pub const DELETE_CONTAINER: i32 = 20;
-    pub const CREATE_TTL: i32 = 21;
-    pub const MULTI_READ: i32 = 22;
-    pub const AUTH: i32 = 100;
-    pub const SET_WATCHES: i32 = 101;
-    pub const SASL: i32 = 102;
-    pub const GET_EPHEMERALS: i32 = 103;
-    pub const GET_ALL_CHILDREN_NUMBER: i32 = 104;
-    pub const SET_WATCHES2: i32 = 105;
-    pub const ADD_WATCH: i32 = 106;
-    pub const WHO_AM_I: i32 = 107;
-    pub const CLOSE_SESSION: i32 = -11;
-    pub const ERROR: i32 = -1;
-}
+/// Opcodes and error codes come from the server's codec, the one list of
+/// them; what this client writes and reads it still does by hand.
+pub use zoocore::proto::codes::op;
 
 pub mod err {
-    pub const OK: i32 = 0;
-    pub const RUNTIME_INCONSISTENCY: i32 = -2;
-    pub const MARSHALLING_ERROR: i32 = -5;
-    pub const UNIMPLEMENTED: i32 = -6;
-    pub const BAD_ARGUMENTS: i32 = -8;
-    pub const NO_NODE: i32 = -101;
-    pub const NO_AUTH: i32 = -102;
-    pub const BAD_VERSION: i32 = -103;
-    pub const NO_CHILDREN_FOR_EPHEMERALS: i32 = -108;
-    pub const NODE_EXISTS: i32 = -110;
-    pub const NOT_EMPTY: i32 = -111;
-    pub const SESSION_EXPIRED: i32 = -112;
-    pub const INVALID_ACL: i32 = -114;
-    pub const AUTH_FAILED: i32 = -115;
-    pub const NO_WATCHER: i32 = -121;
-    pub const RECONFIG_DISABLED: i32 = -123;
+    use zoocore::proto::ErrorCode;
+
+    pub const OK: i32 = ErrorCode::Ok as i32;
+    pub const RUNTIME_INCONSISTENCY: i32 = ErrorCode::RuntimeInconsistency as i32;
+    pub const MARSHALLING_ERROR: i32 = ErrorCode::MarshallingError as i32;
+    pub const UNIMPLEMENTED: i32 = ErrorCode::Unimplemented as i32;
+    pub const BAD_ARGUMENTS: i32 = ErrorCode::BadArguments as i32;
+    pub const NO_NODE: i32 = ErrorCode::NoNode as i32;
+    pub const NO_AUTH: i32 = ErrorCode::NoAuth as i32;
+    pub const BAD_VERSION: i32 = ErrorCode::BadVersion as i32;
+    pub const NO_CHILDREN_FOR_EPHEMERALS: i32 = ErrorCode::NoChildrenForEphemerals as i32;
+    pub const NODE_EXISTS: i32 = ErrorCode::NodeExists as i32;
+    pub const NOT_EMPTY: i32 = ErrorCode::NotEmpty as i32;
+    pub const SESSION_EXPIRED: i32 = ErrorCode::SessionExpired as i32;
+    pub const INVALID_ACL: i32 = ErrorCode::InvalidAcl as i32;
+    pub const AUTH_FAILED: i32 = ErrorCode::AuthFailed as i32;
+    pub const NO_WATCHER: i32 = ErrorCode::NoWatcher as i32;
+    pub const RECONFIG_DISABLED: i32 = ErrorCode::ReconfigDisabled as i32;
 }
 
 /// Jute encoder.
@@ -179,20 +150,7 @@ impl<'a> Dec<'a> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawStat {
-    pub czxid: i64,
-    pub mzxid: i64,
-    pub ctime: i64,
-    pub mtime: i64,
-    pub version: i32,
-    pub cversion: i32,
-    pub aversion: i32,
-    pub ephemeral_owner: i64,
-    pub data_length: i32,
-    pub num_children: i32,
-    pub pzxid: i64,
-}
+pub use zoocore::proto::Stat as RawStat;
 
 #[derive(Debug, Clone)]
 pub struct Reply {

@@ -1,0 +1,698 @@
+//! Metrics: what the shards, the broadcast core and the log measure, and the
+//! one list of ZooKeeper's monitor values that mntr, the AdminServer's
+//! `monitor` and the Prometheus page all print.
+//!
+//! Latency is recorded into hdrhistograms, one per shard and kind, each
+//! written by its own shard only: its lock is uncontended on the hot path
+//! (a scrape takes it for the time of one copy). Readers merge the shards'
+//! histograms. The log feeds its numbers through [`Metrics::record_fsync`],
+//! [`Metrics::record_group_commit`] and [`Metrics::record_snapshot`], the
+//! broadcast core through [`Metrics::record_write_batch`].
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use tracing::{info, warn};
+
+use crate::server::control::WatchSummary;
+use crate::server::Shared;
+
+/// Significant figures kept by every histogram (1% resolution).
+const SIGNIFICANT_FIGURES: u8 = 2;
+/// The largest latency recorded exactly, in microseconds (one hour); longer
+/// ones count as this.
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+/// ZooKeeper's `fsync.warningthresholdms` default.
+pub const FSYNC_WARNING_THRESHOLD_MS: u64 = 1000;
+
+/// A histogram and the exact sum of what it recorded.
+pub struct Recorder {
+    inner: Mutex<(Histogram<u64>, u64)>,
+}
+
+impl Recorder {
+    fn new(max: u64) -> Recorder {
+        let histogram = Histogram::new_with_bounds(1, max.max(2), SIGNIFICANT_FIGURES)
+            .unwrap_or_else(|_| Histogram::new(SIGNIFICANT_FIGURES).expect("histogram"));
+        Recorder { inner: Mutex::new((histogram, 0)) }
+    }
+
+    pub fn record(&self, value: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.0.saturating_record(value);
+        inner.1 = inner.1.saturating_add(value);
+    }
+
+    /// A copy, taken under the lock for as long as the copy takes.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Snapshot { histogram: inner.0.clone(), sum: inner.1 }
+    }
+
+    pub fn reset(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.0.reset();
+        inner.1 = 0;
+    }
+}
+
+/// A histogram read out of a [`Recorder`], possibly merged with others.
+#[derive(Clone)]
+pub struct Snapshot {
+    histogram: Histogram<u64>,
+    sum: u64,
+}
+
+impl Snapshot {
+    pub fn merge(&mut self, other: &Snapshot) {
+        let _ = self.histogram.add(&other.histogram);
+        self.sum = self.sum.saturating_add(other.sum);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    pub fn min(&self) -> u64 {
+        if self.count() == 0 {
+            0
+        } else {
+            self.histogram.min()
+        }
+    }
+
+    pub fn max(&self) -> u64 {
+        self.histogram.max()
+    }
+
+    pub fn mean(&self) -> f64 {
+        if self.count() == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count() as f64
+        }
+    }
+
+    pub fn quantile(&self, quantile: f64) -> u64 {
+        if self.count() == 0 {
+            0
+        } else {
+            self.histogram.value_at_quantile(quantile)
+        }
+    }
+}
+
+/// What one shard measures. Written by that shard only, except the two
+/// counters the broadcast core keeps (`to_broadcast_received`, `commits_sent`).
+pub struct ShardMetrics {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    /// Microseconds from a request's arrival to its reply.
+    pub read_latency_us: Recorder,
+    pub write_latency_us: Recorder,
+    /// Messages the shard sent the broadcast core, and those the core took.
+    pub to_broadcast_sent: AtomicU64,
+    pub to_broadcast_received: AtomicU64,
+    /// Commits the core sent the shard, and those the shard took.
+    pub commits_sent: AtomicU64,
+    pub commits_received: AtomicU64,
+}
+
+impl ShardMetrics {
+    fn new() -> ShardMetrics {
+        ShardMetrics {
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            read_latency_us: Recorder::new(LATENCY_US_MAX),
+            write_latency_us: Recorder::new(LATENCY_US_MAX),
+            to_broadcast_sent: AtomicU64::new(0),
+            to_broadcast_received: AtomicU64::new(0),
+            commits_sent: AtomicU64::new(0),
+            commits_received: AtomicU64::new(0),
+        }
+    }
+
+    /// One request answered, `micros` after it arrived.
+    pub fn record_request(&self, write: bool, micros: u64) {
+        if write {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.write_latency_us.record(micros);
+        } else {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.read_latency_us.record(micros);
+        }
+    }
+
+    fn depth(sent: &AtomicU64, received: &AtomicU64) -> u64 {
+        sent.load(Ordering::Relaxed).saturating_sub(received.load(Ordering::Relaxed))
+    }
+
+    /// Messages waiting between this shard and the broadcast core.
+    pub fn to_broadcast_depth(&self) -> u64 {
+        Self::depth(&self.to_broadcast_sent, &self.to_broadcast_received)
+    }
+
+    pub fn to_shard_depth(&self) -> u64 {
+        Self::depth(&self.commits_sent, &self.commits_received)
+    }
+}
+
+/// The last snapshot the log took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotInfo {
+    pub zxid: i64,
+    /// Seconds since the epoch.
+    pub timestamp_s: i64,
+}
+
+pub struct Metrics {
+    pub shards: Vec<ShardMetrics>,
+    /// Requests the broadcast core took into one batch.
+    pub write_batch_requests: Recorder,
+    /// Records and bytes per group commit (one write and one fsync).
+    pub group_commit_entries: Recorder,
+    pub group_commit_bytes: Recorder,
+    pub fsync_us: Recorder,
+    pub snapshot_us: Recorder,
+    pub fsync_threshold_exceeded: AtomicU64,
+    pub fsync_warning_threshold_ms: AtomicU64,
+    pub snapshots: AtomicU64,
+    last_snapshot: Mutex<Option<SnapshotInfo>>,
+    /// Messages in the broadcast core's inbox after its last drain.
+    pub broadcast_inbox_depth: AtomicU64,
+    /// Connections refused by maxClientCnxns.
+    pub connection_rejected: AtomicU64,
+    pub auth_failed: AtomicU64,
+    /// Sessions that expired (not closed by their clients).
+    pub sessions_expired: AtomicI64,
+}
+
+impl Metrics {
+    pub fn new(shard_count: usize) -> Metrics {
+        Metrics {
+            shards: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
+            write_batch_requests: Recorder::new(1 << 20),
+            group_commit_entries: Recorder::new(1 << 20),
+            group_commit_bytes: Recorder::new(1 << 36),
+            fsync_us: Recorder::new(LATENCY_US_MAX),
+            snapshot_us: Recorder::new(LATENCY_US_MAX),
+            fsync_threshold_exceeded: AtomicU64::new(0),
+            fsync_warning_threshold_ms: AtomicU64::new(FSYNC_WARNING_THRESHOLD_MS),
+            snapshots: AtomicU64::new(0),
+            last_snapshot: Mutex::new(None),
+            broadcast_inbox_depth: AtomicU64::new(0),
+            connection_rejected: AtomicU64::new(0),
+            auth_failed: AtomicU64::new(0),
+            sessions_expired: AtomicI64::new(0),
+        }
+    }
+
+    /// The broadcast core took `requests` messages into one batch, leaving
+    /// `left` in its inbox.
+    pub fn record_write_batch(&self, requests: usize, left: usize) {
+        if requests > 0 {
+            self.write_batch_requests.record(requests as u64);
+        }
+        self.broadcast_inbox_depth.store(left as u64, Ordering::Relaxed);
+    }
+
+    /// The log wrote `entries` records of `bytes` bytes with one write and
+    /// one fsync (group commit).
+    pub fn record_group_commit(&self, entries: usize, bytes: usize) {
+        self.group_commit_entries.record(entries as u64);
+        self.group_commit_bytes.record(bytes as u64);
+    }
+
+    /// One fsync of the log took `elapsed`; above fsync.warningthresholdms
+    /// it is logged, as ZooKeeper logs it.
+    pub fn record_fsync(&self, elapsed: Duration) {
+        self.fsync_us.record(elapsed.as_micros() as u64);
+        let threshold_ms = self.fsync_warning_threshold_ms.load(Ordering::Relaxed);
+        let elapsed_ms = elapsed.as_millis() as u64;
+        if elapsed_ms > threshold_ms {
+            self.fsync_threshold_exceeded.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                elapsed_ms,
+                threshold_ms,
+                "slow fsync: syncing the transaction log took longer than fsync.warningthresholdms; \
+                 writes wait for it (check the disk under dataLogDir)"
+            );
+        }
+    }
+
+    /// The log took a snapshot of the tree at `zxid` in `elapsed`.
+    pub fn record_snapshot(&self, zxid: i64, elapsed: Duration) {
+        self.snapshot_us.record(elapsed.as_micros() as u64);
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
+        let timestamp_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_secs() as i64).unwrap_or(0);
+        if let Ok(mut last) = self.last_snapshot.lock() {
+            *last = Some(SnapshotInfo { zxid, timestamp_s });
+        }
+        info!(zxid = format_args!("0x{zxid:x}"), elapsed_ms = elapsed.as_millis() as u64, "snapshot taken");
+    }
+
+    pub fn last_snapshot(&self) -> Option<SnapshotInfo> {
+        self.last_snapshot.lock().ok().and_then(|last| *last)
+    }
+
+    /// Read and write latency of all shards, merged, in microseconds.
+    pub fn latency(&self, write: bool) -> Option<Snapshot> {
+        let mut merged: Option<Snapshot> = None;
+        for shard in &self.shards {
+            let snapshot = if write { shard.write_latency_us.snapshot() } else { shard.read_latency_us.snapshot() };
+            match &mut merged {
+                Some(merged) => merged.merge(&snapshot),
+                None => merged = Some(snapshot),
+            }
+        }
+        merged
+    }
+
+    /// What srst resets besides the server statistics.
+    pub fn reset(&self) {
+        for shard in &self.shards {
+            shard.read_latency_us.reset();
+            shard.write_latency_us.reset();
+        }
+        self.write_batch_requests.reset();
+        self.group_commit_entries.reset();
+        self.group_commit_bytes.reset();
+        self.fsync_us.reset();
+        self.snapshot_us.reset();
+    }
+}
+
+/// A value in ZooKeeper's monitor output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+}
+
+impl Value {
+    fn number(&self) -> Option<f64> {
+        match self {
+            Value::Text(_) => None,
+            Value::Integer(value) => Some(*value as f64),
+            Value::Float(value) => Some(*value),
+        }
+    }
+
+    /// The value as mntr prints it.
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Text(text) => text.clone(),
+            Value::Integer(value) => value.to_string(),
+            Value::Float(value) => java_double(*value),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Text(text) => serde_json::Value::from(text.as_str()),
+            Value::Integer(value) => serde_json::Value::from(*value),
+            Value::Float(value) => serde_json::Value::from(*value),
+        }
+    }
+}
+
+/// A double as Java prints ZooKeeper's averages: rounded to 4 decimals,
+/// at least one decimal.
+pub fn java_double(value: f64) -> String {
+    let text = format!("{value:.4}");
+    let trimmed = text.trim_end_matches('0');
+    if trimmed.ends_with('.') {
+        format!("{trimmed}0")
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// How a value is exposed to Prometheus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+    /// Only in mntr and the admin command (text, or part of a summary).
+    MonitorOnly,
+}
+
+/// One line of ZooKeeper's monitor output.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub value: Value,
+    pub kind: Kind,
+}
+
+/// A ZooKeeper summary: `advanced` ones print p50/p95/p99/p999 in mntr and
+/// the 0.5/0.9/0.99 quantiles on the Prometheus page, basic ones only
+/// avg/min/max/cnt/sum and the median.
+struct SummaryMetric {
+    name: &'static str,
+    advanced: bool,
+    snapshot: Option<Snapshot>,
+    /// Recorded unit per reported unit (1000 for µs reported as ms).
+    divisor: u64,
+}
+
+/// Everything the monitor reports, gathered once.
+pub struct Monitor {
+    pub entries: Vec<Entry>,
+    summaries: Vec<SummaryMetric>,
+}
+
+/// The server's mode, as srvr and mntr print it.
+pub fn server_state(_shared: &Shared) -> &'static str {
+    "standalone"
+}
+
+/// (open, max) file descriptors of this process.
+pub fn file_descriptors() -> Option<(usize, u64)> {
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    let soft = line.split_whitespace().nth(3)?.parse().ok()?;
+    Some((open, soft))
+}
+
+/// Bytes in the files directly under `directory` (ZooKeeper's dirs counts
+/// the files of its version-2 directories).
+pub fn directory_size(directory: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(directory) else { return 0 };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        if let Ok(metadata) = entry.metadata() {
+            if metadata.is_file() {
+                total += metadata.len();
+            } else if metadata.is_dir() {
+                total += directory_size(&entry.path());
+            }
+        }
+    }
+    total
+}
+
+/// The data and log directory sizes, as dirs and srvr's admin form print them.
+pub fn directory_sizes(shared: &Shared) -> (u64, u64) {
+    let config = &shared.config;
+    let data = directory_size(&config.data_dir);
+    let log = if config.data_log_dir == config.data_dir { data } else { directory_size(&config.data_log_dir) };
+    (data, log)
+}
+
+impl Monitor {
+    /// Gathers the monitor values; `watches` comes from the shards
+    /// (`Control::watch_summary`).
+    pub fn gather(shared: &Shared, watches: WatchSummary) -> Monitor {
+        let tree = shared.tree();
+        let metrics = &shared.metrics;
+        let (min, average, max) = shared.latency_ms();
+        let mut entries = Vec::new();
+        let mut push = |name: &str, value: Value, kind: Kind| {
+            entries.push(Entry { name: name.to_string(), value, kind });
+        };
+        use Kind::{Counter, Gauge, MonitorOnly};
+        push("version", Value::Text(crate::server::full_version()), MonitorOnly);
+        push("server_state", Value::Text(server_state(shared).to_string()), MonitorOnly);
+        push("ephemerals_count", Value::Integer(tree.ephemeral_count() as i64), Gauge);
+        push("num_alive_connections", Value::Integer(shared.connection_count() as i64), Gauge);
+        push("avg_latency", Value::Float((average * 10_000.0).round() / 10_000.0), Gauge);
+        push("outstanding_requests", Value::Integer(shared.outstanding().max(0)), Gauge);
+        push("znode_count", Value::Integer(tree.node_count() as i64), Gauge);
+        push("global_sessions", Value::Integer(tree.session_count() as i64), Gauge);
+        push("non_mtls_remote_conn_count", Value::Integer(0), Gauge);
+        push("packets_sent", Value::Integer(shared.sum(|stats| &stats.packets_sent) as i64), Gauge);
+        push("packets_received", Value::Integer(shared.sum(|stats| &stats.packets_received) as i64), Gauge);
+        push("watch_count", Value::Integer(watches.watches as i64), Gauge);
+        push("auth_failed_count", Value::Integer(metrics.auth_failed.load(Ordering::Relaxed) as i64), Gauge);
+        push("min_latency", Value::Integer(min.round() as i64), Gauge);
+        if let Some((open, max_files)) = file_descriptors() {
+            push("max_file_descriptor_count", Value::Integer(max_files as i64), Gauge);
+            push("open_file_descriptor_count", Value::Integer(open as i64), Gauge);
+        }
+        push("approximate_data_size", Value::Integer(tree.approximate_data_bytes()), Gauge);
+        push("local_sessions", Value::Integer(0), Gauge);
+        push("uptime", Value::Integer(shared.started.elapsed().as_millis() as i64), Gauge);
+        push("max_latency", Value::Integer(max.round() as i64), Gauge);
+        push("non_mtls_local_conn_count", Value::Integer(0), Gauge);
+        push(
+            "connection_rejected",
+            Value::Integer(metrics.connection_rejected.load(Ordering::Relaxed) as i64),
+            Counter,
+        );
+        push("snap_count", Value::Integer(metrics.snapshots.load(Ordering::Relaxed) as i64), Counter);
+        let summaries = vec![
+            SummaryMetric { name: "readlatency", advanced: true, snapshot: metrics.latency(false), divisor: 1000 },
+            SummaryMetric { name: "updatelatency", advanced: true, snapshot: metrics.latency(true), divisor: 1000 },
+            SummaryMetric {
+                name: "fsynctime",
+                advanced: false,
+                snapshot: Some(metrics.fsync_us.snapshot()),
+                divisor: 1000,
+            },
+            SummaryMetric {
+                name: "snapshottime",
+                advanced: false,
+                snapshot: Some(metrics.snapshot_us.snapshot()),
+                divisor: 1000,
+            },
+            SummaryMetric {
+                name: "sync_processor_batch_size",
+                advanced: false,
+                snapshot: Some(metrics.group_commit_entries.snapshot()),
+                divisor: 1,
+            },
+        ];
+        Monitor { entries, summaries }
+    }
+
+    /// Every value as mntr and the admin `monitor` list it, summaries
+    /// spelled out (avg_, min_, max_, cnt_, sum_ and for advanced ones
+    /// p50_, p95_, p99_, p999_).
+    pub fn flat(&self) -> Vec<(String, Value)> {
+        let mut flat: Vec<(String, Value)> =
+            self.entries.iter().map(|entry| (entry.name.clone(), entry.value.clone())).collect();
+        for summary in &self.summaries {
+            let empty = Snapshot { histogram: Histogram::new(SIGNIFICANT_FIGURES).expect("histogram"), sum: 0 };
+            let snapshot = summary.snapshot.as_ref().unwrap_or(&empty);
+            let divisor = summary.divisor;
+            let name = summary.name;
+            let scaled = |value: u64| Value::Integer((value / divisor) as i64);
+            flat.push((
+                format!("avg_{name}"),
+                Value::Float((snapshot.mean() / divisor as f64 * 10_000.0).round() / 10_000.0),
+            ));
+            flat.push((format!("min_{name}"), scaled(snapshot.min())));
+            flat.push((format!("max_{name}"), scaled(snapshot.max())));
+            flat.push((format!("cnt_{name}"), Value::Integer(snapshot.count() as i64)));
+            flat.push((format!("sum_{name}"), scaled(snapshot.sum())));
+            if summary.advanced {
+                for (label, quantile) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999)] {
+                    flat.push((format!("{label}_{name}"), scaled(snapshot.quantile(quantile))));
+                }
+            }
+        }
+        flat
+    }
+}
+
+/// The Prometheus text format (version 0.0.4) for one page.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, String)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (index, (label, text)) in labels.iter().enumerate() {
+                if index > 0 {
+                    self.out.push(',');
+                }
+                let escaped = text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let _ = write!(self.out, "{label}=\"{escaped}\"");
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", prometheus_number(value));
+    }
+
+    /// One summary sample set: quantiles, _sum and _count.
+    fn summary(&mut self, name: &str, labels: &[(&str, String)], snapshot: &Snapshot, quantiles: &[f64], scale: f64) {
+        for quantile in quantiles {
+            let mut with_quantile = labels.to_vec();
+            with_quantile.push(("quantile", quantile.to_string()));
+            self.sample(name, &with_quantile, snapshot.quantile(*quantile) as f64 * scale);
+        }
+        self.sample(&format!("{name}_sum"), labels, snapshot.sum() as f64 * scale);
+        self.sample(&format!("{name}_count"), labels, snapshot.count() as f64);
+    }
+}
+
+fn prometheus_number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The /metrics page: ZooKeeper's names (as its Prometheus provider exports
+/// them) and zoocore's own `zoocore_*` families.
+pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
+    let mut page = Exposition { out: String::with_capacity(16 << 10) };
+    for entry in &monitor.entries {
+        let kind = match entry.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+            Kind::MonitorOnly => continue,
+        };
+        let Some(value) = entry.value.number() else { continue };
+        page.family(&entry.name, &entry.name, kind);
+        page.sample(&entry.name, &[], value);
+    }
+    for summary in &monitor.summaries {
+        let Some(snapshot) = &summary.snapshot else { continue };
+        let quantiles: &[f64] = if summary.advanced { &[0.5, 0.9, 0.99] } else { &[0.5] };
+        page.family(summary.name, summary.name, "summary");
+        page.summary(summary.name, &[], snapshot, quantiles, 1.0 / summary.divisor as f64);
+    }
+
+    let metrics = &shared.metrics;
+    page.family("zoocore_info", "zoocore's version and the ZooKeeper API it provides", "gauge");
+    page.sample(
+        "zoocore_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("zookeeper_api", crate::server::ZOOKEEPER_API_VERSION.to_string()),
+        ],
+        1.0,
+    );
+    page.family("zoocore_shards", "shard executors, one per core", "gauge");
+    page.sample("zoocore_shards", &[], metrics.shards.len() as f64);
+
+    page.family("zoocore_requests_total", "requests answered, per shard and kind (read or write)", "counter");
+    for (id, shard) in metrics.shards.iter().enumerate() {
+        for (kind, counter) in [("read", &shard.reads), ("write", &shard.writes)] {
+            page.sample(
+                "zoocore_requests_total",
+                &[("shard", id.to_string()), ("kind", kind.to_string())],
+                counter.load(Ordering::Relaxed) as f64,
+            );
+        }
+    }
+    let latency_quantiles = [0.5, 0.9, 0.99, 0.999];
+    page.family(
+        "zoocore_request_latency_seconds",
+        "time from a request's arrival on its shard to its reply, per shard and kind",
+        "summary",
+    );
+    for (id, shard) in metrics.shards.iter().enumerate() {
+        for (kind, recorder) in [("read", &shard.read_latency_us), ("write", &shard.write_latency_us)] {
+            let labels = [("shard", id.to_string()), ("kind", kind.to_string())];
+            page.summary("zoocore_request_latency_seconds", &labels, &recorder.snapshot(), &latency_quantiles, 1e-6);
+        }
+    }
+    page.family(
+        "zoocore_queue_depth",
+        "messages waiting in the cross-core queues: shard to broadcast core, broadcast core to shard, and the broadcast core's inbox",
+        "gauge",
+    );
+    for (id, shard) in metrics.shards.iter().enumerate() {
+        let shard_label = id.to_string();
+        page.sample(
+            "zoocore_queue_depth",
+            &[("queue", "shard_to_broadcast".to_string()), ("shard", shard_label.clone())],
+            shard.to_broadcast_depth() as f64,
+        );
+        page.sample(
+            "zoocore_queue_depth",
+            &[("queue", "broadcast_to_shard".to_string()), ("shard", shard_label)],
+            shard.to_shard_depth() as f64,
+        );
+    }
+    page.sample(
+        "zoocore_queue_depth",
+        &[("queue", "broadcast_inbox".to_string()), ("shard", "broadcast".to_string())],
+        metrics.broadcast_inbox_depth.load(Ordering::Relaxed) as f64,
+    );
+    let distribution_quantiles = [0.5, 0.9, 0.99];
+    for (name, help, recorder, scale) in [
+        (
+            "zoocore_write_batch_requests",
+            "messages (writes, handshakes, session touches) the broadcast core took into one batch",
+            &metrics.write_batch_requests,
+            1.0,
+        ),
+        (
+            "zoocore_group_commit_entries",
+            "log records written with one write and one fsync",
+            &metrics.group_commit_entries,
+            1.0,
+        ),
+        ("zoocore_group_commit_bytes", "bytes written with one write and one fsync", &metrics.group_commit_bytes, 1.0),
+        ("zoocore_fsync_seconds", "time of one fsync of the transaction log", &metrics.fsync_us, 1e-6),
+        ("zoocore_snapshot_seconds", "time to take one snapshot", &metrics.snapshot_us, 1e-6),
+    ] {
+        page.family(name, help, "summary");
+        page.summary(name, &[], &recorder.snapshot(), &distribution_quantiles, scale);
+    }
+    page.family(
+        "zoocore_slow_fsyncs_total",
+        "fsyncs of the transaction log slower than fsync.warningthresholdms",
+        "counter",
+    );
+    page.sample("zoocore_slow_fsyncs_total", &[], metrics.fsync_threshold_exceeded.load(Ordering::Relaxed) as f64);
+    page.family("zoocore_sessions_expired_total", "sessions that expired without their client closing them", "counter");
+    page.sample("zoocore_sessions_expired_total", &[], metrics.sessions_expired.load(Ordering::Relaxed) as f64);
+    page.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorder_merges_and_scales() {
+        let first = Recorder::new(LATENCY_US_MAX);
+        let second = Recorder::new(LATENCY_US_MAX);
+        first.record(1000);
+        second.record(3000);
+        let mut merged = first.snapshot();
+        merged.merge(&second.snapshot());
+        assert_eq!(merged.count(), 2);
+        assert_eq!(merged.sum(), 4000);
+        assert_eq!(merged.mean(), 2000.0);
+        assert!(merged.max() >= 2990 && merged.max() <= 3010);
+        first.reset();
+        assert_eq!(first.snapshot().count(), 0);
+        assert_eq!(first.snapshot().min(), 0);
+    }
+
+    #[test]
+    fn numbers_print_as_prometheus_and_java_do() {
+        assert_eq!(prometheus_number(5.0), "5");
+        assert_eq!(prometheus_number(0.25), "0.25");
+        assert_eq!(java_double(3.0), "3.0");
+        assert_eq!(java_double(1.13888), "1.1389");
+    }
+}

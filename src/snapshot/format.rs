@@ -1,0 +1,182 @@
+//! The bytes of a snapshot file: a fixed 64-byte header and an rkyv payload.
+//! docs/formats/snapshot.md describes both byte by byte; the layout tests in
+//! tests.rs hold this file and that page together.
+//!
+//! The payload types borrow from the tree (`&[u8]` archived as rkyv vectors
+//! with `AsVec`), so writing copies each path and data buffer once, straight
+//! into the output, and never builds an owned copy of the tree. They are
+//! only ever serialized; reading works on their archived forms in place.
+//! Strings are archived as byte vectors, not as rkyv strings, so that every
+//! variable-length field has the one layout the format page describes (a
+//! relative offset and a length) and the reader checks UTF-8 itself.
+
+use rkyv::with::{AsVec, Map};
+use rkyv::{Archive, Serialize};
+
+/// "ZOOSNAP" and a zero byte: the first 8 bytes of every snapshot file.
+pub const MAGIC: [u8; 8] = *b"ZOOSNAP\0";
+/// The version of the layout below. A reader refuses any other.
+pub const FORMAT_VERSION: u32 = 1;
+pub const HEADER_BYTES: usize = 64;
+
+pub const MAGIC_OFFSET: usize = 0;
+pub const FORMAT_VERSION_OFFSET: usize = 8;
+pub const RESERVED_FIRST_OFFSET: usize = 12;
+pub const CLUSTER_ID_OFFSET: usize = 16;
+pub const INDEX_OFFSET: usize = 24;
+pub const TERM_OFFSET: usize = 32;
+pub const PAYLOAD_LENGTH_OFFSET: usize = 40;
+pub const PAYLOAD_CHECKSUM_OFFSET: usize = 48;
+pub const RESERVED_SECOND_OFFSET: usize = 52;
+pub const HEADER_CHECKSUM_OFFSET: usize = 60;
+
+/// The header's fields, as written and as read back once validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub cluster_id: u64,
+    pub index: u64,
+    pub term: u64,
+    pub payload_bytes: u64,
+    pub payload_crc32c: u32,
+}
+
+/// Why a header was refused: the offset of the offending field and a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderFault {
+    pub offset_bytes: u64,
+    pub reason: String,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_BYTES] {
+        let mut bytes = [0u8; HEADER_BYTES];
+        bytes[MAGIC_OFFSET..MAGIC_OFFSET + 8].copy_from_slice(&MAGIC);
+        put_u32(&mut bytes, FORMAT_VERSION_OFFSET, FORMAT_VERSION);
+        put_u64(&mut bytes, CLUSTER_ID_OFFSET, self.cluster_id);
+        put_u64(&mut bytes, INDEX_OFFSET, self.index);
+        put_u64(&mut bytes, TERM_OFFSET, self.term);
+        put_u64(&mut bytes, PAYLOAD_LENGTH_OFFSET, self.payload_bytes);
+        put_u32(&mut bytes, PAYLOAD_CHECKSUM_OFFSET, self.payload_crc32c);
+        let header_crc32c = crc32c::crc32c(&bytes[..HEADER_CHECKSUM_OFFSET]);
+        put_u32(&mut bytes, HEADER_CHECKSUM_OFFSET, header_crc32c);
+        bytes
+    }
+
+    /// Checks, in this order, the magic number, the header checksum (so a
+    /// flipped bit in any later field is caught here, before it can be
+    /// misread as a foreign cluster or a wrong index), the version and the
+    /// reserved bytes.
+    pub fn decode(bytes: &[u8; HEADER_BYTES]) -> Result<Header, HeaderFault> {
+        let fault = |offset: usize, reason: String| HeaderFault { offset_bytes: offset as u64, reason };
+        if bytes[MAGIC_OFFSET..MAGIC_OFFSET + 8] != MAGIC {
+            return Err(fault(MAGIC_OFFSET, format!("not a zoocore snapshot: magic number is {:02x?}", &bytes[..8])));
+        }
+        let stored = get_u32(bytes, HEADER_CHECKSUM_OFFSET);
+        let computed = crc32c::crc32c(&bytes[..HEADER_CHECKSUM_OFFSET]);
+        if stored != computed {
+            return Err(fault(
+                HEADER_CHECKSUM_OFFSET,
+                format!("header CRC32C is {stored:#010x} but bytes 0..60 give {computed:#010x}: the header is damaged"),
+            ));
+        }
+        let version = get_u32(bytes, FORMAT_VERSION_OFFSET);
+        if version != FORMAT_VERSION {
+            return Err(fault(
+                FORMAT_VERSION_OFFSET,
+                format!("format version {version} is not the version {FORMAT_VERSION} this server reads"),
+            ));
+        }
+        if get_u32(bytes, RESERVED_FIRST_OFFSET) != 0 {
+            return Err(fault(RESERVED_FIRST_OFFSET, "reserved bytes 12..16 are not zero".to_string()));
+        }
+        if bytes[RESERVED_SECOND_OFFSET..HEADER_CHECKSUM_OFFSET].iter().any(|byte| *byte != 0) {
+            return Err(fault(RESERVED_SECOND_OFFSET, "reserved bytes 52..60 are not zero".to_string()));
+        }
+        Ok(Header {
+            cluster_id: get_u64(bytes, CLUSTER_ID_OFFSET),
+            index: get_u64(bytes, INDEX_OFFSET),
+            term: get_u64(bytes, TERM_OFFSET),
+            payload_bytes: get_u64(bytes, PAYLOAD_LENGTH_OFFSET),
+            payload_crc32c: get_u32(bytes, PAYLOAD_CHECKSUM_OFFSET),
+        })
+    }
+}
+
+fn put_u32(bytes: &mut [u8], offset: usize, value: u32) {
+    bytes[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(bytes: &mut [u8], offset: usize, value: u64) {
+    bytes[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+fn get_u32(bytes: &[u8; HEADER_BYTES], offset: usize) -> u32 {
+    let mut field = [0u8; 4];
+    field.copy_from_slice(&bytes[offset..offset + 4]);
+    u32::from_le_bytes(field)
+}
+
+fn get_u64(bytes: &[u8; HEADER_BYTES], offset: usize) -> u64 {
+    let mut field = [0u8; 8];
+    field.copy_from_slice(&bytes[offset..offset + 8]);
+    u64::from_le_bytes(field)
+}
+
+/// The root of the payload. Field order is the archived order (rkyv
+/// archives structs as `repr(C)`); wider fields first keeps padding small.
+#[derive(Archive, Serialize)]
+pub struct PayloadRecord<'a> {
+    /// The tree's last applied zxid (may be below the header's index when
+    /// the last log entries carried no transaction).
+    pub last_zxid: i64,
+    #[rkyv(with = AsVec)]
+    pub voters: &'a [u64],
+    #[rkyv(with = AsVec)]
+    pub learners: &'a [u64],
+    #[rkyv(with = AsVec)]
+    pub voters_outgoing: &'a [u64],
+    #[rkyv(with = AsVec)]
+    pub learners_next: &'a [u64],
+    /// Distinct ACL lists; a node names one by its position here.
+    pub acl_lists: Vec<Vec<AclRecord<'a>>>,
+    pub nodes: Vec<NodeRecord<'a>>,
+    pub sessions: Vec<SessionRecord>,
+    pub auto_leave: bool,
+}
+
+#[derive(Archive, Serialize)]
+pub struct AclRecord<'a> {
+    #[rkyv(with = AsVec)]
+    pub scheme: &'a [u8],
+    #[rkyv(with = AsVec)]
+    pub id: &'a [u8],
+    pub perms: i32,
+}
+
+#[derive(Archive, Serialize)]
+pub struct NodeRecord<'a> {
+    #[rkyv(with = AsVec)]
+    pub path: &'a [u8],
+    /// None is null data, kept apart from an empty buffer.
+    #[rkyv(with = Map<AsVec>)]
+    pub data: Option<&'a [u8]>,
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub pzxid: i64,
+    pub ctime_ms: i64,
+    pub mtime_ms: i64,
+    pub ephemeral_owner: i64,
+    pub version: i32,
+    /// The raw create counter (`Node::cversion`), not the reported cversion.
+    pub cversion: i32,
+    pub aversion: i32,
+    /// Position in `PayloadRecord::acl_lists`.
+    pub acl_list: u32,
+}
+
+#[derive(Archive, Serialize)]
+pub struct SessionRecord {
+    pub id: i64,
+    pub timeout_ms: i32,
+    pub password: [u8; 16],
+}

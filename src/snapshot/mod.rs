@@ -1,0 +1,633 @@
+//! Snapshots: the whole replicated state (every znode, every session) at one
+//! applied log index, so that recovery reads the newest snapshot and replays
+//! only the log after it, and the log before it can be compacted.
+//!
+//! Why it is shaped so:
+//!
+//! - **Taking one is free; writing one is off every hot path.** The tree is
+//!   persistent, so the broadcast core hands over an `Arc<Tree>` of the
+//!   version at the index (a pointer copy) and goes on applying writes to its
+//!   own copy. `spawn_write` serializes that version on a plain std thread
+//!   (not a glommio executor: it must not share a core's queue with
+//!   connections) that lowers its own priority, so shards keep serving reads
+//!   and the broadcast core keeps committing while it runs.
+//! - **rkyv, written straight to the file.** The payload types in
+//!   `format.rs` borrow the tree's paths and data, and the serializer writes
+//!   through a checksumming buffer into the temporary file, so a snapshot
+//!   never holds a second copy of the data in memory: besides the tree it
+//!   needs one small record per node. Reading validates the whole payload
+//!   with bytecheck, then builds nodes from the archived bytes in place
+//!   (no intermediate owned structure). The layout is pinned by rkyv's
+//!   format features (little endian, 64-bit relative offsets, aligned), so a
+//!   file is the same on every machine, and snapshots larger than 4 GiB work.
+//! - **A fixed header in front, checksummed apart from the payload.** Magic,
+//!   version, cluster id, index, term, payload length and the payload's
+//!   CRC32C sit at fixed offsets with their own CRC32C, so a reader learns
+//!   which cluster and which index a file holds without reading the payload,
+//!   and a flipped bit in the header is reported as damage, never misread as
+//!   a foreign cluster or another index. docs/formats/snapshot.md gives every
+//!   byte.
+//! - **Atomic and durable.** The file is written under a temporary name,
+//!   fsynced, renamed to `snapshot.<index as 16 hex digits>`, and the
+//!   directory is fsynced, so a crash leaves either the whole new snapshot or
+//!   none; a leftover temporary file is ignored by readers and removed by
+//!   `purge`.
+//! - **Damage stops the server.** `read_latest` returns the newest snapshot
+//!   or an error that names the file and the byte offset; it does not fall
+//!   back to an older one on its own, because a server that silently starts
+//!   from older state could lose acknowledged writes if the log after the
+//!   older snapshot is gone. `read_latest_allowing_fallback` is the
+//!   operator's explicit choice to fall back (with a warning); it works
+//!   because `purge` keeps several snapshots and tells the caller to keep the
+//!   log from the oldest one kept on. No input file, however broken, makes
+//!   this module panic: every length is checked against the file's size
+//!   before it is trusted.
+//! - **Spread out, as ZooKeeper does.** `next_snapshot_after` is
+//!   SyncRequestProcessor's randomised threshold, IO-free: the caller brings
+//!   the random number, so every server of an ensemble snapshots at a
+//!   different moment and a simulator can replay the choice.
+
+mod format;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+
+use crate::proto::{Acl, Id};
+use crate::tree::{Node, Session, Tree};
+use format::{AclRecord, ArchivedNodeRecord, ArchivedPayloadRecord, Header, NodeRecord, PayloadRecord, SessionRecord};
+
+pub use format::{FORMAT_VERSION, HEADER_BYTES, MAGIC};
+
+/// File names are this prefix and the index as 16 lowercase hex digits.
+pub const FILE_PREFIX: &str = "snapshot.";
+/// A snapshot being written carries this suffix until it is renamed.
+pub const TEMPORARY_SUFFIX: &str = ".tmp";
+/// ZooKeeper's lower bound for autopurge.snapRetainCount.
+pub const RETAIN_COUNT_MINIMUM: usize = 3;
+/// The write buffer between rkyv and the file (and the CRC32C's chunk).
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// What a snapshot records besides the tree: where in the raft log it was
+/// taken and the configuration at that point (raft-rs `ConfState`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The raft log index of the last entry the tree holds (the zxid).
+    pub index: u64,
+    /// The term of that entry.
+    pub term: u64,
+    /// The cluster this state belongs to; a reader refuses any other.
+    pub cluster_id: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Joint consensus only: the outgoing voters. Empty otherwise.
+    pub voters_outgoing: Vec<u64>,
+    /// Joint consensus only: learners that become voters on leaving it.
+    pub learners_next: Vec<u64>,
+    /// Joint consensus only: whether raft leaves the joint state by itself.
+    pub auto_leave: bool,
+}
+
+/// Why a snapshot could not be written or read. Every variant names the
+/// file (or directory) concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {}: cannot {operation}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        operation: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("snapshot {} is damaged at byte offset {offset_bytes}: {reason}", file.display())]
+    Damaged { file: PathBuf, offset_bytes: u64, reason: String },
+    #[error(
+        "snapshot {} belongs to cluster {found:#018x}, not to this server's cluster {expected:#018x}",
+        file.display()
+    )]
+    ForeignCluster { file: PathBuf, expected: u64, found: u64 },
+    #[error("snapshot {}: cannot serialize the tree: {reason}", file.display())]
+    Serialize { file: PathBuf, reason: String },
+}
+
+/// What `purge` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Snapshots (and leftover temporary files) deleted, oldest first.
+    pub deleted: Vec<PathBuf>,
+    /// The index of the oldest snapshot kept: the log must be kept from
+    /// there on (so that a fallback to that snapshot can replay it); entries
+    /// before it may be compacted. None if the directory has no snapshot.
+    pub oldest_kept_index: Option<u64>,
+}
+
+/// `snapshot.<index as 16 lowercase hex digits>`.
+pub fn file_name(index: u64) -> String {
+    format!("{FILE_PREFIX}{index:016x}")
+}
+
+/// The index a snapshot file name carries, or None for any other name
+/// (temporary files included).
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(FILE_PREFIX)?;
+    if digits.len() != 16 || !digits.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+fn parse_temporary_file_name(name: &str) -> Option<u64> {
+    parse_file_name(name.strip_suffix(TEMPORARY_SUFFIX)?)
+}
+
+/// The log count after which the next snapshot is due, as ZooKeeper's
+/// SyncRequestProcessor computes it: a snapshot is taken once more than
+/// `snapshot_count / 2 + roll` entries were logged since the last one, with
+/// `roll` uniform in `[0, snapshot_count / 2)`; here `roll` is
+/// `random % (snapshot_count / 2)`. `snapshot_count` is zookeeper.snapCount
+/// (ZooKeeper's default 100000), raised to 2 as ZooKeeper raises it. Draw a
+/// new `random` after every snapshot.
+pub fn next_snapshot_after(snapshot_count: u64, random: u64) -> u64 {
+    let half = snapshot_count.max(2) / 2;
+    half + random % half
+}
+
+/// The size counterpart (zookeeper.snapSizeLimitInKb, in bytes here): a
+/// snapshot is also due once the log since the last one exceeds the
+/// returned byte count. None when the limit is zero (disabled), as in
+/// ZooKeeper.
+pub fn next_snapshot_after_bytes(snapshot_size_limit_bytes: u64, random: u64) -> Option<u64> {
+    let half = snapshot_size_limit_bytes / 2;
+    if half == 0 {
+        return None;
+    }
+    Some(half + random % half)
+}
+
+/// Writes `tree` as the snapshot at `meta.index` into `directory` (which
+/// must exist) and returns the file's path once it is durable: written to a
+/// temporary name, fsynced, renamed, directory fsynced. A snapshot already
+/// at that index is replaced.
+pub fn write(directory: &Path, tree: &Tree, meta: &SnapshotMeta) -> Result<PathBuf, SnapshotError> {
+    let started = Instant::now();
+    let final_path = directory.join(file_name(meta.index));
+    let temporary_path = directory.join(format!("{}{TEMPORARY_SUFFIX}", file_name(meta.index)));
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary_path)
+        .map_err(io_error(&temporary_path, "create the temporary file"))?;
+    let header = match write_contents(file, &temporary_path, tree, meta) {
+        Ok(header) => header,
+        Err(error) => {
+            // Best effort: a leftover would be ignored and later purged.
+            let _ = fs::remove_file(&temporary_path);
+            return Err(error);
+        }
+    };
+    fs::rename(&temporary_path, &final_path).map_err(io_error(&final_path, "rename the temporary file"))?;
+    sync_directory(directory)?;
+    tracing::info!(
+        file = %final_path.display(),
+        nodes = tree.node_count(),
+        sessions = tree.session_count(),
+        bytes = HEADER_BYTES as u64 + header.payload_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot written"
+    );
+    Ok(final_path)
+}
+
+/// `write` on a new std thread named `zoocore-snapshot`, at a lowered
+/// priority (nice 10), so the caller's core goes on at once. The clone of
+/// the tree is free (persistent structure). An error only if the thread
+/// cannot be started; the handle yields the write's own result.
+pub fn spawn_write(
+    directory: PathBuf,
+    tree: Arc<Tree>,
+    meta: SnapshotMeta,
+) -> Result<JoinHandle<Result<PathBuf, SnapshotError>>, SnapshotError> {
+    let directory_for_error = directory.clone();
+    std::thread::Builder::new()
+        .name("zoocore-snapshot".to_string())
+        .spawn(move || {
+            lower_thread_priority();
+            write(&directory, &tree, &meta)
+        })
+        .map_err(io_error(&directory_for_error, "start the snapshot thread"))
+}
+
+/// The snapshots in `directory`, oldest first, by the index in their names.
+/// Temporary files and other names are left out. A missing directory has
+/// none.
+pub fn list(directory: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let mut found: Vec<(u64, PathBuf)> =
+        list_names(directory)?.into_iter().filter_map(|(name, path)| Some((parse_file_name(&name)?, path))).collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The newest snapshot in `directory` and its meta, or None if there is
+/// none. The newest file must validate (header, CRC32C, bytecheck, restore)
+/// and belong to `cluster_id`; otherwise this is an error naming the file
+/// and offset, and no older snapshot is tried: see the module essay.
+pub fn read_latest(directory: &Path, cluster_id: u64) -> Result<Option<(Tree, SnapshotMeta)>, SnapshotError> {
+    match list(directory)?.pop() {
+        Some((index, path)) => read_file(&path, cluster_id, Some(index)).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Like `read_latest`, but a damaged snapshot is skipped with a warning and
+/// the next older one tried (the operator's explicit choice). A foreign
+/// cluster or an IO error still stops it. If every snapshot is damaged, the
+/// newest one's error is returned: starting empty would lose the state.
+pub fn read_latest_allowing_fallback(
+    directory: &Path,
+    cluster_id: u64,
+) -> Result<Option<(Tree, SnapshotMeta)>, SnapshotError> {
+    let mut first_damage: Option<SnapshotError> = None;
+    for (index, path) in list(directory)?.into_iter().rev() {
+        match read_file(&path, cluster_id, Some(index)) {
+            Ok(found) => return Ok(Some(found)),
+            Err(damage @ SnapshotError::Damaged { .. }) => {
+                tracing::warn!("{damage}; falling back to an older snapshot");
+                first_damage.get_or_insert(damage);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    match first_damage {
+        Some(damage) => Err(damage),
+        None => Ok(None),
+    }
+}
+
+/// Reads one snapshot file. `expected_index`, when given (from the file
+/// name), must match the header's index.
+pub fn read_file(
+    file: &Path,
+    cluster_id: u64,
+    expected_index: Option<u64>,
+) -> Result<(Tree, SnapshotMeta), SnapshotError> {
+    let damaged =
+        |offset_bytes: u64, reason: String| SnapshotError::Damaged { file: file.to_path_buf(), offset_bytes, reason };
+    let mut handle = File::open(file).map_err(io_error(file, "open"))?;
+    let file_bytes = handle.metadata().map_err(io_error(file, "read the metadata of"))?.len();
+    if file_bytes < HEADER_BYTES as u64 {
+        return Err(damaged(
+            file_bytes,
+            format!("the file has {file_bytes} bytes, fewer than the {HEADER_BYTES}-byte header"),
+        ));
+    }
+    let mut header_bytes = [0u8; HEADER_BYTES];
+    handle.read_exact(&mut header_bytes).map_err(io_error(file, "read the header of"))?;
+    let header = Header::decode(&header_bytes).map_err(|fault| damaged(fault.offset_bytes, fault.reason))?;
+    if let Some(expected) = expected_index {
+        if header.index != expected {
+            return Err(damaged(
+                format::INDEX_OFFSET as u64,
+                format!("the header says index {} but the file name says {expected}", header.index),
+            ));
+        }
+    }
+    if header.cluster_id != cluster_id {
+        return Err(SnapshotError::ForeignCluster {
+            file: file.to_path_buf(),
+            expected: cluster_id,
+            found: header.cluster_id,
+        });
+    }
+    let available = file_bytes - HEADER_BYTES as u64;
+    if header.payload_bytes > available {
+        return Err(damaged(
+            file_bytes,
+            format!(
+                "truncated: the header promises {} payload bytes but the file ends after {available}",
+                header.payload_bytes
+            ),
+        ));
+    }
+    if header.payload_bytes < available {
+        return Err(damaged(
+            HEADER_BYTES as u64 + header.payload_bytes,
+            format!("{} bytes follow the end of the payload", available - header.payload_bytes),
+        ));
+    }
+    // Bounded by the file's size just above, so no length from the file can
+    // make this allocate more than the file holds.
+    let payload_length = usize::try_from(header.payload_bytes)
+        .map_err(|_| damaged(format::PAYLOAD_LENGTH_OFFSET as u64, "payload too large for memory".to_string()))?;
+    let mut payload = AlignedVec::<16>::with_capacity(payload_length);
+    payload.resize(payload_length, 0);
+    handle.read_exact(&mut payload).map_err(io_error(file, "read the payload of"))?;
+    let computed = crc32c::crc32c(&payload);
+    if computed != header.payload_crc32c {
+        return Err(damaged(
+            HEADER_BYTES as u64,
+            format!(
+                "payload CRC32C is {computed:#010x} but the header says {:#010x}: a byte in {} .. {} is damaged",
+                header.payload_crc32c, HEADER_BYTES, file_bytes
+            ),
+        ));
+    }
+    let archived = rkyv::access::<ArchivedPayloadRecord, rancor::Error>(&payload)
+        .map_err(|error| damaged(HEADER_BYTES as u64, format!("payload fails rkyv validation: {error}")))?;
+    let tree = restore_tree(archived, &payload, &damaged)?;
+    let meta = SnapshotMeta {
+        index: header.index,
+        term: header.term,
+        cluster_id: header.cluster_id,
+        voters: archived.voters.iter().map(|id| id.to_native()).collect(),
+        learners: archived.learners.iter().map(|id| id.to_native()).collect(),
+        voters_outgoing: archived.voters_outgoing.iter().map(|id| id.to_native()).collect(),
+        learners_next: archived.learners_next.iter().map(|id| id.to_native()).collect(),
+        auto_leave: archived.auto_leave,
+    };
+    Ok((tree, meta))
+}
+
+/// Deletes all but the newest `retain_count` snapshots (at least
+/// `RETAIN_COUNT_MINIMUM`, as ZooKeeper's autopurge raises smaller counts),
+/// and temporary files left by interrupted writes. Snapshots are chosen by
+/// their names alone, without reading them.
+pub fn purge(directory: &Path, retain_count: usize) -> Result<Purged, SnapshotError> {
+    if retain_count < RETAIN_COUNT_MINIMUM {
+        tracing::warn!("snapshot retain count {retain_count} raised to the minimum {RETAIN_COUNT_MINIMUM}");
+    }
+    let retain_count = retain_count.max(RETAIN_COUNT_MINIMUM);
+    let names = list_names(directory)?;
+    let mut snapshots: Vec<(u64, PathBuf)> =
+        names.iter().filter_map(|(name, path)| Some((parse_file_name(name)?, path.clone()))).collect();
+    snapshots.sort();
+    let newest_index = snapshots.last().map(|(index, _)| *index);
+    let split = snapshots.len().saturating_sub(retain_count);
+    let mut doomed: Vec<(u64, PathBuf)> = snapshots[..split].to_vec();
+    // A temporary file at or below the newest complete snapshot's index is
+    // left from a crash; one above it may be a write still under way.
+    doomed.extend(names.iter().filter_map(|(name, path)| {
+        let index = parse_temporary_file_name(name)?;
+        (Some(index) <= newest_index).then(|| (index, path.clone()))
+    }));
+    doomed.sort();
+    let mut deleted = Vec::with_capacity(doomed.len());
+    for (_, path) in doomed {
+        match fs::remove_file(&path) {
+            Ok(()) => deleted.push(path),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(&path, "delete")(error)),
+        }
+    }
+    Ok(Purged { deleted, oldest_kept_index: snapshots.get(split).map(|(index, _)| *index) })
+}
+
+fn io_error<'a>(path: &'a Path, operation: &'static str) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io { path: path.to_path_buf(), operation, source }
+}
+
+fn list_names(directory: &Path) -> Result<Vec<(String, PathBuf)>, SnapshotError> {
+    let entries = match fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error(directory, "list the directory")(error)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(directory, "list the directory"))?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push((name.to_string(), entry.path()));
+        }
+    }
+    Ok(names)
+}
+
+fn sync_directory(directory: &Path) -> Result<(), SnapshotError> {
+    File::open(directory).and_then(|handle| handle.sync_all()).map_err(io_error(directory, "fsync the directory"))
+}
+
+/// Nice 10 for the calling thread only (on Linux, setpriority with a thread
+/// id changes that thread). Failure is harmless: the write just competes
+/// at normal priority.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take and return plain integers.
+    unsafe {
+        let thread_id = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, thread_id as libc::id_t, 10);
+    }
+}
+
+fn write_contents(file: File, path: &Path, tree: &Tree, meta: &SnapshotMeta) -> Result<Header, SnapshotError> {
+    let mut writer = ChecksummedWriter::new(file);
+    // The header's place; it is written last, when the payload's length and
+    // checksum are known.
+    writer.file.write_all(&[0u8; HEADER_BYTES]).map_err(io_error(path, "write"))?;
+    let record = payload_record(tree, meta);
+    let serialized = rkyv::api::high::to_bytes_in::<_, rancor::Error>(&record, &mut writer);
+    if let Err(error) = serialized {
+        return Err(match writer.error.take() {
+            Some(source) => SnapshotError::Io { path: path.to_path_buf(), operation: "write", source },
+            None => SnapshotError::Serialize { file: path.to_path_buf(), reason: error.to_string() },
+        });
+    }
+    writer.flush().map_err(io_error(path, "write"))?;
+    let header = Header {
+        cluster_id: meta.cluster_id,
+        index: meta.index,
+        term: meta.term,
+        payload_bytes: writer.position_bytes as u64,
+        payload_crc32c: writer.crc32c,
+    };
+    let mut file = writer.file;
+    file.seek(SeekFrom::Start(0)).map_err(io_error(path, "seek in"))?;
+    file.write_all(&header.encode()).map_err(io_error(path, "write the header of"))?;
+    file.sync_all().map_err(io_error(path, "fsync"))?;
+    Ok(header)
+}
+
+/// The borrowed records of a tree. Nodes are sorted by path length, then
+/// path: the order `Tree::restore` wants (parents first), so its sort finds
+/// them already in order, and the same tree always gives the same bytes.
+/// Equal ACL lists are stored once, as ZooKeeper's snapshots do.
+fn payload_record<'a>(tree: &'a Tree, meta: &'a SnapshotMeta) -> PayloadRecord<'a> {
+    let mut entries: Vec<(&'a Arc<str>, &'a Arc<Node>)> = tree.paths().collect();
+    entries.sort_unstable_by(|left, right| left.0.len().cmp(&right.0.len()).then_with(|| left.0.cmp(right.0)));
+    let mut acl_positions: HashMap<&'a [Acl], u32> = HashMap::new();
+    let mut acl_lists: Vec<Vec<AclRecord<'a>>> = Vec::new();
+    let mut nodes = Vec::with_capacity(entries.len());
+    for (path, node) in entries {
+        let acl: &'a [Acl] = &node.acl;
+        let acl_list = *acl_positions.entry(acl).or_insert_with(|| {
+            acl_lists.push(
+                acl.iter()
+                    .map(|entry| AclRecord {
+                        scheme: entry.id.scheme.as_bytes(),
+                        id: entry.id.id.as_bytes(),
+                        perms: entry.perms,
+                    })
+                    .collect(),
+            );
+            (acl_lists.len() - 1) as u32
+        });
+        nodes.push(NodeRecord {
+            path: path.as_bytes(),
+            data: node.data.as_deref(),
+            czxid: node.czxid,
+            mzxid: node.mzxid,
+            pzxid: node.pzxid,
+            ctime_ms: node.ctime_ms,
+            mtime_ms: node.mtime_ms,
+            ephemeral_owner: node.ephemeral_owner,
+            version: node.version,
+            cversion: node.cversion,
+            aversion: node.aversion,
+            acl_list,
+        });
+    }
+    let mut sessions: Vec<SessionRecord> = tree
+        .sessions()
+        .map(|session| SessionRecord { id: session.id, timeout_ms: session.timeout_ms, password: session.password })
+        .collect();
+    sessions.sort_unstable_by_key(|session| session.id);
+    PayloadRecord {
+        last_zxid: tree.last_zxid(),
+        voters: &meta.voters,
+        learners: &meta.learners,
+        voters_outgoing: &meta.voters_outgoing,
+        learners_next: &meta.learners_next,
+        acl_lists,
+        nodes,
+        sessions,
+        auto_leave: meta.auto_leave,
+    }
+}
+
+/// Builds the tree from a validated payload. Anything bytecheck cannot know
+/// (UTF-8 of names, ACL positions, the tree's shape) is checked here and
+/// reported with the offset of the record at fault.
+fn restore_tree(
+    archived: &ArchivedPayloadRecord,
+    payload: &[u8],
+    damaged: &dyn Fn(u64, String) -> SnapshotError,
+) -> Result<Tree, SnapshotError> {
+    let offset_of = |record: *const u8| HEADER_BYTES as u64 + (record as usize - payload.as_ptr() as usize) as u64;
+    let mut acl_lists: Vec<Arc<[Acl]>> = Vec::with_capacity(archived.acl_lists.len());
+    for list in archived.acl_lists.iter() {
+        let mut entries = Vec::with_capacity(list.len());
+        for entry in list.iter() {
+            let text = |bytes: &[u8]| {
+                std::str::from_utf8(bytes).map(str::to_string).map_err(|_| {
+                    damaged(offset_of((entry as *const format::ArchivedAclRecord).cast()), "ACL id is not UTF-8".into())
+                })
+            };
+            entries.push(Acl {
+                perms: entry.perms.to_native(),
+                id: Id { scheme: text(entry.scheme.as_slice())?, id: text(entry.id.as_slice())? },
+            });
+        }
+        acl_lists.push(Arc::from(entries));
+    }
+    let mut nodes = Vec::with_capacity(archived.nodes.len());
+    for record in archived.nodes.iter() {
+        let offset = || offset_of((record as *const ArchivedNodeRecord).cast());
+        let path = std::str::from_utf8(record.path.as_slice())
+            .map_err(|_| damaged(offset(), "a node's path is not UTF-8".to_string()))?;
+        let acl_list = record.acl_list.to_native();
+        let acl = acl_lists.get(acl_list as usize).cloned().ok_or_else(|| {
+            damaged(offset(), format!("node {path:?} names ACL list {acl_list} of {}", acl_lists.len()))
+        })?;
+        let node = Node {
+            data: record.data.as_ref().map(|data| Arc::from(data.as_slice())),
+            acl,
+            czxid: record.czxid.to_native(),
+            mzxid: record.mzxid.to_native(),
+            pzxid: record.pzxid.to_native(),
+            ctime_ms: record.ctime_ms.to_native(),
+            mtime_ms: record.mtime_ms.to_native(),
+            version: record.version.to_native(),
+            cversion: record.cversion.to_native(),
+            aversion: record.aversion.to_native(),
+            ephemeral_owner: record.ephemeral_owner.to_native(),
+            children: imbl::OrdSet::new(),
+        };
+        nodes.push((Arc::from(path), node));
+    }
+    let sessions = archived.sessions.iter().map(|session| Session {
+        id: session.id.to_native(),
+        timeout_ms: session.timeout_ms.to_native(),
+        password: session.password,
+    });
+    Tree::restore(nodes, sessions, archived.last_zxid.to_native())
+        .map_err(|reason| damaged(HEADER_BYTES as u64, format!("the nodes do not form a tree: {reason}")))
+}
+
+/// rkyv's output sink: buffers, checksums each full buffer with CRC32C and
+/// writes it to the file. An IO error is kept whole here (rkyv's own error
+/// type would flatten it) so `write` can report it as IO.
+struct ChecksummedWriter {
+    file: File,
+    buffer: Vec<u8>,
+    position_bytes: usize,
+    crc32c: u32,
+    error: Option<io::Error>,
+}
+
+impl ChecksummedWriter {
+    fn new(file: File) -> ChecksummedWriter {
+        ChecksummedWriter {
+            file,
+            buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
+            position_bytes: 0,
+            crc32c: 0,
+            error: None,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.crc32c = crc32c::crc32c_append(self.crc32c, &self.buffer);
+        self.file.write_all(&self.buffer)?;
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+impl rkyv::ser::Positional for ChecksummedWriter {
+    fn pos(&self) -> usize {
+        self.position_bytes
+    }
+}
+
+impl<E: rancor::Source> rkyv::ser::Writer<E> for ChecksummedWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        if self.buffer.len() + bytes.len() > WRITE_BUFFER_BYTES {
+            if let Err(error) = self.flush() {
+                let message = io::Error::new(error.kind(), error.to_string());
+                self.error = Some(error);
+                return Err(E::new(message));
+            }
+        }
+        if bytes.len() > WRITE_BUFFER_BYTES {
+            self.crc32c = crc32c::crc32c_append(self.crc32c, bytes);
+            if let Err(error) = self.file.write_all(bytes) {
+                let message = io::Error::new(error.kind(), error.to_string());
+                self.error = Some(error);
+                return Err(E::new(message));
+            }
+        } else {
+            self.buffer.extend_from_slice(bytes);
+        }
+        self.position_bytes += bytes.len();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,881 @@
+//! The write-ahead log: raft's log on disk, under dataLogDir.
+//!
+//! # Why it is shaped so
+//!
+//! A write is acknowledged only once its log record is durable, so the log's
+//! fdatasync is on every write's path. The one lever that makes that cheap is
+//! group commit: the broadcast core collects a batch, [`Wal::append`] buffers
+//! its records in memory (no IO, no await), and [`Wal::sync`] makes the whole
+//! batch durable with one write and one fdatasync, both through glommio's
+//! io_uring. One fsync then pays for a thousand records as easily as for one.
+//!
+//! The write is a DMA (O_DIRECT) write of whole blocks from an aligned
+//! buffer. Records are not block-sized, so a batch usually ends inside a
+//! block; the log keeps that partial block's bytes and the next sync writes
+//! them again, followed by its own records, from the block's start. Nothing
+//! is ever written at a position before the durable end except those same
+//! bytes.
+//!
+//! Segment files are preallocated (ZooKeeper's `zookeeper.preAllocSize`,
+//! 64 MiB): writes land inside a file whose size never changes, so an
+//! fdatasync has no file size to persist. A segment is named after the first
+//! index it was opened for (`log.0000000000000001`, like ZooKeeper's
+//! `log.<zxid>`), so that compaction can drop whole files, oldest first,
+//! once a snapshot covers them. Its header carries a magic number, the
+//! format version and the cluster id, so a directory from another cluster or
+//! a newer format is refused rather than misread. New segments are written
+//! and synced under a temporary name and renamed into place, so a segment
+//! under its real name always has a whole header.
+//!
+//! Every record is framed with its length and a CRC-32C over length and
+//! payload; a zero frame header is the end of the records (preallocated
+//! space reads as zeros). Recovery reads every segment in order and tells a
+//! torn tail from corruption by one rule (see [`replay::judge`]): damage at
+//! the end of the last segment with no whole record anywhere after it is the
+//! last, never-acknowledged write cut short, and is truncated with a
+//! warning; any other damage is an error naming the file and byte offset,
+//! unless the operator sets [`WalOptions::truncate_corrupt`].
+//!
+//! Raft may replace a suffix of its log (a new leader overwrites conflicting
+//! entries). The log never rewrites in place: a later record for an index
+//! replaces the earlier one and drops everything after it, and a truncation
+//! record drops a suffix with no replacement. The same index rules
+//! ([`replay::LogIndexes`]) check records as they are appended and as they
+//! are replayed, so the log cannot hold a sequence recovery would refuse.
+//!
+//! Decisions live in IO-free modules ([`record`]: the bytes; [`replay`]:
+//! scanning, judging, replaying), tested without an executor; this module
+//! and [`segment`] only move bytes between them and the files.
+//!
+//! docs/formats/wal.md documents the format byte by byte.
+
+pub mod record;
+pub mod replay;
+pub mod segment;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use glommio::io::{Directory, DmaFile, OpenOptions};
+use tracing::{info, warn};
+
+pub use record::{
+    decode_record, decode_segment_header, encode_record, encode_segment_header, DecodeError, DecodeProblem, Decoded,
+    Entry, HardState, HeaderProblem, Record, SegmentHeader, SnapshotMarker, FORMAT_VERSION, RECORDS_OFFSET,
+    RECORD_PAYLOAD_BYTES_MAX, SEGMENT_MAGIC,
+};
+pub use replay::Violation;
+
+use record::RecordTooLarge;
+use replay::{judge, scan_segment, LogIndexes, Position, Replay, SegmentEnd, ValidAfter, Verdict};
+use segment::{
+    align_down, create_segment, io_error, is_temporary_file_name, lock_directory, parse_segment_file_name,
+    read_whole_file, remove_file, segment_file_name, settle_polled_io_probe, std_io_error, write_blocks,
+};
+
+/// ZooKeeper's `zookeeper.preAllocSize` default.
+pub const PREALLOCATION_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Records `append` may buffer before a `sync`, by default.
+pub const PENDING_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Each segment file is preallocated to this size, and a new segment
+    /// starts when the next record does not fit (ZooKeeper's
+    /// `zookeeper.preAllocSize`). A multiple of 4096, at least 8192.
+    pub preallocation_bytes: u64,
+    /// Write zeros over a new segment's preallocated space instead of only
+    /// reserving it. Filesystems such as ext4 and XFS mark reserved space
+    /// "unwritten" and must record its first write in their journal at the
+    /// next fdatasync; zero-filled space needs no such update. Costs one
+    /// write of the segment's size per new segment.
+    pub preallocation_zero_fill: bool,
+    /// fdatasync after each sync's write (ZooKeeper's `forceSync`; `false`
+    /// is `forceSync=no`: faster, and a power loss may lose acknowledged
+    /// writes or leave damage that needs `truncate_corrupt`).
+    pub force_sync: bool,
+    /// Operator's flag: on corruption, drop the log from the damaged record
+    /// on (logging what is dropped) instead of refusing to open.
+    pub truncate_corrupt: bool,
+    /// Bytes of records `append` buffers before it refuses more until a
+    /// `sync`.
+    pub pending_bytes_max: usize,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            preallocation_bytes: PREALLOCATION_BYTES_DEFAULT,
+            preallocation_zero_fill: false,
+            force_sync: true,
+            truncate_corrupt: false,
+            pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+impl WalOptions {
+    fn validate(&self) -> Result<(), WalError> {
+        if self.preallocation_bytes < 2 * RECORDS_OFFSET || self.preallocation_bytes % 4096 != 0 {
+            return Err(WalError::InvalidOptions(format!(
+                "preallocation_bytes is {}; it must be a multiple of 4096 and at least {}",
+                self.preallocation_bytes,
+                2 * RECORDS_OFFSET
+            )));
+        }
+        if self.pending_bytes_max == 0 {
+            return Err(WalError::InvalidOptions("pending_bytes_max must be above zero".to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("{operation} {path}: {source}", path = path.display())]
+    Io { path: PathBuf, operation: &'static str, source: std::io::Error },
+    #[error(
+        "{path}: corrupt at byte offset {offset}: {reason}; the log is not opened. Starting with the WAL's \
+         truncate_corrupt option drops the log from this point (and logs what it drops)",
+        path = path.display()
+    )]
+    Corrupt { path: PathBuf, offset: u64, reason: String },
+    #[error(
+        "{path}: belongs to cluster {found:#x}, and this server to cluster {expected:#x}: refusing a log \
+         directory from another cluster",
+        path = path.display()
+    )]
+    ForeignCluster { path: PathBuf, expected: u64, found: u64 },
+    #[error("{path}: format version {found}; this build reads version {FORMAT_VERSION}", path = path.display())]
+    UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error("{path}: another process holds the log directory's lock", path = path.display())]
+    Locked { path: PathBuf },
+    #[error("refused record: {0}")]
+    InvalidRecord(Violation),
+    #[error("{0}")]
+    RecordTooLarge(RecordTooLarge),
+    #[error(
+        "{pending_bytes} bytes are buffered and {record_bytes} more would pass pending_bytes_max ({limit}); sync first"
+    )]
+    PendingFull { pending_bytes: usize, record_bytes: usize, limit: usize },
+    #[error("cannot compact up to index {up_to_index}: the newest snapshot marker is {snapshot_index:?}")]
+    CompactBeyondSnapshot { up_to_index: u64, snapshot_index: Option<u64> },
+    #[error("invalid WAL options: {0}")]
+    InvalidOptions(String),
+    #[error("an earlier write or fdatasync of the log failed; reopen the log to recover")]
+    Failed,
+}
+
+/// What the log has done since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalCounters {
+    /// Bytes handed to the device: whole blocks, rewritten partial blocks
+    /// and padding included.
+    pub bytes_written: u64,
+    /// Bytes of records made durable.
+    pub record_bytes_synced: u64,
+    /// Syncs that wrote something.
+    pub syncs: u64,
+    pub fdatasyncs: u64,
+    pub records_synced: u64,
+    /// Records made durable by the latest sync.
+    pub last_sync_records: u64,
+    pub last_fdatasync_latency: Duration,
+    pub fdatasync_latency_max: Duration,
+    pub segments_created: u64,
+    pub segments_deleted: u64,
+}
+
+impl WalCounters {
+    pub fn records_per_sync(&self) -> f64 {
+        if self.syncs == 0 {
+            0.0
+        } else {
+            self.records_synced as f64 / self.syncs as f64
+        }
+    }
+}
+
+/// Something recovery cut off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    pub path: PathBuf,
+    /// Where the log now ends in that file (0 for a file removed whole).
+    pub offset: u64,
+    /// A torn tail (expected after a crash) or corruption dropped because
+    /// of `truncate_corrupt`.
+    pub torn_tail: bool,
+    pub reason: String,
+    /// Whole, checksummed records found in the dropped part.
+    pub records_dropped: usize,
+}
+
+/// The raft state the log holds, as `open` found it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub hard_state: Option<HardState>,
+    /// The newest snapshot marker; `entries` start right after it.
+    pub snapshot: Option<SnapshotMarker>,
+    /// Contiguous, ascending, with every replacement and truncation applied.
+    pub entries: Vec<Entry>,
+    /// Empty after a clean shutdown.
+    pub truncations: Vec<Truncation>,
+}
+
+#[derive(Debug)]
+struct SegmentInfo {
+    first_index: u64,
+    path: PathBuf,
+    /// The highest entry index the file holds, superseded or not.
+    entry_index_max: Option<u64>,
+}
+
+/// Records buffered for one segment.
+#[derive(Debug)]
+struct PendingChunk {
+    /// `None`: the current segment; `Some(index)`: a new segment named so.
+    new_segment: Option<u64>,
+    bytes: Vec<u8>,
+    entry_index_max: Option<u64>,
+}
+
+pub struct Wal {
+    directory_path: PathBuf,
+    directory: Directory,
+    cluster_id: u64,
+    options: WalOptions,
+    /// Oldest first; the last is the one being written.
+    segments: Vec<SegmentInfo>,
+    current: DmaFile,
+    /// The end of the records written to the current segment.
+    written_end: u64,
+    /// The current segment's bytes from the block boundary before
+    /// `written_end` up to it: rewritten in front of the next sync's records.
+    tail_block: Vec<u8>,
+    pending: Vec<PendingChunk>,
+    pending_bytes: usize,
+    pending_records: u64,
+    /// After every appended record, buffered ones included.
+    indexes: LogIndexes,
+    hard_state: Option<HardState>,
+    counters: WalCounters,
+    failed: bool,
+    _lock: File,
+}
+
+/// How far recovery keeps a segment.
+struct Kept {
+    first_index: u64,
+    path: PathBuf,
+    end: u64,
+    entry_index_max: Option<u64>,
+}
+
+impl Wal {
+    /// Opens the log in `directory` (created if missing) for cluster
+    /// `cluster_id`, recovering what it holds.
+    pub async fn open(
+        directory: impl AsRef<Path>,
+        cluster_id: u64,
+        options: WalOptions,
+    ) -> Result<(Wal, Recovered), WalError> {
+        options.validate()?;
+        let directory_path = directory.as_ref().to_path_buf();
+        std::fs::create_dir_all(&directory_path).map_err(std_io_error(&directory_path, "create"))?;
+        let lock = lock_directory(&directory_path)?;
+        settle_polled_io_probe(&directory_path).await?;
+        let directory = Directory::open(&directory_path).await.map_err(io_error(&directory_path, "open"))?;
+        let mut names = Vec::new();
+        let listing = std::fs::read_dir(&directory_path).map_err(std_io_error(&directory_path, "list"))?;
+        for item in listing {
+            let item = item.map_err(std_io_error(&directory_path, "list"))?;
+            let file_name = item.file_name();
+            let Some(name) = file_name.to_str() else { continue };
+            if let Some(first_index) = parse_segment_file_name(name) {
+                names.push(first_index);
+            } else if is_temporary_file_name(name) {
+                let path = item.path();
+                warn!(file = %path.display(), "removing a segment whose creation did not finish");
+                std::fs::remove_file(&path).map_err(std_io_error(&path, "remove"))?;
+            }
+        }
+        names.sort_unstable();
+
+        let mut recovered = Recovered::default();
+        let (kept, replay, last_bytes) =
+            recover_segments(&directory_path, &names, cluster_id, &options, &mut recovered).await?;
+        if !recovered.truncations.is_empty() {
+            directory.sync().await.map_err(io_error(&directory_path, "sync the directory"))?;
+        }
+        if kept.is_empty() {
+            if !names.is_empty() {
+                warn!(directory = %directory_path.display(), "no segment survived recovery; starting an empty log");
+            }
+            let (current, path) = create_segment(
+                &directory,
+                &directory_path,
+                cluster_id,
+                1,
+                options.preallocation_bytes,
+                options.preallocation_zero_fill,
+            )
+            .await?;
+            let tail_block = new_segment_tail(&current, cluster_id, 1);
+            let wal = Wal {
+                directory_path,
+                directory,
+                cluster_id,
+                options,
+                segments: vec![SegmentInfo { first_index: 1, path, entry_index_max: None }],
+                current,
+                written_end: RECORDS_OFFSET,
+                tail_block,
+                pending: Vec::new(),
+                pending_bytes: 0,
+                pending_records: 0,
+                indexes: LogIndexes::new_log(),
+                hard_state: None,
+                counters: WalCounters { segments_created: 1, ..WalCounters::default() },
+                failed: false,
+                _lock: lock,
+            };
+            return Ok((wal, recovered));
+        }
+
+        let indexes = replay.indexes;
+        let first = &kept[0];
+        if first.first_index != 1 && indexes.snapshot().is_none() {
+            return Err(WalError::Corrupt {
+                path: first.path.clone(),
+                offset: 16,
+                reason: format!(
+                    "the log starts at index {} without a snapshot marker: earlier segments are missing",
+                    first.first_index
+                ),
+            });
+        }
+        let replayed = replay.finish().map_err(|(violation, position)| WalError::Corrupt {
+            path: kept[position.segment].path.clone(),
+            offset: position.offset,
+            reason: violation.to_string(),
+        })?;
+        let hard_state = replayed.hard_state;
+        recovered.hard_state = replayed.hard_state;
+        recovered.snapshot = replayed.snapshot;
+        recovered.entries = replayed.entries;
+
+        let last = kept.last().expect("kept is not empty");
+        let current = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(&last.path)
+            .await
+            .map_err(io_error(&last.path, "open"))?;
+        let block_start = align_down(last.end, current.alignment()) as usize;
+        let tail_block = last_bytes[block_start..last.end as usize].to_vec();
+        let written_end = last.end;
+        drop(last_bytes);
+        let segments = kept
+            .into_iter()
+            .map(|kept| SegmentInfo {
+                first_index: kept.first_index,
+                path: kept.path,
+                entry_index_max: kept.entry_index_max,
+            })
+            .collect::<Vec<_>>();
+        info!(
+            directory = %directory_path.display(),
+            segments = segments.len(),
+            entries = recovered.entries.len(),
+            last_index = ?indexes.last_index(),
+            snapshot_index = ?recovered.snapshot.map(|marker| marker.index),
+            "log recovered"
+        );
+        let wal = Wal {
+            directory_path,
+            directory,
+            cluster_id,
+            options,
+            segments,
+            current,
+            written_end,
+            tail_block,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            pending_records: 0,
+            indexes,
+            hard_state,
+            counters: WalCounters::default(),
+            failed: false,
+            _lock: lock,
+        };
+        Ok((wal, recovered))
+    }
+
+    /// Buffers `records` for the next [`Wal::sync`]: no IO. All or none are
+    /// taken: a record that breaks the index rules, or a batch that would
+    /// pass `pending_bytes_max`, is refused whole.
+    pub fn append(&mut self, records: &[Record<'_>]) -> Result<(), WalError> {
+        if self.failed {
+            return Err(WalError::Failed);
+        }
+        let chunk_count = self.pending.len();
+        let last_chunk = self.pending.last().map(|chunk| (chunk.bytes.len(), chunk.entry_index_max));
+        let result = self.append_all(records);
+        if result.is_err() {
+            self.pending.truncate(chunk_count);
+            if let (Some(chunk), Some((length, entry_index_max))) = (self.pending.last_mut(), last_chunk) {
+                chunk.bytes.truncate(length);
+                chunk.entry_index_max = entry_index_max;
+            }
+        }
+        result
+    }
+
+    fn append_all(&mut self, records: &[Record<'_>]) -> Result<(), WalError> {
+        let mut indexes = self.indexes;
+        let mut hard_state = self.hard_state;
+        let mut added_bytes = 0;
+        for record in records {
+            indexes.check(record).map_err(WalError::InvalidRecord)?;
+            let frame_bytes = record.frame_bytes();
+            if record.payload_bytes() > RECORD_PAYLOAD_BYTES_MAX {
+                return Err(WalError::RecordTooLarge(RecordTooLarge { payload_bytes: record.payload_bytes() }));
+            }
+            if self.pending_bytes + added_bytes + frame_bytes > self.options.pending_bytes_max {
+                return Err(WalError::PendingFull {
+                    pending_bytes: self.pending_bytes + added_bytes,
+                    record_bytes: frame_bytes,
+                    limit: self.options.pending_bytes_max,
+                });
+            }
+            let (planned_end, planned_name) = self.planned_end();
+            let full = planned_end + frame_bytes as u64 > self.options.preallocation_bytes;
+            if full && planned_end > RECORDS_OFFSET {
+                // Named so that recovery can check nothing is missing
+                // between this segment and the one before.
+                let name = indexes.next_index().unwrap_or(0).max(planned_name + 1);
+                self.pending.push(PendingChunk { new_segment: Some(name), bytes: Vec::new(), entry_index_max: None });
+            } else if self.pending.is_empty() {
+                self.pending.push(PendingChunk { new_segment: None, bytes: Vec::new(), entry_index_max: None });
+            }
+            let chunk = self.pending.last_mut().expect("a chunk was just ensured");
+            encode_record(record, &mut chunk.bytes).map_err(WalError::RecordTooLarge)?;
+            match *record {
+                Record::Entry { index, .. } => {
+                    chunk.entry_index_max = Some(chunk.entry_index_max.map_or(index, |max| max.max(index)))
+                }
+                Record::HardState(state) => hard_state = Some(state),
+                _ => {}
+            }
+            indexes.apply(record);
+            added_bytes += frame_bytes;
+        }
+        self.indexes = indexes;
+        self.hard_state = hard_state;
+        self.pending_bytes += added_bytes;
+        self.pending_records += records.len() as u64;
+        Ok(())
+    }
+
+    /// Where the buffered records end, and the name of the segment they end
+    /// in.
+    fn planned_end(&self) -> (u64, u64) {
+        let current_name = self.segments.last().map_or(0, |segment| segment.first_index);
+        match self.pending.last() {
+            None => (self.written_end, current_name),
+            Some(PendingChunk { new_segment: None, bytes, .. }) => {
+                (self.written_end + bytes.len() as u64, current_name)
+            }
+            Some(PendingChunk { new_segment: Some(name), bytes, .. }) => (RECORDS_OFFSET + bytes.len() as u64, *name),
+        }
+    }
+
+    /// Drops entries from `from_index` on (raft replacing a conflicting
+    /// suffix) by appending a truncation record; buffered like `append`.
+    /// Nothing is written if the log ends before `from_index`.
+    pub fn truncate_suffix(&mut self, from_index: u64) -> Result<(), WalError> {
+        if self.indexes.last_index().is_some_and(|last| from_index > last) {
+            return Ok(());
+        }
+        self.append(&[Record::TruncateSuffix { from_index }])
+    }
+
+    /// Makes every buffered record durable: one write (a second one and a
+    /// segment creation only when the batch fills the current segment) and
+    /// one fdatasync, unless `force_sync` is off.
+    pub async fn sync(&mut self) -> Result<(), WalError> {
+        if self.failed {
+            return Err(WalError::Failed);
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.write_pending().await;
+        if result.is_err() {
+            // What reached the disk is unknown; only recovery can tell.
+            self.failed = true;
+        }
+        result
+    }
+
+    async fn write_pending(&mut self) -> Result<(), WalError> {
+        let chunks = std::mem::take(&mut self.pending);
+        let mut current_unsynced = false;
+        for chunk in chunks {
+            if let Some(name) = chunk.new_segment {
+                if current_unsynced && self.options.force_sync {
+                    // The full segment must be durable before a later one
+                    // holds records: damage may only be at the very end.
+                    self.fdatasync().await?;
+                }
+                self.start_segment(name).await?;
+            }
+            self.write_chunk(&chunk.bytes).await?;
+            current_unsynced = true;
+            let segment = self.segments.last_mut().expect("there is a current segment");
+            if let Some(index) = chunk.entry_index_max {
+                segment.entry_index_max = Some(segment.entry_index_max.map_or(index, |max| max.max(index)));
+            }
+        }
+        if self.options.force_sync {
+            self.fdatasync().await?;
+        }
+        self.counters.syncs += 1;
+        self.counters.records_synced += self.pending_records;
+        self.counters.last_sync_records = self.pending_records;
+        self.counters.record_bytes_synced += self.pending_bytes as u64;
+        self.pending_records = 0;
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    async fn fdatasync(&mut self) -> Result<(), WalError> {
+        let started = Instant::now();
+        let path = &self.segments.last().expect("there is a current segment").path;
+        self.current.fdatasync().await.map_err(io_error(path, "fdatasync"))?;
+        let latency = started.elapsed();
+        self.counters.fdatasyncs += 1;
+        self.counters.last_fdatasync_latency = latency;
+        self.counters.fdatasync_latency_max = self.counters.fdatasync_latency_max.max(latency);
+        Ok(())
+    }
+
+    /// One DMA write: the partial block kept from the last write, then
+    /// `bytes`, padded with zeros to whole blocks.
+    async fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+        let alignment = self.current.alignment();
+        let block_start = self.written_end - self.tail_block.len() as u64;
+        debug_assert_eq!(block_start % alignment, 0);
+        let path = &self.segments.last().expect("there is a current segment").path;
+        let written = write_blocks(&self.current, path, block_start, &[&self.tail_block, bytes]).await?;
+        self.counters.bytes_written += written;
+        let new_end = self.written_end + bytes.len() as u64;
+        let keep = (new_end - align_down(new_end, alignment)) as usize;
+        let mut tail_block = Vec::with_capacity(keep);
+        if keep > bytes.len() {
+            tail_block.extend_from_slice(&self.tail_block[self.tail_block.len() - (keep - bytes.len())..]);
+            tail_block.extend_from_slice(bytes);
+        } else {
+            tail_block.extend_from_slice(&bytes[bytes.len() - keep..]);
+        }
+        self.tail_block = tail_block;
+        self.written_end = new_end;
+        Ok(())
+    }
+
+    async fn start_segment(&mut self, name: u64) -> Result<(), WalError> {
+        let (file, path) = create_segment(
+            &self.directory,
+            &self.directory_path,
+            self.cluster_id,
+            name,
+            self.options.preallocation_bytes,
+            self.options.preallocation_zero_fill,
+        )
+        .await?;
+        self.tail_block = new_segment_tail(&file, self.cluster_id, name);
+        let previous = std::mem::replace(&mut self.current, file);
+        let previous_path = self.segments.last().map(|segment| segment.path.clone()).unwrap_or_default();
+        previous.close().await.map_err(io_error(&previous_path, "close"))?;
+        self.segments.push(SegmentInfo { first_index: name, path, entry_index_max: None });
+        self.written_end = RECORDS_OFFSET;
+        self.counters.segments_created += 1;
+        Ok(())
+    }
+
+    /// Deletes whole segments, oldest first, whose entries all lie below
+    /// `up_to_index`; the segment being written is kept. The newest snapshot
+    /// marker must cover everything below `up_to_index`. Before deleting,
+    /// the newest snapshot marker and hard state are appended and synced
+    /// again (with anything buffered), so they survive in a kept segment.
+    /// Returns the number of segments deleted.
+    pub async fn compact(&mut self, up_to_index: u64) -> Result<usize, WalError> {
+        if self.failed {
+            return Err(WalError::Failed);
+        }
+        let snapshot = self.indexes.snapshot();
+        if snapshot.map_or(true, |marker| up_to_index > marker.index + 1) {
+            return Err(WalError::CompactBeyondSnapshot {
+                up_to_index,
+                snapshot_index: snapshot.map(|marker| marker.index),
+            });
+        }
+        let candidates = &self.segments[..self.segments.len() - 1];
+        let doomed = candidates
+            .iter()
+            .take_while(|segment| segment.entry_index_max.map_or(true, |index| index < up_to_index))
+            .count();
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let mut keep = Vec::with_capacity(2);
+        if let Some(marker) = snapshot {
+            keep.push(Record::SnapshotMarker(marker));
+        }
+        if let Some(state) = self.hard_state {
+            keep.push(Record::HardState(state));
+        }
+        self.append(&keep)?;
+        self.sync().await?;
+        for segment in self.segments.drain(..doomed) {
+            // Oldest first: a crash part-way leaves the newer segments.
+            remove_file(&segment.path).await?;
+            info!(file = %segment.path.display(), up_to_index, "log segment compacted away");
+            self.counters.segments_deleted += 1;
+        }
+        self.directory.sync().await.map_err(io_error(&self.directory_path, "sync the directory"))?;
+        Ok(doomed)
+    }
+
+    /// Syncs anything buffered and closes the files.
+    pub async fn close(mut self) -> Result<(), WalError> {
+        self.sync().await?;
+        let path = self.segments.last().map(|segment| segment.path.clone()).unwrap_or_default();
+        self.current.close().await.map_err(io_error(&path, "close"))?;
+        self.directory.close().await.map_err(io_error(&self.directory_path, "close"))
+    }
+
+    pub fn counters(&self) -> WalCounters {
+        self.counters
+    }
+
+    /// The last index of the log, buffered records included (`None` only
+    /// for a log replayed from compacted segments that held no entry).
+    pub fn last_index(&self) -> Option<u64> {
+        self.indexes.last_index()
+    }
+
+    pub fn snapshot(&self) -> Option<SnapshotMarker> {
+        self.indexes.snapshot()
+    }
+
+    pub fn hard_state(&self) -> Option<HardState> {
+        self.hard_state
+    }
+
+    /// Bytes buffered by `append` and not yet synced.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// The segment files, oldest first.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.segments.iter().map(|segment| segment.path.clone()).collect()
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.directory_path
+    }
+}
+
+/// The bytes a new segment's first write must rewrite: the header block's
+/// part in the block where records start (empty when blocks are ≤ 4 KiB).
+fn new_segment_tail(file: &DmaFile, cluster_id: u64, first_index: u64) -> Vec<u8> {
+    let block_start = align_down(RECORDS_OFFSET, file.alignment()) as usize;
+    encode_segment_header(cluster_id, first_index)[block_start..].to_vec()
+}
+
+/// Reads every segment in order, replays its records, and judges where each
+/// ends. Returns the segments kept (with where their records end), the
+/// replay, and the last kept segment's bytes.
+async fn recover_segments(
+    directory: &Path,
+    names: &[u64],
+    cluster_id: u64,
+    options: &WalOptions,
+    recovered: &mut Recovered,
+) -> Result<(Vec<Kept>, Replay, Vec<u8>), WalError> {
+    let start = if names.first() == Some(&1) { LogIndexes::new_log() } else { LogIndexes::after_compaction() };
+    let mut replay = Replay::new(start);
+    let mut kept: Vec<Kept> = Vec::new();
+    let mut last_bytes = Vec::new();
+    for (position, &first_index) in names.iter().enumerate() {
+        let path = directory.join(segment_file_name(first_index));
+        let bytes = read_whole_file(&path).await?;
+        let last_segment = position + 1 == names.len();
+
+        let header_fault = match decode_segment_header(&bytes) {
+            Err(HeaderProblem::UnsupportedVersion { found }) => {
+                return Err(WalError::UnsupportedVersion { path, found });
+            }
+            Err(problem) => Some((problem.offset(), problem.to_string())),
+            Ok(header) if header.cluster_id != cluster_id => {
+                return Err(WalError::ForeignCluster { path, expected: cluster_id, found: header.cluster_id });
+            }
+            Ok(header) if header.first_index != first_index => Some((
+                16,
+                format!("the header names index {} but the file name index {first_index}", header.first_index),
+            )),
+            Ok(_) => None,
+        };
+        let continuity_fault = match (position.checked_sub(1).map(|before| names[before]), replay.indexes.next_index())
+        {
+            (Some(previous), Some(next)) if first_index != next.max(previous + 1) => Some((
+                16,
+                format!(
+                    "the segment starts at index {first_index} but the log before it continues at {}: {}",
+                    next.max(previous + 1),
+                    if first_index > next.max(previous + 1) { "entries are missing" } else { "segments overlap" }
+                ),
+            )),
+            _ => None,
+        };
+        if let Some((offset, reason)) = header_fault.or(continuity_fault) {
+            if !options.truncate_corrupt {
+                return Err(WalError::Corrupt { path, offset, reason });
+            }
+            drop_segments_from(directory, &names[position..], &reason, recovered).await?;
+            break;
+        }
+
+        let scan = scan_segment(&bytes, RECORDS_OFFSET);
+        let mut entry_index_max = None;
+        let mut violation = None;
+        for scanned in &scan.records {
+            let at = Position { segment: kept.len(), offset: scanned.offset };
+            if let Err(broken) = replay.apply(&scanned.record, at) {
+                violation = Some((scanned.offset, broken.to_string()));
+                break;
+            }
+            if let Record::Entry { index, .. } = scanned.record {
+                entry_index_max = Some(entry_index_max.map_or(index, |max: u64| max.max(index)));
+            }
+        }
+        let verdict = match violation {
+            Some((offset, _)) => Verdict::Corrupt { offset },
+            None => judge(&scan.end, last_segment),
+        };
+        let reason = match (&violation, &scan.end) {
+            (Some((_, reason)), _) => reason.clone(),
+            (None, SegmentEnd::Damaged { damage, valid_record_after, .. }) => match valid_record_after {
+                ValidAfter::At { offset } => format!("{damage}, with a valid record after it at offset {offset}"),
+                ValidAfter::Unknown => format!("{damage}, and the search for valid records after it gave up"),
+                ValidAfter::None => damage.to_string(),
+            },
+            (None, SegmentEnd::Clean { .. }) => String::new(),
+        };
+        let end = match verdict {
+            Verdict::Clean => scan.end.offset(),
+            Verdict::TornTail { offset } => {
+                warn!(
+                    file = %path.display(),
+                    offset,
+                    reason = %reason,
+                    "torn tail at the end of the log: the last write was cut short; truncating it"
+                );
+                truncate_segment(&path, offset, options.preallocation_bytes).await?;
+                recovered.truncations.push(Truncation {
+                    path: path.clone(),
+                    offset,
+                    torn_tail: true,
+                    reason,
+                    records_dropped: 0,
+                });
+                offset
+            }
+            Verdict::Corrupt { offset } => {
+                if !options.truncate_corrupt {
+                    return Err(WalError::Corrupt { path, offset, reason });
+                }
+                let records_dropped = count_records_from(&bytes, &scan, offset);
+                warn!(
+                    file = %path.display(),
+                    offset,
+                    reason = %reason,
+                    records_dropped,
+                    "corrupt log: truncate_corrupt is set, so the log is cut here and everything after is dropped"
+                );
+                truncate_segment(&path, offset, options.preallocation_bytes).await?;
+                recovered.truncations.push(Truncation {
+                    path: path.clone(),
+                    offset,
+                    torn_tail: false,
+                    reason: reason.clone(),
+                    records_dropped,
+                });
+                kept.push(Kept { first_index, path, end: offset, entry_index_max });
+                last_bytes = bytes;
+                let later = &names[position + 1..];
+                drop_segments_from(directory, later, "an earlier segment is corrupt", recovered).await?;
+                break;
+            }
+        };
+        kept.push(Kept { first_index, path, end, entry_index_max });
+        last_bytes = bytes;
+    }
+    Ok((kept, replay, last_bytes))
+}
+
+/// Whole records from `offset` on: those scanned after it, and those found
+/// again after the damage.
+fn count_records_from(bytes: &[u8], scan: &replay::SegmentScan<'_>, offset: u64) -> usize {
+    let scanned = scan.records.iter().filter(|record| record.offset >= offset).count();
+    let after_damage = match scan.end {
+        SegmentEnd::Damaged { valid_record_after: ValidAfter::At { offset: resume }, .. } => {
+            scan_segment(bytes, resume).records.len()
+        }
+        _ => 0,
+    };
+    scanned + after_damage
+}
+
+/// Cuts a segment's records at `offset`: the file is shortened there (the
+/// rest of its block reads as zeros) and preallocated again, then synced.
+async fn truncate_segment(path: &Path, offset: u64, preallocation_bytes: u64) -> Result<(), WalError> {
+    let file = OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(io_error(path, "open"))?;
+    file.truncate(offset).await.map_err(io_error(path, "truncate"))?;
+    file.pre_allocate(preallocation_bytes.max(offset), false).await.map_err(io_error(path, "preallocate"))?;
+    file.fdatasync().await.map_err(io_error(path, "fdatasync"))?;
+    file.close().await.map_err(io_error(path, "close"))
+}
+
+/// With `truncate_corrupt`: removes the segments named `names`, logging how
+/// many records each held.
+async fn drop_segments_from(
+    directory: &Path,
+    names: &[u64],
+    reason: &str,
+    recovered: &mut Recovered,
+) -> Result<(), WalError> {
+    for &first_index in names {
+        let path = directory.join(segment_file_name(first_index));
+        let bytes = read_whole_file(&path).await?;
+        let records_dropped =
+            if decode_segment_header(&bytes).is_ok() { scan_segment(&bytes, RECORDS_OFFSET).records.len() } else { 0 };
+        drop(bytes);
+        warn!(file = %path.display(), records_dropped, reason, "truncate_corrupt is set: removing a log segment");
+        remove_file(&path).await?;
+        recovered.truncations.push(Truncation {
+            path,
+            offset: 0,
+            torn_tail: false,
+            reason: reason.to_string(),
+            records_dropped,
+        });
+    }
+    Ok(())
+}

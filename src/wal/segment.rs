@@ -1,0 +1,217 @@
+//! Segment files on disk: their names, creating one durably, reading one
+//! whole, and the lock that keeps a second process out of the directory.
+
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use glommio::io::{Directory, DmaFile, OpenOptions};
+
+use super::record::{encode_segment_header, RECORDS_OFFSET};
+use super::WalError;
+
+const SEGMENT_PREFIX: &str = "log.";
+const TEMPORARY_SUFFIX: &str = ".tmp";
+const LOCK_FILE_NAME: &str = "wal.lock";
+/// Reads of a segment at open go in pieces of this size.
+const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Zero-filling a new segment writes pieces of this size.
+const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// `log.` and the index in 16 lowercase hex digits, so that names sort as
+/// their indexes do (ZooKeeper's `log.<zxid hex>`, padded).
+pub fn segment_file_name(first_index: u64) -> String {
+    format!("{SEGMENT_PREFIX}{first_index:016x}")
+}
+
+/// The index a segment file is named after, if `name` is a segment's name.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(SEGMENT_PREFIX)?;
+    if digits.len() != 16 || !digits.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// A segment being created; renamed to its name once durable.
+fn temporary_file_name(first_index: u64) -> String {
+    format!("{}{TEMPORARY_SUFFIX}", segment_file_name(first_index))
+}
+
+pub fn is_temporary_file_name(name: &str) -> bool {
+    name.strip_suffix(TEMPORARY_SUFFIX).and_then(parse_segment_file_name).is_some()
+}
+
+pub fn align_down(value: u64, alignment: u64) -> u64 {
+    value / alignment * alignment
+}
+
+pub fn align_up(value: u64, alignment: u64) -> u64 {
+    value.div_ceil(alignment) * alignment
+}
+
+/// Maps a glommio error to ours, naming the file and what was being done.
+pub fn io_error<T>(path: &Path, operation: &'static str) -> impl FnOnce(glommio::GlommioError<T>) -> WalError {
+    let path = path.to_path_buf();
+    move |error| WalError::Io { path, operation, source: error.into() }
+}
+
+pub fn std_io_error(path: &Path, operation: &'static str) -> impl FnOnce(std::io::Error) -> WalError {
+    let path = path.to_path_buf();
+    move |source| WalError::Io { path, operation, source }
+}
+
+/// Takes an exclusive `flock` on `wal.lock` in the directory, held as long
+/// as the returned file is open.
+pub fn lock_directory(directory: &Path) -> Result<File, WalError> {
+    let path = directory.join(LOCK_FILE_NAME);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(std_io_error(&path, "open the lock file"))?;
+    // SAFETY: flock only reads the descriptor, which `file` keeps open.
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(WalError::Locked { path });
+        }
+        return Err(WalError::Io { path, operation: "lock", source: error });
+    }
+    Ok(file)
+}
+
+/// glommio decides once per device whether to use the kernel's polled IO
+/// by reading the first block of the first DMA file opened there. An empty
+/// file answers "yes" on devices that do not support it (virtio disks, for
+/// one), and every read then fails with EOPNOTSUPP. Opening a nonempty file
+/// first makes the probe answer truly: the lock file is given content and
+/// opened before any segment.
+pub async fn settle_polled_io_probe(directory: &Path) -> Result<(), WalError> {
+    let path = directory.join(LOCK_FILE_NAME);
+    let content = format!("zoocore write-ahead log lock, pid {}\n", std::process::id());
+    std::fs::write(&path, content).map_err(std_io_error(&path, "write the lock file"))?;
+    let file = DmaFile::open(&path).await.map_err(io_error(&path, "open"))?;
+    file.close().await.map_err(io_error(&path, "close"))
+}
+
+/// Writes `bytes` at the aligned `position` with one DMA write: `bytes` is
+/// padded with zeros to whole blocks.
+pub async fn write_blocks(file: &DmaFile, path: &Path, position: u64, parts: &[&[u8]]) -> Result<u64, WalError> {
+    let alignment = file.alignment();
+    debug_assert_eq!(position % alignment, 0);
+    let length: usize = parts.iter().map(|part| part.len()).sum();
+    let size = align_up(length as u64, alignment) as usize;
+    let mut buffer = file.alloc_dma_buffer(size);
+    let target = buffer.as_bytes_mut();
+    let mut at = 0;
+    for part in parts {
+        target[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    target[at..].fill(0);
+    let written = file.write_at(buffer, position).await.map_err(io_error(path, "write"))?;
+    if written != size {
+        let source = std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("short write: {written} of {size} bytes at offset {position}"),
+        );
+        return Err(WalError::Io { path: path.to_path_buf(), operation: "write", source });
+    }
+    Ok(size as u64)
+}
+
+/// Creates a segment durably: header block and preallocation written and
+/// synced under a temporary name, then renamed into place and the directory
+/// synced. A segment under its real name always has a whole header.
+pub async fn create_segment(
+    directory: &Directory,
+    directory_path: &Path,
+    cluster_id: u64,
+    first_index: u64,
+    preallocation_bytes: u64,
+    zero_fill: bool,
+) -> Result<(DmaFile, PathBuf), WalError> {
+    let final_path = directory_path.join(segment_file_name(first_index));
+    let temporary_path = directory_path.join(temporary_file_name(first_index));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(&temporary_path)
+        .await
+        .map_err(io_error(&temporary_path, "create"))?;
+    file.pre_allocate(preallocation_bytes, false).await.map_err(io_error(&temporary_path, "preallocate"))?;
+    let header = encode_segment_header(cluster_id, first_index);
+    write_blocks(&file, &temporary_path, 0, &[&header]).await?;
+    if zero_fill {
+        let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
+        let mut position = align_up(RECORDS_OFFSET, file.alignment());
+        while position < preallocation_bytes {
+            let length = ZERO_FILL_CHUNK_BYTES.min((preallocation_bytes - position) as usize);
+            position += write_blocks(&file, &temporary_path, position, &[&zeros[..length]]).await?;
+        }
+    }
+    file.fdatasync().await.map_err(io_error(&temporary_path, "fdatasync"))?;
+    file.rename(&final_path).await.map_err(io_error(&temporary_path, "rename"))?;
+    directory.sync().await.map_err(io_error(directory_path, "sync the directory"))?;
+    Ok((file, final_path))
+}
+
+/// Reads a whole file into memory (a segment is bounded by its
+/// preallocation, or by one oversized record).
+pub async fn read_whole_file(path: &Path) -> Result<Vec<u8>, WalError> {
+    let file = DmaFile::open(path).await.map_err(io_error(path, "open"))?;
+    let size = file.file_size().await.map_err(io_error(path, "stat"))? as usize;
+    let mut bytes = Vec::with_capacity(size);
+    while bytes.len() < size {
+        let length = READ_CHUNK_BYTES.min(size - bytes.len());
+        let chunk = file.read_at(bytes.len() as u64, length).await.map_err(io_error(path, "read"))?;
+        if chunk.is_empty() {
+            break;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    file.close().await.map_err(io_error(path, "close"))?;
+    Ok(bytes)
+}
+
+/// Removes a file through the ring (unlinking a large preallocated file can
+/// take a while in the filesystem).
+pub async fn remove_file(path: &Path) -> Result<(), WalError> {
+    let file = DmaFile::open(path).await.map_err(io_error(path, "open"))?;
+    file.remove().await.map_err(io_error(path, "remove"))?;
+    file.close().await.map_err(io_error(path, "close"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_as_indexes_and_parse_back() {
+        assert_eq!(segment_file_name(1), "log.0000000000000001");
+        assert_eq!(segment_file_name(0x1_0000_0000), "log.0000000100000000");
+        assert_eq!(parse_segment_file_name("log.00000000000000ff"), Some(255));
+        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        for bad in ["log.ff", "log.00000000000000FF", "log.000000000000000g", "snapshot.0000000000000001", "log."] {
+            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
+        }
+        assert!(is_temporary_file_name("log.0000000000000010.tmp"));
+        assert!(!is_temporary_file_name("log.0000000000000010"));
+        let mut names: Vec<String> = [300u64, 2, 17].iter().map(|&index| segment_file_name(index)).collect();
+        names.sort();
+        assert_eq!(names, [segment_file_name(2), segment_file_name(17), segment_file_name(300)]);
+    }
+
+    #[test]
+    fn alignment() {
+        assert_eq!(align_down(4097, 4096), 4096);
+        assert_eq!(align_up(4097, 4096), 8192);
+        assert_eq!(align_up(4096, 512), 4096);
+        assert_eq!(align_up(0, 512), 0);
+    }
+}
