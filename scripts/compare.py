@@ -265,6 +265,8 @@ class Servers:
             "maxClientCnxns=0",
             "4lw.commands.whitelist=*",
             "zoocore.logLevel=warn",
+            # Its AdminServer would take 8080, which another server may hold.
+            "admin.enableServer=false",
         ]
         if self.options.zoocore_shards:
             lines.append(f"zoocore.shards={self.options.zoocore_shards}")
@@ -661,9 +663,10 @@ def main():
                         f"({compare['other_processes'] or 'short-lived processes'})"
                         + ("; running it again" if attempt < options.retries else "")
                     )
-                summary, attempt = best
+                summary, kept = best
                 keep_attempt(stem, "restore")
                 summary["compare"]["attempts"] = attempt + 1
+                summary["compare"]["kept_attempt"] = kept + 1
                 with open(stem + ".json", "w") as handle:
                     json.dump(summary, handle, indent=1)
                 result[name] = summary
