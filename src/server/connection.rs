@@ -606,15 +606,8 @@ async fn dispatch(
         return dispatch_local(shard, connection, xid, LocalWork::Request(request), started).await;
     }
     connection.reads_served().await;
-    // Everything that waits takes a permit: globalOutstandingLimit.
-    if shard.permits.available() == 0 {
-        shard.note_throttled();
-    }
-    if shard.permits.acquire(1).await.is_err() {
-        return Err("server stopping".into());
-    }
-    connection.info.outstanding.fetch_add(1, Ordering::Relaxed);
-    shard.shared.shard_stats[shard.id].outstanding_requests.fetch_add(1, Ordering::Relaxed);
+    take_permit(shard).await?;
+    count_outstanding(shard, connection);
     let close_session = request.opcode() == op::CLOSE_SESSION;
     connection.pending.borrow_mut().push_back(Pending::Write { started, close_session });
     let auth = connection.auth.borrow().clone();
@@ -622,6 +615,21 @@ async fn dispatch(
         .send(ToBroadcast::Write { connection: connection.id, session_id: connection.session_id(), xid, request, auth })
         .await;
     Ok(())
+}
+
+/// Everything that waits in `pending` holds one of the shard's permits
+/// (globalOutstandingLimit); reading from the client stops while none is
+/// free.
+async fn take_permit(shard: &Shard) -> Result<(), String> {
+    if shard.permits.available() == 0 {
+        shard.note_throttled();
+    }
+    shard.permits.acquire(1).await.map_err(|_| "server stopping".to_string())
+}
+
+fn count_outstanding(shard: &Shard, connection: &Connection) {
+    connection.info.outstanding.fetch_add(1, Ordering::Relaxed);
+    shard.shared.shard_stats[shard.id].outstanding_requests.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Answers on the shard at once, or in order behind the session's pending
@@ -637,17 +645,14 @@ async fn dispatch_local(
         connection.serve_local(shard, xid, work, started);
         return Ok(());
     }
-    if shard.permits.acquire(1).await.is_err() {
-        return Err("server stopping".into());
-    }
+    take_permit(shard).await?;
     // The write this read waited behind may have completed meanwhile.
     if connection.pending.borrow().is_empty() {
         shard.permits.signal(1);
         connection.serve_local(shard, xid, work, started);
         return Ok(());
     }
-    connection.info.outstanding.fetch_add(1, Ordering::Relaxed);
-    shard.shared.shard_stats[shard.id].outstanding_requests.fetch_add(1, Ordering::Relaxed);
+    count_outstanding(shard, connection);
     connection.waiting_reads.set(connection.waiting_reads.get() + 1);
     connection.pending.borrow_mut().push_back(Pending::Local { xid, work, started });
     Ok(())

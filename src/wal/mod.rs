@@ -119,7 +119,7 @@ impl Default for WalOptions {
 
 impl WalOptions {
     fn validate(&self) -> Result<(), WalError> {
-        if self.preallocation_bytes < 2 * RECORDS_OFFSET || self.preallocation_bytes % 4096 != 0 {
+        if self.preallocation_bytes < 2 * RECORDS_OFFSET || !self.preallocation_bytes.is_multiple_of(4096) {
             return Err(WalError::InvalidOptions(format!(
                 "preallocation_bytes is {}; it must be a multiple of 4096 and at least {}",
                 self.preallocation_bytes,
@@ -618,7 +618,7 @@ impl Wal {
             return Err(WalError::Failed);
         }
         let snapshot = self.indexes.snapshot();
-        if snapshot.map_or(true, |marker| up_to_index > marker.index + 1) {
+        if snapshot.is_none_or(|marker| up_to_index > marker.index + 1) {
             return Err(WalError::CompactBeyondSnapshot {
                 up_to_index,
                 snapshot_index: snapshot.map(|marker| marker.index),
@@ -627,7 +627,7 @@ impl Wal {
         let candidates = &self.segments[..self.segments.len() - 1];
         let doomed = candidates
             .iter()
-            .take_while(|segment| segment.entry_index_max.map_or(true, |index| index < up_to_index))
+            .take_while(|segment| segment.entry_index_max.is_none_or(|index| index < up_to_index))
             .count();
         if doomed == 0 {
             return Ok(0);
