@@ -48,10 +48,13 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// The newest committed tree, after catching up to it.
-    pub fn tree(&self) -> Arc<Tree> {
+    /// The newest committed tree, after catching up to it. Borrowed, not
+    /// cloned: every shard's reads share that `Arc`, and bumping its count
+    /// on each read would bounce its cache line between cores. Hold it only
+    /// while answering (a catch-up meanwhile would panic the RefCell).
+    pub fn tree(&self) -> std::cell::Ref<'_, Tree> {
         self.catch_up();
-        self.adopted.borrow().tree.clone()
+        std::cell::Ref::map(self.adopted.borrow(), |version| &*version.tree)
     }
 
     /// Follows the version links to the newest published version, firing
