@@ -39,6 +39,17 @@ fn main() -> ExitCode {
         None => Config::default(),
     };
     config.truncate_corrupt = arguments.truncate_corrupt;
+    // Three processes started from an ensemble's zoo.cfg files must never
+    // become three standalone databases that diverge without a word.
+    if config.is_distributed() {
+        eprintln!(
+            "zoocore: this configuration describes an ensemble ({} server.N lines, standaloneEnabled={}), \
+             which this build cannot run yet; refusing to start it as a standalone server",
+            config.servers.len(),
+            config.standalone_enabled
+        );
+        return ExitCode::from(2);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
         .ok()
         .or_else(|| config.log_level.as_deref().and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok()))
