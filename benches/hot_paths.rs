@@ -151,7 +151,7 @@ fn bench_jute(c: &mut Criterion) {
 }
 
 fn header(zxid: i64) -> TxnHeader {
-    TxnHeader { zxid, time_ms: 1_700_000_000_000 + zxid, session_id: SESSION }
+    TxnHeader { zxid, time_ms: 1_700_000_000_000 + zxid, session_id: SESSION, cxid: 0 }
 }
 
 fn create_txn(path: &str) -> Txn {
@@ -243,18 +243,17 @@ fn bench_prep(c: &mut Criterion, tree: &Tree) {
     let create_batch: Vec<Request> =
         (0..BATCH).map(|i| Request::Create(create_request(&format!("/new/c0-{i:010}")))).collect();
     let auth = [];
-    let context = WriteContext { session_id: SESSION, auth: &auth, time_ms: 1_700_000_000_000 };
+    let context = WriteContext { session_id: SESSION, xid: 1, auth: &auth, time_ms: 1_700_000_000_000 };
     for (name, batch) in [("batch_1000/setData", &set_batch), ("batch_1000/create", &create_batch)] {
         group.bench_function(name, |b| {
             b.iter_batched(
-                || Preparer::new(tree.clone(), PrepSettings::default(), SESSION + 1, [9; 16]),
+                || Preparer::new(tree.clone(), PrepSettings::default()),
                 |mut preparer| {
                     for request in batch.iter() {
                         let prepared = preparer.prepare(request, &context);
                         debug_assert!(matches!(prepared, Prepared::Txn { err: zoocore::proto::ErrorCode::Ok, .. }));
                         black_box(prepared);
                     }
-                    black_box(preparer.take_triggers());
                     preparer
                 },
                 BatchSize::SmallInput,

@@ -28,7 +28,7 @@ fn tree_of_hundred_thousand_nodes() -> Tree {
     let mut zxid = 0;
     let mut create = |tree: &mut Tree, path: String| {
         zxid += 1;
-        let header = TxnHeader { zxid, time_ms: 1_700_000_000_000 + zxid, session_id: 0 };
+        let header = TxnHeader { zxid, time_ms: 1_700_000_000_000 + zxid, session_id: 0, cxid: 0 };
         let txn = Txn::Create { path: Arc::from(path), data: Some(data.clone()), acl: acl.clone(), ephemeral_owner: 0 };
         tree.apply(&header, &txn);
     };

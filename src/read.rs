@@ -226,7 +226,7 @@ mod tests {
     fn tree_with(paths: &[(&str, Vec<Acl>)]) -> Tree {
         let mut tree = Tree::new();
         for (index, (path, acl)) in paths.iter().enumerate() {
-            let header = TxnHeader { zxid: index as i64 + 1, time_ms: 0, session_id: 0 };
+            let header = TxnHeader { zxid: index as i64 + 1, time_ms: 0, session_id: 0, cxid: 0 };
             tree.apply(
                 &header,
                 &Txn::Create {

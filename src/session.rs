@@ -2,15 +2,17 @@
 //! ExpiryQueue/SessionTrackerImpl): each session sits in a bucket that ends
 //! at the first tick boundary after its deadline, so checking for expired
 //! sessions costs one look at the oldest bucket, not a scan. Time comes in
-//! as arguments; nothing here reads a clock.
+//! as arguments; nothing here reads a clock. Ordered maps and sets, not
+//! hashed ones: the order of expiries decides the order (and zxids) of the
+//! CloseSession transactions, which must replay identically from a seed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug)]
 pub struct SessionTracker {
     tick_ms: i64,
-    buckets: BTreeMap<i64, HashSet<i64>>,
-    sessions: HashMap<i64, SessionDeadline>,
+    buckets: BTreeMap<i64, BTreeSet<i64>>,
+    sessions: BTreeMap<i64, SessionDeadline>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +23,7 @@ struct SessionDeadline {
 
 impl SessionTracker {
     pub fn new(tick_ms: i64) -> Self {
-        SessionTracker { tick_ms: tick_ms.max(1), buckets: BTreeMap::new(), sessions: HashMap::new() }
+        SessionTracker { tick_ms: tick_ms.max(1), buckets: BTreeMap::new(), sessions: BTreeMap::new() }
     }
 
     fn bucket_for(&self, deadline_ms: i64) -> i64 {

@@ -5,10 +5,11 @@
 //!
 //! The outstanding changes are kept as a speculative tree: each prepared
 //! transaction is applied to it at once, with the same `Tree::apply` the
-//! commit uses, so the next request sees it, and the reply (the Stat of a
-//! setData, the name of a sequential node) is known before the commit. When a
-//! batch commits, the speculative tree at the batch's end is exactly the tree
-//! to publish. The checks run in ZooKeeper's order, because the order decides
+//! commit uses, so the next request sees it. Prep runs on the leader alone;
+//! every server applies the committed transactions to its own committed
+//! tree and answers its own clients from that (`crate::reply`), so the
+//! speculative tree is never published and is thrown away when the leader
+//! changes (`crate::node`). The checks run in ZooKeeper's order, because the order decides
 //! which error a request with several faults gets.
 
 mod path;
@@ -21,8 +22,9 @@ use sha1::{Digest, Sha1};
 
 use crate::acl;
 use crate::proto::codes::{ephemeral_owner, op, perms};
-use crate::proto::{CreateMode, CreateRequest, ErrorCode, Id, MultiOp, OpResult, Request, Response};
-use crate::tree::{self, OpOutcome, Path, Tree, Txn, TxnHeader};
+use crate::proto::{CreateMode, CreateRequest, ErrorCode, Id, MultiOp, Request, Response};
+use crate::reply;
+use crate::tree::{self, Path, Tree, Txn, TxnHeader};
 
 /// Settings prep needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -35,9 +37,17 @@ pub struct PrepSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct WriteContext<'a> {
     pub session_id: i64,
+    /// The client's xid for the request, logged as the transaction's cxid so
+    /// that whichever server holds the connection can match its reply.
+    pub xid: i32,
     pub auth: &'a [Id],
     pub time_ms: i64,
 }
+
+/// The cxid of transactions the server makes on its own behalf (session
+/// expiry, container deletion): no client request carries it, so no reply
+/// is ever matched to them.
+pub const INTERNAL_CXID: i32 = i32::MIN;
 
 /// The result of preparing one request.
 #[derive(Debug)]
@@ -53,29 +63,15 @@ pub enum Prepared {
 
 pub struct Preparer {
     speculative: Tree,
-    /// Watch triggers of everything prepared since the last `take_triggers`,
-    /// fired when that batch commits.
-    triggers: Vec<tree::Trigger>,
     next_zxid: i64,
-    next_session_id: i64,
-    password_secret: [u8; 16],
     settings: PrepSettings,
 }
 
 impl Preparer {
-    /// `session_id_seed` is the first session id to hand out (ZooKeeper
-    /// derives it from the clock and the server id); `password_secret` keys
-    /// the session passwords.
-    pub fn new(tree: Tree, settings: PrepSettings, session_id_seed: i64, password_secret: [u8; 16]) -> Self {
+    /// A preparer whose speculative state starts as `tree`.
+    pub fn new(tree: Tree, settings: PrepSettings) -> Self {
         let next_zxid = tree.last_zxid() + 1;
-        Preparer {
-            speculative: tree,
-            triggers: Vec::new(),
-            next_zxid,
-            next_session_id: session_id_seed,
-            password_secret,
-            settings,
-        }
+        Preparer { speculative: tree, next_zxid, settings }
     }
 
     /// ZooKeeper's session id layout: the server id in the top byte, then
@@ -96,15 +92,10 @@ impl Preparer {
         self.next_zxid = zxid;
     }
 
-    /// The triggers of everything prepared since the last call, in order.
-    pub fn take_triggers(&mut self) -> Vec<tree::Trigger> {
-        std::mem::take(&mut self.triggers)
-    }
-
     fn apply_speculative(&mut self, header: &TxnHeader, txn: &Txn) -> tree::Applied {
-        let mut applied = self.speculative.apply(header, txn);
-        self.triggers.append(&mut applied.triggers);
-        applied
+        // Watches fire from the committed tree, on every server; the
+        // speculative tree's triggers are not needed.
+        self.speculative.apply(header, txn)
     }
 
     pub fn last_zxid(&self) -> i64 {
@@ -112,14 +103,22 @@ impl Preparer {
     }
 
     fn next_header(&mut self, context: &WriteContext<'_>) -> TxnHeader {
-        let header = TxnHeader { zxid: self.next_zxid, time_ms: context.time_ms, session_id: context.session_id };
+        let header = TxnHeader {
+            zxid: self.next_zxid,
+            time_ms: context.time_ms,
+            session_id: context.session_id,
+            cxid: context.xid,
+        };
         self.next_zxid += 1;
         header
     }
 
-    fn password(&self, session_id: i64) -> [u8; 16] {
+    /// A session's password: keyed by a server's secret, so only the server
+    /// that made the session could have told it; every server checks it
+    /// against the copy the session's transaction put in the tree.
+    pub fn password(secret: &[u8; 16], session_id: i64) -> [u8; 16] {
         let mut hasher = Sha1::new();
-        hasher.update(self.password_secret);
+        hasher.update(secret);
         hasher.update(session_id.to_be_bytes());
         let digest = hasher.finalize();
         let mut password = [0u8; 16];
@@ -132,21 +131,35 @@ impl Preparer {
         self.speculative.session(session_id).is_some_and(|session| session.password[..] == *password)
     }
 
-    /// A new session with a fresh id and password.
-    pub fn create_session(&mut self, timeout_ms: i32, time_ms: i64) -> (TxnHeader, Txn) {
-        let session_id = self.next_session_id;
-        self.next_session_id += 1;
-        let context = WriteContext { session_id, auth: &[], time_ms };
+    /// A new session, with the id and password the server that holds its
+    /// connection chose; None if that id is taken.
+    pub fn create_session(
+        &mut self,
+        session_id: i64,
+        timeout_ms: i32,
+        password: [u8; 16],
+        time_ms: i64,
+    ) -> Option<(TxnHeader, Txn)> {
+        if self.speculative.session(session_id).is_some() {
+            return None;
+        }
+        let context = WriteContext { session_id, xid: 0, auth: &[], time_ms };
         let header = self.next_header(&context);
-        let txn = Txn::CreateSession { session_id, timeout_ms, password: self.password(session_id) };
+        let txn = Txn::CreateSession { session_id, timeout_ms, password };
         self.apply_speculative(&header, &txn);
-        (header, txn)
+        Some((header, txn))
     }
 
     /// Ends a session (closeSession or expiry); None if it is already gone.
     pub fn close_session(&mut self, session_id: i64, time_ms: i64) -> Option<(TxnHeader, Txn)> {
+        self.close_session_for(&WriteContext { session_id, xid: INTERNAL_CXID, auth: &[], time_ms })
+    }
+
+    /// Ends the session that asks in `context` (its closeSession request).
+    fn close_session_for(&mut self, context: &WriteContext<'_>) -> Option<(TxnHeader, Txn)> {
+        let session_id = context.session_id;
         self.speculative.session(session_id)?;
-        let header = self.next_header(&WriteContext { session_id, auth: &[], time_ms });
+        let header = self.next_header(context);
         let txn = Txn::CloseSession { session_id };
         self.apply_speculative(&header, &txn);
         Some((header, txn))
@@ -159,25 +172,39 @@ impl Preparer {
         if !node.children.is_empty() {
             return None;
         }
-        let header = self.next_header(&WriteContext { session_id: 0, auth: &[], time_ms });
+        let header = self.next_header(&WriteContext { session_id: 0, xid: INTERNAL_CXID, auth: &[], time_ms });
         let txn = Txn::Delete { path: path.clone() };
         self.apply_speculative(&header, &txn);
         Some((header, txn))
     }
 
     /// Logs a failed write as an error transaction (ZooKeeper's ErrorTxn).
-    fn fail(&mut self, err: ErrorCode, response: Response, context: &WriteContext<'_>) -> Prepared {
+    fn fail(&mut self, err: ErrorCode, request: &Request, context: &WriteContext<'_>) -> Prepared {
+        let txn = match request {
+            // Every operation of a failed multi fails with the first error.
+            Request::Multi(ops) => Txn::Multi(ops.iter().map(|_| Txn::Error { code: err.code() }).collect()),
+            _ => Txn::Error { code: err.code() },
+        };
+        self.log_failure(txn, request, context)
+    }
+
+    fn log_failure(&mut self, txn: Txn, request: &Request, context: &WriteContext<'_>) -> Prepared {
         let header = self.next_header(context);
-        let txn = Txn::Error { code: err.code() };
-        self.apply_speculative(&header, &txn);
-        let err = if matches!(response, Response::Multi(_)) { ErrorCode::Ok } else { err };
+        let applied = self.apply_speculative(&header, &txn);
+        let (err, response) = reply::build(request, &txn, &applied);
         Prepared::Txn { header, txn, err, response }
+    }
+
+    /// Refuses a write for a reason found outside prep (the session moved
+    /// to another server): logged as a failed write, as ZooKeeper does.
+    pub fn reject(&mut self, err: ErrorCode, request: &Request, context: &WriteContext<'_>) -> Prepared {
+        self.fail(err, request, context)
     }
 
     /// Prepares one write request (see `Request::is_write`).
     pub fn prepare(&mut self, request: &Request, context: &WriteContext<'_>) -> Prepared {
         if self.speculative.session(context.session_id).is_none() {
-            return self.fail(ErrorCode::SessionExpired, Response::Empty, context);
+            return self.fail(ErrorCode::SessionExpired, request, context);
         }
         let single = match request {
             Request::Create(create) => prep_create(&self.speculative, create, context, &self.settings),
@@ -185,7 +212,7 @@ impl Preparer {
             Request::SetData { path, data, version } => prep_set_data(&self.speculative, path, data, *version, context),
             Request::SetAcl { path, acl, version } => prep_set_acl(&self.speculative, path, acl, *version, context),
             Request::Check { path, version } => prep_check(&self.speculative, path, *version, context),
-            Request::Multi(ops) => return self.prepare_multi(ops, context),
+            Request::Multi(ops) => return self.prepare_multi(request, ops, context),
             Request::Sync { path } => {
                 return Prepared::Reply { err: ErrorCode::Ok, response: Response::Path(path.clone()) }
             }
@@ -194,48 +221,42 @@ impl Preparer {
                 // reconfigEnabled=false; ensembles are a later issue.
                 let err =
                     if self.settings.reconfig_enabled { ErrorCode::Unimplemented } else { ErrorCode::ReconfigDisabled };
-                return self.fail(err, Response::Empty, context);
+                return self.fail(err, request, context);
             }
             Request::CloseSession => {
-                return match self.close_session(context.session_id, context.time_ms) {
+                return match self.close_session_for(context) {
                     Some((header, txn)) => Prepared::Txn { header, txn, err: ErrorCode::Ok, response: Response::Empty },
-                    None => self.fail(ErrorCode::SessionExpired, Response::Empty, context),
+                    None => self.fail(ErrorCode::SessionExpired, request, context),
                 };
             }
             _ => Err(ErrorCode::BadArguments),
         };
         let txn = match single {
             Ok(txn) => txn,
-            Err(err) => return self.fail(err, Response::Empty, context),
+            Err(err) => return self.fail(err, request, context),
         };
         let header = self.next_header(context);
         let applied = self.apply_speculative(&header, &txn);
-        let outcome = applied.outcomes.into_iter().next().unwrap_or(OpOutcome::Skipped);
-        let response = match (request, outcome) {
-            (Request::Create(create), OpOutcome::Created(path, stat)) => {
-                if create.opcode == op::CREATE {
-                    Response::Path(path.to_string())
-                } else {
-                    Response::PathStat(path.to_string(), stat)
-                }
-            }
-            (_, OpOutcome::DataSet(stat)) | (_, OpOutcome::AclSet(stat)) => Response::Stat(stat),
-            _ => Response::Empty,
-        };
-        Prepared::Txn { header, txn, err: ErrorCode::Ok, response }
+        let (err, response) = reply::build(request, &txn, &applied);
+        Prepared::Txn { header, txn, err, response }
     }
 
     /// A multi is all or nothing: its operations are prepared one after
     /// another on a scratch copy, each seeing the ones before it. On the
-    /// first failure the copy is dropped and every result is an error: 0
-    /// before the failed operation, its code at it, RuntimeInconsistency
-    /// after it; the reply header's err stays 0, as ZooKeeper sends it.
-    fn prepare_multi(&mut self, ops: &[MultiOp], context: &WriteContext<'_>) -> Prepared {
+    /// first failure the copy is dropped and the multi is logged as one
+    /// error per operation: 0 before the failed operation, its code at it,
+    /// RuntimeInconsistency after it (ZooKeeper's MultiTxn of ErrorTxns);
+    /// the reply header's err stays 0, as ZooKeeper sends it.
+    fn prepare_multi(&mut self, request: &Request, ops: &[MultiOp], context: &WriteContext<'_>) -> Prepared {
         let mut scratch = self.speculative.clone();
-        let header = TxnHeader { zxid: self.next_zxid, time_ms: context.time_ms, session_id: context.session_id };
+        let header = TxnHeader {
+            zxid: self.next_zxid,
+            time_ms: context.time_ms,
+            session_id: context.session_id,
+            cxid: context.xid,
+        };
         let mut txns = Vec::with_capacity(ops.len());
-        let mut results = Vec::with_capacity(ops.len());
-        let mut triggers = Vec::new();
+        let mut outcomes = Vec::with_capacity(ops.len());
         for (index, operation) in ops.iter().enumerate() {
             let prepared = match operation {
                 MultiOp::Create(create) => prep_create(&scratch, create, context, &self.settings),
@@ -247,45 +268,29 @@ impl Preparer {
             match prepared {
                 Ok(txn) => {
                     let mut applied = scratch.apply(&header, &txn);
-                    triggers.append(&mut applied.triggers);
-                    let outcome = applied.outcomes.into_iter().next().unwrap_or(OpOutcome::Skipped);
-                    results.push(multi_result(operation, outcome));
+                    outcomes.append(&mut applied.outcomes);
                     txns.push(txn);
                 }
                 Err(err) => {
-                    let results = (0..ops.len())
-                        .map(|position| {
-                            OpResult::Error(match position.cmp(&index) {
+                    let errors = (0..ops.len())
+                        .map(|position| Txn::Error {
+                            code: match position.cmp(&index) {
                                 std::cmp::Ordering::Less => 0,
                                 std::cmp::Ordering::Equal => err.code(),
                                 std::cmp::Ordering::Greater => ErrorCode::RuntimeInconsistency.code(),
-                            })
+                            },
                         })
                         .collect();
-                    // The reply header says Ok; the errors are in the results.
-                    return self.fail(err, Response::Multi(results), context);
+                    return self.log_failure(Txn::Multi(errors), request, context);
                 }
             }
         }
         self.speculative = scratch;
-        self.triggers.append(&mut triggers);
         self.next_zxid += 1;
-        Prepared::Txn { header, txn: Txn::Multi(txns), err: ErrorCode::Ok, response: Response::Multi(results) }
-    }
-}
-
-fn multi_result(operation: &MultiOp, outcome: OpOutcome) -> OpResult {
-    match (operation, outcome) {
-        (MultiOp::Create(create), OpOutcome::Created(path, stat)) => {
-            if create.opcode == op::CREATE {
-                OpResult::Create(path.to_string())
-            } else {
-                OpResult::Create2(path.to_string(), stat)
-            }
-        }
-        (_, OpOutcome::Deleted) => OpResult::Delete,
-        (_, OpOutcome::DataSet(stat)) => OpResult::SetData(stat),
-        _ => OpResult::Check,
+        let txn = Txn::Multi(txns);
+        let applied = tree::Applied { outcomes, triggers: Vec::new() };
+        let (err, response) = reply::build(request, &txn, &applied);
+        Prepared::Txn { header, txn, err, response }
     }
 }
 

@@ -11,8 +11,11 @@ use crate::proto::jute::{DecodeError, DecodeResult, Reader, Writer};
 use crate::proto::Acl;
 use crate::tree::{Txn, TxnHeader};
 
-/// The payload format's version: the first byte of every payload.
-pub const PAYLOAD_VERSION: u8 = 1;
+/// The payload format's version: the first byte of every payload. Version 2
+/// adds the cxid after the session id; version 1 payloads are still read
+/// (their cxid is `INTERNAL_CXID`: no live request waits for them).
+pub const PAYLOAD_VERSION: u8 = 2;
+const PAYLOAD_VERSION_1: u8 = 1;
 
 const TAG_CREATE_SESSION: u8 = 1;
 const TAG_CLOSE_SESSION: u8 = 2;
@@ -33,6 +36,7 @@ pub fn encode(header: &TxnHeader, txn: &Txn, out: &mut Vec<u8>) {
     let mut writer = Writer::new(out);
     writer.write_i64(header.time_ms);
     writer.write_i64(header.session_id);
+    writer.write_i32(header.cxid);
     encode_txn(txn, &mut writer);
 }
 
@@ -92,11 +96,14 @@ pub fn decode(zxid: i64, payload: &[u8]) -> DecodeResult<(TxnHeader, Txn)> {
     let Some((&version, rest)) = payload.split_first() else {
         return Err(DecodeError::Invalid("empty log payload"));
     };
-    if version != PAYLOAD_VERSION {
+    if version != PAYLOAD_VERSION && version != PAYLOAD_VERSION_1 {
         return Err(DecodeError::Invalid("unknown log payload version"));
     }
     let mut reader = Reader::new(rest);
-    let header = TxnHeader { zxid, time_ms: reader.read_i64()?, session_id: reader.read_i64()? };
+    let time_ms = reader.read_i64()?;
+    let session_id = reader.read_i64()?;
+    let cxid = if version == PAYLOAD_VERSION_1 { crate::prep::INTERNAL_CXID } else { reader.read_i32()? };
+    let header = TxnHeader { zxid, time_ms, session_id, cxid };
     let txn = decode_txn(&mut reader, 0)?;
     if !reader.is_empty() {
         return Err(DecodeError::Invalid("trailing bytes after the transaction"));
@@ -170,7 +177,7 @@ mod tests {
 
     #[test]
     fn every_transaction_round_trips() {
-        let header = TxnHeader { zxid: 42, time_ms: 1234, session_id: 77 };
+        let header = TxnHeader { zxid: 42, time_ms: 1234, session_id: 77, cxid: 31 };
         for txn in samples() {
             let mut out = Vec::new();
             encode(&header, &txn, &mut out);
@@ -178,9 +185,25 @@ mod tests {
         }
     }
 
+    /// Logs written before the cxid was logged stay readable.
+    #[test]
+    fn version_1_payloads_are_read_without_a_cxid() {
+        let header = TxnHeader { zxid: 42, time_ms: 1234, session_id: 77, cxid: 31 };
+        for txn in samples() {
+            let mut out = Vec::new();
+            encode(&header, &txn, &mut out);
+            // Version 1: the same bytes without the cxid's four.
+            let mut old = vec![PAYLOAD_VERSION_1];
+            old.extend_from_slice(&out[1..17]);
+            old.extend_from_slice(&out[21..]);
+            let expected = TxnHeader { cxid: crate::prep::INTERNAL_CXID, ..header };
+            assert_eq!(decode(42, &old).unwrap(), (expected, txn));
+        }
+    }
+
     #[test]
     fn damage_is_an_error_not_a_panic() {
-        let header = TxnHeader { zxid: 1, time_ms: 1, session_id: 1 };
+        let header = TxnHeader { zxid: 1, time_ms: 1, session_id: 1, cxid: 1 };
         for txn in samples() {
             let mut out = Vec::new();
             encode(&header, &txn, &mut out);

@@ -18,6 +18,25 @@ use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, Ready, StateRole};
 
+/// How a replica is set up: its id, the group, and its timing in ticks.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    pub id: u64,
+    /// Voting members (ZooKeeper's participants), this one included if it votes.
+    pub voters: Vec<u64>,
+    /// Non-voting members (ZooKeeper's observers).
+    pub learners: Vec<u64>,
+    /// Ticks without a leader before a follower campaigns.
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Added to `election_ticks` for this replica. raft-rs would draw a
+    /// random timeout from the thread's generator, which no seed controls;
+    /// a fixed, per-replica spread chosen by the caller (from its seed)
+    /// keeps elections replayable and still breaks ties.
+    pub election_jitter_ticks: usize,
+}
+
 /// The durable state found at start: the snapshot point, if any, the last
 /// hard state and the log entries after the snapshot.
 #[derive(Debug, Default)]
@@ -46,6 +65,8 @@ pub struct ToPersist {
     pub hard_state: Option<HardState>,
     /// Whether the write must be fsynced (raft-rs's must_sync).
     pub must_sync: bool,
+    /// A snapshot the leader sent to install, if any (its metadata).
+    pub snapshot: Option<Snapshot>,
     persisted_messages: Vec<Message>,
     ready: Ready,
 }
@@ -71,13 +92,9 @@ impl Replica {
     /// A replica with id `id` in a group of `voters`, resuming from what
     /// recovery found. `election_ticks` and `heartbeat_ticks` are in calls
     /// to `tick`.
-    pub fn new(
-        id: u64,
-        voters: Vec<u64>,
-        recovered: Recovered,
-        election_ticks: usize,
-        heartbeat_ticks: usize,
-    ) -> Result<Replica, String> {
+    pub fn new(setup: &ReplicaConfig, recovered: Recovered) -> Result<Replica, String> {
+        let id = setup.id;
+        let voters = setup.voters.clone();
         let storage = MemStorage::new();
         let mut applied = 0;
         {
@@ -92,7 +109,7 @@ impl Replica {
                     core.apply_snapshot(snapshot).map_err(|error| format!("snapshot point: {error}"))?;
                     applied = point.index;
                 }
-                None => core.set_conf_state(ConfState::from((voters.clone(), Vec::new()))),
+                None => core.set_conf_state(ConfState::from((voters.clone(), setup.learners.clone()))),
             }
             core.append(&recovered.entries).map_err(|error| format!("log entries: {error}"))?;
             let mut hard_state = recovered.hard_state.clone();
@@ -107,10 +124,14 @@ impl Replica {
             }
             core.set_hardstate(hard_state);
         }
+        let election_tick = setup.election_ticks.max(2);
+        let timeout = election_tick + setup.election_jitter_ticks;
         let config = Config {
             id,
-            election_tick: election_ticks.max(2),
-            heartbeat_tick: heartbeat_ticks.max(1),
+            election_tick,
+            min_election_tick: timeout,
+            max_election_tick: timeout + 1,
+            heartbeat_tick: setup.heartbeat_ticks.max(1),
             applied,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
@@ -130,6 +151,41 @@ impl Replica {
 
     pub fn term(&self) -> u64 {
         self.node.raft.term
+    }
+
+    /// The leader this replica knows of, if any.
+    pub fn leader_id(&self) -> Option<u64> {
+        let leader = self.node.raft.leader_id;
+        (leader != raft::INVALID_ID).then_some(leader)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.node.raft.id
+    }
+
+    /// The highest index each other member is known to hold (leader only;
+    /// empty elsewhere), for replication lag.
+    pub fn matched(&self) -> Vec<(u64, u64)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let me = self.id();
+        self.node.raft.prs().iter().filter(|(id, _)| **id != me).map(|(id, progress)| (*id, progress.matched)).collect()
+    }
+
+    /// The last index in the log.
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// The entries from `low` to the end of the log that raft still holds
+    /// in memory (the uncommitted tail a new leader must prepare on).
+    pub fn entries_from(&self, low: u64) -> Vec<Entry> {
+        let last = self.last_index();
+        if low > last {
+            return Vec::new();
+        }
+        self.node.raft.raft_log.entries(low, raft::NO_LIMIT, raft::GetEntriesContext::empty(false)).unwrap_or_default()
     }
 
     /// The index the next proposal will get.
@@ -182,9 +238,16 @@ impl Replica {
         let hard_state = ready.hs().cloned();
         let persisted_messages = ready.take_persisted_messages();
         let must_sync = ready.must_sync();
+        let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
         {
             let store = self.node.mut_store();
             let mut core = store.wl();
+            if let Some(snapshot) = &snapshot {
+                // The leader's snapshot replaces the log up to its index; a
+                // stale one (older than what is held) is raft's to refuse
+                // before it gets here.
+                core.apply_snapshot(snapshot.clone()).expect("raft hands out only newer snapshots");
+            }
             if !entries.is_empty() {
                 // The entries come from this node's own log, which is
                 // consistent by construction; a failure here is a bug.
@@ -194,7 +257,7 @@ impl Replica {
                 core.set_hardstate(hard_state.clone());
             }
         }
-        Some(ToPersist { messages, committed, entries, hard_state, must_sync, persisted_messages, ready })
+        Some(ToPersist { messages, committed, entries, hard_state, must_sync, snapshot, persisted_messages, ready })
     }
 
     /// Tells raft that `work`'s entries and hard state are durable.
@@ -211,6 +274,14 @@ impl Replica {
         AfterPersist { messages, committed, commit_index }
     }
 
+    /// Tells raft whether a snapshot reached `to`, so it resumes appends
+    /// (after a success) or probes and sends another (after a failure)
+    /// instead of waiting for ever.
+    pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+        self.node.report_snapshot(to, status);
+    }
+
     /// Drops log entries up to `index` from memory (after a snapshot).
     pub fn compact(&mut self, index: u64) -> Result<(), String> {
         let index = index.min(self.node.raft.raft_log.applied);
@@ -221,6 +292,17 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn single() -> ReplicaConfig {
+        ReplicaConfig {
+            id: 1,
+            voters: vec![1],
+            learners: vec![],
+            election_ticks: 10,
+            heartbeat_ticks: 3,
+            election_jitter_ticks: 0,
+        }
+    }
 
     /// Runs ready/persisted until quiet, returning the committed entries.
     fn drive(replica: &mut Replica, durable: &mut Vec<Entry>, hard_state: &mut HardState) -> Vec<Entry> {
@@ -242,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_single_voter_commits_what_it_persists() {
-        let mut replica = Replica::new(1, vec![1], Recovered::default(), 10, 3).unwrap();
+        let mut replica = Replica::new(&single(), Recovered::default()).unwrap();
         replica.campaign().unwrap();
         let mut durable = Vec::new();
         let mut hard_state = HardState::default();
@@ -259,7 +341,7 @@ mod tests {
 
         // Restart from what was made durable: the entries come back committed.
         let recovered = Recovered { snapshot: None, hard_state: hard_state.clone(), entries: durable.clone() };
-        let mut restarted = Replica::new(1, vec![1], recovered, 10, 3).unwrap();
+        let mut restarted = Replica::new(&single(), recovered).unwrap();
         restarted.campaign().unwrap();
         let mut durable_again = durable.clone();
         let replayed = drive(&mut restarted, &mut durable_again, &mut hard_state);
@@ -277,7 +359,7 @@ mod tests {
             hard_state: HardState { term: 2, vote: 1, commit: 10, ..HardState::default() },
             entries: Vec::new(),
         };
-        let mut replica = Replica::new(1, vec![1], recovered, 10, 3).unwrap();
+        let mut replica = Replica::new(&single(), recovered).unwrap();
         replica.campaign().unwrap();
         let mut durable = Vec::new();
         let mut hard_state = HardState::default();

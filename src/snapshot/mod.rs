@@ -629,5 +629,27 @@ impl<E: rancor::Source> rkyv::ser::Writer<E> for ChecksummedWriter {
     }
 }
 
+/// A tree as bytes, for a leader sending its state to a follower over a
+/// peer link: the snapshot file's payload (no header; the link checksums
+/// its frames).
+pub fn tree_to_bytes(tree: &Tree) -> Vec<u8> {
+    let meta = SnapshotMeta::default();
+    let record = payload_record(tree, &meta);
+    // Serializing borrowed in-memory records into a Vec cannot fail.
+    rkyv::api::high::to_bytes::<rancor::Error>(&record).map(|bytes| bytes.to_vec()).unwrap_or_default()
+}
+
+/// The tree `tree_to_bytes` wrote; damage is an error naming the offset.
+pub fn tree_from_bytes(bytes: &[u8]) -> Result<Tree, SnapshotError> {
+    let file = PathBuf::from("<peer snapshot>");
+    let damaged =
+        |offset_bytes: u64, reason: String| SnapshotError::Damaged { file: file.clone(), offset_bytes, reason };
+    let mut payload = AlignedVec::<16>::with_capacity(bytes.len());
+    payload.extend_from_slice(bytes);
+    let archived = rkyv::access::<ArchivedPayloadRecord, rancor::Error>(&payload)
+        .map_err(|error| damaged(0, format!("payload fails rkyv validation: {error}")))?;
+    restore_tree(archived, &payload, &damaged)
+}
+
 #[cfg(test)]
 mod tests;

@@ -38,7 +38,7 @@ impl Builder {
 
     fn apply(&mut self, txn: Txn) {
         self.zxid += 1;
-        let header = TxnHeader { zxid: self.zxid, time_ms: 1_700_000_000_000 + self.zxid, session_id: 0 };
+        let header = TxnHeader { zxid: self.zxid, time_ms: 1_700_000_000_000 + self.zxid, session_id: 0, cxid: 0 };
         self.tree.apply(&header, &txn);
     }
 
@@ -181,7 +181,7 @@ fn restored_tree_goes_on_applying_like_the_original() {
     let mut original = sample_tree();
     write(&directory.0, &original, &meta(1)).unwrap();
     let (mut restored, _) = read_latest(&directory.0, CLUSTER).unwrap().unwrap();
-    let header = TxnHeader { zxid: 100, time_ms: 5, session_id: 0x101 };
+    let header = TxnHeader { zxid: 100, time_ms: 5, session_id: 0x101, cxid: 0 };
     let txns = [
         Txn::Create {
             path: Arc::from("/app/queue/item-0000000006"),

@@ -2,7 +2,7 @@ use super::*;
 use crate::proto::codes::ephemeral_owner;
 
 fn header(zxid: i64) -> TxnHeader {
-    TxnHeader { zxid, time_ms: 1000 + zxid, session_id: 7 }
+    TxnHeader { zxid, time_ms: 1000 + zxid, session_id: 7, cxid: 0 }
 }
 
 fn create(path: &str, owner: i64) -> Txn {

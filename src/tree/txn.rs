@@ -8,12 +8,15 @@ use super::Path;
 use crate::proto::{Acl, Stat};
 
 /// What every transaction carries besides its body: its zxid (the log index),
-/// the leader's clock when it was prepared, and the session that asked.
+/// the leader's clock when it was prepared, the session that asked and the
+/// xid of its request (ZooKeeper's cxid), by which the server holding that
+/// session's connection finds the request to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxnHeader {
     pub zxid: i64,
     pub time_ms: i64,
     pub session_id: i64,
+    pub cxid: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
