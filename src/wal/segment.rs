@@ -125,7 +125,9 @@ pub async fn write_blocks(file: &DmaFile, path: &Path, position: u64, parts: &[&
 
 /// Creates a segment durably: header block and preallocation written and
 /// synced under a temporary name, then renamed into place and the directory
-/// synced. A segment under its real name always has a whole header.
+/// synced. A segment under its real name always has a whole header, and
+/// `initial` (framed records, empty for a new segment, a batch for a
+/// repaired one) whole after it.
 pub async fn create_segment(
     directory: &Directory,
     directory_path: &Path,
@@ -133,6 +135,7 @@ pub async fn create_segment(
     first_index: u64,
     preallocation_bytes: u64,
     zero_fill: bool,
+    initial: &[u8],
 ) -> Result<(DmaFile, PathBuf), WalError> {
     let final_path = directory_path.join(segment_file_name(first_index));
     let temporary_path = directory_path.join(temporary_file_name(first_index));
@@ -146,10 +149,10 @@ pub async fn create_segment(
         .map_err(io_error(&temporary_path, "create"))?;
     file.pre_allocate(preallocation_bytes, false).await.map_err(io_error(&temporary_path, "preallocate"))?;
     let header = encode_segment_header(cluster_id, first_index);
-    write_blocks(&file, &temporary_path, 0, &[&header]).await?;
+    write_blocks(&file, &temporary_path, 0, &[&header, initial]).await?;
     if zero_fill {
         let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
-        let mut position = align_up(RECORDS_OFFSET, file.alignment());
+        let mut position = align_up(RECORDS_OFFSET + initial.len() as u64, file.alignment());
         while position < preallocation_bytes {
             let length = ZERO_FILL_CHUNK_BYTES.min((preallocation_bytes - position) as usize);
             position += write_blocks(&file, &temporary_path, position, &[&zeros[..length]]).await?;

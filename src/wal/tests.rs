@@ -44,9 +44,18 @@ fn indexes(entries: &[Entry]) -> Vec<(u64, u64)> {
     entries.iter().map(|entry| (entry.index, entry.term)).collect()
 }
 
-/// Where the records end in a segment holding `entries` from the start.
+/// Where the records end in a segment holding `entries` from the start, as
+/// one batch (its begin and commit frames included).
 fn records_end(entries: &[Entry]) -> u64 {
-    RECORDS_OFFSET + entries.iter().map(|entry| entry.as_record().frame_bytes() as u64).sum::<u64>()
+    record_offset(entries) + record::BATCH_FRAME_BYTES as u64
+}
+
+/// Where the record after `entries` starts, in a segment whose first batch
+/// starts with `entries`.
+fn record_offset(entries: &[Entry]) -> u64 {
+    RECORDS_OFFSET
+        + record::BATCH_FRAME_BYTES as u64
+        + entries.iter().map(|entry| entry.as_record().frame_bytes() as u64).sum::<u64>()
 }
 
 fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
@@ -157,7 +166,7 @@ fn a_torn_tail_is_truncated_and_logged() {
         let big = Entry { index: 21, term: 1, entry_type: 0, data: vec![0xab; 3000] };
         let mut frame = Vec::new();
         encode_record(&big.as_record(), &mut frame).unwrap();
-        write_at(&segment, end, &frame[..1800]);
+        write_at(&segment, end, &record::encode_batch(&frame, end)[..1800]);
 
         let (mut wal, recovered) = Wal::open(&directory, CLUSTER, WalOptions::default()).await.unwrap();
         assert_eq!(recovered.entries, entries);
@@ -206,14 +215,14 @@ fn corruption_in_the_middle_is_refused_or_truncated_on_request() {
         }
         wal.close().await.unwrap();
         let segment = directory.join("log.0000000000000001");
-        let fifth = records_end(&entries[..4]);
+        let fifth = record_offset(&entries[..4]);
         flip_byte(&segment, fifth + 12);
 
         let error = Wal::open(&directory, CLUSTER, WalOptions::default()).await.err().expect("corruption refused");
         match &error {
             WalError::Corrupt { path, offset, reason } => {
                 assert_eq!((path, *offset), (&segment, fifth));
-                assert!(reason.contains("valid record after it"), "{reason}");
+                assert!(reason.contains("written whole"), "{reason}");
             }
             other => panic!("expected corruption, got {other}"),
         }
@@ -299,7 +308,7 @@ fn segments_roll_over_when_full() {
             let header = decode_segment_header(&bytes).unwrap();
             assert_eq!(path.file_name().unwrap().to_str().unwrap(), segment::segment_file_name(header.first_index));
             assert_eq!(header.first_index, next);
-            let scan = replay::scan_segment(&bytes, RECORDS_OFFSET);
+            let scan = replay::scan_batches(&bytes, RECORDS_OFFSET);
             let Record::Entry { index, .. } = scan.records[0].record else { panic!("not an entry") };
             assert_eq!(index, header.first_index);
             next += scan.records.len() as u64;
@@ -460,7 +469,7 @@ fn corruption_in_an_earlier_segment_drops_the_later_ones_on_request() {
         // The last record of the second segment: nothing follows it in that
         // file, but later segments exist, so it cannot be a torn tail.
         let bytes = std::fs::read(&paths[1]).unwrap();
-        let scan = replay::scan_segment(&bytes, RECORDS_OFFSET);
+        let scan = replay::scan_batches(&bytes, RECORDS_OFFSET);
         let last = scan.records.last().unwrap().offset;
         let Record::Entry { index: last_index, .. } = scan.records.last().unwrap().record else { panic!() };
         flip_byte(&paths[1], last + 9);
