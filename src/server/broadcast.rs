@@ -216,10 +216,13 @@ impl BroadcastCore {
                 self.replica.tick();
             }
             if let Err(error) = self.commit(&shards).await {
-                // The log cannot take writes: nothing more may be acknowledged.
-                error!(%error, "the log failed; stopping");
-                self.shared.stopping.store(true, Ordering::Relaxed);
-                break;
+                // The log cannot take writes: nothing more may be
+                // acknowledged. Fail-stop, as ZooKeeper's SyncRequestProcessor
+                // does: exit non-zero at once so a supervisor restarts the
+                // server, rather than listen on without being able to write
+                // (docs/ARCHITECTURE.md, "A failing log").
+                error!(%error, exit_status = super::log::EXIT_STATUS_LOG_FAILED, "the log failed; exiting now");
+                std::process::exit(super::log::EXIT_STATUS_LOG_FAILED);
             }
             if self.shared.stopping.load(Ordering::Relaxed)
                 && inbox.is_empty()

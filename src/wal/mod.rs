@@ -109,6 +109,18 @@ pub struct WalOptions {
     pub covered_by_snapshot: Option<SnapshotMarker>,
 }
 
+impl WalError {
+    /// Whether the filesystem ran out of space (ENOSPC), the one operating
+    /// error whose remedy is not in zoocore's hands.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            WalError::NoSpace { .. } => true,
+            WalError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+}
+
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
@@ -144,7 +156,8 @@ pub enum WalError {
     Io { path: PathBuf, operation: &'static str, source: std::io::Error },
     #[error(
         "{path}: corrupt at byte offset {offset}: {reason}; the log is not opened. Starting with the WAL's \
-         truncate_corrupt option drops the log from this point (and logs what it drops)",
+         truncate_corrupt option keeps every record it can still use, logs what it cuts and moves the \
+         original segments aside",
         path = path.display()
     )]
     Corrupt { path: PathBuf, offset: u64, reason: String },
@@ -159,6 +172,13 @@ pub enum WalError {
         path = path.display()
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error(
+        "{path}: only {available_bytes} bytes are free on its filesystem, fewer than the {needed_bytes} a log \
+         segment needs (ENOSPC). This is not damage: free space there, or move dataLogDir to a larger \
+         filesystem, and start again",
+        path = path.display()
+    )]
+    NoSpace { path: PathBuf, available_bytes: u64, needed_bytes: u64 },
     #[error("{path}: another process holds the log directory's lock", path = path.display())]
     Locked { path: PathBuf },
     #[error("refused record: {0}")]
@@ -227,7 +247,9 @@ pub struct Truncation {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
     pub hard_state: Option<HardState>,
-    /// The newest snapshot marker; `entries` start right after it.
+    /// The newest snapshot marker; `entries` start right after it, or
+    /// earlier: right after `WalOptions::covered_by_snapshot` when that is
+    /// older and the log still holds the entries after it.
     pub snapshot: Option<SnapshotMarker>,
     /// Contiguous, ascending, with every replacement and truncation applied.
     pub entries: Vec<Entry>,
@@ -822,13 +844,13 @@ async fn plan_recovery(
     options: &WalOptions,
 ) -> Result<Planned, WalError> {
     let start = if names.first() == Some(&1) { LogIndexes::new_log() } else { LogIndexes::after_compaction() };
-    let mut replay = Replay::new(start);
+    let covered = options.covered_by_snapshot;
+    let mut replay = Replay::new(start).keeping_above(covered.map(|marker| marker.index));
     let mut kept: Vec<Kept> = Vec::new();
     let mut last_bytes = Vec::new();
     let mut last_version = FORMAT_VERSION;
     let mut torn_tail = None;
     let mut repair: Option<Repair> = None;
-    let covered = options.covered_by_snapshot;
     for (position, &first_index) in names.iter().enumerate() {
         let path = directory.join(segment_file_name(first_index));
         let bytes = read_whole_file(&path).await?;
@@ -1023,13 +1045,17 @@ async fn carry_out_repair(
     }
     File::open(&aside).and_then(|handle| handle.sync_all()).map_err(std_io_error(&aside, "sync the directory"))?;
 
-    let mut records: Vec<Record<'_>> = Vec::new();
+    // Entries the marker covers (kept for an older snapshot) go before it,
+    // the others after it, as the index rules require.
+    let above = repair.last_index_before.unwrap_or(0);
+    let rewritten: Vec<&Entry> = replayed.entries.iter().filter(|entry| entry.index > above).collect();
+    let marker_index = replayed.snapshot.map_or(0, |marker| marker.index);
+    let split = rewritten.partition_point(|entry| entry.index <= marker_index);
+    let mut records: Vec<Record<'_>> = rewritten[..split].iter().map(|entry| entry.as_record()).collect();
     if let Some(marker) = replayed.snapshot {
         records.push(Record::SnapshotMarker(marker));
     }
-    let above = repair.last_index_before.unwrap_or(0);
-    let rewritten: Vec<&Entry> = replayed.entries.iter().filter(|entry| entry.index > above).collect();
-    records.extend(rewritten.iter().map(|entry| entry.as_record()));
+    records.extend(rewritten[split..].iter().map(|entry| entry.as_record()));
     if let Some(state) = replayed.hard_state {
         records.push(Record::HardState(state));
     }

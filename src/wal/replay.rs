@@ -188,11 +188,22 @@ pub struct Replay {
     entries: Vec<Entry>,
     /// Where each of `entries` was read, for errors found at the end.
     positions: Vec<Position>,
+    /// Entries above this index are kept even when a snapshot marker covers
+    /// them: the server restores from an older snapshot than the newest
+    /// marker (the newest snapshot file is damaged) and needs them.
+    keep_above: Option<u64>,
 }
 
 impl Replay {
     pub fn new(indexes: LogIndexes) -> Replay {
-        Replay { indexes, hard_state: None, entries: Vec::new(), positions: Vec::new() }
+        Replay { indexes, hard_state: None, entries: Vec::new(), positions: Vec::new(), keep_above: None }
+    }
+
+    /// Keeps entries above `index` when markers cover them (see
+    /// `keep_above`).
+    pub fn keeping_above(mut self, index: Option<u64>) -> Replay {
+        self.keep_above = index;
+        self
     }
 
     /// Applies one record: a later entry for an index replaces the earlier
@@ -209,7 +220,8 @@ impl Replay {
             }
             Record::TruncateSuffix { from_index } => self.keep_below(from_index),
             Record::SnapshotMarker(marker) => {
-                let covered = self.entries.partition_point(|entry| entry.index <= marker.index);
+                let dropped_up_to = self.keep_above.map_or(marker.index, |keep| keep.min(marker.index));
+                let covered = self.entries.partition_point(|entry| entry.index <= dropped_up_to);
                 self.entries.drain(..covered);
                 self.positions.drain(..covered);
             }
@@ -240,7 +252,8 @@ impl Replay {
                         && self.indexes.snapshot().is_none_or(|newest| newest.index < marker.index) =>
                 {
                     self.apply(&Record::SnapshotMarker(marker), position)?;
-                    self.apply(record, position)
+                    // The marker may cover this entry too.
+                    self.apply_after_damage(record, position, None)
                 }
                 _ => Err(Violation::EntryGap { index, expected: self.indexes.next_index().unwrap_or(0) }),
             },
@@ -259,7 +272,7 @@ impl Replay {
     pub fn finish(self) -> Result<Replayed, (Violation, Position)> {
         let snapshot = self.indexes.snapshot();
         if let (Some(snapshot), Some(first)) = (snapshot, self.entries.first()) {
-            if first.index != snapshot.index + 1 {
+            if first.index > snapshot.index + 1 {
                 let violation =
                     Violation::GapAfterSnapshot { first_index: first.index, snapshot_index: snapshot.index };
                 return Err((violation, self.positions[0]));
@@ -537,7 +550,10 @@ pub fn scan_batches(bytes: &[u8], records_offset: u64) -> SegmentScan<'_> {
                 _ => Some(Damage::BadCommit { at: commit_at as u64 }),
             });
         if let Some(damage) = problem {
-            let end = damaged(damage, false, at + 1);
+            // Whole records after the damaged one, not the whole ones
+            // before it in the same batch.
+            let hunt_from = damage.inner_offset().map_or(at + 1, |inner| inner as usize + 1);
+            let end = damaged(damage, false, hunt_from);
             return SegmentScan { records, end };
         }
         records.extend(batch);
