@@ -115,7 +115,12 @@ impl WalError {
     pub fn is_no_space(&self) -> bool {
         match self {
             WalError::NoSpace { .. } => true,
-            WalError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            // glommio's errors keep the errno only in their text.
+            WalError::Io { source, .. } => {
+                source.raw_os_error() == Some(libc::ENOSPC)
+                    || source.kind() == std::io::ErrorKind::StorageFull
+                    || source.to_string().contains(&format!("(os error {})", libc::ENOSPC))
+            }
             _ => false,
         }
     }
@@ -284,6 +289,9 @@ pub struct Wal {
     current: DmaFile,
     /// The end of the records written to the current segment.
     written_end: u64,
+    /// The current segment's preallocated size: `preallocation_bytes`, or
+    /// less when the filesystem had less space free when it was made.
+    current_capacity: u64,
     /// The current segment's bytes from the block boundary before
     /// `written_end` up to it: rewritten in front of the next sync's records.
     tail_block: Vec<u8>,
@@ -379,7 +387,7 @@ impl Wal {
             if !names.is_empty() {
                 warn!(directory = %directory_path.display(), "no segment survived recovery; starting an empty log");
             }
-            let (current, path) = create_segment(
+            let (current, path, capacity) = create_segment(
                 &directory,
                 &directory_path,
                 cluster_id,
@@ -398,6 +406,7 @@ impl Wal {
                 segments: vec![SegmentInfo { first_index: 1, path, entry_index_max: None }],
                 current,
                 written_end: RECORDS_OFFSET,
+                current_capacity: capacity,
                 tail_block,
                 pending: Vec::new(),
                 pending_bytes: 0,
@@ -443,6 +452,7 @@ impl Wal {
         let block_start = align_down(last.end, current.alignment()) as usize;
         let tail_block = last_bytes[block_start..last.end as usize].to_vec();
         let written_end = last.end;
+        let current_capacity = (last_bytes.len() as u64).max(RECORDS_OFFSET);
         drop(last_bytes);
         let segments = kept
             .into_iter()
@@ -468,6 +478,7 @@ impl Wal {
             segments,
             current,
             written_end,
+            current_capacity,
             tail_block,
             pending: Vec::new(),
             pending_bytes: 0,
@@ -527,7 +538,13 @@ impl Wal {
                 });
             }
             let (planned_end, planned_name) = self.planned_end();
-            let full = planned_end + frame_bytes as u64 > self.options.preallocation_bytes;
+            // A new segment's size is known once it is made: planned with
+            // the configured one.
+            let capacity = match self.pending.last() {
+                Some(PendingChunk { new_segment: Some(_), .. }) => self.options.preallocation_bytes,
+                _ => self.current_capacity,
+            };
+            let full = planned_end + frame_bytes as u64 > capacity;
             if full && planned_end > RECORDS_OFFSET + (BATCH_OVERHEAD_BYTES + BATCH_PADDING_BYTES_MAX) as u64 {
                 // Named so that recovery can check nothing is missing
                 // between this segment and the one before.
@@ -666,7 +683,7 @@ impl Wal {
     }
 
     async fn start_segment(&mut self, name: u64) -> Result<(), WalError> {
-        let (file, path) = create_segment(
+        let (file, path, capacity) = create_segment(
             &self.directory,
             &self.directory_path,
             self.cluster_id,
@@ -682,6 +699,7 @@ impl Wal {
         previous.close().await.map_err(io_error(&previous_path, "close"))?;
         self.segments.push(SegmentInfo { first_index: name, path, entry_index_max: None });
         self.written_end = RECORDS_OFFSET;
+        self.current_capacity = capacity;
         self.counters.segments_created += 1;
         Ok(())
     }
@@ -1070,7 +1088,7 @@ async fn carry_out_repair(
             next.max(names[before] + 1)
         }
     };
-    let (file, new_path) = create_segment(
+    let (file, new_path, _) = create_segment(
         directory,
         directory_path,
         cluster_id,

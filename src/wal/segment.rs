@@ -183,7 +183,7 @@ pub async fn create_segment(
     preallocation_bytes: u64,
     zero_fill: bool,
     initial: &[u8],
-) -> Result<(DmaFile, PathBuf), WalError> {
+) -> Result<(DmaFile, PathBuf, u64), WalError> {
     let final_path = directory_path.join(segment_file_name(first_index));
     let temporary_path = directory_path.join(temporary_file_name(first_index));
     let preallocation_bytes = fitting_preallocation(directory_path, preallocation_bytes)?;
@@ -209,7 +209,7 @@ pub async fn create_segment(
     file.fdatasync().await.map_err(io_error(&temporary_path, "fdatasync"))?;
     file.rename(&final_path).await.map_err(io_error(&temporary_path, "rename"))?;
     directory.sync().await.map_err(io_error(directory_path, "sync the directory"))?;
-    Ok((file, final_path))
+    Ok((file, final_path, preallocation_bytes))
 }
 
 /// Reads a whole file into memory (a segment is bounded by its
