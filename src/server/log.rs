@@ -131,6 +131,7 @@ impl Log {
         let log_directory = absolute(&absolute(&config.data_log_dir)?.join("log"))?;
         let cluster_id = cluster_id(&data_directory, &log_directory, &snapshot_directory).map_err(LogError::Setup)?;
         let started = Instant::now();
+        info!(data = %data_directory.display(), log = %log_directory.display(), "recovering: reading snapshots and the log");
         // No snapshot is being written yet: every temporary file is left by
         // a crash mid-snapshot and would otherwise stay for ever.
         for removed in snapshot::remove_temporary_files(&snapshot_directory).map_err(LogError::Snapshot)? {
