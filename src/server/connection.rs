@@ -544,8 +544,11 @@ async fn session_loop(
     connection.read_buffer_bytes.set(frames.buffer.len());
     let outbox = &connection.outbox;
     let sessionless_timeout = std::time::Duration::from_millis(
+        // As a system property, or as a zoo.cfg key with or without its
+        // "zookeeper." prefix.
         config
             .property("zookeeper.nio.sessionlessCnxnTimeout")
+            .or_else(|| config.property("nio.sessionlessCnxnTimeout"))
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(SESSIONLESS_TIMEOUT_MS_DEFAULT),
     );

@@ -224,11 +224,7 @@ pub async fn run(
     let local = listener.local_addr().unwrap_or(address);
     let shard_count = shared.shard_stats.len().max(1) as u64;
     let limit = (shared.config.global_outstanding_limit as u64).div_ceil(shard_count).max(1);
-    let connection_memory = shared
-        .config
-        .property("zoocore.connectionMemoryMaxBytes")
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .unwrap_or(CONNECTION_MEMORY_BYTES_MAX_DEFAULT);
+    let connection_memory = shared.config.connection_memory_bytes_max.unwrap_or(CONNECTION_MEMORY_BYTES_MAX_DEFAULT);
     let shard = Rc::new(Shard {
         id,
         adopted: RefCell::new(shared.published.load_full()),

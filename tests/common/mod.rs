@@ -252,6 +252,11 @@ impl Server {
         }
     }
 
+    /// The server process's id (None for an external server).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| child.id())
+    }
+
     /// Waits up to `deadline` for the server to exit on its own. Returns its
     /// exit status, or None if it is still running (it keeps running).
     pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
