@@ -97,9 +97,10 @@ def main():
 
         # 1. A watcher that never reads, while another session writes 5 KB values.
         writer = session(port)
-        request(writer, 1, 1, zk_string("/n") + struct.pack(">i", 0) + struct.pack(">i", 1)
+        request(writer, 1, 1, zk_string("/n") + struct.pack(">i", 0) + struct.pack(">ii", 1, 31)
                 + zk_string("world") + zk_string("anyone") + struct.pack(">i", 0))
-        read_frame(writer)
+        reply = read_frame(writer)
+        assert struct.unpack(">iqi", reply[:16])[2] == 0, "create /n failed"
         watcher = session(port, timeout_ms=arguments.watcher_timeout_ms, rcvbuf=4096)
         request(watcher, 1, 106, zk_string("/n") + struct.pack(">i", 1))  # addWatch, persistent recursive
         time.sleep(0.2)
