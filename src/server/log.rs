@@ -6,6 +6,13 @@
 //!
 //! `append` buffers records; `sync` writes everything buffered with one write
 //! and one fdatasync (group commit), and only then may replies leave.
+//!
+//! Opening is where operators meet failures, so `open` returns a typed
+//! `LogError` whose message carries the advice for its cause: damage points
+//! at `--truncate-corrupt`, a full disk (ENOSPC) at freeing space, a log that
+//! does not reach back to the usable snapshot says a snapshot is missing.
+//! Errors at run time name ENOSPC when that is the cause; the broadcast core
+//! then fail-stops with `EXIT_STATUS_LOG_FAILED`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

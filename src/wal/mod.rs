@@ -29,12 +29,22 @@
 //!
 //! Every record is framed with its length and a CRC-32C over length and
 //! payload; a zero frame header is the end of the records (preallocated
-//! space reads as zeros). Recovery reads every segment in order and tells a
-//! torn tail from corruption by one rule (see [`replay::judge`]): damage at
-//! the end of the last segment with no whole record anywhere after it is the
-//! last, never-acknowledged write cut short, and is truncated with a
-//! warning; any other damage is an error naming the file and byte offset,
-//! unless the operator sets [`WalOptions::truncate_corrupt`].
+//! space reads as zeros). Each write is one batch (format version 2): a
+//! begin frame that states the batch's length, the records, and a commit
+//! frame at the stated end. A crash leaves a write as a prefix of its
+//! sectors, and the commit frame never straddles a sector, so recovery can
+//! decide (see [`replay::scan_batches`]): a last batch whose commit frame is
+//! still zeros was cut short and never acknowledged (a torn tail, truncated
+//! with a warning); a batch whose commit frame is there was written whole,
+//! and any checksum failure in it is damage, an error naming the file and
+//! byte offset. Version 1 segments (no batches) are still read, by the old
+//! rule.
+//!
+//! With [`WalOptions::truncate_corrupt`] recovery plans in memory before it
+//! changes a file: it reads on past damage, keeps every record that can
+//! still be used (damage the caller's snapshot covers costs nothing), and
+//! only then moves the damaged segments aside and writes what it kept into
+//! one new segment, logging exactly what it cut.
 //!
 //! Raft may replace a suffix of its log (a new leader overwrites conflicting
 //! entries). The log never rewrites in place: a later record for an index
