@@ -112,6 +112,43 @@ fn a_full_disk_stops_the_server_and_nothing_acknowledged_is_lost() {
         "the cause and the file are logged:\n{log}"
     );
 
+    // A new server whose log goes on the full filesystem cannot make even
+    // the smallest segment: it says ENOSPC and what to do, and does not
+    // advise --truncate-corrupt (nothing is damaged).
+    let fresh = scratch.path().join("fresh");
+    fs::create_dir_all(&fresh).expect("fresh directory");
+    let config = fresh.join("zoo.cfg");
+    fs::write(
+        &config,
+        format!(
+            "dataDir={}
+dataLogDir={}
+clientPort=0
+admin.enableServer=false
+",
+            fresh.join("data").display(),
+            disk.mount.join("fresh-log").display()
+        ),
+    )
+    .expect("write zoo.cfg");
+    let stderr_path = fresh.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("run zoocore");
+    let exited = common::wait_for(Duration::from_secs(30), || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait");
+    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(exited && !status.success(), "no start without space for a segment ({status}):\n{stderr}");
+    assert!(stderr.contains("ENOSPC") && stderr.contains("free space"), "the error says why and what to do:\n{stderr}");
+    assert!(!stderr.contains("truncate-corrupt"), "a full disk is not damage:\n{stderr}");
+
     // The operator frees space and the supervisor restarts the server: it
     // has every acknowledged write and takes new ones.
     fs::remove_file(&filler).expect("free space");
