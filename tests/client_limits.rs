@@ -191,7 +191,11 @@ fn connections_without_a_session_are_closed_and_bounded() {
     let ports: Vec<u16> = attackers.iter().map(|stream| stream.local_addr().expect("port").port()).collect();
     let started = Instant::now();
     assert!(
-        wait_for(Duration::from_secs(30), || ports.iter().all(|&port| !server_holds(pid, server.port(), port))),
+        wait_for(Duration::from_secs(30), || {
+            // Requests keep the healthy session alive meanwhile.
+            assert_eq!(healthy.request(op::EXISTS, &Enc::new().str("/").bool(false).bytes()).err, 0);
+            ports.iter().all(|&port| !server_holds(pid, server.port(), port))
+        }),
         "every connection without a session is closed after sessionlessCnxnTimeout:\n{}",
         server.stderr_tail()
     );
