@@ -18,9 +18,23 @@ use common::raw::{Conn, Enc};
 use common::{wait_for, Server};
 use zoocore::proto::codes::op;
 
-/// The socket inodes of TCP connections from `server_port` to `client_port`.
-fn socket_inodes(server_port: u16, client_port: u16) -> HashSet<u64> {
+/// The client ports of the TCP connections whose server end the server
+/// process `pid` (listening on `server_port`) holds open: its socket file
+/// descriptors, matched by inode to /proc/net/tcp and tcp6.
+fn held_client_ports(pid: u32, server_port: u16) -> HashSet<u16> {
     let mut inodes = HashSet::new();
+    if let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for entry in descriptors.filter_map(|entry| entry.ok()) {
+            let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+            let text = target.to_string_lossy().to_string();
+            if let Some(inode) = text.strip_prefix("socket:[").and_then(|rest| rest.strip_suffix(']')) {
+                if let Ok(inode) = inode.parse::<u64>() {
+                    inodes.insert(inode);
+                }
+            }
+        }
+    }
+    let mut ports = HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
         for line in text.lines().skip(1) {
@@ -29,30 +43,20 @@ fn socket_inodes(server_port: u16, client_port: u16) -> HashSet<u64> {
                 continue;
             }
             let port = |address: &str| address.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
-            if port(fields[1]) == Some(server_port) && port(fields[2]) == Some(client_port) {
-                if let Ok(inode) = fields[9].parse() {
-                    inodes.insert(inode);
+            let held = fields[9].parse::<u64>().is_ok_and(|inode| inodes.contains(&inode));
+            if held && port(fields[1]) == Some(server_port) {
+                if let Some(client) = port(fields[2]) {
+                    ports.insert(client);
                 }
             }
         }
     }
-    inodes
+    ports
 }
 
-/// Whether the server process still has the connection from the client
-/// socket bound to `client_port` open.
+/// Whether the server still holds the connection from `client_port`.
 fn server_holds(pid: u32, server_port: u16, client_port: u16) -> bool {
-    let inodes = socket_inodes(server_port, client_port);
-    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    descriptors.filter_map(|entry| entry.ok()).any(|entry| {
-        std::fs::read_link(entry.path())
-            .ok()
-            .and_then(|target| {
-                let text = target.to_string_lossy().to_string();
-                text.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
-            })
-            .is_some_and(|inode| inodes.contains(&inode))
-    })
+    held_client_ports(pid, server_port).contains(&client_port)
 }
 
 /// A session that asked for `timeout_ms`, with a small receive buffer, so
@@ -194,7 +198,8 @@ fn connections_without_a_session_are_closed_and_bounded() {
         wait_for(Duration::from_secs(30), || {
             // Requests keep the healthy session alive meanwhile.
             assert_eq!(healthy.request(op::EXISTS, &Enc::new().str("/").bool(false).bytes()).err, 0);
-            ports.iter().all(|&port| !server_holds(pid, server.port(), port))
+            let held = held_client_ports(pid, server.port());
+            ports.iter().all(|port| !held.contains(port))
         }),
         "every connection without a session is closed after sessionlessCnxnTimeout:\n{}",
         server.stderr_tail()
