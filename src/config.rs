@@ -339,6 +339,9 @@ pub struct Config {
     pub peer_type: PeerRole,
     /// `zoocore.shards`: shard cores to run; 0 means one per available CPU.
     pub shard_count: u32,
+    /// `zoocore.connectionMemoryMaxBytes`: memory all client connections may
+    /// hold together; None for the default (server/shard.rs).
+    pub connection_memory_bytes_max: Option<u64>,
     /// `zoocore.logLevel`: a log filter such as `info`; an empty value means unset.
     pub log_level: Option<String>,
     /// Set by the `--truncate-corrupt` operator flag, never by the file:
@@ -392,6 +395,7 @@ impl Default for Config {
             servers: BTreeMap::new(),
             peer_type: PeerRole::Participant,
             shard_count: 0,
+            connection_memory_bytes_max: None,
             log_level: None,
             truncate_corrupt: false,
             system_properties: BTreeMap::new(),
@@ -726,6 +730,10 @@ impl Builder {
             "standaloneEnabled" => config.standalone_enabled = parse_boolean(key, value)?,
             "peerType" => config.peer_type = parse_role(key, value)?,
             "zoocore.shards" => config.shard_count = parse_non_negative_int(key, value)?,
+            "zoocore.connectionMemoryMaxBytes" => {
+                let bytes = parse_integer_in_range(key, value, 1, i64::MAX, "a positive number of bytes")?;
+                config.connection_memory_bytes_max = Some(bytes as u64);
+            }
             "zoocore.logLevel" => {
                 config.log_level = (!value.is_empty()).then(|| value.to_string());
             }

@@ -18,10 +18,12 @@ struct Arguments {
     /// 127.0.0.1:2181 with data under ./zoocore-data.
     #[arg(long, short, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Operator's flag for a damaged log: cut it at the corrupt record
-    /// (logging what is dropped) and fall back to an older valid snapshot,
-    /// instead of refusing to start. Acknowledged writes after the damage
-    /// are lost; use it only after saving a copy of the data directories.
+    /// Operator's flag for a damaged log: repair it instead of refusing to
+    /// start. The repair is planned first and keeps every record it can
+    /// still use (damage the snapshot covers costs nothing); it logs what it
+    /// cuts and moves the original segments into log/truncated-<time>/.
+    /// Records after damage no snapshot covers are lost; save a copy of the
+    /// data directories first.
     #[arg(long)]
     truncate_corrupt: bool,
 }

@@ -294,3 +294,69 @@ fn acknowledged_writes_survive_sigkill() {
     );
     assert!(acked.creates.len() + acked.multis.len() > rounds, "the load made progress");
 }
+
+/// Issue 15, item 6: SIGTERM while a large data directory is recovered is
+/// acted on at once: the process exits without finishing recovery and
+/// without ever printing its listening line.
+#[test]
+fn sigterm_during_recovery_exits_at_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    if common::skip_if_external("sigterm_during_recovery_exits_at_once", "needs its own data directory") {
+        return;
+    }
+    const VALUES: usize = 120;
+    const VALUE_BYTES: usize = 1_000_000;
+    let mut server = Server::start();
+    let directory = server.dir().expect("spawned").clone();
+    let mut conn = Conn::connect(server.addr());
+    assert_eq!(conn.create("/big", b"", 0).err, 0);
+    // About 120 MB of log: recovery reads and replays all of it.
+    for version in 0..VALUES {
+        let value = vec![(version % 250) as u8 + 1; VALUE_BYTES];
+        let reply = conn.request(OP_SET_DATA, &Enc::new().str("/big").buf(&value).i32(-1).bytes());
+        assert_eq!(reply.err, 0);
+    }
+    drop(conn);
+    server.kill();
+
+    let stderr_path = directory.join("recovery.stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .arg("--config")
+        .arg(directory.join("zoo.cfg"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn zoocore");
+    // Wait for recovery to begin, then ask the server to stop.
+    let began = common::wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&stderr_path).unwrap_or_default().contains("recovering: reading snapshots and the log")
+    });
+    assert!(began, "recovery starts");
+    // SAFETY: kill only sends a signal to our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server must exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stdout = String::new();
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        stdout.push_str(&line.unwrap_or_default());
+    }
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(status.success(), "a requested stop exits 0: {status}\n{stderr}");
+    assert!(!stdout.contains("listening"), "the server stopped before serving:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("stop signal during recovery"), "the early stop is logged:\n{stderr}");
+    assert!(!stderr.contains("log recovered"), "recovery was cut short, not waited for:\n{stderr}");
+    // Nothing was lost: the next start recovers everything.
+    server.restart();
+    let mut conn = Conn::connect(server.addr());
+    let reply = conn.request(OP_GET_DATA, &Enc::new().str("/big").bool(false).bytes());
+    assert_eq!(reply.err, 0);
+    assert_eq!(reply.dec().buf().expect("data")[0], ((VALUES - 1) % 250) as u8 + 1);
+}

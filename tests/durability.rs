@@ -120,13 +120,11 @@ fn a_torn_tail_is_cut_and_everything_acknowledged_stays() {
     server.kill();
     let segment = files(&data.join("log"), "log.").pop().expect("a log segment");
     let mut bytes = fs::read(&segment).expect("read segment");
-    // Walk the frames to where the records end.
-    let mut end = wal::RECORDS_OFFSET as usize;
-    while let Ok(wal::record::Decoded::Record { frame_bytes, .. }) = wal::decode_record(&bytes[end..], end as u64) {
-        end += frame_bytes;
-    }
-    // Half a record after the last whole one: what a crash mid-write leaves.
-    bytes[end..end + 11].copy_from_slice(&[0x30, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
+    // Walk the batches to where the records end.
+    let end = wal::replay::scan_batches(&bytes, wal::RECORDS_OFFSET).end.offset() as usize;
+    // The first bytes of a batch after the last whole one, the rest still
+    // zeros: what a crash mid-write leaves.
+    bytes[end..end + 11].copy_from_slice(&[0x09, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 5, 2, 3]);
     fs::write(&segment, &bytes).expect("write segment");
     server.restart();
     check_nodes(&server, "/torn", 100);
@@ -168,8 +166,118 @@ fn a_data_directory_of_another_cluster_is_refused() {
     assert!(stderr.contains("log."), "the error names the file:\n{stderr}");
 }
 
+/// The entries of a version 2 segment: (index, offset of the record, frame
+/// bytes).
+fn entries_in(bytes: &[u8]) -> Vec<(u64, usize, usize)> {
+    wal::replay::scan_batches(bytes, wal::RECORDS_OFFSET)
+        .records
+        .iter()
+        .filter_map(|scanned| match scanned.record {
+            wal::Record::Entry { index, .. } => Some((index, scanned.offset as usize, scanned.record.frame_bytes())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn snapshot_index(path: &Path) -> u64 {
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    u64::from_str_radix(name.trim_start_matches("snapshot."), 16).expect("snapshot index")
+}
+
+/// Issue 15, item 1: the last record of the newest segment, written whole
+/// and synced (it holds the last acknowledged create), then damaged. A torn
+/// write could never leave that (its batch's commit frame is there), so the
+/// server refuses to start, naming file and offset, instead of cutting it.
 #[test]
-fn a_damaged_snapshot_stops_the_server_naming_file_and_offset() {
+fn a_damaged_last_record_is_refused_not_cut_as_a_torn_tail() {
+    let mut server = Server::start();
+    let directory = server.dir().expect("spawned").clone();
+    create_nodes(&server, "/last", 300);
+    server.kill();
+    let segment = files(&directory.join("data/log"), "log.").pop().expect("a log segment");
+    let clean = fs::read(&segment).expect("read segment");
+    let &(index, offset, frame_bytes) = entries_in(&clean).last().expect("entries");
+    let config = directory.join("zoo.cfg");
+    let name = segment.file_name().unwrap().to_string_lossy().to_string();
+    // A byte of the payload, then a byte of the length field.
+    for damaged in [offset + frame_bytes - 2, offset + 1] {
+        let mut bytes = clean.clone();
+        bytes[damaged] ^= 0x10;
+        fs::write(&segment, &bytes).expect("write segment");
+        let (listened, stderr) = run_binary(&config, &[]);
+        assert!(!listened, "entry {index} damaged at {damaged}: the server must refuse to start:\n{stderr}");
+        assert!(
+            stderr.contains(&name) && stderr.contains(&format!("offset {offset}")),
+            "the error names file and offset {offset}:\n{stderr}"
+        );
+        assert!(!stderr.contains("torn tail"), "damage is not a torn tail:\n{stderr}");
+    }
+    fs::write(&segment, &clean).expect("restore segment");
+    server.restart();
+    check_nodes(&server, "/last", 300);
+}
+
+/// Issue 15, item 2: damage in a log entry that the newest snapshot covers,
+/// with entries after the snapshot only in the log. `--truncate-corrupt`
+/// needs to cut nothing that matters: it keeps every entry after the
+/// snapshot, logs what it cut and moves the original segment aside.
+#[test]
+fn truncate_corrupt_keeps_every_record_the_snapshot_does_not_cover() {
+    let mut server = Server::start_with(&["snapCount=200"]);
+    let directory = server.dir().expect("spawned").clone();
+    let snapshots = directory.join("data/snapshot");
+    create_nodes(&server, "/keep", NODES);
+    let stderr_log = directory.join("zoocore.stderr.log");
+    let marked = |index: u64| {
+        fs::read_to_string(&stderr_log).unwrap_or_default().contains(&format!("snapshot taken zxid=0x{index:x}"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || files(&snapshots, "snapshot.")
+            .iter()
+            .rev()
+            .find(|path| !path.to_string_lossy().ends_with(".tmp"))
+            .is_some_and(|path| marked(snapshot_index(path)))),
+        "a snapshot is written and marked"
+    );
+    // Entries after the newest snapshot, only in the log.
+    create_nodes(&server, "/after", 50);
+    server.kill();
+    let newest = files(&snapshots, "snapshot.").into_iter().rfind(|path| !path.to_string_lossy().ends_with(".tmp"));
+    let covered = snapshot_index(&newest.expect("a snapshot"));
+    let log_directory = directory.join("data/log");
+    let segment = files(&log_directory, "log.").pop().expect("a log segment");
+    let mut bytes = fs::read(&segment).expect("read segment");
+    let entries = entries_in(&bytes);
+    let &(index, offset, frame_bytes) =
+        entries.iter().find(|(index, _, _)| *index + 20 == covered).expect("an entry below the snapshot in the log");
+    assert!(entries.last().unwrap().0 > covered + 40, "entries after the snapshot are in the log");
+    bytes[offset + frame_bytes / 2] ^= 0x01;
+    fs::write(&segment, &bytes).expect("write segment");
+
+    let config = directory.join("zoo.cfg");
+    let (listened, stderr) = run_binary(&config, &[]);
+    assert!(!listened, "damage is refused without the flag:\n{stderr}");
+    let (listened, stderr) = run_binary(&config, &["--truncate-corrupt"]);
+    assert!(listened, "--truncate-corrupt starts the server (entry {index} damaged, snapshot {covered}):\n{stderr}");
+    assert!(
+        stderr.contains("moved_aside_to") && stderr.contains("no whole entry lost"),
+        "what was cut is logged:\n{stderr}"
+    );
+    let aside: Vec<PathBuf> = files(&log_directory, "truncated-");
+    assert_eq!(aside.len(), 1, "one aside directory");
+    let kept = aside[0].join(segment.file_name().unwrap());
+    assert_eq!(fs::read(&kept).expect("the original segment is kept aside"), bytes);
+    // Later starts need no flag, and nothing acknowledged is missing.
+    server.restart();
+    check_nodes(&server, "/keep", NODES);
+    check_nodes(&server, "/after", 50);
+}
+
+/// Issue 15, item 3: a damaged newest snapshot is skipped with a logged
+/// reason and recovery replays from the one before it, as ZooKeeper does;
+/// snapshots left unfinished by a crash are removed at start.
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_an_older_one() {
     let mut server = Server::start_with(&["snapCount=100"]);
     let directory = server.dir().expect("spawned").clone();
     let snapshots = directory.join("data/snapshot");
@@ -183,38 +291,34 @@ fn a_damaged_snapshot_stops_the_server_naming_file_and_offset() {
             >= 2),
         "several snapshots are written"
     );
-    // The marker of a snapshot reaches the log just after the snapshot is
-    // written ("snapshot taken"); wait for it, so the case below is known.
     let stderr_log = directory.join("zoocore.stderr.log");
     let marker_written = |snapshot: &Path| {
-        let name = snapshot.file_name().unwrap().to_string_lossy().to_string();
-        let index = u64::from_str_radix(name.trim_start_matches("snapshot."), 16).expect("snapshot index");
-        fs::read_to_string(&stderr_log).unwrap_or_default().contains(&format!("snapshot taken zxid=0x{index:x}"))
+        fs::read_to_string(&stderr_log)
+            .unwrap_or_default()
+            .contains(&format!("snapshot taken zxid=0x{:x}", snapshot_index(snapshot)))
     };
     let newest_before = files(&snapshots, "snapshot.").into_iter().rfind(complete).expect("a snapshot");
     assert!(wait_for(Duration::from_secs(20), || marker_written(&newest_before)), "the snapshot is marked in the log");
+    create_nodes(&server, "/later", 20);
     server.kill();
     let newest = files(&snapshots, "snapshot.").into_iter().rfind(complete).expect("a snapshot");
     let mut bytes = fs::read(&newest).expect("read snapshot");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     fs::write(&newest, &bytes).expect("write snapshot");
-    let config = directory.join("zoo.cfg");
-    let (listened, stderr) = run_binary(&config, &[]);
-    assert!(!listened, "a damaged snapshot must stop the server:\n{stderr}");
+    // Leftovers of crashes mid-snapshot.
+    let leftovers: Vec<PathBuf> =
+        (1..=3).map(|index| snapshots.join(format!("snapshot.{:016x}.tmp", index * 7))).collect();
+    for leftover in &leftovers {
+        fs::write(leftover, b"half a snapshot").expect("write leftover");
+    }
+    server.restart();
+    check_nodes(&server, "/snap", NODES);
+    check_nodes(&server, "/later", 20);
+    let log = server.stderr_tail();
     let name = newest.file_name().unwrap().to_string_lossy().to_string();
-    assert!(stderr.contains(&name) && stderr.contains("offset"), "the error names file and offset:\n{stderr}");
-    // The flag falls back to an older snapshot, but the log was compacted
-    // past it (the WAL returns entries after its newest marker only), so the
-    // server still refuses rather than start with a gap: nothing is dropped
-    // silently.
-    let (listened, stderr) = run_binary(&config, &["--truncate-corrupt"]);
-    if marker_written(&newest) {
-        assert!(!listened, "a gap between snapshot and log must stop the server:\n{stderr}");
-        assert!(stderr.contains("snapshot is missing"), "the error says why:\n{stderr}");
-    } else {
-        // A snapshot written just before the kill was not marked yet: the
-        // log still holds everything after the older one.
-        assert!(listened, "the older snapshot and the whole log recover:\n{stderr}");
+    assert!(log.contains(&name) && log.contains("falling back"), "the fallback is logged with its reason:\n{log}");
+    for leftover in &leftovers {
+        assert!(!leftover.exists(), "{} is removed at start", leftover.display());
     }
 }

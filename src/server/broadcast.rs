@@ -171,10 +171,13 @@ impl BroadcastCore {
                 Err(error) => Err(error.to_string()),
             };
             if let Err(error) = result {
-                // Nothing more may be acknowledged.
-                error!(%error, "the node failed; stopping");
-                self.shared.stopping.store(true, Ordering::Relaxed);
-                break;
+                // The log (or the node) cannot go on: nothing more may be
+                // acknowledged. Fail-stop, as ZooKeeper's SyncRequestProcessor
+                // does: exit non-zero at once so a supervisor restarts the
+                // server, rather than listen on without being able to write
+                // (docs/ARCHITECTURE.md, "A failing log").
+                error!(%error, exit_status = super::log::EXIT_STATUS_LOG_FAILED, "the log failed; exiting now");
+                std::process::exit(super::log::EXIT_STATUS_LOG_FAILED);
             }
             if self.shared.stopping.load(Ordering::Relaxed)
                 && inbox.is_empty()

@@ -42,11 +42,29 @@ use crate::watch::Table;
 /// Above this many queued outgoing bytes the connection stops reading new
 /// requests until the client catches up.
 const OUTBOX_BACKPRESSURE_BYTES: usize = 4 << 20;
-/// Above this many the client is not reading at all; it is disconnected.
+/// Above this many (replies and watch events alike, queued or being
+/// written) the client is not reading at all; it is disconnected at once,
+/// dropping what is queued.
 const OUTBOX_BYTES_MAX: usize = 64 << 20;
-/// The read buffer's usual size; it grows for a large frame (up to
-/// jute.maxbuffer) and shrinks back after.
+/// The read buffer's size when a connection starts: an idle connection costs
+/// little. It doubles when a read fills it, up to `READ_BUFFER_BYTES` for
+/// pipelined requests, or up to one large frame (jute.maxbuffer) as that
+/// frame's bytes arrive, never ahead of them.
+const READ_BUFFER_INITIAL_BYTES: usize = 4 << 10;
+/// The read buffer's size for a busy connection; it shrinks back to this
+/// after a larger frame.
 const READ_BUFFER_BYTES: usize = 64 << 10;
+/// ZooKeeper's `zookeeper.nio.sessionlessCnxnTimeout` default: a connection
+/// that has not completed its handshake (or a four-letter word) by then is
+/// closed.
+pub const SESSIONLESS_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// A closing connection may take this long to write what is queued for it
+/// (a reply to closeSession, a four-letter word's answer); then it is
+/// aborted, so a client that does not read cannot hold it open.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// What a connection costs besides its buffers: its state, its two tasks,
+/// the socket's bookkeeping. An estimate, for the connection memory limit.
+pub const CONNECTION_FIXED_BYTES: usize = 8 << 10;
 
 enum Pending {
     Write { started: Instant, close_session: bool },
@@ -75,6 +93,8 @@ pub struct Connection {
     /// Reads in `pending`, and the reader task waiting for them to drain.
     waiting_reads: Cell<usize>,
     reads_drained: Cell<Option<Waker>>,
+    /// The read buffer's size, for the connection memory limit.
+    read_buffer_bytes: Cell<usize>,
 }
 
 impl Connection {
@@ -92,7 +112,14 @@ impl Connection {
             handshake_waker: Cell::new(None),
             waiting_reads: Cell::new(0),
             reads_drained: Cell::new(None),
+            read_buffer_bytes: Cell::new(0),
         }
+    }
+
+    /// Memory this connection holds, for the shard's connection memory
+    /// limit: its buffers and a fixed estimate for the rest.
+    pub fn memory_bytes(&self) -> usize {
+        CONNECTION_FIXED_BYTES + self.read_buffer_bytes.get() + self.outbox.held_bytes()
     }
 
     pub fn session_id(&self) -> i64 {
@@ -100,8 +127,8 @@ impl Connection {
     }
 
     fn check_outbox_bound(&self) {
-        if self.outbox.pending_bytes() > OUTBOX_BYTES_MAX {
-            self.outbox.close("the client does not read its replies (outgoing buffer limit)");
+        if self.outbox.pending_bytes() > OUTBOX_BYTES_MAX && !self.outbox.is_aborted() {
+            self.outbox.abort("the client does not read its replies and watch events (outgoing buffer limit, 64 MiB)");
         }
     }
 
@@ -211,7 +238,9 @@ impl Connection {
                 self.outbox.close("session expired, unknown or wrong password");
             }
             ReplyBody::Close { reason } => {
-                self.outbox.close(reason);
+                // Expired or moved: closed at once, whatever is queued, as
+                // ZooKeeper closes an expired session's connection.
+                self.outbox.abort(reason);
             }
         }
     }
@@ -351,7 +380,7 @@ struct FrameReader {
 
 impl FrameReader {
     fn new() -> Self {
-        FrameReader { buffer: vec![0; READ_BUFFER_BYTES], start: 0, end: 0 }
+        FrameReader { buffer: vec![0; READ_BUFFER_INITIAL_BYTES], start: 0, end: 0 }
     }
 
     fn available(&self) -> &[u8] {
@@ -359,21 +388,26 @@ impl FrameReader {
     }
 
     /// Reads until `need` bytes are buffered, the peer closes, or the
-    /// connection starts closing.
+    /// connection starts closing. The buffer grows only when a read has
+    /// filled it: its size follows the bytes that arrived, never a length
+    /// the peer merely claims.
     async fn fill<R: futures_lite::AsyncRead + Unpin>(
         &mut self,
         reader: &mut R,
-        outbox: &Outbox,
+        connection: &Connection,
         need: usize,
     ) -> Result<(), String> {
+        let outbox = &connection.outbox;
         while self.end - self.start < need {
-            if self.buffer.len() - self.start < need {
+            if self.start > 0 && self.buffer.len() - self.start < need {
                 self.buffer.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
-                if self.buffer.len() < need {
-                    self.buffer.resize(need, 0);
-                }
+            }
+            if self.end == self.buffer.len() {
+                let grown = (self.buffer.len() * 2).min(need.max(READ_BUFFER_BYTES)).max(self.end + 1);
+                self.buffer.resize(grown, 0);
+                connection.read_buffer_bytes.set(self.buffer.len());
             }
             let free = &mut self.buffer[self.end..];
             let read = futures_lite::future::or(async { Some(reader.read(free).await) }, async {
@@ -396,29 +430,30 @@ impl FrameReader {
     async fn next_frame<R: futures_lite::AsyncRead + Unpin>(
         &mut self,
         reader: &mut R,
-        outbox: &Outbox,
+        connection: &Connection,
         max: usize,
     ) -> Result<std::ops::Range<usize>, String> {
-        self.fill(reader, outbox, 4).await?;
+        self.fill(reader, connection, 4).await?;
         let prefix = self.available();
         let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         if length < 0 || length as usize > max {
             return Err(format!("packet length {length} is outside 0..={max} (jute.maxbuffer)"));
         }
-        self.fill(reader, outbox, 4 + length as usize).await?;
+        self.fill(reader, connection, 4 + length as usize).await?;
         let body = self.start + 4..self.start + 4 + length as usize;
         self.start = body.end;
         Ok(body)
     }
 
     /// Frees a buffer grown for a large frame once it has been handled.
-    fn shrink(&mut self) {
+    fn shrink(&mut self, connection: &Connection) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
             if self.buffer.len() > READ_BUFFER_BYTES {
                 self.buffer.truncate(READ_BUFFER_BYTES);
                 self.buffer.shrink_to_fit();
+                connection.read_buffer_bytes.set(self.buffer.len());
             }
         }
     }
@@ -442,7 +477,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, id: Co
     if session_id != 0 {
         shard.send(ToBroadcast::Disconnected { connection: id, session_id }).await;
     }
+    // What is queued gets `CLOSE_LINGER` to be written, then the connection
+    // is aborted (dropping the task cancels the timer).
+    let linger = {
+        let connection = connection.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::Timer::new(CLOSE_LINGER).await;
+            connection.outbox.abort("the client did not read what was queued for it before the close");
+        })
+    };
     writer_task.await;
+    drop(linger);
     let reason = connection.outbox.close_reason().filter(|_| reason.is_empty()).map(str::to_string).unwrap_or(reason);
     if reason.starts_with("client closed") || reason.starts_with("session closed") || reason == "four-letter word" {
         debug!(%peer, session = format_args!("0x{session_id:x}"), reason, "connection closed");
@@ -452,13 +497,27 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, id: Co
 }
 
 async fn write_loop(connection: Rc<Connection>, mut writer: futures_lite::io::WriteHalf<TcpStream>) {
-    let mut spare = Vec::with_capacity(READ_BUFFER_BYTES);
-    while let Some(chunk) = connection.outbox.next(spare).await {
-        if writer.write_all(&chunk).await.is_err() {
-            connection.outbox.close("write failed: the client went away");
-            break;
+    let outbox = &connection.outbox;
+    let mut spare = Vec::new();
+    while let Some(chunk) = outbox.next(spare).await {
+        outbox.set_in_flight(chunk.capacity());
+        // A client that does not read would hold this write for ever: an
+        // abort gives it up (the socket closes when the stream is dropped).
+        let written = futures_lite::future::or(async { Some(writer.write_all(&chunk).await) }, async {
+            outbox.aborted().await;
+            None
+        })
+        .await;
+        outbox.set_in_flight(0);
+        match written {
+            Some(Ok(())) => {}
+            Some(Err(_)) => {
+                outbox.close("write failed: the client went away");
+                break;
+            }
+            None => return,
         }
-        spare = if chunk.capacity() > (1 << 20) { Vec::with_capacity(READ_BUFFER_BYTES) } else { chunk };
+        spare = if chunk.capacity() > READ_BUFFER_BYTES { Vec::new() } else { chunk };
     }
     let _ = writer.close().await;
 }
@@ -482,53 +541,42 @@ async fn session_loop(
     let config = &shard.shared.config;
     let max = config.jute_max_buffer_bytes as usize;
     let mut frames = FrameReader::new();
+    connection.read_buffer_bytes.set(frames.buffer.len());
     let outbox = &connection.outbox;
-
-    frames.fill(reader, outbox, 4).await?;
-    let prefix = frames.available();
-    if let Some(word) = four_letter_word([prefix[0], prefix[1], prefix[2], prefix[3]]) {
-        connection.info.packets_received.fetch_add(1, Ordering::Relaxed);
-        let argument = if word == "stmk" { read_trace_mask(&mut frames, reader, outbox).await } else { None };
-        let text = fourletter::respond(&shard.shared, word, argument).await;
-        outbox.push(|out| out.extend_from_slice(text.as_bytes()));
-        outbox.close("four-letter word");
-        return Ok(());
-    }
-    let body = frames.next_frame(reader, outbox, max).await?;
-    let request =
-        ConnectRequest::decode(&frames.buffer[body]).map_err(|error| format!("malformed connect request: {error}"))?;
-    let newest_zxid = shard.shared.tree().last_zxid();
-    if request.last_zxid_seen > newest_zxid {
-        return Err(format!(
-            "refusing session request: the client has seen zxid 0x{:x}, our last zxid is 0x{:x}; it must try another server",
-            request.last_zxid_seen, newest_zxid
-        ));
-    }
-    let timeout_ms = SessionTracker::negotiate_timeout(
-        request.timeout_ms,
-        config.session_timeout_min_ms,
-        config.session_timeout_max_ms,
+    let sessionless_timeout = std::time::Duration::from_millis(
+        // As a system property, or as a zoo.cfg key with or without its
+        // "zookeeper." prefix.
+        config
+            .property("zookeeper.nio.sessionlessCnxnTimeout")
+            .or_else(|| config.property("nio.sessionlessCnxnTimeout"))
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(SESSIONLESS_TIMEOUT_MS_DEFAULT),
     );
-    connection.sent_read_only_byte.set(request.read_only.is_some());
-    shard
-        .send(ToBroadcast::Connect {
-            connection: connection.id,
-            session_id: request.session_id,
-            password: request.password,
-            timeout_ms,
+    let handshake =
+        futures_lite::future::or(async { Some(handshake(shard, connection, reader, &mut frames, max).await) }, async {
+            glommio::timer::Timer::new(sessionless_timeout).await;
+            None
         })
         .await;
-    if !connection.handshake_result().await {
-        return Err("session refused".into());
+    match handshake {
+        None => {
+            return Err(format!(
+                "no session after {} ms (zookeeper.nio.sessionlessCnxnTimeout)",
+                sessionless_timeout.as_millis()
+            ))
+        }
+        Some(Err(reason)) => return Err(reason),
+        Some(Ok(false)) => return Ok(()),
+        Some(Ok(true)) => {}
     }
 
     loop {
-        frames.shrink();
+        frames.shrink(connection);
         outbox.wait_below(OUTBOX_BACKPRESSURE_BYTES).await;
         if outbox.is_closing() {
             return Err(outbox.close_reason().unwrap_or("closing").to_string());
         }
-        let body = frames.next_frame(reader, outbox, max).await?;
+        let body = frames.next_frame(reader, connection, max).await?;
         let started = Instant::now();
         connection.info.packets_received.fetch_add(1, Ordering::Relaxed);
         shard.shared.shard_stats[shard.id].packets_received.fetch_add(1, Ordering::Relaxed);
@@ -542,6 +590,7 @@ async fn session_loop(
         let request = match decoded {
             Ok(request) => request,
             Err(DecodeError::UnknownOpcode(opcode)) => {
+                let newest_zxid = shard.shared.tree().last_zxid();
                 let header = ReplyHeader { xid: header.xid, zxid: newest_zxid, err: ErrorCode::Unimplemented.code() };
                 connection.send_reply(shard, header, &Response::Empty, None);
                 return Err(format!("unknown opcode {opcode}"));
@@ -568,14 +617,66 @@ async fn session_loop(
     }
 }
 
+/// Everything before a session: a four-letter word (answered, then
+/// `Ok(false)`: the connection closes) or a handshake (`Ok(true)` once the
+/// session is established). Bounded in time by the caller.
+async fn handshake(
+    shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    frames: &mut FrameReader,
+    max: usize,
+) -> Result<bool, String> {
+    let config = &shard.shared.config;
+    let outbox = &connection.outbox;
+    frames.fill(reader, connection, 4).await?;
+    let prefix = frames.available();
+    if let Some(word) = four_letter_word([prefix[0], prefix[1], prefix[2], prefix[3]]) {
+        connection.info.packets_received.fetch_add(1, Ordering::Relaxed);
+        let argument = if word == "stmk" { read_trace_mask(frames, reader, connection).await } else { None };
+        let text = fourletter::respond(&shard.shared, word, argument).await;
+        outbox.push(|out| out.extend_from_slice(text.as_bytes()));
+        outbox.close("four-letter word");
+        return Ok(false);
+    }
+    let body = frames.next_frame(reader, connection, max).await?;
+    let request =
+        ConnectRequest::decode(&frames.buffer[body]).map_err(|error| format!("malformed connect request: {error}"))?;
+    let newest_zxid = shard.shared.tree().last_zxid();
+    if request.last_zxid_seen > newest_zxid {
+        return Err(format!(
+            "refusing session request: the client has seen zxid 0x{:x}, our last zxid is 0x{:x}; it must try another server",
+            request.last_zxid_seen, newest_zxid
+        ));
+    }
+    let timeout_ms = SessionTracker::negotiate_timeout(
+        request.timeout_ms,
+        config.session_timeout_min_ms,
+        config.session_timeout_max_ms,
+    );
+    connection.sent_read_only_byte.set(request.read_only.is_some());
+    shard
+        .send(ToBroadcast::Connect {
+            connection: connection.id,
+            session_id: request.session_id,
+            password: request.password,
+            timeout_ms,
+        })
+        .await;
+    if !connection.handshake_result().await {
+        return Err("session refused".into());
+    }
+    Ok(true)
+}
+
 /// stmk's argument: the 8-byte mask that follows the word, if the client
 /// sent it promptly (ZooKeeper reads what has arrived and fails without it).
 async fn read_trace_mask(
     frames: &mut FrameReader,
     reader: &mut futures_lite::io::ReadHalf<TcpStream>,
-    outbox: &Outbox,
+    connection: &Connection,
 ) -> Option<i64> {
-    let filled = futures_lite::future::or(async { Some(frames.fill(reader, outbox, 12).await) }, async {
+    let filled = futures_lite::future::or(async { Some(frames.fill(reader, connection, 12).await) }, async {
         glommio::timer::Timer::new(std::time::Duration::from_millis(200)).await;
         None
     })

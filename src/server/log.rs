@@ -6,6 +6,13 @@
 //!
 //! `append` buffers records; `sync` writes everything buffered with one write
 //! and one fdatasync (group commit), and only then may replies leave.
+//!
+//! Opening is where operators meet failures, so `open` returns a typed
+//! `LogError` whose message carries the advice for its cause: damage points
+//! at `--truncate-corrupt`, a full disk (ENOSPC) at freeing space, a log that
+//! does not reach back to the usable snapshot says a snapshot is missing.
+//! Errors at run time name ENOSPC when that is the cause; the broadcast core
+//! then fail-stops with `EXIT_STATUS_LOG_FAILED`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,10 +24,63 @@ use crate::config::Config;
 use crate::replica::{Recovered, SnapshotPoint};
 use crate::snapshot::{self, SnapshotMeta};
 use crate::tree::Tree;
-use crate::wal::{self, Record, Wal, WalOptions};
+use crate::wal::{self, Record, Wal, WalError, WalOptions};
+
+/// The exit status when the log fails at run time (a write or fdatasync
+/// error, ENOSPC among them): ZooKeeper's SyncRequestProcessor exits with
+/// its UNEXPECTED_ERROR (1) in the same case.
+pub const EXIT_STATUS_LOG_FAILED: i32 = 1;
 
 /// The file that names the cluster a data directory belongs to.
 const CLUSTER_ID_FILE: &str = "cluster-id";
+
+/// Why the log and snapshots could not be opened. Each variant's message
+/// says what to do, and only damage points at `--truncate-corrupt`.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Directories, the cluster id, preAllocSize.
+    #[error("{0}")]
+    Setup(String),
+    #[error(
+        "{0} (start with --truncate-corrupt to repair the log: it keeps every record it can still use, logs \
+         what it cuts and moves the original segments aside; save a copy of the data directories first)"
+    )]
+    Damaged(WalError),
+    #[error("{0}")]
+    NoSpace(WalError),
+    #[error("{0}")]
+    Wal(WalError),
+    #[error("{0} (no older snapshot could be used instead)")]
+    Snapshot(snapshot::SnapshotError),
+    /// The log and the snapshots do not fit together.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+impl From<WalError> for LogError {
+    fn from(error: WalError) -> LogError {
+        match error {
+            WalError::Corrupt { .. } => LogError::Damaged(error),
+            _ if error.is_no_space() => LogError::NoSpace(error),
+            _ => LogError::Wal(error),
+        }
+    }
+}
+
+impl From<LogError> for String {
+    fn from(error: LogError) -> String {
+        error.to_string()
+    }
+}
+
+/// A log error at run time, naming ENOSPC when that is the cause.
+fn runtime_error(error: WalError) -> String {
+    if error.is_no_space() {
+        format!("{error} (ENOSPC: the filesystem holding the log is full)")
+    } else {
+        error.to_string()
+    }
+}
 
 pub struct Log {
     wal: Wal,
@@ -65,32 +125,36 @@ fn cluster_id(data_directory: &Path, log_directory: &Path, snapshot_directory: &
 impl Log {
     /// Opens the log and the newest snapshot: the tree to start from and
     /// what the replica must recover.
-    pub async fn open(config: &Config) -> Result<(Log, Recovered, Tree), String> {
+    pub async fn open(config: &Config) -> Result<(Log, Recovered, Tree), LogError> {
         // glommio opens directories by absolute path only (a relative one
         // fails with EBADF), so the directories are resolved first.
-        let absolute = |directory: &Path| -> Result<PathBuf, String> {
+        let absolute = |directory: &Path| -> Result<PathBuf, LogError> {
             std::fs::create_dir_all(directory)
                 .and_then(|_| std::fs::canonicalize(directory))
-                .map_err(|error| format!("cannot create {}: {error}", directory.display()))
+                .map_err(|error| LogError::Setup(format!("cannot create {}: {error}", directory.display())))
         };
         let data_directory = absolute(&config.data_dir)?;
         let snapshot_directory = absolute(&data_directory.join("snapshot"))?;
         let log_directory = absolute(&absolute(&config.data_log_dir)?.join("log"))?;
-        let cluster_id = cluster_id(&data_directory, &log_directory, &snapshot_directory)?;
+        let cluster_id = cluster_id(&data_directory, &log_directory, &snapshot_directory).map_err(LogError::Setup)?;
         let started = Instant::now();
-        let found = if config.truncate_corrupt {
-            snapshot::read_latest_allowing_fallback(&snapshot_directory, cluster_id)
-        } else {
-            snapshot::read_latest(&snapshot_directory, cluster_id)
+        info!(data = %data_directory.display(), log = %log_directory.display(), "recovering: reading snapshots and the log");
+        // No snapshot is being written yet: every temporary file is left by
+        // a crash mid-snapshot and would otherwise stay for ever.
+        for removed in snapshot::remove_temporary_files(&snapshot_directory).map_err(LogError::Snapshot)? {
+            warn!(file = %removed.display(), "removed a snapshot left unfinished by a crash");
         }
-        .map_err(|error| format!("{error} (start with --truncate-corrupt to fall back to an older snapshot)"))?;
+        // A damaged newest snapshot falls back to an older one, as in
+        // ZooKeeper; the log is kept back to the oldest retained snapshot,
+        // and is checked below to reach back to the one used.
+        let found =
+            snapshot::read_latest_allowing_fallback(&snapshot_directory, cluster_id).map_err(LogError::Snapshot)?;
         // ZooKeeper's preAllocSize (KiB), rounded to whole 4 KiB blocks.
         let preallocation_bytes = match config.property("preAllocSize") {
             Some(text) => {
-                let kib: u64 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("invalid value for preAllocSize: {text:?} (expected KiB, an integer)"))?;
+                let kib: u64 = text.trim().parse().map_err(|_| {
+                    LogError::Setup(format!("invalid value for preAllocSize: {text:?} (expected KiB, an integer)"))
+                })?;
                 (kib * 1024).div_ceil(4096).max(2) * 4096
             }
             None => wal::PREALLOCATION_BYTES_DEFAULT,
@@ -104,13 +168,22 @@ impl Log {
             truncate_corrupt: config.truncate_corrupt,
             preallocation_zero_fill: true,
             preallocation_bytes,
+            covered_by_snapshot: found
+                .as_ref()
+                .map(|(_, meta)| wal::SnapshotMarker { index: meta.index, term: meta.term }),
             ..WalOptions::default()
         };
-        let (wal, recovered) = Wal::open(&log_directory, cluster_id, options)
-            .await
-            .map_err(|error| format!("{error} (start with --truncate-corrupt to cut the log there)"))?;
+        let (wal, recovered) = Wal::open(&log_directory, cluster_id, options).await?;
         for cut in &recovered.truncations {
-            warn!(file = %cut.path.display(), offset = cut.offset, torn_tail = cut.torn_tail, records_dropped = cut.records_dropped, reason = %cut.reason, "log truncated at recovery");
+            warn!(
+                file = %cut.path.display(),
+                offset = cut.offset,
+                torn_tail = cut.torn_tail,
+                records_dropped = cut.records_dropped,
+                moved_to = ?cut.moved_to,
+                reason = %cut.reason,
+                "log truncated at recovery"
+            );
         }
         let (tree, point) = match found {
             Some((tree, meta)) => (
@@ -125,15 +198,21 @@ impl Log {
             None => (Tree::new(), None),
         };
         let snapshot_index = point.as_ref().map_or(0, |point| point.index);
+        let log_reaches_back = recovered
+            .entries
+            .iter()
+            .find(|entry| entry.index > snapshot_index)
+            .is_some_and(|entry| entry.index == snapshot_index + 1);
         if let Some(marker) = recovered.snapshot {
-            if marker.index > snapshot_index {
-                return Err(format!(
-                    "the log in {} was compacted up to index {} but the newest snapshot in {} is at {}: a snapshot is missing",
+            if marker.index > snapshot_index && !log_reaches_back {
+                return Err(LogError::Inconsistent(format!(
+                    "the log in {} was compacted up to index {} but the newest usable snapshot in {} is at {}: \
+                     a snapshot is missing",
                     log_directory.display(),
                     marker.index,
                     snapshot_directory.display(),
                     snapshot_index
-                ));
+                )));
             }
         }
         let mut entries: Vec<Entry> = Vec::with_capacity(recovered.entries.len());
@@ -149,12 +228,12 @@ impl Log {
         }
         if let Some(first) = entries.first() {
             if first.index != snapshot_index + 1 {
-                return Err(format!(
+                return Err(LogError::Inconsistent(format!(
                     "the log in {} starts at index {} but the newest snapshot ends at {}: entries are missing",
                     log_directory.display(),
                     first.index,
                     snapshot_index
-                ));
+                )));
             }
         }
         let mut hard_state = HardState::default();
@@ -191,13 +270,13 @@ impl Log {
                 commit: state.commit,
             }));
         }
-        self.wal.append(&records).map_err(|error| error.to_string())
+        self.wal.append(&records).map_err(runtime_error)
     }
 
     /// Makes everything appended durable: one write, one fdatasync.
     /// Returns the bytes of entry data it covered.
     pub async fn sync(&mut self) -> Result<usize, String> {
-        self.wal.sync().await.map_err(|error| error.to_string())?;
+        self.wal.sync().await.map_err(runtime_error)?;
         Ok(std::mem::take(&mut self.sync_bytes))
     }
 
@@ -208,15 +287,13 @@ impl Log {
     /// Records that the state up to `index` is in a durable snapshot, and
     /// drops log segments no retained snapshot needs.
     pub async fn snapshot_taken(&mut self, index: u64, term: u64, retain_count: usize) -> Result<(), String> {
-        self.wal
-            .append(&[Record::SnapshotMarker(wal::SnapshotMarker { index, term })])
-            .map_err(|error| error.to_string())?;
-        self.wal.sync().await.map_err(|error| error.to_string())?;
+        self.wal.append(&[Record::SnapshotMarker(wal::SnapshotMarker { index, term })]).map_err(runtime_error)?;
+        self.wal.sync().await.map_err(runtime_error)?;
         // Keep the log from the oldest snapshot that purging keeps.
         let snapshots = snapshot::list(&self.snapshot_directory).map_err(|error| error.to_string())?;
         let keep_from = snapshots.len().saturating_sub(retain_count.max(snapshot::RETAIN_COUNT_MINIMUM));
         if let Some((oldest_kept, _)) = snapshots.get(keep_from) {
-            self.wal.compact(*oldest_kept).await.map_err(|error| error.to_string())?;
+            self.wal.compact(*oldest_kept).await.map_err(runtime_error)?;
         }
         Ok(())
     }

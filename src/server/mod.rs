@@ -157,6 +157,7 @@ pub fn run(config: Config, on_listening: impl FnOnce(&Listening)) -> Result<(), 
     if let Ok(mut address) = shared.client_address.lock() {
         *address = Some(bound_address);
     }
+    signals::serving();
     info!(address = %bound_address, shards = shard_count, "zoocore listening");
     on_listening(&Listening { client: bound_address, admin: endpoints.admin, metrics: endpoints.metrics });
     for executor in executors {

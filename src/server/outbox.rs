@@ -2,6 +2,13 @@
 //! the shard append to one buffer; the connection's writer task swaps the
 //! whole buffer out and writes it with one syscall, so a burst of replies
 //! costs one write.
+//!
+//! Two ways to end: `close` lets what is queued be written first (a reply
+//! to closeSession, a four-letter word's answer); `abort` drops it and makes
+//! the writer give up a write in progress, for a client that does not read
+//! (over the outgoing bound) or whose session expired. A write to a client
+//! that never reads would otherwise wait for ever, holding the connection
+//! and everything queued for it.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -15,6 +22,13 @@ pub struct Outbox {
     reader: Cell<Option<Waker>>,
     closing: Cell<bool>,
     close_reason: Cell<Option<&'static str>>,
+    /// Set by `abort`: nothing more is written.
+    aborted: Cell<bool>,
+    /// Woken on abort: the writer, while a write is in progress.
+    abort_waiter: Cell<Option<Waker>>,
+    /// Bytes the writer took and has not finished writing: they count
+    /// against the connection's bounds as much as the queued ones.
+    in_flight: Cell<usize>,
 }
 
 impl Outbox {
@@ -28,8 +42,48 @@ impl Outbox {
         }
     }
 
+    /// Bytes queued or being written.
     pub fn pending_bytes(&self) -> usize {
-        self.buffer.borrow().len()
+        self.buffer.borrow().len() + self.in_flight.get()
+    }
+
+    /// Memory the outgoing buffer holds (its capacity) plus the write in
+    /// progress.
+    pub fn held_bytes(&self) -> usize {
+        self.buffer.borrow().capacity() + self.in_flight.get()
+    }
+
+    /// The writer says how much it is writing (0 when done).
+    pub fn set_in_flight(&self, bytes: usize) {
+        self.in_flight.set(bytes);
+    }
+
+    /// Closes at once: what is queued is dropped, and a write in progress is
+    /// given up (see the module essay).
+    pub fn abort(&self, reason: &'static str) {
+        self.close(reason);
+        self.aborted.set(true);
+        *self.buffer.borrow_mut() = Vec::new();
+        if let Some(waker) = self.abort_waiter.take() {
+            waker.wake();
+        }
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.get()
+    }
+
+    /// Resolves when the connection is aborted.
+    pub async fn aborted(&self) {
+        poll_fn(|context| {
+            if self.aborted.get() {
+                Poll::Ready(())
+            } else {
+                self.abort_waiter.set(Some(context.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Asks for the connection to close once what is queued is written.
@@ -58,6 +112,9 @@ impl Outbox {
     pub async fn next(&self, spare: Vec<u8>) -> Option<Vec<u8>> {
         let mut spare = Some(spare);
         poll_fn(|context| {
+            if self.aborted.get() {
+                return Poll::Ready(None);
+            }
             let mut buffer = self.buffer.borrow_mut();
             if !buffer.is_empty() {
                 let mut out = spare.take().unwrap_or_default();

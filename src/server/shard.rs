@@ -29,6 +29,12 @@ use crate::watch::{Fired, WatchTable};
 const THROTTLE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a shard tells the broadcast core which sessions were active.
 const TOUCH_INTERVAL: Duration = Duration::from_millis(250);
+/// The memory all client connections may hold together (buffers plus
+/// `connection::CONNECTION_FIXED_BYTES` each), split evenly across shards;
+/// past it new connections are refused with a logged reason. ZooKeeper has
+/// no such bound (its global `maxCnxns` counts connections, 0 = unlimited).
+/// Key: `zoocore.connectionMemoryMaxBytes`.
+pub const CONNECTION_MEMORY_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 
 pub struct Shard {
     pub id: usize,
@@ -45,6 +51,10 @@ pub struct Shard {
     pub permits: Rc<Semaphore>,
     /// When the last "throttled" line was logged.
     throttle_logged: Cell<Option<std::time::Instant>>,
+    /// This shard's share of the connection memory limit.
+    connection_memory_bytes_max: usize,
+    /// When the last "connection memory" refusal was logged.
+    memory_refusal_logged: Cell<Option<std::time::Instant>>,
 }
 
 impl Shard {
@@ -140,6 +150,34 @@ impl Shard {
         );
     }
 
+    /// Memory the shard's connections hold now (see
+    /// `CONNECTION_MEMORY_BYTES_MAX_DEFAULT`).
+    pub fn connection_memory_bytes(&self) -> usize {
+        self.connections.borrow().values().map(|connection| connection.memory_bytes()).sum()
+    }
+
+    /// Whether one more connection fits the memory limit; a refusal is
+    /// logged at most once per `THROTTLE_LOG_INTERVAL`.
+    fn admit_by_memory(&self, peer: SocketAddr) -> bool {
+        let held = self.connection_memory_bytes();
+        if held + connection::CONNECTION_FIXED_BYTES <= self.connection_memory_bytes_max {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        if self.memory_refusal_logged.get().is_none_or(|last| now.duration_since(last) >= THROTTLE_LOG_INTERVAL) {
+            self.memory_refusal_logged.set(Some(now));
+            warn!(
+                %peer,
+                shard = self.id,
+                held_bytes = held,
+                limit_bytes = self.connection_memory_bytes_max,
+                "connection refused: client connections hold this shard's share of \
+                 zoocore.connectionMemoryMaxBytes (logged at most once per 10 s)"
+            );
+        }
+        false
+    }
+
     /// Answers another core's question about this shard (control.rs).
     fn answer(&self, query: ShardQuery) {
         match query {
@@ -186,6 +224,7 @@ pub async fn run(
     let local = listener.local_addr().unwrap_or(address);
     let shard_count = shared.shard_stats.len().max(1) as u64;
     let limit = (shared.config.global_outstanding_limit as u64).div_ceil(shard_count).max(1);
+    let connection_memory = shared.config.connection_memory_bytes_max.unwrap_or(CONNECTION_MEMORY_BYTES_MAX_DEFAULT);
     let shard = Rc::new(Shard {
         id,
         adopted: RefCell::new(shared.published.load_full()),
@@ -197,6 +236,8 @@ pub async fn run(
         next_connection: Cell::new(0),
         permits: Rc::new(Semaphore::new(limit)),
         throttle_logged: Cell::new(None),
+        connection_memory_bytes_max: (connection_memory / shard_count) as usize,
+        memory_refusal_logged: Cell::new(None),
     });
     let receiver = super::connecting(from_broadcast.connect()).await;
     let _running = Running::new(shard.shared.clone());
@@ -237,6 +278,10 @@ pub async fn run(
     queries.detach();
 
     loop {
+        // An accept that is ready at once never yields by itself: under a
+        // flood of new connections the shard's other tasks (established
+        // sessions, commits) get their turn between two accepts.
+        futures_lite::future::yield_now().await;
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shard.shared.stopped().await;
             None
@@ -260,6 +305,11 @@ pub async fn run(
                         limit = shard.shared.config.client_connections_per_host_max,
                         "connection refused: too many connections from this address (maxClientCnxns)"
                     );
+                    continue;
+                }
+                if !shard.admit_by_memory(peer) {
+                    shard.shared.release_connection(peer.ip());
+                    shard.shared.metrics.connection_rejected.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 let _ = stream.set_nodelay(true);

@@ -30,18 +30,18 @@
 //! - **Atomic and durable.** The file is written under a temporary name,
 //!   fsynced, renamed to `snapshot.<index as 16 hex digits>`, and the
 //!   directory is fsynced, so a crash leaves either the whole new snapshot or
-//!   none; a leftover temporary file is ignored by readers and removed by
-//!   `purge`.
-//! - **Damage stops the server.** `read_latest` returns the newest snapshot
-//!   or an error that names the file and the byte offset; it does not fall
-//!   back to an older one on its own, because a server that silently starts
-//!   from older state could lose acknowledged writes if the log after the
-//!   older snapshot is gone. `read_latest_allowing_fallback` is the
-//!   operator's explicit choice to fall back (with a warning); it works
-//!   because `purge` keeps several snapshots and tells the caller to keep the
-//!   log from the oldest one kept on. No input file, however broken, makes
-//!   this module panic: every length is checked against the file's size
-//!   before it is trusted.
+//!   none; a leftover temporary file is ignored by readers and removed at
+//!   start (`remove_temporary_files`) and by `purge`.
+//! - **A damaged snapshot falls back to an older one, as ZooKeeper's does.**
+//!   `read_latest_allowing_fallback` skips a damaged snapshot with a warning
+//!   naming file and offset and reads the next older one. That is safe only
+//!   because the log is kept from the oldest retained snapshot on (`purge`
+//!   reports it, the server compacts no further), and the server checks that
+//!   the log really reaches back to the snapshot it fell back to before it
+//!   starts: if it does not, it refuses rather than start from older state.
+//!   `read_latest` is the strict form (the newest or an error). No input
+//!   file, however broken, makes this module panic: every length is checked
+//!   against the file's size before it is trusted.
 //! - **Spread out, as ZooKeeper does.** `next_snapshot_after` is
 //!   SyncRequestProcessor's randomised threshold, IO-free: the caller brings
 //!   the random number, so every server of an ensemble snapshots at a
@@ -353,6 +353,27 @@ pub fn read_file(
         auto_leave: archived.auto_leave,
     };
     Ok((tree, meta))
+}
+
+/// Removes every `snapshot.<index>.tmp` in `directory`: called at start,
+/// before any snapshot is written, so each one is left by a write that a
+/// crash interrupted and will never be finished. Returns what was removed.
+pub fn remove_temporary_files(directory: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    let mut removed = Vec::new();
+    for (name, path) in list_names(directory)? {
+        if parse_temporary_file_name(&name).is_none() {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(&path, "delete")(error)),
+        }
+    }
+    if !removed.is_empty() {
+        sync_directory(directory)?;
+    }
+    Ok(removed)
 }
 
 /// Deletes all but the newest `retain_count` snapshots (at least

@@ -29,12 +29,22 @@
 //!
 //! Every record is framed with its length and a CRC-32C over length and
 //! payload; a zero frame header is the end of the records (preallocated
-//! space reads as zeros). Recovery reads every segment in order and tells a
-//! torn tail from corruption by one rule (see [`replay::judge`]): damage at
-//! the end of the last segment with no whole record anywhere after it is the
-//! last, never-acknowledged write cut short, and is truncated with a
-//! warning; any other damage is an error naming the file and byte offset,
-//! unless the operator sets [`WalOptions::truncate_corrupt`].
+//! space reads as zeros). Each write is one batch (format version 2): a
+//! begin frame that states the batch's length, the records, and a commit
+//! frame at the stated end. A crash leaves a write as a prefix of its
+//! sectors, and the commit frame never straddles a sector, so recovery can
+//! decide (see [`replay::scan_batches`]): a last batch whose commit frame is
+//! still zeros was cut short and never acknowledged (a torn tail, truncated
+//! with a warning); a batch whose commit frame is there was written whole,
+//! and any checksum failure in it is damage, an error naming the file and
+//! byte offset. Version 1 segments (no batches) are still read, by the old
+//! rule.
+//!
+//! With [`WalOptions::truncate_corrupt`] recovery plans in memory before it
+//! changes a file: it reads on past damage, keeps every record that can
+//! still be used (damage the caller's snapshot covers costs nothing), and
+//! only then moves the damaged segments aside and writes what it kept into
+//! one new segment, logging exactly what it cut.
 //!
 //! Raft may replace a suffix of its log (a new leader overwrites conflicting
 //! entries). The log never rewrites in place: a later record for an index
@@ -64,13 +74,13 @@ use tracing::{info, warn};
 
 pub use record::{
     decode_record, decode_segment_header, encode_record, encode_segment_header, DecodeError, DecodeProblem, Decoded,
-    Entry, HardState, HeaderProblem, Record, SegmentHeader, SnapshotMarker, FORMAT_VERSION, RECORDS_OFFSET,
-    RECORD_PAYLOAD_BYTES_MAX, SEGMENT_MAGIC,
+    Entry, HardState, HeaderProblem, Record, SegmentHeader, SnapshotMarker, FORMAT_VERSION, FORMAT_VERSION_UNBATCHED,
+    RECORDS_OFFSET, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_MAGIC,
 };
 pub use replay::Violation;
 
-use record::RecordTooLarge;
-use replay::{judge, scan_segment, LogIndexes, Position, Replay, SegmentEnd, ValidAfter, Verdict};
+use record::{encode_batch, RecordTooLarge, BATCH_OVERHEAD_BYTES, BATCH_PADDING_BYTES_MAX};
+use replay::{judge, scan_segment_version, LogIndexes, Position, Replay, SegmentEnd, ValidAfter, Verdict};
 use segment::{
     align_down, create_segment, io_error, is_temporary_file_name, lock_directory, parse_segment_file_name,
     read_whole_file, remove_file, segment_file_name, settle_polled_io_probe, std_io_error, write_blocks,
@@ -103,6 +113,27 @@ pub struct WalOptions {
     /// Bytes of records `append` buffers before it refuses more until a
     /// `sync`.
     pub pending_bytes_max: usize,
+    /// The snapshot the caller restores from. `truncate_corrupt` may step
+    /// over damaged records that this snapshot covers (they are not needed)
+    /// and keep the whole records after them.
+    pub covered_by_snapshot: Option<SnapshotMarker>,
+}
+
+impl WalError {
+    /// Whether the filesystem ran out of space (ENOSPC), the one operating
+    /// error whose remedy is not in zoocore's hands.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            WalError::NoSpace { .. } => true,
+            // glommio's errors keep the errno only in their text.
+            WalError::Io { source, .. } => {
+                source.raw_os_error() == Some(libc::ENOSPC)
+                    || source.kind() == std::io::ErrorKind::StorageFull
+                    || source.to_string().contains(&format!("(os error {})", libc::ENOSPC))
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Default for WalOptions {
@@ -113,6 +144,7 @@ impl Default for WalOptions {
             force_sync: true,
             truncate_corrupt: false,
             pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
+            covered_by_snapshot: None,
         }
     }
 }
@@ -139,7 +171,8 @@ pub enum WalError {
     Io { path: PathBuf, operation: &'static str, source: std::io::Error },
     #[error(
         "{path}: corrupt at byte offset {offset}: {reason}; the log is not opened. Starting with the WAL's \
-         truncate_corrupt option drops the log from this point (and logs what it drops)",
+         truncate_corrupt option keeps every record it can still use, logs what it cuts and moves the \
+         original segments aside",
         path = path.display()
     )]
     Corrupt { path: PathBuf, offset: u64, reason: String },
@@ -149,8 +182,18 @@ pub enum WalError {
         path = path.display()
     )]
     ForeignCluster { path: PathBuf, expected: u64, found: u64 },
-    #[error("{path}: format version {found}; this build reads version {FORMAT_VERSION}", path = path.display())]
+    #[error(
+        "{path}: format version {found}; this build reads versions {FORMAT_VERSION_UNBATCHED} and {FORMAT_VERSION}",
+        path = path.display()
+    )]
     UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error(
+        "{path}: only {available_bytes} bytes are free on its filesystem, fewer than the {needed_bytes} a log \
+         segment needs (ENOSPC). This is not damage: free space there, or move dataLogDir to a larger \
+         filesystem, and start again",
+        path = path.display()
+    )]
+    NoSpace { path: PathBuf, available_bytes: u64, needed_bytes: u64 },
     #[error("{path}: another process holds the log directory's lock", path = path.display())]
     Locked { path: PathBuf },
     #[error("refused record: {0}")]
@@ -211,13 +254,17 @@ pub struct Truncation {
     pub reason: String,
     /// Whole, checksummed records found in the dropped part.
     pub records_dropped: usize,
+    /// With `truncate_corrupt`: where the original file was kept.
+    pub moved_to: Option<PathBuf>,
 }
 
 /// The raft state the log holds, as `open` found it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
     pub hard_state: Option<HardState>,
-    /// The newest snapshot marker; `entries` start right after it.
+    /// The newest snapshot marker; `entries` start right after it, or
+    /// earlier: right after `WalOptions::covered_by_snapshot` when that is
+    /// older and the log still holds the entries after it.
     pub snapshot: Option<SnapshotMarker>,
     /// Contiguous, ascending, with every replacement and truncation applied.
     pub entries: Vec<Entry>,
@@ -252,6 +299,9 @@ pub struct Wal {
     current: DmaFile,
     /// The end of the records written to the current segment.
     written_end: u64,
+    /// The current segment's preallocated size: `preallocation_bytes`, or
+    /// less when the filesystem had less space free when it was made.
+    current_capacity: u64,
     /// The current segment's bytes from the block boundary before
     /// `written_end` up to it: rewritten in front of the next sync's records.
     tail_block: Vec<u8>,
@@ -305,22 +355,56 @@ impl Wal {
         names.sort_unstable();
 
         let mut recovered = Recovered::default();
-        let (kept, replay, last_bytes) =
-            recover_segments(&directory_path, &names, cluster_id, &options, &mut recovered).await?;
-        if !recovered.truncations.is_empty() {
+        let planned = plan_recovery(&directory_path, &names, cluster_id, &options).await?;
+        if let Some(repair) = &planned.repair {
+            // The plan is complete and keeps every record that can be used:
+            // only now are files changed. Then the log is opened again
+            // without the option, which checks the repair.
+            let replayed = planned.replay.finish().map_err(|(violation, _)| WalError::Corrupt {
+                path: repair.first_damage.0.clone(),
+                offset: repair.first_damage.1,
+                reason: format!("{}; reading on past it: {violation}", repair.first_damage.2),
+            })?;
+            let truncations =
+                carry_out_repair(&directory, &directory_path, &names, cluster_id, &options, repair, &replayed).await?;
+            directory.close().await.map_err(io_error(&directory_path, "close"))?;
+            drop(lock);
+            let checked = WalOptions { truncate_corrupt: false, ..options };
+            let (wal, mut recovered) = Box::pin(Wal::open(&directory_path, cluster_id, checked)).await?;
+            recovered.truncations.splice(0..0, truncations);
+            return Ok((wal, recovered));
+        }
+        let Planned { kept, replay, last_bytes, last_version, torn_tail, repair: _ } = planned;
+        if let Some(torn) = torn_tail {
+            warn!(
+                file = %torn.path.display(),
+                offset = torn.offset,
+                reason = %torn.reason,
+                "torn tail at the end of the log: the last write was cut short before its commit frame; truncating it"
+            );
+            truncate_segment(&torn.path, torn.offset, options.preallocation_bytes).await?;
             directory.sync().await.map_err(io_error(&directory_path, "sync the directory"))?;
+            recovered.truncations.push(Truncation {
+                path: torn.path,
+                offset: torn.offset,
+                torn_tail: true,
+                reason: torn.reason,
+                records_dropped: 0,
+                moved_to: None,
+            });
         }
         if kept.is_empty() {
             if !names.is_empty() {
                 warn!(directory = %directory_path.display(), "no segment survived recovery; starting an empty log");
             }
-            let (current, path) = create_segment(
+            let (current, path, capacity) = create_segment(
                 &directory,
                 &directory_path,
                 cluster_id,
                 1,
                 options.preallocation_bytes,
                 options.preallocation_zero_fill,
+                &[],
             )
             .await?;
             let tail_block = new_segment_tail(&current, cluster_id, 1);
@@ -332,6 +416,7 @@ impl Wal {
                 segments: vec![SegmentInfo { first_index: 1, path, entry_index_max: None }],
                 current,
                 written_end: RECORDS_OFFSET,
+                current_capacity: capacity,
                 tail_block,
                 pending: Vec::new(),
                 pending_bytes: 0,
@@ -377,6 +462,7 @@ impl Wal {
         let block_start = align_down(last.end, current.alignment()) as usize;
         let tail_block = last_bytes[block_start..last.end as usize].to_vec();
         let written_end = last.end;
+        let current_capacity = (last_bytes.len() as u64).max(RECORDS_OFFSET);
         drop(last_bytes);
         let segments = kept
             .into_iter()
@@ -394,7 +480,7 @@ impl Wal {
             snapshot_index = ?recovered.snapshot.map(|marker| marker.index),
             "log recovered"
         );
-        let wal = Wal {
+        let mut wal = Wal {
             directory_path,
             directory,
             cluster_id,
@@ -402,6 +488,7 @@ impl Wal {
             segments,
             current,
             written_end,
+            current_capacity,
             tail_block,
             pending: Vec::new(),
             pending_bytes: 0,
@@ -412,6 +499,14 @@ impl Wal {
             failed: false,
             _lock: lock,
         };
+        if last_version == FORMAT_VERSION_UNBATCHED {
+            // Batches never go into a version 1 segment: its reader would
+            // take their frames for damage. Later writes start a new one.
+            let previous = wal.segments.last().map_or(0, |segment| segment.first_index);
+            let name = wal.indexes.next_index().unwrap_or(0).max(previous + 1);
+            info!(name, "the newest log segment has format version 1; new records go into a version 2 segment");
+            wal.start_segment(name).await?;
+        }
         Ok((wal, recovered))
     }
 
@@ -453,8 +548,14 @@ impl Wal {
                 });
             }
             let (planned_end, planned_name) = self.planned_end();
-            let full = planned_end + frame_bytes as u64 > self.options.preallocation_bytes;
-            if full && planned_end > RECORDS_OFFSET {
+            // A new segment's size is known once it is made: planned with
+            // the configured one.
+            let capacity = match self.pending.last() {
+                Some(PendingChunk { new_segment: Some(_), .. }) => self.options.preallocation_bytes,
+                _ => self.current_capacity,
+            };
+            let full = planned_end + frame_bytes as u64 > capacity;
+            if full && planned_end > RECORDS_OFFSET + (BATCH_OVERHEAD_BYTES + BATCH_PADDING_BYTES_MAX) as u64 {
                 // Named so that recovery can check nothing is missing
                 // between this segment and the one before.
                 let name = indexes.next_index().unwrap_or(0).max(planned_name + 1);
@@ -481,16 +582,20 @@ impl Wal {
         Ok(())
     }
 
-    /// Where the buffered records end, and the name of the segment they end
-    /// in.
+    /// Where the buffered records will end once written as a batch (its
+    /// begin and commit frames included), and the name of the segment they
+    /// end in.
     fn planned_end(&self) -> (u64, u64) {
         let current_name = self.segments.last().map_or(0, |segment| segment.first_index);
+        let overhead = (BATCH_OVERHEAD_BYTES + BATCH_PADDING_BYTES_MAX) as u64;
         match self.pending.last() {
-            None => (self.written_end, current_name),
+            None => (self.written_end + overhead, current_name),
             Some(PendingChunk { new_segment: None, bytes, .. }) => {
-                (self.written_end + bytes.len() as u64, current_name)
+                (self.written_end + overhead + bytes.len() as u64, current_name)
             }
-            Some(PendingChunk { new_segment: Some(name), bytes, .. }) => (RECORDS_OFFSET + bytes.len() as u64, *name),
+            Some(PendingChunk { new_segment: Some(name), bytes, .. }) => {
+                (RECORDS_OFFSET + overhead + bytes.len() as u64, *name)
+            }
         }
     }
 
@@ -534,7 +639,7 @@ impl Wal {
                 }
                 self.start_segment(name).await?;
             }
-            self.write_chunk(&chunk.bytes).await?;
+            self.write_chunk(&encode_batch(&chunk.bytes, self.written_end)).await?;
             current_unsynced = true;
             let segment = self.segments.last_mut().expect("there is a current segment");
             if let Some(index) = chunk.entry_index_max {
@@ -565,7 +670,7 @@ impl Wal {
     }
 
     /// One DMA write: the partial block kept from the last write, then
-    /// `bytes`, padded with zeros to whole blocks.
+    /// `bytes` (one framed batch), padded with zeros to whole blocks.
     async fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WalError> {
         let alignment = self.current.alignment();
         let block_start = self.written_end - self.tail_block.len() as u64;
@@ -588,13 +693,14 @@ impl Wal {
     }
 
     async fn start_segment(&mut self, name: u64) -> Result<(), WalError> {
-        let (file, path) = create_segment(
+        let (file, path, capacity) = create_segment(
             &self.directory,
             &self.directory_path,
             self.cluster_id,
             name,
             self.options.preallocation_bytes,
             self.options.preallocation_zero_fill,
+            &[],
         )
         .await?;
         self.tail_block = new_segment_tail(&file, self.cluster_id, name);
@@ -603,6 +709,7 @@ impl Wal {
         previous.close().await.map_err(io_error(&previous_path, "close"))?;
         self.segments.push(SegmentInfo { first_index: name, path, entry_index_max: None });
         self.written_end = RECORDS_OFFSET;
+        self.current_capacity = capacity;
         self.counters.segments_created += 1;
         Ok(())
     }
@@ -699,26 +806,86 @@ fn new_segment_tail(file: &DmaFile, cluster_id: u64, first_index: u64) -> Vec<u8
     encode_segment_header(cluster_id, first_index)[block_start..].to_vec()
 }
 
+/// A torn tail found in the last segment: cut in place once planning ends.
+struct TornTail {
+    path: PathBuf,
+    offset: u64,
+    reason: String,
+}
+
+/// With `truncate_corrupt`: what reading on past the first damage found.
+/// Nothing is changed on disk until the whole log has been read.
+struct Repair {
+    /// Position (in the name list) of the first segment that is moved aside
+    /// and rewritten: the one holding the first damage.
+    from: usize,
+    /// The log's last index before that segment (what the kept segments end
+    /// with); records above it are rewritten.
+    last_index_before: Option<u64>,
+    first_damage: (PathBuf, u64, String),
+    /// Stretches of damaged bytes stepped over: file, from, to, the entry
+    /// before and the entry after.
+    holes: Vec<(PathBuf, u64, u64)>,
+    /// Where reading on had to stop (a gap no snapshot covers, or a broken
+    /// index rule), and why: every whole record after it is lost.
+    stopped: Option<(PathBuf, u64, String)>,
+    /// Whole entries found after the stop: count, lowest and highest index,
+    /// bytes.
+    lost_entries: usize,
+    lost_index_range: Option<(u64, u64)>,
+    lost_bytes: u64,
+}
+
+impl Repair {
+    fn lose(&mut self, record: &Record<'_>) {
+        if let Record::Entry { index, .. } = *record {
+            self.lost_entries += 1;
+            self.lost_index_range = Some(match self.lost_index_range {
+                None => (index, index),
+                Some((low, high)) => (low.min(index), high.max(index)),
+            });
+        }
+        self.lost_bytes += record.frame_bytes() as u64;
+    }
+}
+
+/// What reading every segment decided.
+struct Planned {
+    kept: Vec<Kept>,
+    replay: Replay,
+    last_bytes: Vec<u8>,
+    last_version: u32,
+    torn_tail: Option<TornTail>,
+    repair: Option<Repair>,
+}
+
 /// Reads every segment in order, replays its records, and judges where each
-/// ends. Returns the segments kept (with where their records end), the
-/// replay, and the last kept segment's bytes.
-async fn recover_segments(
+/// ends, changing no file: the plan is carried out by the caller. Without
+/// `truncate_corrupt` the first corruption is an error. With it, reading
+/// goes on past the damage (`Repair`), stepping over holes that the
+/// snapshot in `covered_by_snapshot` makes harmless, so that the repair keeps
+/// every record that can still be used.
+async fn plan_recovery(
     directory: &Path,
     names: &[u64],
     cluster_id: u64,
     options: &WalOptions,
-    recovered: &mut Recovered,
-) -> Result<(Vec<Kept>, Replay, Vec<u8>), WalError> {
+) -> Result<Planned, WalError> {
     let start = if names.first() == Some(&1) { LogIndexes::new_log() } else { LogIndexes::after_compaction() };
-    let mut replay = Replay::new(start);
+    let covered = options.covered_by_snapshot;
+    let mut replay = Replay::new(start).keeping_above(covered.map(|marker| marker.index));
     let mut kept: Vec<Kept> = Vec::new();
     let mut last_bytes = Vec::new();
+    let mut last_version = FORMAT_VERSION;
+    let mut torn_tail = None;
+    let mut repair: Option<Repair> = None;
     for (position, &first_index) in names.iter().enumerate() {
         let path = directory.join(segment_file_name(first_index));
         let bytes = read_whole_file(&path).await?;
         let last_segment = position + 1 == names.len();
 
-        let header_fault = match decode_segment_header(&bytes) {
+        let header = decode_segment_header(&bytes);
+        let header_fault = match header {
             Err(HeaderProblem::UnsupportedVersion { found }) => {
                 return Err(WalError::UnsupportedVersion { path, found });
             }
@@ -732,6 +899,21 @@ async fn recover_segments(
             )),
             Ok(_) => None,
         };
+        let version = header.map_or(FORMAT_VERSION, |header| header.version);
+
+        if let Some(reading_on) = repair.as_mut() {
+            // Past the first damage: every whole record is either used or
+            // counted as lost.
+            if header_fault.is_some() {
+                reading_on.holes.push((path.clone(), 0, bytes.len() as u64));
+                continue;
+            }
+            let (records, holes) = replay::scan_past_damage(&bytes, RECORDS_OFFSET);
+            reading_on.holes.extend(holes.into_iter().map(|(from, to)| (path.clone(), from, to)));
+            read_on(reading_on, &mut replay, &records, &path, position, covered);
+            continue;
+        }
+
         let continuity_fault = match (position.checked_sub(1).map(|before| names[before]), replay.indexes.next_index())
         {
             (Some(previous), Some(next)) if first_index != next.max(previous + 1) => Some((
@@ -744,15 +926,24 @@ async fn recover_segments(
             )),
             _ => None,
         };
-        if let Some((offset, reason)) = header_fault.or(continuity_fault) {
+        let last_index_before = replay.indexes.last_index();
+        if let Some((offset, reason)) = header_fault.clone().or(continuity_fault) {
             if !options.truncate_corrupt {
                 return Err(WalError::Corrupt { path, offset, reason });
             }
-            drop_segments_from(directory, &names[position..], &reason, recovered).await?;
-            break;
+            let mut reading_on = Repair::new(position, last_index_before, (path.clone(), offset, reason));
+            if header_fault.is_some() {
+                reading_on.holes.push((path.clone(), 0, bytes.len() as u64));
+            } else {
+                let (records, holes) = replay::scan_past_damage(&bytes, RECORDS_OFFSET);
+                reading_on.holes.extend(holes.into_iter().map(|(from, to)| (path.clone(), from, to)));
+                read_on(&mut reading_on, &mut replay, &records, &path, position, covered);
+            }
+            repair = Some(reading_on);
+            continue;
         }
 
-        let scan = scan_segment(&bytes, RECORDS_OFFSET);
+        let scan = scan_segment_version(&bytes, RECORDS_OFFSET, version);
         let mut entry_index_max = None;
         let mut violation = None;
         for scanned in &scan.records {
@@ -781,66 +972,200 @@ async fn recover_segments(
         let end = match verdict {
             Verdict::Clean => scan.end.offset(),
             Verdict::TornTail { offset } => {
-                warn!(
-                    file = %path.display(),
-                    offset,
-                    reason = %reason,
-                    "torn tail at the end of the log: the last write was cut short; truncating it"
-                );
-                truncate_segment(&path, offset, options.preallocation_bytes).await?;
-                recovered.truncations.push(Truncation {
-                    path: path.clone(),
-                    offset,
-                    torn_tail: true,
-                    reason,
-                    records_dropped: 0,
-                });
+                torn_tail = Some(TornTail { path: path.clone(), offset, reason });
                 offset
             }
             Verdict::Corrupt { offset } => {
                 if !options.truncate_corrupt {
+                    // Name the damaged bytes themselves, not the start of
+                    // the batch around them.
+                    let offset = match scan.end {
+                        SegmentEnd::Damaged { damage, .. } if violation.is_none() => {
+                            damage.inner_offset().unwrap_or(offset)
+                        }
+                        _ => offset,
+                    };
                     return Err(WalError::Corrupt { path, offset, reason });
                 }
-                let records_dropped = count_records_from(&bytes, &scan, offset);
-                warn!(
-                    file = %path.display(),
-                    offset,
-                    reason = %reason,
-                    records_dropped,
-                    "corrupt log: truncate_corrupt is set, so the log is cut here and everything after is dropped"
-                );
-                truncate_segment(&path, offset, options.preallocation_bytes).await?;
-                recovered.truncations.push(Truncation {
-                    path: path.clone(),
-                    offset,
-                    torn_tail: false,
-                    reason: reason.clone(),
-                    records_dropped,
-                });
-                kept.push(Kept { first_index, path, end: offset, entry_index_max });
-                last_bytes = bytes;
-                let later = &names[position + 1..];
-                drop_segments_from(directory, later, "an earlier segment is corrupt", recovered).await?;
-                break;
+                let mut reading_on = Repair::new(position, last_index_before, (path.clone(), offset, reason));
+                let (records, holes) = replay::scan_past_damage(&bytes, offset);
+                reading_on.holes.extend(holes.into_iter().map(|(from, to)| (path.clone(), from, to)));
+                // A broken index rule: the record at `offset` is whole, and
+                // reading on meets it again.
+                read_on(&mut reading_on, &mut replay, &records, &path, position, covered);
+                repair = Some(reading_on);
+                continue;
             }
         };
         kept.push(Kept { first_index, path, end, entry_index_max });
         last_bytes = bytes;
+        last_version = version;
     }
-    Ok((kept, replay, last_bytes))
+    Ok(Planned { kept, replay, last_bytes, last_version, torn_tail, repair })
 }
 
-/// Whole records from `offset` on: those scanned after it, and those found
-/// again after the damage.
-fn count_records_from(bytes: &[u8], scan: &replay::SegmentScan<'_>, offset: u64) -> usize {
-    let scanned = scan.records.iter().filter(|record| record.offset >= offset).count();
-    let after_damage = match scan.end {
-        SegmentEnd::Damaged { valid_record_after: ValidAfter::At { offset: resume }, .. } => {
-            scan_segment(bytes, resume).records.len()
+impl Repair {
+    fn new(from: usize, last_index_before: Option<u64>, first_damage: (PathBuf, u64, String)) -> Repair {
+        Repair {
+            from,
+            last_index_before,
+            first_damage,
+            holes: Vec::new(),
+            stopped: None,
+            lost_entries: 0,
+            lost_index_range: None,
+            lost_bytes: 0,
         }
-        _ => 0,
+    }
+}
+
+/// Applies records found past the first damage, until one cannot be used;
+/// from then on every record is counted as lost.
+fn read_on(
+    repair: &mut Repair,
+    replay: &mut Replay,
+    records: &[replay::ScannedRecord<'_>],
+    path: &Path,
+    position: usize,
+    covered: Option<SnapshotMarker>,
+) {
+    for scanned in records {
+        if repair.stopped.is_none() {
+            let at = Position { segment: position, offset: scanned.offset };
+            match replay.apply_after_damage(&scanned.record, at, covered) {
+                Ok(()) => continue,
+                Err(violation) => {
+                    repair.stopped = Some((path.to_path_buf(), scanned.offset, violation.to_string()));
+                }
+            }
+        }
+        repair.lose(&scanned.record);
+    }
+}
+
+/// Carries out a `truncate_corrupt` repair: every segment from the first
+/// damaged one on is hard-linked into a new `truncated-<unix seconds>`
+/// directory beside the segments (nothing is deleted), then one new segment
+/// holding what the plan keeps from them (the snapshot marker, the entries
+/// after the kept segments, the hard state) replaces them. Each step leaves
+/// either the old files in place or the new one complete: the new segment
+/// is written and synced under a temporary name before it is renamed in.
+async fn carry_out_repair(
+    directory: &Directory,
+    directory_path: &Path,
+    names: &[u64],
+    cluster_id: u64,
+    options: &WalOptions,
+    repair: &Repair,
+    replayed: &replay::Replayed,
+) -> Result<Vec<Truncation>, WalError> {
+    let seconds =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    let aside = directory_path.join(format!("truncated-{seconds}"));
+    std::fs::create_dir_all(&aside).map_err(std_io_error(&aside, "create"))?;
+    let doomed = &names[repair.from..];
+    for &name in doomed {
+        let path = directory_path.join(segment_file_name(name));
+        let target = aside.join(segment_file_name(name));
+        if !target.exists() {
+            std::fs::hard_link(&path, &target).map_err(std_io_error(&target, "link"))?;
+        }
+    }
+    File::open(&aside).and_then(|handle| handle.sync_all()).map_err(std_io_error(&aside, "sync the directory"))?;
+
+    // Entries the marker covers (kept for an older snapshot) go before it,
+    // the others after it, as the index rules require.
+    let above = repair.last_index_before.unwrap_or(0);
+    let rewritten: Vec<&Entry> = replayed.entries.iter().filter(|entry| entry.index > above).collect();
+    let marker_index = replayed.snapshot.map_or(0, |marker| marker.index);
+    let split = rewritten.partition_point(|entry| entry.index <= marker_index);
+    let mut records: Vec<Record<'_>> = rewritten[..split].iter().map(|entry| entry.as_record()).collect();
+    if let Some(marker) = replayed.snapshot {
+        records.push(Record::SnapshotMarker(marker));
+    }
+    records.extend(rewritten[split..].iter().map(|entry| entry.as_record()));
+    if let Some(state) = replayed.hard_state {
+        records.push(Record::HardState(state));
+    }
+    let mut body = Vec::new();
+    for record in &records {
+        encode_record(record, &mut body).map_err(WalError::RecordTooLarge)?;
+    }
+    let name = match repair.from.checked_sub(1) {
+        None => names[repair.from],
+        Some(before) => {
+            let next = repair.last_index_before.map_or(0, |last| last + 1);
+            next.max(names[before] + 1)
+        }
     };
-    scanned + after_damage
+    let (file, new_path, _) = create_segment(
+        directory,
+        directory_path,
+        cluster_id,
+        name,
+        options.preallocation_bytes,
+        options.preallocation_zero_fill,
+        &encode_batch(&body, RECORDS_OFFSET),
+    )
+    .await?;
+    file.close().await.map_err(io_error(&new_path, "close"))?;
+    for &doomed_name in doomed {
+        if doomed_name != name {
+            let path = directory_path.join(segment_file_name(doomed_name));
+            std::fs::remove_file(&path).map_err(std_io_error(&path, "remove"))?;
+        }
+    }
+    directory.sync().await.map_err(io_error(directory_path, "sync the directory"))?;
+
+    let (first_path, first_offset, first_reason) = &repair.first_damage;
+    let mut truncations = Vec::new();
+    let kept_range = rewritten.first().zip(rewritten.last()).map(|(first, last)| (first.index, last.index));
+    for (path, from, to) in &repair.holes {
+        warn!(
+            file = %path.display(),
+            from_offset = from,
+            to_offset = to,
+            bytes = to - from,
+            "truncate_corrupt: damaged bytes stepped over; their records are not in the repaired log"
+        );
+    }
+    let lost = match (repair.lost_index_range, &repair.stopped) {
+        (Some((low, high)), Some((path, offset, why))) => format!(
+            "{} whole entries cut from {} offset {offset} on ({why}): indexes {low}..={high} \
+             (zxids {low:#x}..={high:#x}), {} bytes",
+            repair.lost_entries,
+            path.display(),
+            repair.lost_bytes
+        ),
+        (None, Some((path, offset, why))) => {
+            format!("reading stopped at {} offset {offset} ({why}); no whole entry after it", path.display())
+        }
+        _ => "no whole entry lost".to_string(),
+    };
+    warn!(
+        file = %first_path.display(),
+        offset = first_offset,
+        reason = %first_reason,
+        moved_aside_to = %aside.display(),
+        segments_moved = doomed.len(),
+        rewritten_entries = rewritten.len(),
+        rewritten_indexes = ?kept_range,
+        snapshot_index = ?replayed.snapshot.map(|marker| marker.index),
+        lost = %lost,
+        "truncate_corrupt: the log was repaired; the original segments are kept in the aside directory"
+    );
+    for (position, &doomed_name) in doomed.iter().enumerate() {
+        let path = directory_path.join(segment_file_name(doomed_name));
+        truncations.push(Truncation {
+            offset: if position == 0 && path == *first_path { *first_offset } else { 0 },
+            path,
+            torn_tail: false,
+            reason: format!("{first_reason}; {lost}"),
+            records_dropped: if position == 0 { repair.lost_entries } else { 0 },
+            moved_to: Some(aside.join(segment_file_name(doomed_name))),
+        });
+    }
+    Ok(truncations)
 }
 
 /// Cuts a segment's records at `offset`: the file is shortened there (the
@@ -851,31 +1176,4 @@ async fn truncate_segment(path: &Path, offset: u64, preallocation_bytes: u64) ->
     file.pre_allocate(preallocation_bytes.max(offset), false).await.map_err(io_error(path, "preallocate"))?;
     file.fdatasync().await.map_err(io_error(path, "fdatasync"))?;
     file.close().await.map_err(io_error(path, "close"))
-}
-
-/// With `truncate_corrupt`: removes the segments named `names`, logging how
-/// many records each held.
-async fn drop_segments_from(
-    directory: &Path,
-    names: &[u64],
-    reason: &str,
-    recovered: &mut Recovered,
-) -> Result<(), WalError> {
-    for &first_index in names {
-        let path = directory.join(segment_file_name(first_index));
-        let bytes = read_whole_file(&path).await?;
-        let records_dropped =
-            if decode_segment_header(&bytes).is_ok() { scan_segment(&bytes, RECORDS_OFFSET).records.len() } else { 0 };
-        drop(bytes);
-        warn!(file = %path.display(), records_dropped, reason, "truncate_corrupt is set: removing a log segment");
-        remove_file(&path).await?;
-        recovered.truncations.push(Truncation {
-            path,
-            offset: 0,
-            torn_tail: false,
-            reason: reason.to_string(),
-            records_dropped,
-        });
-    }
-    Ok(())
 }

@@ -11,8 +11,13 @@ use std::fmt;
 
 /// The first four bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"ZCWL";
-/// The format this code writes and the only one it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this code writes: records grouped in batches, each between a
+/// begin frame that states the batch's length and a commit frame at its end.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format: records back to back, no batch frames. Still read; a
+/// version 1 segment is never written to again (the log rolls to a new
+/// segment at open).
+pub const FORMAT_VERSION_UNBATCHED: u32 = 1;
 /// The meaningful bytes at the start of a segment; the rest of the header
 /// block up to [`RECORDS_OFFSET`] is zero.
 pub const SEGMENT_HEADER_BYTES: usize = 32;
@@ -30,6 +35,20 @@ pub const KIND_ENTRY: u8 = 1;
 pub const KIND_HARD_STATE: u8 = 2;
 pub const KIND_SNAPSHOT_MARKER: u8 = 3;
 pub const KIND_TRUNCATE_SUFFIX: u8 = 4;
+/// Version 2 only: the frame in front of a batch, carrying the batch's
+/// length (begin frame to commit frame, both included).
+pub const KIND_BATCH_BEGIN: u8 = 5;
+/// Version 2 only: the frame that ends a batch, carrying the same length.
+/// It is the last thing a batch's write puts down, so a batch whose commit
+/// frame is still zeros was cut short, and one whose commit frame is there
+/// was written whole: any checksum failure inside it is damage.
+pub const KIND_BATCH_COMMIT: u8 = 6;
+/// kind + batch length.
+const BATCH_FRAME_PAYLOAD_BYTES: usize = 1 + 8;
+/// A begin or commit frame, header included (17 bytes).
+pub const BATCH_FRAME_BYTES: usize = FRAME_HEADER_BYTES + BATCH_FRAME_PAYLOAD_BYTES;
+/// What batching adds to every write: one begin and one commit frame.
+pub const BATCH_OVERHEAD_BYTES: usize = 2 * BATCH_FRAME_BYTES;
 
 /// kind + index + term + entry type, before the entry's data.
 const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8 + 1;
@@ -172,6 +191,75 @@ pub fn encode_record(record: &Record<'_>, out: &mut Vec<u8>) -> Result<usize, Re
     let checksum = frame_checksum(&out[start..start + 4], &out[start + FRAME_HEADER_BYTES..]);
     out[start + 4..start + FRAME_HEADER_BYTES].copy_from_slice(&checksum.to_le_bytes());
     Ok(out.len() - start)
+}
+
+/// Appends a batch's begin or commit frame (`kind` is [`KIND_BATCH_BEGIN`]
+/// or [`KIND_BATCH_COMMIT`]) for a batch of `batch_bytes`.
+pub fn encode_batch_frame(kind: u8, batch_bytes: u64, out: &mut Vec<u8>) {
+    debug_assert!(kind == KIND_BATCH_BEGIN || kind == KIND_BATCH_COMMIT);
+    let start = out.len();
+    out.extend_from_slice(&(BATCH_FRAME_PAYLOAD_BYTES as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.push(kind);
+    out.extend_from_slice(&batch_bytes.to_le_bytes());
+    let checksum = frame_checksum(&out[start..start + 4], &out[start + FRAME_HEADER_BYTES..]);
+    out[start + 4..start + FRAME_HEADER_BYTES].copy_from_slice(&checksum.to_le_bytes());
+}
+
+/// Devices write whole sectors of this size or nothing (the usual
+/// assumption of databases, and what a 512-byte logical block gives): a
+/// write cut short leaves a prefix of its sectors. The commit frame never
+/// straddles a boundary of this size, so it is either all there or all
+/// zeros after a crash.
+pub const SECTOR_BYTES: u64 = 512;
+/// Zeros put before a commit frame so it does not straddle a sector: less
+/// than one frame.
+pub const BATCH_PADDING_BYTES_MAX: usize = BATCH_FRAME_BYTES - 1;
+
+/// Frames `records` (already encoded, back to back) as one batch that will
+/// start at `file_offset`: begin frame, records, zero padding (fewer than
+/// 17 bytes, only if the commit frame would otherwise straddle a sector
+/// boundary) and the commit frame.
+pub fn encode_batch(records: &[u8], file_offset: u64) -> Vec<u8> {
+    let records_end = file_offset + (BATCH_FRAME_BYTES + records.len()) as u64;
+    let commit_end = records_end + BATCH_FRAME_BYTES as u64;
+    let padding = if records_end / SECTOR_BYTES != (commit_end - 1) / SECTOR_BYTES {
+        (SECTOR_BYTES - records_end % SECTOR_BYTES) as usize
+    } else {
+        0
+    };
+    debug_assert!(padding <= BATCH_PADDING_BYTES_MAX);
+    let batch_bytes = (records.len() + BATCH_OVERHEAD_BYTES + padding) as u64;
+    let mut out = Vec::with_capacity(batch_bytes as usize);
+    encode_batch_frame(KIND_BATCH_BEGIN, batch_bytes, &mut out);
+    out.extend_from_slice(records);
+    out.resize(out.len() + padding, 0);
+    encode_batch_frame(KIND_BATCH_COMMIT, batch_bytes, &mut out);
+    debug_assert_eq!(out.len() as u64, batch_bytes);
+    out
+}
+
+/// Decodes a begin or commit frame of kind `kind` at the start of `bytes`
+/// and returns the batch length it carries.
+pub fn decode_batch_frame(bytes: &[u8], file_offset: u64, kind: u8) -> Result<u64, DecodeError> {
+    let fail = |problem| Err(DecodeError { offset: file_offset, problem });
+    if bytes.len() < BATCH_FRAME_BYTES {
+        return fail(DecodeProblem::Truncated { frame_bytes: BATCH_FRAME_BYTES, available_bytes: bytes.len() });
+    }
+    let payload_length = u32_at(bytes, 0);
+    if payload_length as usize != BATCH_FRAME_PAYLOAD_BYTES {
+        return fail(DecodeProblem::BadLength { payload_bytes: payload_length });
+    }
+    let stored = u32_at(bytes, 4);
+    let computed = frame_checksum(&bytes[..4], &bytes[FRAME_HEADER_BYTES..BATCH_FRAME_BYTES]);
+    if computed != stored {
+        return fail(DecodeProblem::ChecksumMismatch { stored, computed });
+    }
+    let found = bytes[FRAME_HEADER_BYTES];
+    if found != kind {
+        return fail(DecodeProblem::UnknownKind { kind: found });
+    }
+    Ok(u64_at(bytes, FRAME_HEADER_BYTES + 1))
 }
 
 /// CRC-32C over the length field and the payload: a damaged length is caught
@@ -368,9 +456,15 @@ pub struct SegmentHeader {
 /// The segment's header block: [`SEGMENT_HEADER_BYTES`] of header, then
 /// zeros up to [`RECORDS_OFFSET`].
 pub fn encode_segment_header(cluster_id: u64, first_index: u64) -> Vec<u8> {
+    encode_segment_header_version(cluster_id, first_index, FORMAT_VERSION)
+}
+
+/// A header of an explicit format version: tests and tools use it to make
+/// version 1 segments, which this code reads but no longer writes.
+pub fn encode_segment_header_version(cluster_id: u64, first_index: u64, version: u32) -> Vec<u8> {
     let mut block = vec![0u8; RECORDS_OFFSET as usize];
     block[0..4].copy_from_slice(&SEGMENT_MAGIC);
-    block[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    block[4..8].copy_from_slice(&version.to_le_bytes());
     block[8..16].copy_from_slice(&cluster_id.to_le_bytes());
     block[16..24].copy_from_slice(&first_index.to_le_bytes());
     block[24..28].copy_from_slice(&(RECORDS_OFFSET as u32).to_le_bytes());
@@ -419,10 +513,13 @@ impl fmt::Display for HeaderProblem {
                 write!(formatter, "header checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
             }
             HeaderProblem::UnsupportedVersion { found } => {
-                write!(formatter, "format version {found}; this build reads version {FORMAT_VERSION}")
+                write!(
+                    formatter,
+                    "format version {found}; this build reads versions {FORMAT_VERSION_UNBATCHED} and {FORMAT_VERSION}"
+                )
             }
             HeaderProblem::BadRecordsOffset { found } => {
-                write!(formatter, "records offset {found}; version {FORMAT_VERSION} puts records at {RECORDS_OFFSET}")
+                write!(formatter, "records offset {found}; every version puts records at {RECORDS_OFFSET}")
             }
         }
     }
@@ -444,7 +541,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, HeaderProble
         return Err(HeaderProblem::ChecksumMismatch { stored, computed });
     }
     let version = u32_at(bytes, 4);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_UNBATCHED {
         return Err(HeaderProblem::UnsupportedVersion { found: version });
     }
     let records_offset = u32_at(bytes, 24);
@@ -550,8 +647,10 @@ mod tests {
         let header = decode_segment_header(&block).unwrap();
         assert_eq!(
             header,
-            SegmentHeader { version: 1, cluster_id: 0xfeed, first_index: 77, records_offset: RECORDS_OFFSET as u32 }
+            SegmentHeader { version: 2, cluster_id: 0xfeed, first_index: 77, records_offset: RECORDS_OFFSET as u32 }
         );
+        let old = encode_segment_header_version(0xfeed, 77, FORMAT_VERSION_UNBATCHED);
+        assert_eq!(decode_segment_header(&old).unwrap().version, 1);
         let mut bad = block.clone();
         bad[0] = b'X';
         assert!(matches!(decode_segment_header(&bad), Err(HeaderProblem::BadMagic { .. })));
@@ -561,10 +660,10 @@ mod tests {
         assert!(matches!(problem, HeaderProblem::ChecksumMismatch { .. }));
         assert_eq!(problem.offset(), 28);
         let mut newer = block.clone();
-        newer[4] = 2;
+        newer[4] = 3;
         let checksum = crc32c::crc32c(&newer[0..28]);
         newer[28..32].copy_from_slice(&checksum.to_le_bytes());
-        assert_eq!(decode_segment_header(&newer), Err(HeaderProblem::UnsupportedVersion { found: 2 }));
+        assert_eq!(decode_segment_header(&newer), Err(HeaderProblem::UnsupportedVersion { found: 3 }));
         assert!(matches!(decode_segment_header(&block[..100]), Err(HeaderProblem::TooShort { file_bytes: 100 })));
     }
 

@@ -6,8 +6,9 @@
 use std::fmt;
 
 use super::record::{
-    decode_record, plausible_frame, DecodeProblem, Decoded, Entry, HardState, Record, SnapshotMarker,
-    FRAME_HEADER_BYTES,
+    decode_batch_frame, decode_record, plausible_frame, DecodeProblem, Decoded, Entry, HardState, Record,
+    SnapshotMarker, BATCH_FRAME_BYTES, BATCH_OVERHEAD_BYTES, BATCH_PADDING_BYTES_MAX, FORMAT_VERSION_UNBATCHED,
+    FRAME_HEADER_BYTES, KIND_BATCH_BEGIN, KIND_BATCH_COMMIT,
 };
 
 /// A record that breaks the log's index rules.
@@ -187,11 +188,22 @@ pub struct Replay {
     entries: Vec<Entry>,
     /// Where each of `entries` was read, for errors found at the end.
     positions: Vec<Position>,
+    /// Entries above this index are kept even when a snapshot marker covers
+    /// them: the server restores from an older snapshot than the newest
+    /// marker (the newest snapshot file is damaged) and needs them.
+    keep_above: Option<u64>,
 }
 
 impl Replay {
     pub fn new(indexes: LogIndexes) -> Replay {
-        Replay { indexes, hard_state: None, entries: Vec::new(), positions: Vec::new() }
+        Replay { indexes, hard_state: None, entries: Vec::new(), positions: Vec::new(), keep_above: None }
+    }
+
+    /// Keeps entries above `index` when markers cover them (see
+    /// `keep_above`).
+    pub fn keeping_above(mut self, index: Option<u64>) -> Replay {
+        self.keep_above = index;
+        self
     }
 
     /// Applies one record: a later entry for an index replaces the earlier
@@ -208,13 +220,45 @@ impl Replay {
             }
             Record::TruncateSuffix { from_index } => self.keep_below(from_index),
             Record::SnapshotMarker(marker) => {
-                let covered = self.entries.partition_point(|entry| entry.index <= marker.index);
+                let dropped_up_to = self.keep_above.map_or(marker.index, |keep| keep.min(marker.index));
+                let covered = self.entries.partition_point(|entry| entry.index <= dropped_up_to);
                 self.entries.drain(..covered);
                 self.positions.drain(..covered);
             }
             Record::HardState(state) => self.hard_state = Some(state),
         }
         Ok(())
+    }
+
+    /// Applies a record while `--truncate-corrupt` reads on past damage,
+    /// where a hole may have swallowed records. An entry that would leave a
+    /// gap is taken when the gap lies within `covered` (the snapshot the
+    /// server restores from): that snapshot's marker is applied first, so
+    /// nothing the snapshot lacks is skipped. An entry at or below the
+    /// newest marker is settled and ignored. Any other broken rule is
+    /// returned, and the caller stops there.
+    pub fn apply_after_damage(
+        &mut self,
+        record: &Record<'_>,
+        position: Position,
+        covered: Option<SnapshotMarker>,
+    ) -> Result<(), Violation> {
+        match self.indexes.check(record) {
+            Ok(()) => self.apply(record, position),
+            Err(Violation::EntryAtOrBelowSnapshot { .. }) => Ok(()),
+            Err(Violation::EntryGap { index, .. }) => match covered {
+                Some(marker)
+                    if index - 1 <= marker.index
+                        && self.indexes.snapshot().is_none_or(|newest| newest.index < marker.index) =>
+                {
+                    self.apply(&Record::SnapshotMarker(marker), position)?;
+                    // The marker may cover this entry too.
+                    self.apply_after_damage(record, position, None)
+                }
+                _ => Err(Violation::EntryGap { index, expected: self.indexes.next_index().unwrap_or(0) }),
+            },
+            Err(violation) => Err(violation),
+        }
     }
 
     fn keep_below(&mut self, index: u64) {
@@ -228,7 +272,7 @@ impl Replay {
     pub fn finish(self) -> Result<Replayed, (Violation, Position)> {
         let snapshot = self.indexes.snapshot();
         if let (Some(snapshot), Some(first)) = (snapshot, self.entries.first()) {
-            if first.index != snapshot.index + 1 {
+            if first.index > snapshot.index + 1 {
                 let violation =
                     Violation::GapAfterSnapshot { first_index: first.index, snapshot_index: snapshot.index };
                 return Err((violation, self.positions[0]));
@@ -261,6 +305,33 @@ pub enum Damage {
     /// The records end with a zero frame header, but nonzero bytes follow
     /// at `first_nonzero`.
     BytesAfterEnd { first_nonzero: u64 },
+    /// Version 2: the batch that starts here has no commit frame yet (its
+    /// last 17 bytes, ending at `batch_end`, are zeros).
+    Uncommitted { batch_end: u64 },
+    /// Version 2: the begin frame states a batch that does not fit the file.
+    BatchPastFileEnd { batch_end: u64, file_bytes: u64 },
+    /// Version 2: the bytes at `at`, inside a batch whose commit frame is
+    /// present, are not a record: a batch written whole and damaged since.
+    InsideCommittedBatch { at: u64, problem: DecodeProblem },
+    /// Version 2: inside a committed batch, a zero frame header at `at`
+    /// where a record must be.
+    HoleInCommittedBatch { at: u64 },
+    /// Version 2: the commit frame at `at` does not decode or disagrees
+    /// with the begin frame.
+    BadCommit { at: u64 },
+}
+
+impl Damage {
+    /// The offset of the damaged bytes themselves when they lie inside a
+    /// batch (the segment's records stop at the batch's start).
+    pub fn inner_offset(&self) -> Option<u64> {
+        match *self {
+            Damage::InsideCommittedBatch { at, .. }
+            | Damage::HoleInCommittedBatch { at }
+            | Damage::BadCommit { at } => Some(at),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Damage {
@@ -269,6 +340,28 @@ impl fmt::Display for Damage {
             Damage::Undecodable(problem) => problem.fmt(formatter),
             Damage::BytesAfterEnd { first_nonzero } => {
                 write!(formatter, "the records end here but nonzero bytes follow at offset {first_nonzero}")
+            }
+            Damage::Uncommitted { batch_end } => {
+                write!(formatter, "the batch starting here has no commit frame (it would end at offset {batch_end})")
+            }
+            Damage::BatchPastFileEnd { batch_end, file_bytes } => {
+                write!(
+                    formatter,
+                    "the batch starting here would end at offset {batch_end}, past the file's {file_bytes} bytes"
+                )
+            }
+            Damage::InsideCommittedBatch { at, problem } => write!(
+                formatter,
+                "inside the batch starting here, which was written whole (its commit frame is present), \
+                 the record at offset {at} is damaged: {problem}"
+            ),
+            Damage::HoleInCommittedBatch { at } => write!(
+                formatter,
+                "inside the batch starting here, which was written whole (its commit frame is present), \
+                 zeros at offset {at} where a record must be"
+            ),
+            Damage::BadCommit { at } => {
+                write!(formatter, "the commit frame of the batch starting here, at offset {at}, is damaged")
             }
         }
     }
@@ -281,9 +374,12 @@ pub enum SegmentEnd {
     /// zeros after it.
     Clean { offset: u64 },
     /// Records stop at `offset` for `damage`. `valid_record_after` is the
-    /// offset of a whole, checksummed record found further on, if any:
-    /// the difference between a torn tail and corruption.
-    Damaged { offset: u64, damage: Damage, valid_record_after: ValidAfter },
+    /// offset of a whole, checksummed record found further on, if any.
+    /// `torn` says whether the bytes are what a write cut short leaves
+    /// (version 1: no whole record after the damage; version 2: a batch
+    /// whose commit frame is still zeros, with only zeros after it); only
+    /// then, in the last segment, is the damage a torn tail.
+    Damaged { offset: u64, damage: Damage, valid_record_after: ValidAfter, torn: bool },
 }
 
 impl SegmentEnd {
@@ -328,24 +424,198 @@ pub fn scan_segment(bytes: &[u8], records_offset: u64) -> SegmentScan<'_> {
                 let after_header = (at + FRAME_HEADER_BYTES).min(bytes.len());
                 let end = match first_nonzero(bytes, after_header) {
                     None => SegmentEnd::Clean { offset: at as u64 },
-                    Some(first_nonzero) => SegmentEnd::Damaged {
-                        offset: at as u64,
-                        damage: Damage::BytesAfterEnd { first_nonzero: first_nonzero as u64 },
-                        valid_record_after: hunt_valid_record(bytes, first_nonzero.saturating_sub(3).max(at + 1)),
-                    },
+                    Some(first_nonzero) => {
+                        let valid_record_after = hunt_valid_record(bytes, first_nonzero.saturating_sub(3).max(at + 1));
+                        SegmentEnd::Damaged {
+                            offset: at as u64,
+                            damage: Damage::BytesAfterEnd { first_nonzero: first_nonzero as u64 },
+                            valid_record_after,
+                            torn: valid_record_after == ValidAfter::None,
+                        }
+                    }
                 };
                 return SegmentScan { records, end };
             }
             Err(error) => {
+                let valid_record_after = hunt_valid_record(bytes, at + 1);
                 let end = SegmentEnd::Damaged {
                     offset: error.offset,
                     damage: Damage::Undecodable(error.problem),
-                    valid_record_after: hunt_valid_record(bytes, at + 1),
+                    valid_record_after,
+                    torn: valid_record_after == ValidAfter::None,
                 };
                 return SegmentScan { records, end };
             }
         }
     }
+}
+
+/// Reads the records of a segment of format `version` (see
+/// [`scan_segment`] for version 1 and [`scan_batches`] for version 2).
+pub fn scan_segment_version(bytes: &[u8], records_offset: u64, version: u32) -> SegmentScan<'_> {
+    if version == FORMAT_VERSION_UNBATCHED {
+        scan_segment(bytes, records_offset)
+    } else {
+        scan_batches(bytes, records_offset)
+    }
+}
+
+/// Reads the batches of a version 2 segment from `records_offset`: each a
+/// begin frame, records, and a commit frame at the end the begin frame
+/// states.
+///
+/// A write is a prefix of its sectors when a crash cuts it short: the rest
+/// of its extent keeps what was there, zeros (preallocated space). The
+/// commit frame is the last thing in the batch and never straddles a sector
+/// ([`SECTOR_BYTES`](super::record::SECTOR_BYTES)), so it is all zeros
+/// exactly when the write did not reach its end. Hence the rule: a batch whose begin frame is
+/// whole, whose commit frame is all zeros and after which nothing but zeros
+/// follows is a write cut short (`torn`); a begin frame that does not
+/// decode with only zeros after its 17 bytes is one too. A batch whose
+/// commit frame is present was written whole, so any record in it that
+/// fails its checksum is damage, never a torn write.
+pub fn scan_batches(bytes: &[u8], records_offset: u64) -> SegmentScan<'_> {
+    let mut records = Vec::new();
+    let mut at = records_offset as usize;
+    let only_zeros_from = |from: usize| first_nonzero(bytes, from.min(bytes.len())).is_none();
+    loop {
+        let Some(nonzero) = first_nonzero(bytes, at.min(bytes.len())) else {
+            return SegmentScan { records, end: SegmentEnd::Clean { offset: at as u64 } };
+        };
+        let damaged = |damage: Damage, torn: bool, hunt_from: usize| SegmentEnd::Damaged {
+            offset: at as u64,
+            damage,
+            valid_record_after: hunt_valid_record(bytes, hunt_from),
+            torn,
+        };
+        let begin = &bytes[at..];
+        if begin.len() >= FRAME_HEADER_BYTES && begin[..FRAME_HEADER_BYTES].iter().all(|&byte| byte == 0) {
+            // Zeros where the next batch would start, and bytes later on.
+            let damage = Damage::BytesAfterEnd { first_nonzero: nonzero as u64 };
+            let end = damaged(damage, false, nonzero.saturating_sub(3).max(at + 1));
+            return SegmentScan { records, end };
+        }
+        let batch_bytes = match decode_batch_frame(begin, at as u64, KIND_BATCH_BEGIN) {
+            Ok(batch_bytes) => batch_bytes,
+            Err(error) => {
+                let torn = only_zeros_from(at + BATCH_FRAME_BYTES);
+                let end = damaged(Damage::Undecodable(error.problem), torn, at + 1);
+                return SegmentScan { records, end };
+            }
+        };
+        let batch_end = at as u64 + batch_bytes;
+        if batch_bytes < BATCH_OVERHEAD_BYTES as u64 || batch_end > bytes.len() as u64 {
+            // The begin frame is checksummed, so its length is what was
+            // written: a batch past the end of the file is a write that
+            // was growing the file (one record larger than a segment) and
+            // did not finish, if nothing after the begin frame is written.
+            let torn = batch_bytes >= BATCH_OVERHEAD_BYTES as u64 && only_zeros_from(at + BATCH_FRAME_BYTES);
+            let damage = Damage::BatchPastFileEnd { batch_end, file_bytes: bytes.len() as u64 };
+            let end = damaged(damage, torn, at + 1);
+            return SegmentScan { records, end };
+        }
+        let batch_end = batch_end as usize;
+        let commit_at = batch_end - BATCH_FRAME_BYTES;
+        if bytes[commit_at..batch_end].iter().all(|&byte| byte == 0) {
+            let torn = only_zeros_from(batch_end);
+            let end = damaged(Damage::Uncommitted { batch_end: batch_end as u64 }, torn, at + 1);
+            return SegmentScan { records, end };
+        }
+        let mut inner = at + BATCH_FRAME_BYTES;
+        let mut batch = Vec::new();
+        let mut problem = None;
+        while inner < commit_at {
+            match decode_record(&bytes[inner..commit_at], inner as u64) {
+                Ok(Decoded::Record { record, frame_bytes }) => {
+                    batch.push(ScannedRecord { offset: inner as u64, record });
+                    inner += frame_bytes;
+                }
+                Ok(Decoded::End) => {
+                    let padding = commit_at - inner <= BATCH_PADDING_BYTES_MAX
+                        && bytes[inner..commit_at].iter().all(|&byte| byte == 0);
+                    if !padding {
+                        problem = Some(Damage::HoleInCommittedBatch { at: inner as u64 });
+                    }
+                    break;
+                }
+                Err(error) => {
+                    problem = Some(Damage::InsideCommittedBatch { at: inner as u64, problem: error.problem });
+                    break;
+                }
+            }
+        }
+        let problem =
+            problem.or_else(|| match decode_batch_frame(&bytes[commit_at..], commit_at as u64, KIND_BATCH_COMMIT) {
+                Ok(length) if length == batch_bytes => None,
+                _ => Some(Damage::BadCommit { at: commit_at as u64 }),
+            });
+        if let Some(damage) = problem {
+            // Whole records after the damaged one, not the whole ones
+            // before it in the same batch.
+            let hunt_from = damage.inner_offset().map_or(at + 1, |inner| inner as usize + 1);
+            let end = damaged(damage, false, hunt_from);
+            return SegmentScan { records, end };
+        }
+        records.extend(batch);
+        at = batch_end;
+    }
+}
+
+/// Whole records from `from` on, read past damage: where bytes do not
+/// decode, the next whole record is searched for (batch frames of version 2
+/// are stepped over). Returns the records and the holes skipped, as
+/// `(from, to)` byte offsets of stretches that held nonzero bytes.
+pub fn scan_past_damage(bytes: &[u8], from: u64) -> (Vec<ScannedRecord<'_>>, Vec<(u64, u64)>) {
+    let mut records = Vec::new();
+    let mut holes = Vec::new();
+    let mut at = from as usize;
+    while at < bytes.len() {
+        match decode_record(&bytes[at..], at as u64) {
+            Ok(Decoded::Record { record, frame_bytes }) => {
+                records.push(ScannedRecord { offset: at as u64, record });
+                at += frame_bytes;
+                continue;
+            }
+            Ok(Decoded::End) | Err(_) => {}
+        }
+        let frame_at = |position: usize| {
+            matches!(decode_record(&bytes[position..], position as u64), Ok(Decoded::Record { .. }))
+                || [KIND_BATCH_BEGIN, KIND_BATCH_COMMIT]
+                    .iter()
+                    .any(|&kind| decode_batch_frame(&bytes[position..], position as u64, kind).is_ok())
+        };
+        if frame_at(at) {
+            // A batch frame: stepped over.
+            at += BATCH_FRAME_BYTES;
+            continue;
+        }
+        if bytes[at..(at + FRAME_HEADER_BYTES).min(bytes.len())].iter().all(|&byte| byte == 0) {
+            // Zeros (padding, or the preallocated end): the next frame
+            // starts at most three bytes before the next nonzero byte.
+            let Some(nonzero) = first_nonzero(bytes, at) else { break };
+            if let Some(next) = (nonzero.saturating_sub(3).max(at + 1)..=nonzero).find(|&position| frame_at(position)) {
+                at = next;
+                continue;
+            }
+        }
+        let resume = match hunt_valid_record(bytes, at + 1) {
+            ValidAfter::At { offset } => offset as usize,
+            ValidAfter::None | ValidAfter::Unknown => bytes.len(),
+        };
+        // A begin frame right before the record found is not damage.
+        let mut stretch_end = resume;
+        if resume >= at + BATCH_FRAME_BYTES
+            && decode_batch_frame(&bytes[resume - BATCH_FRAME_BYTES..], 0, KIND_BATCH_BEGIN).is_ok()
+        {
+            stretch_end = resume - BATCH_FRAME_BYTES;
+        }
+        if first_nonzero(&bytes[..stretch_end], at).is_some() {
+            let end = bytes[..stretch_end].iter().rposition(|&byte| byte != 0).map_or(stretch_end, |last| last + 1);
+            holes.push((at as u64, end as u64));
+        }
+        at = resume;
+    }
+    (records, holes)
 }
 
 /// The first nonzero byte at or after `from`.
@@ -411,16 +681,15 @@ pub enum Verdict {
     Corrupt { offset: u64 },
 }
 
-/// A torn tail is damage at the end of the last segment with no whole record
-/// after it: the write that was cut short was never acknowledged, because a
-/// sync returns only after its write and fdatasync complete and the next
-/// write starts after that. Anything else is corruption.
+/// A torn tail is damage at the end of the last segment that looks like a
+/// write cut short (`torn`, decided by the segment's format: see
+/// [`scan_batches`]): that write was never acknowledged, because a sync
+/// returns only after its write and fdatasync complete and the next write
+/// starts after that. Anything else is corruption.
 pub fn judge(end: &SegmentEnd, last_segment: bool) -> Verdict {
     match *end {
         SegmentEnd::Clean { .. } => Verdict::Clean,
-        SegmentEnd::Damaged { offset, valid_record_after: ValidAfter::None, .. } if last_segment => {
-            Verdict::TornTail { offset }
-        }
+        SegmentEnd::Damaged { offset, torn: true, .. } if last_segment => Verdict::TornTail { offset },
         SegmentEnd::Damaged { offset, .. } => Verdict::Corrupt { offset },
     }
 }
@@ -583,5 +852,95 @@ mod tests {
         bytes[second..second + frame].fill(0);
         let scan = scan_segment(&bytes, RECORDS_OFFSET);
         assert!(matches!(judge(&scan.end, true), Verdict::Corrupt { .. }), "{:?}", scan.end);
+    }
+
+    /// A version 2 segment: `batches` written one after another, as `sync`
+    /// writes them, then zeros.
+    fn batched_segment(batches: &[&[Record<'_>]], size: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; RECORDS_OFFSET as usize];
+        for batch in batches {
+            let mut body = Vec::new();
+            for record in *batch {
+                encode_record(record, &mut body).unwrap();
+            }
+            let at = bytes.len() as u64;
+            bytes.extend_from_slice(&super::super::record::encode_batch(&body, at));
+        }
+        bytes.resize(size, 0);
+        bytes
+    }
+
+    fn big_entry(index: u64) -> Record<'static> {
+        Record::Entry { index, term: 1, entry_type: 0, data: &[0x5a; 700] }
+    }
+
+    #[test]
+    fn every_flipped_byte_of_the_last_batch_is_damage_never_a_torn_tail() {
+        let first: &[Record<'_>] = &[entry(1, 1), entry(2, 1)];
+        let last: &[Record<'_>] =
+            &[entry(3, 1), big_entry(4), Record::HardState(HardState { term: 1, vote: 1, commit: 4 })];
+        let clean = batched_segment(&[first, last], 16384);
+        let scan = scan_batches(&clean, RECORDS_OFFSET);
+        assert_eq!(scan.records.len(), 5);
+        let SegmentEnd::Clean { offset: end } = scan.end else { panic!("{:?}", scan.end) };
+        let last_start = RECORDS_OFFSET as usize + BATCH_OVERHEAD_BYTES + 2 * entry(1, 1).frame_bytes();
+        for flipped in last_start..end as usize {
+            let mut bytes = clean.clone();
+            bytes[flipped] ^= 0x01;
+            let scan = scan_batches(&bytes, RECORDS_OFFSET);
+            assert_eq!(scan.records.len(), 2, "flip at {flipped}");
+            assert_eq!(scan.end.offset(), last_start as u64, "flip at {flipped}");
+            assert_eq!(judge(&scan.end, true), Verdict::Corrupt { offset: last_start as u64 }, "flip at {flipped}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_the_last_write_is_a_torn_tail() {
+        let first: &[Record<'_>] = &[entry(1, 1), entry(2, 1)];
+        let last: &[Record<'_>] = &[entry(3, 1), big_entry(4)];
+        let clean = batched_segment(&[first, last], 16384);
+        let last_start = RECORDS_OFFSET as usize + BATCH_OVERHEAD_BYTES + 2 * entry(1, 1).frame_bytes();
+        let SegmentEnd::Clean { offset: end } = scan_batches(&clean, RECORDS_OFFSET).end else { panic!() };
+        // The write stopped at a sector boundary; the rest is still zeros.
+        let sector = super::super::record::SECTOR_BYTES as usize;
+        for written in (last_start.next_multiple_of(sector)..end as usize).step_by(sector).chain([last_start]) {
+            let mut bytes = clean.clone();
+            bytes[written..end as usize].fill(0);
+            let scan = scan_batches(&bytes, RECORDS_OFFSET);
+            assert_eq!(scan.records.len(), 2, "cut at {written}");
+            let verdict = judge(&scan.end, true);
+            assert!(
+                verdict == Verdict::Clean || verdict == Verdict::TornTail { offset: last_start as u64 },
+                "cut at {written}: {verdict:?} {:?}",
+                scan.end
+            );
+            // In any segment but the last, the same bytes are corruption.
+            if verdict != Verdict::Clean {
+                assert_eq!(judge(&scan.end, false), Verdict::Corrupt { offset: last_start as u64 });
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_damaged_and_followed_by_bytes_is_corruption() {
+        let batches: [&[Record<'_>]; 3] = [&[entry(1, 1)], &[entry(2, 1)], &[entry(3, 1)]];
+        let clean = batched_segment(&batches, 16384);
+        let second = RECORDS_OFFSET as usize + BATCH_OVERHEAD_BYTES + entry(1, 1).frame_bytes();
+        // The second batch's commit frame zeroed (a lost block), the third intact.
+        let commit = second + BATCH_OVERHEAD_BYTES + entry(2, 1).frame_bytes() - BATCH_FRAME_BYTES;
+        let mut bytes = clean.clone();
+        bytes[commit..commit + BATCH_FRAME_BYTES].fill(0);
+        let scan = scan_batches(&bytes, RECORDS_OFFSET);
+        assert_eq!(judge(&scan.end, true), Verdict::Corrupt { offset: second as u64 });
+        let (records, holes) = scan_past_damage(&bytes, second as u64);
+        let found: Vec<u64> = records
+            .iter()
+            .filter_map(|scanned| match scanned.record {
+                Record::Entry { index, .. } => Some(index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found, [2, 3]);
+        assert!(holes.is_empty(), "{holes:?}");
     }
 }

@@ -123,9 +123,58 @@ pub async fn write_blocks(file: &DmaFile, path: &Path, position: u64, parts: &[&
     Ok(size as u64)
 }
 
+/// Space left free on the log's filesystem when a segment is made smaller
+/// to fit: room for the directory and the filesystem's own metadata.
+pub const FREE_SPACE_MARGIN_BYTES: u64 = 1024 * 1024;
+
+/// The preallocation a new segment gets: `wanted`, or less when the
+/// filesystem holding `directory` has less space free (with
+/// [`FREE_SPACE_MARGIN_BYTES`] kept back), in whole 4 KiB blocks and at
+/// least two blocks. ZooKeeper starts with less space than one preallocated
+/// file too; refusing to start would be worse than a smaller segment.
+pub fn fitting_preallocation(directory: &Path, wanted: u64) -> Result<u64, WalError> {
+    let Some(available) = available_bytes(directory) else { return Ok(wanted) };
+    if available >= wanted.saturating_add(FREE_SPACE_MARGIN_BYTES) {
+        return Ok(wanted);
+    }
+    let minimum = 2 * RECORDS_OFFSET;
+    let fitting = align_down(available.saturating_sub(FREE_SPACE_MARGIN_BYTES), 4096);
+    if fitting < minimum {
+        return Err(WalError::NoSpace {
+            path: directory.to_path_buf(),
+            available_bytes: available,
+            needed_bytes: minimum + FREE_SPACE_MARGIN_BYTES,
+        });
+    }
+    tracing::warn!(
+        directory = %directory.display(),
+        available_bytes = available,
+        preallocation_bytes = wanted,
+        segment_bytes = fitting,
+        "little free space: this log segment is made smaller than preAllocSize to fit"
+    );
+    Ok(fitting)
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem holding
+/// `path`, if the system says.
+fn available_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut status: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is a NUL-terminated path and `status` a valid struct
+    // that statvfs only writes into.
+    if unsafe { libc::statvfs(name.as_ptr(), &mut status) } != 0 {
+        return None;
+    }
+    Some((status.f_bavail as u64).saturating_mul(status.f_frsize as u64))
+}
+
 /// Creates a segment durably: header block and preallocation written and
 /// synced under a temporary name, then renamed into place and the directory
-/// synced. A segment under its real name always has a whole header.
+/// synced. A segment under its real name always has a whole header, and
+/// `initial` (framed records, empty for a new segment, a batch for a
+/// repaired one) whole after it.
 pub async fn create_segment(
     directory: &Directory,
     directory_path: &Path,
@@ -133,9 +182,11 @@ pub async fn create_segment(
     first_index: u64,
     preallocation_bytes: u64,
     zero_fill: bool,
-) -> Result<(DmaFile, PathBuf), WalError> {
+    initial: &[u8],
+) -> Result<(DmaFile, PathBuf, u64), WalError> {
     let final_path = directory_path.join(segment_file_name(first_index));
     let temporary_path = directory_path.join(temporary_file_name(first_index));
+    let preallocation_bytes = fitting_preallocation(directory_path, preallocation_bytes)?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -146,10 +197,10 @@ pub async fn create_segment(
         .map_err(io_error(&temporary_path, "create"))?;
     file.pre_allocate(preallocation_bytes, false).await.map_err(io_error(&temporary_path, "preallocate"))?;
     let header = encode_segment_header(cluster_id, first_index);
-    write_blocks(&file, &temporary_path, 0, &[&header]).await?;
+    write_blocks(&file, &temporary_path, 0, &[&header, initial]).await?;
     if zero_fill {
         let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
-        let mut position = align_up(RECORDS_OFFSET, file.alignment());
+        let mut position = align_up(RECORDS_OFFSET + initial.len() as u64, file.alignment());
         while position < preallocation_bytes {
             let length = ZERO_FILL_CHUNK_BYTES.min((preallocation_bytes - position) as usize);
             position += write_blocks(&file, &temporary_path, position, &[&zeros[..length]]).await?;
@@ -158,7 +209,7 @@ pub async fn create_segment(
     file.fdatasync().await.map_err(io_error(&temporary_path, "fdatasync"))?;
     file.rename(&final_path).await.map_err(io_error(&temporary_path, "rename"))?;
     directory.sync().await.map_err(io_error(directory_path, "sync the directory"))?;
-    Ok((file, final_path))
+    Ok((file, final_path, preallocation_bytes))
 }
 
 /// Reads a whole file into memory (a segment is bounded by its

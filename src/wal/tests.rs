@@ -44,9 +44,18 @@ fn indexes(entries: &[Entry]) -> Vec<(u64, u64)> {
     entries.iter().map(|entry| (entry.index, entry.term)).collect()
 }
 
-/// Where the records end in a segment holding `entries` from the start.
+/// Where the records end in a segment holding `entries` from the start, as
+/// one batch (its begin and commit frames included).
 fn records_end(entries: &[Entry]) -> u64 {
-    RECORDS_OFFSET + entries.iter().map(|entry| entry.as_record().frame_bytes() as u64).sum::<u64>()
+    record_offset(entries) + record::BATCH_FRAME_BYTES as u64
+}
+
+/// Where the record after `entries` starts, in a segment whose first batch
+/// starts with `entries`.
+fn record_offset(entries: &[Entry]) -> u64 {
+    RECORDS_OFFSET
+        + record::BATCH_FRAME_BYTES as u64
+        + entries.iter().map(|entry| entry.as_record().frame_bytes() as u64).sum::<u64>()
 }
 
 fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
@@ -157,7 +166,7 @@ fn a_torn_tail_is_truncated_and_logged() {
         let big = Entry { index: 21, term: 1, entry_type: 0, data: vec![0xab; 3000] };
         let mut frame = Vec::new();
         encode_record(&big.as_record(), &mut frame).unwrap();
-        write_at(&segment, end, &frame[..1800]);
+        write_at(&segment, end, &record::encode_batch(&frame, end)[..1800]);
 
         let (mut wal, recovered) = Wal::open(&directory, CLUSTER, WalOptions::default()).await.unwrap();
         assert_eq!(recovered.entries, entries);
@@ -206,14 +215,14 @@ fn corruption_in_the_middle_is_refused_or_truncated_on_request() {
         }
         wal.close().await.unwrap();
         let segment = directory.join("log.0000000000000001");
-        let fifth = records_end(&entries[..4]);
+        let fifth = record_offset(&entries[..4]);
         flip_byte(&segment, fifth + 12);
 
         let error = Wal::open(&directory, CLUSTER, WalOptions::default()).await.err().expect("corruption refused");
         match &error {
             WalError::Corrupt { path, offset, reason } => {
                 assert_eq!((path, *offset), (&segment, fifth));
-                assert!(reason.contains("valid record after it"), "{reason}");
+                assert!(reason.contains("written whole"), "{reason}");
             }
             other => panic!("expected corruption, got {other}"),
         }
@@ -299,7 +308,7 @@ fn segments_roll_over_when_full() {
             let header = decode_segment_header(&bytes).unwrap();
             assert_eq!(path.file_name().unwrap().to_str().unwrap(), segment::segment_file_name(header.first_index));
             assert_eq!(header.first_index, next);
-            let scan = replay::scan_segment(&bytes, RECORDS_OFFSET);
+            let scan = replay::scan_batches(&bytes, RECORDS_OFFSET);
             let Record::Entry { index, .. } = scan.records[0].record else { panic!("not an entry") };
             assert_eq!(index, header.first_index);
             next += scan.records.len() as u64;
@@ -460,7 +469,7 @@ fn corruption_in_an_earlier_segment_drops_the_later_ones_on_request() {
         // The last record of the second segment: nothing follows it in that
         // file, but later segments exist, so it cannot be a torn tail.
         let bytes = std::fs::read(&paths[1]).unwrap();
-        let scan = replay::scan_segment(&bytes, RECORDS_OFFSET);
+        let scan = replay::scan_batches(&bytes, RECORDS_OFFSET);
         let last = scan.records.last().unwrap().offset;
         let Record::Entry { index: last_index, .. } = scan.records.last().unwrap().record else { panic!() };
         flip_byte(&paths[1], last + 9);
@@ -481,5 +490,77 @@ fn corruption_in_an_earlier_segment_drops_the_later_ones_on_request() {
         let (_wal, recovered) = Wal::open(&directory, CLUSTER, options).await.unwrap();
         assert!(recovered.truncations.is_empty());
         assert_eq!(recovered.entries.len(), last_index as usize - 1);
+    });
+}
+
+#[test]
+fn a_version_1_log_is_read_and_new_records_go_into_a_version_2_segment() {
+    run(|directory| async move {
+        // A version 1 segment as the previous format wrote it: records back
+        // to back after the header block, then zeros.
+        std::fs::create_dir_all(&directory).unwrap();
+        let entries: Vec<Entry> = (1..=12).map(|index| entry(index, 1)).collect();
+        let mut bytes = record::encode_segment_header_version(CLUSTER, 1, FORMAT_VERSION_UNBATCHED);
+        for entry in &entries {
+            encode_record(&entry.as_record(), &mut bytes).unwrap();
+        }
+        bytes.resize(64 * 1024, 0);
+        let old = directory.join("log.0000000000000001");
+        std::fs::write(&old, &bytes).unwrap();
+
+        let (mut wal, recovered) = Wal::open(&directory, CLUSTER, small()).await.unwrap();
+        assert_eq!(recovered.entries, entries);
+        let paths = wal.segment_paths();
+        assert_eq!(paths.len(), 2, "a version 2 segment is started: {paths:?}");
+        assert_eq!(decode_segment_header(&std::fs::read(&paths[1]).unwrap()).unwrap().version, FORMAT_VERSION);
+        let more: Vec<Entry> = (13..=20).map(|index| entry(index, 2)).collect();
+        append_synced(&mut wal, &more).await;
+        wal.close().await.unwrap();
+        assert_eq!(std::fs::read(&old).unwrap(), bytes, "the version 1 segment is not written to");
+
+        let (_wal, recovered) = Wal::open(&directory, CLUSTER, small()).await.unwrap();
+        assert!(recovered.truncations.is_empty(), "{:?}", recovered.truncations);
+        assert_eq!(recovered.entries[..12], entries[..]);
+        assert_eq!(recovered.entries[12..], more[..]);
+    });
+}
+
+#[test]
+fn truncate_corrupt_steps_over_damage_the_snapshot_covers() {
+    run(|directory| async move {
+        let (mut wal, _) = Wal::open(&directory, CLUSTER, WalOptions::default()).await.unwrap();
+        let entries: Vec<Entry> = (1..=40).map(|index| entry(index, 1)).collect();
+        for batch in entries.chunks(5) {
+            append_synced(&mut wal, batch).await;
+        }
+        wal.append(&[Record::SnapshotMarker(SnapshotMarker { index: 30, term: 1 })]).unwrap();
+        wal.sync().await.unwrap();
+        wal.close().await.unwrap();
+        let segment = directory.join("log.0000000000000001");
+        let bytes = std::fs::read(&segment).unwrap();
+        // Damage entry 12, which the snapshot at 30 covers.
+        let scan = replay::scan_batches(&bytes, RECORDS_OFFSET);
+        let twelfth = scan.records.iter().find(|scanned| matches!(scanned.record, Record::Entry { index: 12, .. }));
+        flip_byte(&segment, twelfth.unwrap().offset + 20);
+        let damaged = std::fs::read(&segment).unwrap();
+
+        let snapshot = Some(SnapshotMarker { index: 30, term: 1 });
+        let options = WalOptions { covered_by_snapshot: snapshot, ..WalOptions::default() };
+        assert!(matches!(Wal::open(&directory, CLUSTER, options).await, Err(WalError::Corrupt { .. })));
+        assert_eq!(std::fs::read(&segment).unwrap(), damaged, "a refused open changes nothing");
+
+        let repairing = WalOptions { truncate_corrupt: true, ..options };
+        let (wal, recovered) = Wal::open(&directory, CLUSTER, repairing).await.unwrap();
+        // Nothing after the snapshot is lost.
+        assert_eq!(recovered.snapshot, snapshot);
+        assert_eq!(recovered.entries, entries[30..]);
+        assert_eq!(recovered.truncations.len(), 1);
+        assert_eq!(recovered.truncations[0].records_dropped, 0);
+        let aside = recovered.truncations[0].moved_to.clone().expect("moved aside");
+        assert_eq!(std::fs::read(&aside).unwrap(), damaged, "the original is kept, unchanged");
+        wal.close().await.unwrap();
+        let (_wal, again) = Wal::open(&directory, CLUSTER, options).await.unwrap();
+        assert!(again.truncations.is_empty());
+        assert_eq!(again.entries, entries[30..]);
     });
 }

@@ -252,6 +252,28 @@ impl Server {
         }
     }
 
+    /// The server process's id (None for an external server).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| child.id())
+    }
+
+    /// Waits up to `deadline` for the server to exit on its own. Returns its
+    /// exit status, or None if it is still running (it keeps running).
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + deadline;
+        loop {
+            let child = self.child.as_mut().expect("a spawned server");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the server process (SIGKILL) and waits for it. No-op in external mode.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -241,6 +241,17 @@ impl Conn {
         Ok((conn, r))
     }
 
+    /// The local port of this connection's socket.
+    pub fn local_port(&self) -> u16 {
+        self.stream.local_addr().expect("local address").port()
+    }
+
+    /// The socket's file descriptor, for socket options a test sets.
+    pub fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.stream.as_raw_fd()
+    }
+
     pub fn set_read_timeout(&self, d: Duration) {
         self.stream.set_read_timeout(Some(d)).unwrap();
     }
