@@ -178,6 +178,9 @@ pub struct PeerStats {
     pub drops: u64,
     /// Outbound connections made after the first one.
     pub reconnects: u64,
+    /// Handshakes the peer refused (another ensemble, or it does not know
+    /// this server's id); the reason is in both servers' logs.
+    pub refusals: u64,
 }
 
 /// A wakeup for tasks on one executor: `wait` completes once `notify` has
@@ -237,6 +240,7 @@ struct Link {
     bytes_received: Cell<u64>,
     drops: Cell<u64>,
     reconnects: Cell<u64>,
+    refusals: Cell<u64>,
 }
 
 impl Link {
@@ -348,6 +352,7 @@ impl PeerLinks {
                     bytes_received: Cell::new(0),
                     drops: Cell::new(0),
                     reconnects: Cell::new(0),
+                    refusals: Cell::new(0),
                 };
                 (member.id, link)
             })
@@ -417,6 +422,7 @@ impl PeerLinks {
                 bytes_received: link.bytes_received.get(),
                 drops: link.drops.get(),
                 reconnects: link.reconnects.get(),
+                refusals: link.refusals.get(),
             })
             .collect()
     }
@@ -717,6 +723,7 @@ async fn connect(inner: &Inner, link: &Link) -> Result<TcpStream, String> {
     stream.read_exact(&mut bytes).await.map_err(|error| format!("no answer to the hello: {error}"))?;
     let answer = Answer::decode(&bytes).map_err(|error| format!("bad answer: {error}"))?;
     if answer.verdict != Verdict::Accepted {
+        Link::add(&link.refusals, 1);
         return Err(format!(
             "refused by server {} (ensemble {:#018x}, ours {:#018x}): {}",
             answer.acceptor,
