@@ -50,6 +50,11 @@ enum Command {
     Receive {
         reply: mpsc::Sender<Vec<(u64, Vec<u8>)>>,
     },
+    /// Sends `count` frames of `length` bytes as fast as the queue takes
+    /// them (yielding when it is full); replies with how many were refused.
+    Flood { to: u64, count: usize, length: usize, reply: mpsc::Sender<u64> },
+    /// Waits until `count` frames have arrived; replies when they have.
+    Count { count: usize, reply: mpsc::Sender<Instant> },
     Stop,
 }
 
@@ -84,6 +89,29 @@ impl Node {
                         }
                         Command::Receive { reply } => {
                             let _ = reply.send(receive(&inbox).await);
+                        }
+                        Command::Flood { to, count, length, reply } => {
+                            let mut refused = 0;
+                            let mut sent = 0;
+                            while sent < count {
+                                if links.send(to, vec![7u8; length]) {
+                                    sent += 1;
+                                } else {
+                                    refused += 1;
+                                    futures_lite::future::yield_now().await;
+                                }
+                            }
+                            let _ = reply.send(refused);
+                        }
+                        Command::Count { count, reply } => {
+                            let mut received = 0;
+                            let mut batch = Vec::new();
+                            while received < count {
+                                batch.clear();
+                                inbox.recv_batch(&mut batch, 4096).await;
+                                received += batch.len();
+                            }
+                            let _ = reply.send(Instant::now());
                         }
                         Command::Stop => {
                             links.stop();
@@ -460,4 +488,52 @@ fn a_garbage_frame_closes_only_that_link() {
     assert_eq!(node1.stats(2).reconnects, 0);
     node1.stop();
     node2.stop();
+}
+
+/// Not a test but a measurement, run with `ZOOCORE_PEER_BENCH=1 cargo test
+/// --release --test peer -- --nocapture measure`: frames per second between
+/// two servers on loopback for raft-sized and chunk-sized frames, and how
+/// long a link takes to come back after its peer restarts.
+#[test]
+fn measure_throughput_and_reconnect() {
+    if std::env::var_os("ZOOCORE_PEER_BENCH").is_none() {
+        return;
+    }
+    let (cluster, mut listeners) = Cluster::bind(&[1, 2]);
+    let node2 = Node::start(cluster.ensemble(2), listeners.pop().unwrap(), PeerLimits::default());
+    let node1 = Node::start(cluster.ensemble(1), listeners.pop().unwrap(), PeerLimits::default());
+    wait_linked(&[(&node1, 1), (&node2, 2)]);
+    for (count, length) in [(1_000_000usize, 100usize), (200_000, 1000), (2000, 1 << 20)] {
+        let (done, finished) = mpsc::channel();
+        node2.commands.send_blocking(Command::Count { count, reply: done }).unwrap();
+        let start = Instant::now();
+        let refused = node1.ask(|reply| Command::Flood { to: 2, count, length, reply });
+        let end = finished.recv_timeout(Duration::from_secs(120)).expect("all frames arrive");
+        let seconds = (end - start).as_secs_f64();
+        println!(
+            "{count} frames of {length} bytes: {:.0} frames/s, {:.1} MB/s ({refused} sends refused by a full queue)",
+            count as f64 / seconds,
+            (count * length) as f64 / seconds / 1e6
+        );
+    }
+    node2.stop();
+    assert!(wait_for(|| !node1.stats(2).connected));
+    for down_ms in [0u64, 100, 300, 1000] {
+        restart_node2(&cluster, &node1, down_ms);
+    }
+    node1.stop();
+}
+
+/// Starts server 2 after it has been down `down_ms`, and reports when
+/// server 1's link to it is up again.
+fn restart_node2(cluster: &Cluster, node1: &Node, down_ms: u64) {
+    std::thread::sleep(Duration::from_millis(down_ms));
+    let address = cluster.address(2);
+    let listener = TcpListener::bind(address).unwrap();
+    let start = Instant::now();
+    let node2 = Node::start(cluster.ensemble(2), listener, PeerLimits::default());
+    assert!(wait_for(|| node1.stats(2).connected));
+    println!("peer down {down_ms} ms: link up again {:?} after its restart (polled every 5 ms)", start.elapsed());
+    node2.stop();
+    assert!(wait_for(|| !node1.stats(2).connected));
 }

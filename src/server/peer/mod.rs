@@ -53,7 +53,7 @@ use std::os::unix::io::{FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use glommio::net::{TcpListener, TcpStream};
@@ -682,18 +682,25 @@ async fn run_link(inner: Rc<Inner>, id: u64) {
                     Link::add(&link.reconnects, 1);
                 }
                 ever_connected = true;
-                backoff = limits.reconnect_backoff_min;
                 last_failure.clear();
                 link.connected.set(true);
                 info!(peer = id, address = %link.address, "outbound peer link up");
+                let up_since = Instant::now();
                 let reason = inner.until_stopped(pump(&inner, link, stream)).await;
                 link.connected.set(false);
                 link.drop_queue();
                 let reason = reason.unwrap_or_else(|| "transport stopped".to_string());
                 info!(peer = id, %reason, "outbound peer link down");
-                // Try again at once: the peer may only have replaced its
-                // listener, and a failover waits on this.
-                continue;
+                if up_since.elapsed() >= limits.reconnect_backoff_max {
+                    // A link that lived is tried again at once: a failover
+                    // waits on it.
+                    backoff = limits.reconnect_backoff_min;
+                    continue;
+                }
+                // A link that fell at once (the peer closes on us, or a
+                // second process with our id keeps replacing us there)
+                // backs off like a failed attempt instead of looping hot.
+                format!("the link fell as soon as it was up: {reason}")
             }
             Some(Err(reason)) => reason,
             None => format!("no connection and handshake within {:?}", limits.handshake_timeout),
