@@ -52,9 +52,17 @@ enum Command {
     },
     /// Sends `count` frames of `length` bytes as fast as the queue takes
     /// them (yielding when it is full); replies with how many were refused.
-    Flood { to: u64, count: usize, length: usize, reply: mpsc::Sender<u64> },
+    Flood {
+        to: u64,
+        count: usize,
+        length: usize,
+        reply: mpsc::Sender<u64>,
+    },
     /// Waits until `count` frames have arrived; replies when they have.
-    Count { count: usize, reply: mpsc::Sender<Instant> },
+    Count {
+        count: usize,
+        reply: mpsc::Sender<Instant>,
+    },
     Stop,
 }
 
