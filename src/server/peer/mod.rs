@@ -113,6 +113,11 @@ pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Loopback and LAN handshakes take well under a millisecond.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long [`PeerLinks::start`] retries a quorum port that is in use.
+const BIND_RETRY_FOR: Duration = Duration::from_secs(2);
+/// Between those retries.
+const BIND_RETRY_INTERVAL: Duration = Duration::from_millis(20);
+
 impl Default for PeerLimits {
     fn default() -> Self {
         PeerLimits {
@@ -185,43 +190,62 @@ pub struct PeerStats {
 
 /// A wakeup for tasks on one executor: `wait` completes once `notify` has
 /// been called after the wait began. Single-threaded, so a condition
-/// checked just before `wait` cannot change unseen.
+/// checked just before `wait` cannot change unseen. A wait that is dropped
+/// unfinished (the loser of a `future::or`) takes its waker back, so
+/// connections that come and go leave nothing behind.
 #[derive(Default)]
 struct Signal {
     generation: Cell<u64>,
-    wakers: RefCell<Vec<Waker>>,
+    next_key: Cell<u64>,
+    wakers: RefCell<BTreeMap<u64, Waker>>,
 }
 
 impl Signal {
     fn notify(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
-        for waker in self.wakers.borrow_mut().drain(..) {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for waker in wakers.into_values() {
             waker.wake();
         }
     }
 
     fn wait(&self) -> SignalWait<'_> {
-        SignalWait { signal: self, seen: self.generation.get() }
+        SignalWait { signal: self, seen: self.generation.get(), key: None }
     }
 }
 
 struct SignalWait<'a> {
     signal: &'a Signal,
     seen: u64,
+    key: Option<u64>,
 }
 
 impl Future for SignalWait<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.signal.generation.get() != self.seen {
+        let this = self.get_mut();
+        if this.signal.generation.get() != this.seen {
+            if let Some(key) = this.key.take() {
+                this.signal.wakers.borrow_mut().remove(&key);
+            }
             return Poll::Ready(());
         }
-        let mut wakers = self.signal.wakers.borrow_mut();
-        if !wakers.iter().any(|waker| waker.will_wake(context.waker())) {
-            wakers.push(context.waker().clone());
-        }
+        let key = *this.key.get_or_insert_with(|| {
+            let key = this.signal.next_key.get();
+            this.signal.next_key.set(key.wrapping_add(1));
+            key
+        });
+        this.signal.wakers.borrow_mut().insert(key, context.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for SignalWait<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.signal.wakers.borrow_mut().remove(&key);
+        }
     }
 }
 
@@ -323,8 +347,20 @@ impl PeerLinks {
         // std's listener sets SO_REUSEADDR (a restarted server rebinds at
         // once) but not SO_REUSEPORT, which glommio's own bind sets: a
         // second process on the same quorum port must fail, not share it.
-        let listener = std::net::TcpListener::bind(address).map_err(|error| PeerError::Bind { address, error })?;
-        Self::start_on(ensemble, listener, limits).await
+        // A server killed just before may still hold the port for a moment
+        // (its io_uring is torn down asynchronously by the kernel), so
+        // "in use" is retried for a bounded time before it is an error.
+        let mut waited = Duration::ZERO;
+        loop {
+            match std::net::TcpListener::bind(address) {
+                Ok(listener) => return Self::start_on(ensemble, listener, limits).await,
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && waited < BIND_RETRY_FOR => {
+                    Timer::new(BIND_RETRY_INTERVAL).await;
+                    waited += BIND_RETRY_INTERVAL;
+                }
+                Err(error) => return Err(PeerError::Bind { address, error }),
+            }
+        }
     }
 
     /// [`PeerLinks::start`] on a listener already bound (to port 0 in tests,
@@ -372,10 +408,11 @@ impl PeerLinks {
             stop: Signal::default(),
         });
         let local = listener.local_addr().ok();
+        let descriptor = listener.into_raw_fd();
         // SAFETY: the descriptor comes from a listening socket we own, and
         // ownership passes to glommio's listener, which closes it.
-        let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
-        glommio::spawn_local(accept_loop(inner.clone(), listener)).detach();
+        let listener = unsafe { TcpListener::from_raw_fd(descriptor) };
+        glommio::spawn_local(accept_loop(inner.clone(), listener, descriptor)).detach();
         for &id in inner.links.keys() {
             glommio::spawn_local(run_link(inner.clone(), id)).detach();
         }
@@ -514,9 +551,16 @@ fn check_limits(limits: &PeerLimits) -> Result<(), PeerError> {
 }
 
 /// Accepts peer connections until the transport stops.
-async fn accept_loop(inner: Rc<Inner>, listener: TcpListener) {
+async fn accept_loop(inner: Rc<Inner>, listener: TcpListener, descriptor: std::os::unix::io::RawFd) {
     loop {
         let Some(accepted) = inner.until_stopped(listener.accept()).await else {
+            // The accept in flight in io_uring holds the socket open until
+            // the ring lets it go, which the kernel does asynchronously
+            // (even after the thread or the process is gone), and a server
+            // restarted on this port would find it taken. Shutting the
+            // listening socket down closes it for the network at once.
+            // SAFETY: `listener` owns `descriptor` and is alive here.
+            unsafe { libc::shutdown(descriptor, libc::SHUT_RDWR) };
             return;
         };
         let stream = match accepted {
@@ -795,4 +839,32 @@ async fn pump(inner: &Inner, link: &Link, stream: TcpStream) -> String {
         }
     };
     futures_lite::future::or(closed, write).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::{block_on, poll_once};
+
+    #[test]
+    fn waits_complete_on_notify_and_dropped_waits_leave_no_waker() {
+        let signal = Signal::default();
+        block_on(async {
+            for _ in 0..100 {
+                let mut wait = Box::pin(signal.wait());
+                assert!(poll_once(&mut wait).await.is_none());
+                assert_eq!(signal.wakers.borrow().len(), 1);
+            }
+        });
+        assert!(signal.wakers.borrow().is_empty());
+
+        let mut wait = Box::pin(signal.wait());
+        assert!(block_on(poll_once(&mut wait)).is_none());
+        signal.notify();
+        assert!(signal.wakers.borrow().is_empty());
+        assert_eq!(block_on(poll_once(&mut wait)), Some(()));
+        // A wait begun after the notify waits for the next one.
+        let mut later = Box::pin(signal.wait());
+        assert!(block_on(poll_once(&mut later)).is_none());
+    }
 }
