@@ -27,8 +27,8 @@
 //! rest of the server. zoocore keeps those entries in
 //! [`Config::system_properties`] under the same prefixed names, and
 //! [`Config::property`] finds them by either name. Keys that ZooKeeper itself
-//! interprets but zoocore does not implement (TLS, SASL between peers,
-//! dynamic configuration files and so on) are ignored with a warning rather
+//! interprets but zoocore does not implement (TLS, SASL between peers
+//! and so on) are ignored with a warning rather
 //! than silently treated as system properties, because pretending to honour
 //! `secureClientPort` would be worse than saying it is not honoured.
 //!
@@ -46,7 +46,12 @@
 //! `./zoocore-data` instead of an error. Host names are not resolved here,
 //! since parsing a file should not wait on DNS: listen addresses must be IP
 //! literals (IPv6 optionally in brackets), with `localhost` accepted as
-//! 127.0.0.1. Peer host names in `server.N` lines are kept as written.
+//! 127.0.0.1. Peer host names in `server.N` lines are kept as written;
+//! [`crate::ensemble`] resolves them and checks the lines against `myid`.
+//! With `dynamicConfigFile=` (ZooKeeper 3.5+ moves the `server.N` lines
+//! there on first start when `reconfigEnabled=true`), [`Config::from_file`]
+//! reads the server lines from that file, so a zoo.cfg that ZooKeeper has
+//! rewritten reads the same as the one it started from.
 //!
 //! Finally, [`Config::render_conf`] turns the configuration back into the
 //! key/value pairs that ZooKeeper's `conf` four-letter word prints, in the same
@@ -109,7 +114,6 @@ const UNSUPPORTED_ZOOKEEPER_KEYS: &[&str] = &[
     "connectToLearnerMasterLimit",
     "quorumListenOnAllIPs",
     "syncEnabled",
-    "dynamicConfigFile",
     "sslQuorum",
     "portUnification",
     "sslQuorumReloadCertFiles",
@@ -184,6 +188,32 @@ pub enum ConfigError {
         session_timeout_min_ms: u32,
         /// The upper bound after defaults were applied.
         session_timeout_max_ms: u32,
+    },
+    /// `server.N` lines in zoo.cfg beside `dynamicConfigFile`, which ZooKeeper rejects.
+    #[error("{key} must be in the dynamic configuration file {}, not in zoo.cfg beside dynamicConfigFile", dynamic_config_file.display())]
+    ServerLineBesideDynamicConfigFile {
+        /// The `server.N` key as written.
+        key: String,
+        /// The value of `dynamicConfigFile`.
+        dynamic_config_file: PathBuf,
+    },
+    /// The dynamic configuration file holds a key other than `server.N`.
+    #[error("dynamic configuration file {}: line {line}: {key} is not allowed there (only server.N lines are)", path.display())]
+    DynamicConfigKey {
+        /// The dynamic configuration file.
+        path: PathBuf,
+        /// The line number, counted from 1.
+        line: usize,
+        /// The key as written.
+        key: String,
+    },
+    /// A value in the dynamic configuration file is invalid.
+    #[error("dynamic configuration file {}: {error}", path.display())]
+    DynamicConfig {
+        /// The dynamic configuration file.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: Box<ConfigError>,
     },
     /// `clientPortAddress` was given without `clientPort`, which ZooKeeper rejects.
     #[error("clientPortAddress is set to {value:?} but clientPort is not set")]
@@ -333,8 +363,23 @@ pub struct Config {
     pub reconfig_enabled: bool,
     /// `standaloneEnabled`: whether a single configured server may run standalone.
     pub standalone_enabled: bool,
-    /// `server.N` lines, by id.
+    /// `server.N` lines, by id, from zoo.cfg or from `dynamicConfigFile`.
     pub servers: BTreeMap<u64, QuorumServer>,
+    /// Server ids written on more than one line, each with the lines that
+    /// name it (`server.1 (line 14)`), in file order. Only the last line of
+    /// an id is in `servers`, as `java.util.Properties` keeps it; an
+    /// ensemble refuses such a file (see `crate::ensemble`), since two lines
+    /// for one server are always a mistake there.
+    pub repeated_server_ids: BTreeMap<u64, Vec<String>>,
+    /// `dynamicConfigFile`: where the `server.N` lines are kept when
+    /// ZooKeeper 3.5+ runs with `reconfigEnabled=true` (it moves them there
+    /// on first start). [`Config::from_file`] reads them into `servers`.
+    pub dynamic_config_file: Option<PathBuf>,
+    /// Whether `clientPort` was written in the file (ZooKeeper's rule for a
+    /// client address in the server line needs to know).
+    pub client_port_set: bool,
+    /// Whether `clientPortAddress` was written in the file.
+    pub client_port_address_set: bool,
     /// `peerType`.
     pub peer_type: PeerRole,
     /// `zoocore.shards`: shard cores to run; 0 means one per available CPU.
@@ -393,6 +438,10 @@ impl Default for Config {
             reconfig_enabled: false,
             standalone_enabled: true,
             servers: BTreeMap::new(),
+            repeated_server_ids: BTreeMap::new(),
+            dynamic_config_file: None,
+            client_port_set: false,
+            client_port_address_set: false,
             peer_type: PeerRole::Participant,
             shard_count: 0,
             connection_memory_bytes_max: None,
@@ -419,27 +468,67 @@ impl Config {
             // character with the same number.
             Err(not_utf8) => not_utf8.into_bytes().iter().map(|&byte| char::from(byte)).collect(),
         };
-        Config::parse(&text)
+        let mut config = Config::parse(&text)?;
+        if let Some(dynamic_path) = config.dynamic_config_file.clone() {
+            config.read_dynamic_config_file(&dynamic_path)?;
+        }
+        Ok(config)
+    }
+
+    /// Reads the `server.N` lines of ZooKeeper's dynamic configuration file
+    /// into `servers`, with ZooKeeper's rules: only `server.N` keys are
+    /// allowed (a `version` key inside is an error; the version is the hex
+    /// suffix of the file name, `zoo.cfg.dynamic.100000000`), and a relative
+    /// path is resolved against the working directory, as Java's
+    /// `FileInputStream` does. A `zoo.cfg.dynamic.next` left by an
+    /// unfinished reconfiguration is not read: zoocore does not reconfigure.
+    fn read_dynamic_config_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(not_utf8) => not_utf8.into_bytes().iter().map(|&byte| char::from(byte)).collect(),
+        };
+        let in_file =
+            |error: ConfigError| ConfigError::DynamicConfig { path: path.to_path_buf(), error: Box::new(error) };
+        let entries = read_entries(&text).map_err(in_file)?;
+        for entry in &entries {
+            if !entry.key.starts_with("server.") {
+                return Err(ConfigError::DynamicConfigKey {
+                    path: path.to_path_buf(),
+                    line: entry.line,
+                    key: entry.key.to_string(),
+                });
+            }
+        }
+        self.repeated_server_ids = repeated_server_ids(&entries);
+        for entry in last_entries(&entries) {
+            let id_text = entry.key.strip_prefix("server.").unwrap_or_default();
+            let id = parse_server_id(entry.key, id_text).map_err(in_file)?;
+            let server = parse_quorum_server(entry.key, id, entry.value).map_err(in_file)?;
+            self.servers.insert(id, server);
+        }
+        Ok(())
     }
 
     /// Parses the text of a `zoo.cfg`.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let entries = read_entries(text)?;
-
-        // A later line overrides an earlier one with the same key, as in
-        // java.util.Properties, so only the last occurrence of each key is read.
-        let mut last_index_of_key: BTreeMap<&str, usize> = BTreeMap::new();
-        for (index, entry) in entries.iter().enumerate() {
-            last_index_of_key.insert(entry.key, index);
-        }
-
         let mut builder = Builder::default();
-        for (index, entry) in entries.iter().enumerate() {
-            if last_index_of_key.get(entry.key) == Some(&index) {
-                builder.apply(entry.key, entry.value)?;
-            }
+        for entry in last_entries(&entries) {
+            builder.apply(entry.key, entry.value)?;
         }
         let mut config = builder.finish()?;
+        if let Some(dynamic_config_file) = &config.dynamic_config_file {
+            // ZooKeeper refuses the two places at once rather than guess
+            // which list of servers is meant.
+            if let Some(entry) = entries.iter().find(|entry| entry.key.starts_with("server.")) {
+                return Err(ConfigError::ServerLineBesideDynamicConfigFile {
+                    key: entry.key.to_string(),
+                    dynamic_config_file: dynamic_config_file.clone(),
+                });
+            }
+        }
+        config.repeated_server_ids = repeated_server_ids(&entries);
         config.initial_configuration = text.to_string();
         Ok(config)
     }
@@ -565,8 +654,38 @@ fn render_version_directory(directory: &Path) -> String {
 
 /// One `key=value` line, trimmed.
 struct Entry<'a> {
+    line: usize,
     key: &'a str,
     value: &'a str,
+}
+
+/// The entries that count: a later line overrides an earlier one with the
+/// same key, as in `java.util.Properties`, so only the last occurrence of
+/// each key is read (and the earlier values are not even checked).
+fn last_entries<'a, 'b>(entries: &'b [Entry<'a>]) -> impl Iterator<Item = &'b Entry<'a>> {
+    let mut last_index_of_key: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        last_index_of_key.insert(entry.key, index);
+    }
+    entries
+        .iter()
+        .enumerate()
+        .filter(move |(index, entry)| last_index_of_key.get(entry.key) == Some(index))
+        .map(|(_, entry)| entry)
+}
+
+/// The server ids named by more than one `server.N` line (`server.1` twice,
+/// or `server.1` and `server.01`), each with its lines in file order.
+fn repeated_server_ids(entries: &[Entry<'_>]) -> BTreeMap<u64, Vec<String>> {
+    let mut lines_by_id: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for entry in entries {
+        let Some(id_text) = entry.key.strip_prefix("server.") else { continue };
+        // A bad id is reported when the line itself is read.
+        let Ok(id) = parse_server_id(entry.key, id_text) else { continue };
+        lines_by_id.entry(id).or_default().push(format!("{} (line {})", entry.key, entry.line));
+    }
+    lines_by_id.retain(|_, lines| lines.len() > 1);
+    lines_by_id
 }
 
 /// Trims the way Java's `String.trim` does (every character up to the space)
@@ -622,7 +741,7 @@ fn read_entries(text: &str) -> Result<Vec<Entry<'_>>, ConfigError> {
         if key.contains(char::is_whitespace) {
             return Err(ConfigError::KeyWithWhitespace { line: line_number, key: key.to_string() });
         }
-        entries.push(Entry { key, value: trim_java(value) });
+        entries.push(Entry { line: line_number, key, value: trim_java(value) });
     }
     Ok(entries)
 }
@@ -648,10 +767,12 @@ impl Builder {
             "dataLogDir" => self.data_log_dir = Some(parse_path(key, value)?),
             "clientPort" => {
                 config.client_port = parse_port(key, value)?;
+                config.client_port_set = true;
                 self.client_port_given = true;
             }
             "clientPortAddress" => {
                 config.client_port_address = parse_ip_address(key, value)?;
+                config.client_port_address_set = true;
                 self.client_port_address_text = Some(value.to_string());
             }
             "clientPortListenBacklog" => {
@@ -729,6 +850,7 @@ impl Builder {
             "reconfigEnabled" => config.reconfig_enabled = parse_boolean(key, value)?,
             "standaloneEnabled" => config.standalone_enabled = parse_boolean(key, value)?,
             "peerType" => config.peer_type = parse_role(key, value)?,
+            "dynamicConfigFile" => config.dynamic_config_file = Some(parse_path(key, value)?),
             "zoocore.shards" => config.shard_count = parse_non_negative_int(key, value)?,
             "zoocore.connectionMemoryMaxBytes" => {
                 let bytes = parse_integer_in_range(key, value, 1, i64::MAX, "a positive number of bytes")?;
@@ -1475,6 +1597,50 @@ server.5=10.0.0.5:2892:3892:observer
         assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
 
         std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn server_lines_come_from_the_dynamic_config_file() {
+        let directory = std::env::temp_dir().join(format!("zoocore-config-dynamic-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let dynamic = directory.join("zoo.cfg.dynamic.100000000");
+        std::fs::write(&dynamic, "server.1=127.0.0.1:2888:3888;2181\nserver.2=127.0.0.1:2889:3889:observer\n").unwrap();
+        let path = directory.join("zoo.cfg");
+        std::fs::write(&path, format!("reconfigEnabled=true\ndynamicConfigFile={}\n", dynamic.display())).unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.dynamic_config_file.as_deref(), Some(dynamic.as_path()));
+        assert_eq!(config.servers.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(config.servers[&2].role, PeerRole::Observer);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+        // ZooKeeper refuses server lines in both places.
+        let both = format!("dynamicConfigFile={}\nserver.3=127.0.0.1:2890:3890\n", dynamic.display());
+        let message = error_message(&both);
+        assert!(message.contains("server.3") && message.contains(&dynamic.display().to_string()), "{message}");
+
+        // Only server lines belong in the dynamic file; a version inside is an error there too.
+        std::fs::write(&dynamic, "server.1=127.0.0.1:2888:3888\nversion=100000000\n").unwrap();
+        let message = Config::from_file(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("line 2") && message.contains("version") && message.contains("zoo.cfg.dynamic"),
+            "{message}"
+        );
+        std::fs::write(&dynamic, "server.1=127.0.0.1:2888\n").unwrap();
+        let message = Config::from_file(&path).unwrap_err().to_string();
+        assert!(message.contains("zoo.cfg.dynamic") && message.contains("server.1"), "{message}");
+        std::fs::remove_file(&dynamic).unwrap();
+        let message = Config::from_file(&path).unwrap_err().to_string();
+        assert!(message.contains(&dynamic.display().to_string()), "{message}");
+
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn repeated_server_ids_are_recorded_with_their_lines() {
+        let config = parse("server.1=a:1:2\ntickTime=2000\nserver.01=b:3:4\nserver.2=c:5:6\n");
+        assert_eq!(config.repeated_server_ids.len(), 1);
+        assert_eq!(config.repeated_server_ids[&1], ["server.1 (line 1)", "server.01 (line 3)"]);
+        assert!(parse("server.1=a:1:2\nserver.2=c:5:6\n").repeated_server_ids.is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod admin;
 pub mod config;
+pub mod ensemble;
 pub mod metrics;
 pub mod node;
 pub mod prep;

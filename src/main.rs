@@ -41,6 +41,13 @@ fn main() -> ExitCode {
         None => Config::default(),
     };
     config.truncate_corrupt = arguments.truncate_corrupt;
+    // An ensemble's files are checked (myid, server lines, addresses) even
+    // while this build refuses to run them, so the operator learns about a
+    // mistake in them first.
+    if let Err(error) = zoocore::ensemble::Ensemble::from_config(&config) {
+        eprintln!("zoocore: {error}");
+        return ExitCode::from(2);
+    }
     // Three processes started from an ensemble's zoo.cfg files must never
     // become three standalone databases that diverge without a word.
     if config.is_distributed() {

@@ -344,11 +344,67 @@ fn an_ensemble_config_is_refused_not_run_standalone() {
         // One server with standalone mode disabled is an ensemble of one, as in ZooKeeper.
         format!("dataDir={data}\nclientPort=0\nstandaloneEnabled=false\nserver.1=127.0.0.1:2888:3888\n"),
     ];
+    // A valid member (its myid is listed), so the refusal is what stops it.
+    fs::create_dir_all(dir.path().join("data")).unwrap();
+    dir.write("data/myid", "1\n");
     for text in ensembles {
         let cfg = dir.write("zoo.cfg", &text);
         let out = run_to_exit(&["--config", cfg.to_str().unwrap()], dir.path());
         assert_eq!(out.status.code(), Some(CONFIG_ERROR_STATUS), "config {text:?}: stderr {}", out.stderr);
-        assert!(out.stderr.contains("ensemble"), "config {text:?}: stderr does not say why: {}", out.stderr);
+        assert!(out.stderr.contains("cannot run yet"), "config {text:?}: stderr does not say why: {}", out.stderr);
+        assert_eq!(out.stdout, "", "config {text:?}: no listening line");
+    }
+}
+
+/// Mistakes in an ensemble's files (ZooKeeper's myid, the server lines, the
+/// dynamic configuration file) are named before anything starts.
+#[test]
+fn ensemble_config_mistakes_are_named() {
+    let dir = TempDir::new("ensemble-errors");
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let data = data.display().to_string();
+    let three = "server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890\n";
+    let myid_path = format!("{data}/myid");
+    // (myid contents or None, zoo.cfg body, what stderr must contain)
+    let cases: Vec<(Option<&str>, String, Vec<&str>)> = vec![
+        (None, format!("dataDir={data}\n{three}"), vec![myid_path.as_str(), "echo 1 >"]),
+        (Some("7\n"), format!("dataDir={data}\n{three}"), vec![myid_path.as_str(), "server.7", "1, 2, 3"]),
+        (Some("one\n"), format!("dataDir={data}\n{three}"), vec![myid_path.as_str(), "\"one\""]),
+        (
+            Some("1\n"),
+            format!("dataDir={data}\n{three}server.02=127.0.0.1:2891:3891\n"),
+            vec!["server 2", "server.2 (line 3)", "server.02 (line 5)"],
+        ),
+        (
+            Some("1\n"),
+            format!("dataDir={data}\n{}", three.replace("2890:3890", "2888:3890")),
+            vec!["server.1", "server.3", "127.0.0.1:2888"],
+        ),
+        (
+            Some("1\n"),
+            format!("dataDir={data}\nclientPort=2190\n{}", three.replace("3888\n", "3888;2181\n")),
+            vec!["clientPort=2190", "2181"],
+        ),
+        (
+            Some("1\n"),
+            format!("dataDir={data}\ndynamicConfigFile={data}/zoo.cfg.dynamic.1\n"),
+            vec!["zoo.cfg.dynamic.1"],
+        ),
+    ];
+    for (myid, text, needles) in cases {
+        match myid {
+            Some(myid) => fs::write(format!("{data}/myid"), myid).unwrap(),
+            None => {
+                let _ = fs::remove_file(format!("{data}/myid"));
+            }
+        }
+        let cfg = dir.write("zoo.cfg", &text);
+        let out = run_to_exit(&["--config", cfg.to_str().unwrap()], dir.path());
+        assert_eq!(out.status.code(), Some(CONFIG_ERROR_STATUS), "config {text:?}: stderr {}", out.stderr);
+        for needle in needles {
+            assert!(out.stderr.contains(needle), "config {text:?}: stderr does not contain {needle:?}: {}", out.stderr);
+        }
         assert_eq!(out.stdout, "", "config {text:?}: no listening line");
     }
 }

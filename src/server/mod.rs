@@ -9,6 +9,7 @@ pub mod fourletter;
 mod log;
 mod messages;
 mod outbox;
+pub mod peer;
 mod queue;
 mod shard;
 mod shared;
