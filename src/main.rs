@@ -41,24 +41,17 @@ fn main() -> ExitCode {
         None => Config::default(),
     };
     config.truncate_corrupt = arguments.truncate_corrupt;
-    // An ensemble's files are checked (myid, server lines, addresses) even
-    // while this build refuses to run them, so the operator learns about a
-    // mistake in them first.
-    if let Err(error) = zoocore::ensemble::Ensemble::from_config(&config) {
-        eprintln!("zoocore: {error}");
-        return ExitCode::from(2);
-    }
-    // Three processes started from an ensemble's zoo.cfg files must never
-    // become three standalone databases that diverge without a word.
-    if config.is_distributed() {
-        eprintln!(
-            "zoocore: this configuration describes an ensemble ({} server.N lines, standaloneEnabled={}), \
-             which this build cannot run yet; refusing to start it as a standalone server",
-            config.servers.len(),
-            config.standalone_enabled
-        );
-        return ExitCode::from(2);
-    }
+    // An ensemble's files are checked (myid, server lines, addresses) before
+    // anything starts: a mistake in them is an error, never a silent
+    // standalone start.
+    let ensemble = match zoocore::ensemble::Ensemble::from_config(&config) {
+        Ok(ensemble) => ensemble,
+        Err(error) => {
+            eprintln!("zoocore: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    debug_assert_eq!(ensemble.is_some(), config.is_distributed(), "an ensemble exactly when ZooKeeper runs one");
     let filter = tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
         .ok()
         .or_else(|| config.log_level.as_deref().and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok()))
@@ -69,11 +62,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    for warning in &config.warnings {
+    for warning in config.warnings.iter().chain(ensemble.iter().flat_map(|ensemble| ensemble.warnings.iter())) {
         tracing::warn!("{warning}");
     }
     // Scripts and tests read these lines; the listening line comes last.
-    let result = zoocore::server::run(config, |listening| {
+    let result = zoocore::server::run(config, ensemble, |listening| {
         if let Some(address) = listening.admin {
             println!("zoocore admin on {address}");
         }

@@ -371,8 +371,8 @@ pub struct Monitor {
 }
 
 /// The server's mode, as srvr and mntr print it.
-pub fn server_state(_shared: &Shared) -> &'static str {
-    "standalone"
+pub fn server_state(shared: &Shared) -> &'static str {
+    shared.mode()
 }
 
 /// (open, max) file descriptors of this process.

@@ -332,30 +332,6 @@ fn bad_config_values_name_the_key_and_the_value() {
     }
 }
 
-/// An ensemble's zoo.cfg must never start as a standalone server: three
-/// such processes would be three databases diverging in silence.
-#[test]
-fn an_ensemble_config_is_refused_not_run_standalone() {
-    let dir = TempDir::new("ensemble");
-    let data = dir.path().join("data");
-    let data = data.display();
-    let ensembles = [
-        format!("dataDir={data}\nclientPort=0\nserver.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890\n"),
-        // One server with standalone mode disabled is an ensemble of one, as in ZooKeeper.
-        format!("dataDir={data}\nclientPort=0\nstandaloneEnabled=false\nserver.1=127.0.0.1:2888:3888\n"),
-    ];
-    // A valid member (its myid is listed), so the refusal is what stops it.
-    fs::create_dir_all(dir.path().join("data")).unwrap();
-    dir.write("data/myid", "1\n");
-    for text in ensembles {
-        let cfg = dir.write("zoo.cfg", &text);
-        let out = run_to_exit(&["--config", cfg.to_str().unwrap()], dir.path());
-        assert_eq!(out.status.code(), Some(CONFIG_ERROR_STATUS), "config {text:?}: stderr {}", out.stderr);
-        assert!(out.stderr.contains("cannot run yet"), "config {text:?}: stderr does not say why: {}", out.stderr);
-        assert_eq!(out.stdout, "", "config {text:?}: no listening line");
-    }
-}
-
 /// Mistakes in an ensemble's files (ZooKeeper's myid, the server lines, the
 /// dynamic configuration file) are named before anything starts.
 #[test]

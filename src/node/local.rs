@@ -18,6 +18,8 @@ use crate::proto::{ErrorCode, Request, Response};
 #[derive(Debug)]
 pub(super) struct Waiting {
     pub xid: i32,
+    /// When it was queued (the node's monotonic ms).
+    pub since_ms: i64,
     pub request: Request,
     pub answer: Option<Answered>,
 }
@@ -34,6 +36,7 @@ pub(super) struct Answered {
 #[derive(Debug)]
 pub(super) struct LocalSession {
     pub connection: ConnectionId,
+    pub timeout_ms: i32,
     pub queue: VecDeque<Waiting>,
 }
 
@@ -46,8 +49,8 @@ pub(super) struct LocalSessions {
 impl LocalSessions {
     /// Attaches `session_id` to `connection`; returns the connection it was
     /// attached to before, if another.
-    pub fn attach(&mut self, session_id: i64, connection: ConnectionId) -> Option<ConnectionId> {
-        match self.sessions.insert(session_id, LocalSession { connection, queue: VecDeque::new() }) {
+    pub fn attach(&mut self, session_id: i64, connection: ConnectionId, timeout_ms: i32) -> Option<ConnectionId> {
+        match self.sessions.insert(session_id, LocalSession { connection, timeout_ms, queue: VecDeque::new() }) {
             Some(previous) if previous.connection != connection => Some(previous.connection),
             _ => None,
         }
@@ -82,10 +85,10 @@ impl LocalSessions {
     }
 
     /// Queues a request; false if the session is not attached here.
-    pub fn push(&mut self, session_id: i64, xid: i32, request: Request) -> bool {
+    pub fn push(&mut self, session_id: i64, xid: i32, request: Request, now_ms: i64) -> bool {
         match self.sessions.get_mut(&session_id) {
             Some(session) => {
-                session.queue.push_back(Waiting { xid, request, answer: None });
+                session.queue.push_back(Waiting { xid, since_ms: now_ms, request, answer: None });
                 true
             }
             None => false,
@@ -123,6 +126,19 @@ impl LocalSessions {
                 },
             });
         }
+    }
+
+    /// Sessions whose oldest request has waited longer than the session's
+    /// timeout: its answer was lost with a peer link (a forwarded write or
+    /// its answer), and only a reconnect tells the client so.
+    pub fn stalled(&self, now_ms: i64) -> Vec<i64> {
+        self.sessions
+            .iter()
+            .filter(|(_, session)| {
+                session.queue.front().is_some_and(|waiting| now_ms - waiting.since_ms > session.timeout_ms as i64)
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Sessions whose head waits for an index, with that index.

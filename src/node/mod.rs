@@ -364,7 +364,7 @@ impl Node {
                     self.reply(connection, ReplyBody::Close { reason: "session moved to another connection" });
                     return Ok(());
                 }
-                self.local.push(session_id, xid, request.clone());
+                self.local.push(session_id, xid, request.clone(), now.monotonic_ms);
                 self.touched.insert(session_id);
                 match self.leader {
                     Some(leader) if leader == self.id => {
@@ -435,6 +435,13 @@ impl Node {
             self.next_raft_tick_ms += self.settings.raft_tick_ms;
         }
         self.observe_role(now);
+        for session_id in self.local.stalled(now.monotonic_ms) {
+            tracing::warn!(
+                session = format_args!("0x{session_id:x}"),
+                "a request waited longer than its session's timeout; closing the connection so the client retries"
+            );
+            self.close_session_connection(session_id, "a request waited longer than the session timeout");
+        }
         if self.leading.is_some() {
             self.expire_sessions(now)?;
             self.check_containers(now)?;
@@ -560,7 +567,7 @@ impl Node {
         let password = self.committed.session(session_id).map(|session| session.password);
         match (alive, password) {
             (true, Some(password)) => {
-                if let Some(previous) = self.local.attach(session_id, connection) {
+                if let Some(previous) = self.local.attach(session_id, connection, timeout_ms) {
                     self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
                 }
                 self.reply(connection, ReplyBody::Connected { session_id, timeout_ms, password });
@@ -850,7 +857,7 @@ impl Node {
         match txn {
             Txn::CreateSession { session_id, timeout_ms, password } => {
                 if let Some((connection, _)) = self.connecting.remove(session_id) {
-                    if let Some(previous) = self.local.attach(*session_id, connection) {
+                    if let Some(previous) = self.local.attach(*session_id, connection, *timeout_ms) {
                         self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
                     }
                     let (session_id, timeout_ms, password) = (*session_id, *timeout_ms, *password);

@@ -20,9 +20,11 @@ use tracing::{debug, error, info, warn};
 use super::control::CoreQuery;
 use super::log::{self, Log};
 use super::messages::{shard_of, Commit, Reply, ToBroadcast};
+use super::peer::{PeerInbox, PeerLimits, PeerLinks};
 use super::queue::BatchQueue;
 use super::shared::{Shared, Version};
-use crate::node::{Node, NodeSettings, Now, Output, SnapshotOrder};
+use crate::ensemble::Ensemble;
+use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder};
 use crate::prep::Preparer;
 use crate::replica::ReplicaConfig;
 use crate::snapshot;
@@ -34,8 +36,17 @@ pub const BATCH_REQUESTS_MAX: usize = 1000;
 /// A standalone server never elects; an ensemble's failover is bounded by
 /// the election timeout (ZooKeeper claims 200 ms for its election).
 const RAFT_TICK_MS: i64 = 10;
-const ELECTION_TICKS: usize = 15;
+const ELECTION_TICKS: usize = 20;
 const HEARTBEAT_TICKS: usize = 3;
+/// Members wait different times before they campaign (a tick apart per id,
+/// up to this many), so one usually wins the first round.
+const ELECTION_JITTER_TICKS_MAX: u64 = 10;
+
+/// Peer frames handed to the node per round at most.
+const PEER_FRAMES_PER_ROUND_MAX: usize = 1024;
+
+/// How often the operations view of the ensemble is refreshed.
+const VIEW_REFRESH: Duration = Duration::from_millis(500);
 
 /// How often followers tell the leader which of their sessions are alive.
 const TOUCH_INTERVAL_MS: i64 = 250;
@@ -53,6 +64,13 @@ pub struct BroadcastCore {
     current: Arc<Version>,
     snapshot_task: Option<SnapshotTask>,
     last_purge: Instant,
+    /// The voters and learners, for snapshot metadata.
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    peers: Option<(Rc<PeerLinks>, PeerInbox)>,
+    last_view: Instant,
+    /// When the server last lost its leader (for the election's duration).
+    leaderless_since_ms: Option<i64>,
 }
 
 impl BroadcastCore {
@@ -60,6 +78,7 @@ impl BroadcastCore {
     /// everything committed, and publishes the recovered tree.
     pub async fn start(
         shared: Arc<Shared>,
+        ensemble: Option<Ensemble>,
         settings: crate::prep::PrepSettings,
         secret: [u8; 16],
     ) -> Result<BroadcastCore, String> {
@@ -70,14 +89,20 @@ impl BroadcastCore {
             property_number(&shared, "znode.container.checkIntervalMs")?.unwrap_or(60_000).max(1) as i64;
         let container_deletes_per_minute_max =
             property_number(&shared, "znode.container.maxPerMinute")?.unwrap_or(10_000) as usize;
+        // A standalone server is the one voter of its own group, with id 1
+        // in raft (ZooKeeper's serverId 0 in its session ids).
+        let (my_id, voters, learners) = match &ensemble {
+            Some(ensemble) => (ensemble.my_id, ensemble.voters(), ensemble.learners()),
+            None => (1, vec![1], Vec::new()),
+        };
         let node_settings = NodeSettings {
             replica: ReplicaConfig {
-                id: 1,
-                voters: vec![1],
-                learners: Vec::new(),
+                id: my_id,
+                voters: voters.clone(),
+                learners: learners.clone(),
                 election_ticks: ELECTION_TICKS,
                 heartbeat_ticks: HEARTBEAT_TICKS,
-                election_jitter_ticks: 0,
+                election_jitter_ticks: (my_id % ELECTION_JITTER_TICKS_MAX) as usize,
             },
             prep: settings,
             session_tick_ms: config.tick_time_ms as i64,
@@ -86,7 +111,10 @@ impl BroadcastCore {
             snap_count: config.snap_count as u64,
             container_check_interval_ms,
             container_deletes_per_minute_max,
-            session_id_seed: Preparer::session_id_seed(0, wall_clock_ms()),
+            session_id_seed: Preparer::session_id_seed(
+                if ensemble.is_some() { my_id as u8 } else { 0 },
+                wall_clock_ms(),
+            ),
             password_secret: secret,
             random_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or([7; 8])),
         };
@@ -100,8 +128,21 @@ impl BroadcastCore {
         // Nothing is waiting for the recovery's replies; its tree is
         // published below as the first version.
         let _ = node.take_output();
-        if node.role() != crate::node::Role::Leader {
+        if ensemble.is_none() && node.role() != Role::Leader {
             return Err("could not become leader of the single-voter group".to_string());
+        }
+        let peers = match &ensemble {
+            Some(ensemble) => {
+                Some(PeerLinks::start(ensemble, PeerLimits::default()).await.map_err(|error| error.to_string())?)
+            }
+            None => None,
+        };
+        if let Ok(mut view) = shared.ensemble.lock() {
+            view.distributed = ensemble.is_some();
+            view.my_id = my_id;
+            view.role = ensemble.is_some().then_some(node.role());
+            view.voters = voters.clone();
+            view.learners = learners.clone();
         }
         let tree = node.committed().clone();
         info!(zxid = format_args!("0x{:x}", tree.last_zxid()), nodes = tree.node_count(), "state recovered");
@@ -114,6 +155,11 @@ impl BroadcastCore {
             current: version,
             snapshot_task: None,
             last_purge: Instant::now(),
+            voters,
+            learners,
+            peers,
+            last_view: Instant::now(),
+            leaderless_since_ms: Some(0),
             shared,
         })
     }
@@ -144,10 +190,17 @@ impl BroadcastCore {
         let tick = Duration::from_millis(RAFT_TICK_MS as u64);
         let mut messages = Vec::with_capacity(BATCH_REQUESTS_MAX);
         let queries = self.shared.control.core_inbox();
+        let mut frames = Vec::with_capacity(PEER_FRAMES_PER_ROUND_MAX);
         loop {
+            let peer_ready = async {
+                match &self.peers {
+                    Some((_, peer_inbox)) => peer_inbox.ready().await,
+                    None => std::future::pending().await,
+                }
+            };
             let woken = futures_lite::future::or(
                 async {
-                    futures_lite::future::or(inbox.ready(), async {
+                    futures_lite::future::or(futures_lite::future::or(inbox.ready(), peer_ready), async {
                         Timer::new(tick).await;
                     })
                     .await;
@@ -161,10 +214,27 @@ impl BroadcastCore {
             }
             inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
             self.shared.metrics.record_write_batch(messages.len(), inbox.len());
+            if let Some((_, peer_inbox)) = &self.peers {
+                peer_inbox.try_recv_batch(&mut frames, PEER_FRAMES_PER_ROUND_MAX);
+            }
             let now = self.now();
-            let stepped = messages
-                .drain(..)
-                .try_for_each(|message| self.node.step_client(message, now))
+            let mut stepped = Ok(());
+            for (from, frame) in frames.drain(..) {
+                match PeerMessage::decode(&frame) {
+                    Ok(message) => {
+                        stepped = self.node.step_peer(from, message, now);
+                        if stepped.is_err() {
+                            break;
+                        }
+                    }
+                    // The link checksums frames, so this is a peer speaking
+                    // another version or a bug there; the message is dropped
+                    // (raft resends what matters).
+                    Err(error) => warn!(peer = from, %error, "a peer message does not decode; dropped"),
+                }
+            }
+            let stepped = stepped
+                .and_then(|()| messages.drain(..).try_for_each(|message| self.node.step_client(message, now)))
                 .and_then(|()| self.node.tick(now));
             let result = match stepped {
                 Ok(()) => self.round(&shards).await,
@@ -185,6 +255,9 @@ impl BroadcastCore {
             {
                 break;
             }
+        }
+        if let Some((links, _)) = &self.peers {
+            links.stop();
         }
         if let Some(task) = self.snapshot_task.take() {
             let _ = task.handle.join();
@@ -217,7 +290,12 @@ impl BroadcastCore {
     /// Makes the node's work durable and delivers what it released.
     async fn round(&mut self, shards: &[ConnectedSender<Commit>]) -> Result<(), String> {
         let now = self.now();
-        while let Some(work) = self.node.ready(now).map_err(|error| error.to_string())? {
+        while let Some(mut work) = self.node.ready(now).map_err(|error| error.to_string())? {
+            // A leader's appends leave now, while its own fsync runs.
+            self.send(std::mem::take(&mut work.messages));
+            if let Some(order) = work.snapshot.take() {
+                self.install_snapshot(order).await?;
+            }
             let entries = work.entries.len();
             self.log.append(&work.entries, work.hard_state.as_ref())?;
             let bytes = self.log.sync().await?;
@@ -227,9 +305,105 @@ impl BroadcastCore {
             }
             self.node.persisted(work, now).map_err(|error| error.to_string())?;
         }
-        let output = self.node.take_output();
+        let mut output = self.node.take_output();
+        self.send(std::mem::take(&mut output.messages));
+        self.observe_roles(&output);
         self.deliver(output, shards).await?;
         self.finish_snapshot().await
+    }
+
+    /// Encodes and queues messages for peers. A full queue or a link that is
+    /// down drops the message (counted by the link): raft resends what it
+    /// needs, and a client whose forwarded request is lost is disconnected
+    /// by the node when it has waited a session timeout.
+    fn send(&self, messages: Vec<(u64, PeerMessage)>) {
+        let Some((links, _)) = &self.peers else {
+            return;
+        };
+        for (to, message) in messages {
+            let mut frame = Vec::with_capacity(256);
+            message.encode(&mut frame);
+            links.send(to, frame);
+        }
+    }
+
+    /// The leader's snapshot replaces this server's state: written durably
+    /// (and the log marked and compacted) before the Ready is persisted.
+    async fn install_snapshot(&mut self, order: SnapshotOrder) -> Result<(), String> {
+        let meta = self.snapshot_meta(order.index, order.term);
+        let directory = self.log.snapshot_directory().to_path_buf();
+        let tree = order.tree.clone();
+        // Written on a plain thread: the core keeps its timers and links.
+        let handle = snapshot::spawn_write(directory, tree, meta).map_err(|error| error.to_string())?;
+        while !handle.is_finished() {
+            Timer::new(Duration::from_millis(2)).await;
+        }
+        match handle.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(format!("writing the leader's snapshot failed: {error}")),
+            Err(_) => return Err("the snapshot thread panicked".to_string()),
+        }
+        let retain = self.shared.config.autopurge_snap_retain_count as usize;
+        self.log.snapshot_taken(order.index, order.term, retain).await?;
+        info!(index = order.index, "the leader's snapshot is durable");
+        Ok(())
+    }
+
+    fn snapshot_meta(&self, index: u64, term: u64) -> snapshot::SnapshotMeta {
+        let mut meta = log::snapshot_meta(index, term, self.log.cluster_id());
+        meta.voters = self.voters.clone();
+        meta.learners = self.learners.clone();
+        meta
+    }
+
+    /// Logs role changes and keeps the operations view current.
+    fn observe_roles(&mut self, output: &Output) {
+        for change in &output.role_changes {
+            let now_ms = change.at_ms;
+            let mut election_ms = None;
+            match change.leader {
+                None => {
+                    self.leaderless_since_ms.get_or_insert(now_ms);
+                }
+                Some(_) => {
+                    if let Some(since) = self.leaderless_since_ms.take() {
+                        election_ms = Some(now_ms - since);
+                    }
+                }
+            }
+            info!(
+                role = change.role.mode(self.peers.is_none()),
+                leader = ?change.leader,
+                term = change.term,
+                election_ms = ?election_ms,
+                "role changed"
+            );
+            if let Ok(mut view) = self.shared.ensemble.lock() {
+                view.role = self.peers.is_some().then_some(change.role);
+                view.leader = change.leader;
+                view.term = change.term;
+                if election_ms.is_some() {
+                    view.elections += 1;
+                    view.last_election_ms = election_ms;
+                }
+            }
+        }
+        if self.peers.is_some() && self.last_view.elapsed() >= VIEW_REFRESH {
+            self.last_view = Instant::now();
+            let links = self
+                .peers
+                .as_ref()
+                .map(|(links, _)| {
+                    links.stats().into_iter().map(|stats| (stats.id, stats.connected, stats.queue_frames)).collect()
+                })
+                .unwrap_or_default();
+            if let Ok(mut view) = self.shared.ensemble.lock() {
+                view.matched = self.node.matched();
+                view.commit_index = self.node.commit_index();
+                view.applied_index = self.node.applied_index();
+                view.links = links;
+            }
+        }
     }
 
     /// Publishes the new committed version, then sends each shard its
@@ -274,7 +448,7 @@ impl BroadcastCore {
     /// Writes the ordered snapshot on a background thread; neither reads
     /// nor writes wait for it.
     fn start_snapshot(&mut self, order: SnapshotOrder) -> Result<(), String> {
-        let meta = log::snapshot_meta(order.index, order.term, self.log.cluster_id());
+        let meta = self.snapshot_meta(order.index, order.term);
         let directory = self.log.snapshot_directory().to_path_buf();
         let handle = snapshot::spawn_write(directory, order.tree, meta).map_err(|error| error.to_string())?;
         self.snapshot_task =

@@ -87,8 +87,13 @@ pub struct Listening {
 }
 
 /// Starts the server and blocks until it stops (SIGTERM or SIGINT stop it
-/// cleanly). `on_listening` is called once every shard accepts connections.
-pub fn run(config: Config, on_listening: impl FnOnce(&Listening)) -> Result<(), String> {
+/// cleanly): standalone, or the member of `ensemble` this server is.
+/// `on_listening` is called once every shard accepts connections.
+pub fn run(
+    config: Config,
+    ensemble: Option<crate::ensemble::Ensemble>,
+    on_listening: impl FnOnce(&Listening),
+) -> Result<(), String> {
     check_memlock()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|error| format!("cannot create dataDir {}: {error}", config.data_dir.display()))?;
@@ -98,7 +103,11 @@ pub fn run(config: Config, on_listening: impl FnOnce(&Listening)) -> Result<(), 
         extended_types_enabled: config.extended_types_enabled,
         reconfig_enabled: config.reconfig_enabled,
     };
-    let address = config.client_socket_address();
+    // An ensemble member serves clients where its server line says.
+    let address = ensemble
+        .as_ref()
+        .and_then(|ensemble| ensemble.me().client_address)
+        .unwrap_or_else(|| config.client_socket_address());
     let shared = Shared::new(config, Tree::new(), shard_count);
     signals::install(shared.clone())?;
     let (admin, endpoints) = crate::admin::start(&shared)?;
@@ -126,7 +135,7 @@ pub fn run(config: Config, on_listening: impl FnOnce(&Listening)) -> Result<(), 
         LocalExecutorBuilder::new(Placement::Unbound)
             .name("zoocore-broadcast")
             .spawn(move || async move {
-                match broadcast::BroadcastCore::start(core_shared, settings, secret).await {
+                match broadcast::BroadcastCore::start(core_shared, ensemble, settings, secret).await {
                     Ok(core) => {
                         let _ = ready_sender.send(Ok(()));
                         core.run(to_broadcast_receivers, to_shard_senders).await;

@@ -204,9 +204,52 @@ pub struct Shared {
     /// ZooKeeper's trace mask (gtmk, stmk); zoocore keeps it for the
     /// commands only.
     pub trace_mask: AtomicI64,
+    /// This server's place in its ensemble, as the broadcast core last saw
+    /// it: written on role changes and about once a second, read by the
+    /// four-letter words, the admin server and the metrics page.
+    pub ensemble: Mutex<EnsembleView>,
+}
+
+/// What the operations layer shows of the ensemble.
+#[derive(Debug, Clone, Default)]
+pub struct EnsembleView {
+    /// False for a standalone server.
+    pub distributed: bool,
+    pub my_id: u64,
+    pub role: Option<crate::node::Role>,
+    pub leader: Option<u64>,
+    pub term: u64,
+    /// Leader changes seen since start, and when the last one ended (ms of
+    /// the broadcast core's clock) and how long it took without a leader.
+    pub elections: u64,
+    pub last_election_ms: Option<i64>,
+    /// The leader's view of each other member: id, highest replicated index.
+    pub matched: Vec<(u64, u64)>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    /// Each peer link: id, connected, frames queued.
+    pub links: Vec<(u64, bool, usize)>,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+impl EnsembleView {
+    /// ZooKeeper's name of this server's state: standalone, leader,
+    /// follower, observer, or looking.
+    pub fn mode(&self) -> &'static str {
+        match self.role {
+            None => "standalone",
+            Some(role) => role.mode(!self.distributed),
+        }
+    }
 }
 
 impl Shared {
+    /// standalone, leader, follower, observer or looking.
+    pub fn mode(&self) -> &'static str {
+        self.ensemble.lock().map(|view| view.mode()).unwrap_or("standalone")
+    }
+
     pub fn new(config: Config, tree: Tree, shard_count: usize) -> Arc<Shared> {
         let metrics = crate::metrics::Metrics::new(shard_count);
         if let Some(threshold) = config.property("fsync.warningthresholdms").and_then(|ms| ms.trim().parse().ok()) {
@@ -224,6 +267,7 @@ impl Shared {
             metrics,
             control: super::control::Control::new(shard_count),
             trace_mask: AtomicI64::new(super::fourletter::DEFAULT_TRACE_MASK),
+            ensemble: Mutex::new(EnsembleView::default()),
         })
     }
 

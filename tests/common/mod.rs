@@ -312,6 +312,111 @@ impl Server {
     }
 }
 
+/// A port free on 127.0.0.1 a moment ago (the ensemble's server lines name
+/// every member's ports before any member starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port()
+}
+
+/// An ensemble of zoocore processes on loopback, each started from its own
+/// zoo.cfg with ZooKeeper's `server.N` lines and a `myid` file, as an
+/// operator starts ZooKeeper's.
+pub struct Cluster {
+    pub servers: Vec<Server>,
+}
+
+impl Cluster {
+    /// `voters` participants and `observers` observers, ids 1, 2, ...
+    pub fn start(voters: usize, observers: usize) -> Cluster {
+        Self::start_with(voters, observers, &[])
+    }
+
+    pub fn start_with(voters: usize, observers: usize, extra_cfg_lines: &[&str]) -> Cluster {
+        let size = voters + observers;
+        let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();
+        let mut lines: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(index, (client, quorum, election))| {
+                let role = if index < voters { "participant" } else { "observer" };
+                format!("server.{}=127.0.0.1:{quorum}:{election}:{role};127.0.0.1:{client}", index + 1)
+            })
+            .collect();
+        lines.extend(extra_cfg_lines.iter().map(|line| line.to_string()));
+        let mut servers = Vec::with_capacity(size);
+        for (index, (client, _, _)) in ports.iter().enumerate() {
+            let dir = unique_tmpdir();
+            fs::create_dir_all(dir.join("data")).expect("create dataDir");
+            fs::write(dir.join("data").join("myid"), format!("{}\n", index + 1)).expect("write myid");
+            let mut member_lines = lines.clone();
+            if index >= voters {
+                member_lines.push("peerType=observer".to_string());
+            }
+            let mut server = Server {
+                addr: String::new(),
+                external: false,
+                child: None,
+                dir: Some(dir),
+                extra: member_lines,
+                port: 0,
+                admin: None,
+                metrics: None,
+            };
+            server.spawn(*client);
+            servers.push(server);
+        }
+        Cluster { servers }
+    }
+
+    /// Every member's client address, as a connect string.
+    pub fn connect_string(&self) -> String {
+        self.servers.iter().map(|server| server.addr().to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// What `srvr` says each live member is (leader, follower, observer,
+    /// looking), or "" for a member that is down.
+    pub fn modes(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(|server| {
+                if server.child.is_none() {
+                    return String::new();
+                }
+                std::net::TcpStream::connect(server.addr())
+                    .ok()
+                    .and_then(|mut stream| {
+                        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                        stream.write_all(b"srvr").ok()?;
+                        let mut out = String::new();
+                        let _ = stream.read_to_string(&mut out);
+                        out.lines().find_map(|line| line.strip_prefix("Mode: ").map(str::to_string))
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Waits until exactly one live member leads and every other live one
+    /// follows it (or observes); returns the leader's index.
+    pub fn wait_for_leader(&self, deadline: Duration) -> usize {
+        let end = Instant::now() + deadline;
+        loop {
+            let modes = self.modes();
+            let leaders: Vec<usize> =
+                modes.iter().enumerate().filter(|(_, mode)| *mode == "leader").map(|(index, _)| index).collect();
+            let settled = modes.iter().all(|mode| mode.is_empty() || mode != "looking");
+            if leaders.len() == 1 && settled {
+                return leaders[0];
+            }
+            if Instant::now() >= end {
+                let tails: Vec<String> = self.servers.iter().map(|server| server.stderr_tail()).collect();
+                panic!("no single leader within {deadline:?}: {modes:?}\n{}", tails.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let panicking = std::thread::panicking();
@@ -465,6 +570,8 @@ struct ProxyState {
     refusing: std::sync::atomic::AtomicBool,
     /// Bumped to cut every current connection.
     generation: std::sync::atomic::AtomicUsize,
+    /// Where new connections go.
+    target: std::sync::Mutex<String>,
 }
 
 impl Proxy {
@@ -474,8 +581,11 @@ impl Proxy {
         use std::sync::Arc;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let state = Arc::new(ProxyState { refusing: AtomicBool::new(false), generation: AtomicUsize::new(0) });
-        let target = target.to_string();
+        let state = Arc::new(ProxyState {
+            refusing: AtomicBool::new(false),
+            generation: AtomicUsize::new(0),
+            target: std::sync::Mutex::new(target.to_string()),
+        });
         let st = state.clone();
         tokio::spawn(async move {
             loop {
@@ -484,7 +594,7 @@ impl Proxy {
                     drop(inbound);
                     continue;
                 }
-                let target = target.clone();
+                let target = st.target.lock().unwrap().clone();
                 let st = st.clone();
                 let gen = st.generation.load(Ordering::SeqCst);
                 tokio::spawn(async move {
@@ -515,6 +625,11 @@ impl Proxy {
     pub fn cut(&self, refuse: bool) {
         self.state.refusing.store(refuse, Ordering::SeqCst);
         self.state.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Sends new connections to another server (a client moving there).
+    pub fn retarget(&self, target: &str) {
+        *self.state.target.lock().unwrap() = target.to_string();
     }
 
     /// Accepts connections again.

@@ -1,0 +1,200 @@
+//! Ensembles of real zoocore processes on loopback, started from zoo.cfg
+//! files with ZooKeeper's `server.N` lines and `myid`: election, writes on
+//! any server read on any other, sessions moving between servers, the
+//! leader killed under load with nothing acknowledged lost, restart and
+//! catch-up, observers.
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use zookeeper_client as zk;
+
+const ELECTION_DEADLINE: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn three_servers_elect_one_leader_and_any_server_serves_writes_and_reads() {
+    let cluster = Cluster::start(3, 0);
+    let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let modes = cluster.modes();
+    assert_eq!(modes.iter().filter(|mode| *mode == "follower").count(), 2, "{modes:?}");
+
+    // A write on each server (two are forwarded to the leader), read on every other after sync.
+    let root = unique("ens");
+    let first = connect(cluster.servers[(leader + 1) % 3].addr()).await;
+    first.create(&root, b"r", &persistent()).await.expect("create on a follower");
+    for (index, server) in cluster.servers.iter().enumerate() {
+        let client = connect(server.addr()).await;
+        let path = format!("{root}/from-{index}");
+        client.create(&path, format!("v{index}").as_bytes(), &persistent()).await.expect("create");
+        // The client reads its own write on its own server at once.
+        let (data, _) = client.get_data(&path).await.expect("read own write");
+        assert_eq!(data, format!("v{index}").as_bytes());
+    }
+    for server in &cluster.servers {
+        let client = connect(server.addr()).await;
+        client.sync(&root).await.expect("sync");
+        let mut children = client.list_children(&root).await.expect("children after sync");
+        children.sort();
+        assert_eq!(children, vec!["from-0", "from-1", "from-2"], "on {}", server.addr());
+    }
+    // zxids agree across servers: the same stat everywhere.
+    let mut stats = Vec::new();
+    for server in &cluster.servers {
+        let client = connect(server.addr()).await;
+        client.sync(&root).await.expect("sync");
+        stats.push(client.check_stat(&format!("{root}/from-1")).await.expect("stat").expect("exists"));
+    }
+    assert!(stats.windows(2).all(|pair| pair[0] == pair[1]), "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_session_moves_between_servers_with_its_ephemerals_and_watches() {
+    let cluster = Cluster::start(3, 0);
+    cluster.wait_for_leader(ELECTION_DEADLINE);
+    let root = unique("move");
+    let watcher_client = connect(cluster.servers[2].addr()).await;
+    watcher_client.create(&root, b"", &persistent()).await.expect("root");
+    // The session starts on server 0 and owns an ephemeral.
+    let proxy = Proxy::start(cluster.servers[0].addr()).await;
+    let client = within(15, "connect", zk::Client::connector().connect(proxy.addr())).await.expect("connect");
+    let session = client.session_id();
+    client.create(&format!("{root}/eph"), b"e", &ephemeral()).await.expect("ephemeral");
+    // Cut it from server 0: the client's next server is 1 (the proxy now points there).
+    proxy.retarget(cluster.servers[1].addr());
+    proxy.cut(false);
+    // The session resumes on server 1 with its id; its ephemeral lives on,
+    // and the session writes there. A request that raced the cut fails
+    // with ConnectionLoss and is retried, as an application would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match client.create(&format!("{root}/after-move"), b"", &persistent()).await {
+            Ok(_) | Err(zk::Error::NodeExists) => break,
+            Err(zk::Error::ConnectionLoss) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("the session did not resume on server 1: {error}"),
+        }
+    }
+    assert_eq!(client.session_id(), session, "the same session");
+    assert_eq!(client.get_data(&format!("{root}/eph")).await.expect("the ephemeral lives on").0, b"e");
+    // Closing the session deletes its ephemeral everywhere.
+    drop(client);
+    let watcher = watcher_client.check_and_watch_stat(&format!("{root}/eph")).await.expect("watch");
+    if watcher.0.is_some() {
+        let event = within(20, "ephemeral deleted", watcher.1.changed()).await;
+        assert_eq!(event.event_type, zk::EventType::NodeDeleted);
+    }
+}
+
+/// The leader is killed while clients write through every server: writes
+/// go on after the election, and every acknowledged write is on every
+/// surviving server.
+#[tokio::test]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3, 0);
+    let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let root = unique("kill");
+    connect(cluster.servers[0].addr()).await.create(&root, b"", &persistent()).await.expect("root");
+    let acknowledged = Arc::new(std::sync::Mutex::new(BTreeMap::<String, i64>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let connect_string = cluster.connect_string();
+    let mut writers = Vec::new();
+    for writer in 0..3 {
+        let acknowledged = acknowledged.clone();
+        let stop = stop.clone();
+        let connect_string = connect_string.clone();
+        let root = root.clone();
+        writers.push(tokio::spawn(async move {
+            let mut written = 0u64;
+            let mut client: Option<zk::Client> = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && written < 100_000 {
+                let current = match &client {
+                    Some(client) => client.clone(),
+                    None => match zk::Client::connector()
+                        .session_timeout(Duration::from_secs(10))
+                        .connect(&connect_string)
+                        .await
+                    {
+                        Ok(connected) => {
+                            client = Some(connected.clone());
+                            connected
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    },
+                };
+                let path = format!("{root}/w{writer}-{written}");
+                written += 1;
+                match tokio::time::timeout(Duration::from_secs(10), current.create(&path, b"x", &persistent())).await {
+                    Ok(Ok((stat, _))) => {
+                        acknowledged.lock().unwrap().insert(path, stat.czxid);
+                    }
+                    Ok(Err(zk::Error::SessionExpired)) | Ok(Err(zk::Error::ClientClosed)) => client = None,
+                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        }));
+    }
+    wait_until(Duration::from_secs(20), || acknowledged.lock().unwrap().len() >= 200).await;
+    let before_kill = acknowledged.lock().unwrap().len();
+    cluster.servers[leader].kill();
+    // Writes continue after the election.
+    let resumed = wait_until(Duration::from_secs(30), || acknowledged.lock().unwrap().len() >= before_kill + 200).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.await;
+    }
+    assert!(resumed, "writes did not resume after the leader was killed");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    for (index, server) in cluster.servers.iter().enumerate() {
+        if index == leader {
+            continue;
+        }
+        let client = connect(server.addr()).await;
+        client.sync(&root).await.expect("sync");
+        let children: std::collections::BTreeSet<String> =
+            client.list_children(&root).await.expect("children").into_iter().collect();
+        for path in acknowledged.keys() {
+            let name = path.rsplit('/').next().unwrap();
+            assert!(children.contains(name), "acknowledged {path} is missing on server {index}");
+        }
+    }
+    // The killed leader restarts, catches up and agrees.
+    cluster.servers[leader].restart();
+    let client = connect(cluster.servers[leader].addr()).await;
+    client.sync(&root).await.expect("sync on the restarted server");
+    let children = client.list_children(&root).await.expect("children");
+    assert!(children.len() >= acknowledged.len(), "the restarted server caught up");
+}
+
+#[tokio::test]
+async fn an_observer_serves_clients_and_forwards_writes() {
+    let cluster = Cluster::start(3, 1);
+    cluster.wait_for_leader(ELECTION_DEADLINE);
+    let observer = &cluster.servers[3];
+    assert!(wait_until(Duration::from_secs(10), || cluster.modes()[3] == "observer").await, "{:?}", cluster.modes());
+    let root = unique("obs");
+    let client = connect(observer.addr()).await;
+    client.create(&root, b"o", &persistent()).await.expect("a write through the observer");
+    let other = connect(cluster.servers[0].addr()).await;
+    other.sync(&root).await.expect("sync");
+    assert_eq!(other.get_data(&root).await.expect("read").0, b"o");
+}
+
+async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
