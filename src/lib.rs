@@ -5,6 +5,7 @@ pub mod acl;
 pub mod admin;
 pub mod config;
 pub mod metrics;
+pub mod migrate;
 pub mod prep;
 pub mod proto;
 pub mod read;
