@@ -50,8 +50,12 @@ enum Command {
     /// an empty transaction log under DIR/version-2; ZooKeeper started with
     /// dataDir=DIR serves the same tree.
     Export {
+        /// ZooKeeper's dataDir to write.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+        /// ZooKeeper's dataLogDir, when it is not its dataDir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
         /// The zoocore configuration whose data is exported (default: the
         /// embedded default, data under ./zoocore-data).
         #[arg(long, short, value_name = "PATH")]
@@ -95,12 +99,12 @@ fn run_command(command: Command) -> ExitCode {
             };
             migrate::import(&from, log_dir.as_deref(), &config).map(|report| report.to_string())
         }
-        Command::Export { to, config } => {
+        Command::Export { to, log_dir, config } => {
             let config = match load_config(config.as_deref()) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            migrate::export(&config, &to).map(|report| report.to_string())
+            migrate::export(&config, &to, log_dir.as_deref()).map(|report| report.to_string())
         }
         Command::Inspect { kind, path, json } => {
             let kind = match kind {

@@ -497,27 +497,37 @@ impl std::fmt::Display for ExportReport {
 
 /// `zoocore export`: writes `to/version-2/snapshot.<zxid>` (uncompressed,
 /// no digest: ZooKeeper 3.5-3.9 all load that) and an empty
-/// `log.<zxid + 1>`, so that ZooKeeper started with dataDir = `to` serves
-/// the same tree. `to/version-2` must hold no ZooKeeper files.
-pub fn export(config: &Config, to: &Path) -> Result<ExportReport, MigrateError> {
+/// `log.<zxid + 1>` (in `log_to/version-2` when given: ZooKeeper refuses a
+/// dataDir holding logs when its dataLogDir is elsewhere), so that
+/// ZooKeeper started with dataDir = `to` serves the same tree. The
+/// directories must hold no ZooKeeper files.
+pub fn export(config: &Config, to: &Path, log_to: Option<&Path>) -> Result<ExportReport, MigrateError> {
     let started = Instant::now();
     let tree = read_zoocore(config)?;
-    export_tree(&tree, to, Compression::None).map(|mut report| {
+    export_tree(&tree, to, log_to, Compression::None).map(|mut report| {
         report.elapsed_ms = started.elapsed().as_millis();
         report
     })
 }
 
 /// Writes `tree` as a ZooKeeper data directory under `to`.
-pub fn export_tree(tree: &Tree, to: &Path, compression: Compression) -> Result<ExportReport, MigrateError> {
+pub fn export_tree(
+    tree: &Tree,
+    to: &Path,
+    log_to: Option<&Path>,
+    compression: Compression,
+) -> Result<ExportReport, MigrateError> {
     let started = Instant::now();
     let directory = to.join(ZOOKEEPER_VERSION_DIRECTORY);
-    fs::create_dir_all(&directory).map_err(io_error(&directory, "create"))?;
-    if !list_files(&directory, "snapshot")?.is_empty() || !list_files(&directory, "log")?.is_empty() {
-        return Err(MigrateError::Refused {
-            path: directory,
-            reason: "already holds ZooKeeper files; export only into an empty directory".to_string(),
-        });
+    let log_directory = log_to.unwrap_or(to).join(ZOOKEEPER_VERSION_DIRECTORY);
+    for directory in [&directory, &log_directory] {
+        fs::create_dir_all(directory).map_err(io_error(directory, "create"))?;
+        if !list_files(directory, "snapshot")?.is_empty() || !list_files(directory, "log")?.is_empty() {
+            return Err(MigrateError::Refused {
+                path: directory.clone(),
+                reason: "already holds ZooKeeper files; export only into an empty directory".to_string(),
+            });
+        }
     }
     let zxid = tree.last_zxid();
     let stream = zkformat::encode_snapshot(&datatree::snapshot_of(tree));
@@ -528,10 +538,12 @@ pub fn export_tree(tree: &Tree, to: &Path, compression: Compression) -> Result<E
         Compression::Snappy => ".snappy",
     };
     let snapshot_path = directory.join(format!("snapshot.{zxid:x}{suffix}"));
-    let log_path = directory.join(format!("log.{:x}", zxid + 1));
+    let log_path = log_directory.join(format!("log.{:x}", zxid + 1));
     write_durably(&snapshot_path, &bytes)?;
     write_durably(&log_path, &zkformat::encode_log_header(0))?;
-    fs::File::open(&directory).and_then(|file| file.sync_all()).map_err(io_error(&directory, "sync"))?;
+    for directory in [&directory, &log_directory] {
+        fs::File::open(directory).and_then(|file| file.sync_all()).map_err(io_error(directory, "sync"))?;
+    }
     Ok(ExportReport {
         snapshot: snapshot_path,
         log: log_path,
