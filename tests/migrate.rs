@@ -630,3 +630,208 @@ fn live_round_trip_gz_without_digest() {
 fn live_round_trip_snappy() {
     live_round_trip("snappy", "-Dzookeeper.snapshot.compression.method=snappy");
 }
+
+// ---------------------------------------------------------------------------
+// Damaged input: named with file and offset, nothing written.
+
+fn import_fails(zookeeper_data: &Path) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    let config = scratch.path().join("zoo.cfg");
+    fs::write(&config, format!("dataDir={}\nclientPort=0\n", data.display())).unwrap();
+    let output = Command::new(zoocore_bin())
+        .args(["import", "--from", zookeeper_data.to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the import of a damaged directory must fail");
+    assert!(!data.join("cluster-id").exists() && !data.join("snapshot").exists(), "nothing may be written");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A copy of a recorded variant's ZooKeeper files to damage.
+fn damaged_copy(variant: &str) -> (tempfile::TempDir, PathBuf) {
+    let scratch = tempfile::tempdir().unwrap();
+    let version2 = scratch.path().join("zk/version-2");
+    copy_version2(&fixtures().join(variant).join("zk/version-2"), &version2);
+    (scratch, version2)
+}
+
+fn files_starting(directory: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(directory)
+        .unwrap()
+        .map(|item| item.unwrap().path())
+        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    found.sort_by_key(|path| {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        i64::from_str_radix(name.split('.').nth(1).unwrap(), 16).unwrap()
+    });
+    found
+}
+
+#[test]
+fn a_flipped_byte_in_a_log_names_the_file_and_the_record_offset() {
+    let (_scratch, version2) = damaged_copy("plain");
+    let log = files_starting(&version2, "log.").remove(0);
+    let mut bytes = fs::read(&log).unwrap();
+    // Inside the first record's body: header 16, checksum 8, length 4.
+    bytes[16 + 12 + 20] ^= 0x40;
+    fs::write(&log, bytes).unwrap();
+    let stderr = import_fails(version2.parent().unwrap());
+    assert!(stderr.contains(&log.display().to_string()), "{stderr}");
+    assert!(stderr.contains("byte offset 16:") && stderr.contains("Adler-32"), "{stderr}");
+}
+
+#[test]
+fn a_damaged_snapshot_names_the_file_and_offset() {
+    let (_scratch, version2) = damaged_copy("plain");
+    let snapshot = files_starting(&version2, "snapshot.").pop().unwrap();
+    let mut bytes = fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&snapshot, bytes).unwrap();
+    // The only snapshot is damaged: nothing to fall back to.
+    let stderr = import_fails(version2.parent().unwrap());
+    assert!(stderr.contains(&snapshot.display().to_string()) && stderr.contains("damaged at byte offset"), "{stderr}");
+}
+
+#[test]
+fn a_truncated_compressed_snapshot_is_refused() {
+    for variant in ["gz", "snappy"] {
+        let (_scratch, version2) = damaged_copy(variant);
+        let snapshot = files_starting(&version2, "snapshot.").pop().unwrap();
+        let bytes = fs::read(&snapshot).unwrap();
+        fs::write(&snapshot, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let stderr = import_fails(version2.parent().unwrap());
+        assert!(
+            stderr.contains(&snapshot.display().to_string()) && stderr.contains("byte offset"),
+            "{variant}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_log_file_is_a_gap_not_a_silent_loss() {
+    let (_scratch, version2) = damaged_copy("plain");
+    let logs = files_starting(&version2, "log.");
+    assert!(logs.len() >= 2);
+    // Keep the last log but drop the one between the snapshot and it.
+    fs::remove_file(&logs[0]).unwrap();
+    let stderr = import_fails(version2.parent().unwrap());
+    assert!(stderr.contains("leaves a gap") && stderr.contains(&logs[1].display().to_string()), "{stderr}");
+}
+
+#[test]
+fn a_torn_last_record_is_imported_up_to_it_and_reported() {
+    let (scratch, version2) = damaged_copy("plain");
+    let log = files_starting(&version2, "log.").pop().unwrap();
+    let bytes = fs::read(&log).unwrap();
+    // Cut inside the last record.
+    fs::write(&log, &bytes[..bytes.len() - 5]).unwrap();
+    let data = scratch.path().join("data");
+    let config = scratch.path().join("zoo.cfg");
+    fs::write(&config, format!("dataDir={}\nclientPort=0\n", data.display())).unwrap();
+    let report = run_zoocore(&[
+        "import",
+        "--from",
+        version2.parent().unwrap().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        report.contains("partial record at byte offset") && report.contains(&log.display().to_string()),
+        "{report}"
+    );
+    let full: i64 = fs::read_to_string(fixtures().join("plain/last-zxid")).unwrap().trim().parse().unwrap();
+    assert!(report.contains(&format!("at zxid {:#x}", full - 1)), "one transaction fewer: {report}");
+}
+
+#[test]
+fn an_import_refuses_a_data_directory_that_holds_zoocore_data() {
+    let (server, _) = zoocore_importing(&fixtures().join("plain/zk"));
+    let config = server.dir().unwrap().join("zoo.cfg");
+    let output = Command::new(zoocore_bin())
+        .args(["import", "--from", fixtures().join("plain/zk").to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("already holds zoocore data"));
+}
+
+// ---------------------------------------------------------------------------
+// The data toolkits.
+
+#[test]
+fn inspect_prints_zookeeper_logs_and_snapshots() {
+    let version2 = fixtures().join("plain/zk/version-2");
+    let log = files_starting(&version2, "log.").pop().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&run_zoocore(&["inspect", "log", log.to_str().unwrap(), "--json"])).unwrap();
+    let records = json["records"].as_array().unwrap();
+    assert!(!records.is_empty());
+    // zxids follow each other, as the file's name starts them.
+    let first = i64::from_str_radix(log.file_name().unwrap().to_str().unwrap().trim_start_matches("log."), 16).unwrap();
+    for (position, record) in records.iter().enumerate() {
+        let zxid = i64::from_str_radix(record["zxid"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(zxid, first + position as i64);
+    }
+    assert!(records.iter().any(|record| record["type"] == "multi"), "the fill ends with multis");
+    let text = run_zoocore(&["inspect", "log", log.to_str().unwrap()]);
+    assert_eq!(text.lines().count(), records.len() + 1, "a header line and one line per record");
+
+    let snapshot = files_starting(&version2, "snapshot.").pop().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&run_zoocore(&["inspect", "snapshot", snapshot.to_str().unwrap(), "--json"])).unwrap();
+    let paths: Vec<&str> = json["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["kind"] == "node")
+        .map(|record| record["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"/") && paths.contains(&"/app/binary"), "{paths:?}");
+    assert!(json["digest"].is_object(), "the plain variant was written with a digest");
+
+    // Asking for the wrong kind is refused, saying what the file is.
+    let output = Command::new(zoocore_bin()).args(["inspect", "log", snapshot.to_str().unwrap()]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is a snapshot"));
+}
+
+#[test]
+fn inspect_prints_zoocore_files_and_names_damage() {
+    let (server, _) = zoocore_importing(&fixtures().join("plain/zk"));
+    let mut server = server;
+    server.signal_and_wait(libc::SIGTERM, Duration::from_secs(20)).expect("zoocore stops");
+    let data = server.dir().unwrap().join("data");
+    let snapshot = files_starting_zoocore(&data.join("snapshot"), "snapshot.").pop().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&run_zoocore(&["inspect", "snapshot", snapshot.to_str().unwrap(), "--json"])).unwrap();
+    let last: i64 = fs::read_to_string(fixtures().join("plain/last-zxid")).unwrap().trim().parse().unwrap();
+    assert_eq!(json["index"], last, "the imported snapshot sits at the last ZooKeeper zxid");
+    let segment = files_starting_zoocore(&data.join("log"), "log.").remove(0);
+    let json: serde_json::Value =
+        serde_json::from_str(&run_zoocore(&["inspect", "log", segment.to_str().unwrap(), "--json"])).unwrap();
+    let records = json["records"].as_array().unwrap();
+    assert!(records.iter().any(|record| record["kind"] == "snapshot_marker" && record["index"] == last), "{json}");
+    // Damage in the middle of the records is named with file and offset.
+    let first = records[0]["offset"].as_u64().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[first as usize + 9] ^= 0xff;
+    fs::write(&segment, bytes).unwrap();
+    let text = run_zoocore(&["inspect", "log", segment.to_str().unwrap()]);
+    assert!(text.contains("DAMAGE in") && text.contains(&format!("\"damaged_at\":{first}")), "{text}");
+}
+
+fn files_starting_zoocore(directory: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(directory)
+        .unwrap()
+        .map(|item| item.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(prefix) && !name.ends_with(".tmp") && !name.ends_with(".lock")
+        })
+        .collect();
+    found.sort();
+    found
+}
