@@ -835,3 +835,112 @@ fn files_starting_zoocore(directory: &Path, prefix: &str) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+// ---------------------------------------------------------------------------
+// Quotas: zkCli's setquota, listquota and delquota, the stats node, hard
+// limits with enforceQuota, and the mntr figures, against zoocore and the
+// reference ZooKeeper 3.8, compared line for line.
+
+const QUOTA_SCRIPT_FIRST: &str = "\
+create /q \"ab\"
+create /q/a \"xyz\"
+setquota -n 3 /q
+setquota -B 20 /q
+listquota /q
+create /q/b 1
+create /q/c 1
+create /q/d 1
+set /q/a 0123456789012345678
+get /zookeeper/quota/q/zookeeper_stats
+get /zookeeper/quota/q/zookeeper_limits
+delete /q/d
+set /q/a 0123
+get /zookeeper/quota/q/zookeeper_stats
+setquota -N 2 /q/b
+create /other 1
+setquota -N 1 /other
+create /other/x 1
+";
+
+const QUOTA_SCRIPT_SECOND: &str = "\
+delquota -B /q
+set /q/a 0123456789012345678
+listquota /q
+delquota /q
+listquota /q
+ls /zookeeper/quota
+";
+
+/// What zkCli printed, without connection chatter and log lines.
+fn zkcli(addr: &str, script: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new("bash")
+        .arg(zkref().join("zkcli.sh"))
+        .args(["-server", addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run zkcli.sh");
+    child.stdin.take().unwrap().write_all(format!("{script}quit\n").as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    text.lines()
+        .map(str::trim_end)
+        .filter(|line| {
+            !line.is_empty()
+                && !["Connecting to", "Welcome to ZooKeeper", "JLine support", "WATCHER::", "WatchedEvent"]
+                    .iter()
+                    .any(|prefix| line.starts_with(prefix))
+                && !line.starts_with(char::is_numeric)
+                && !line.starts_with('\t')
+                && !line.contains("Exception")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn mntr_quota_lines(addr: &str) -> Vec<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(b"mntr").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let mut lines: Vec<String> = text.lines().filter(|line| line.contains("quota")).map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// The quota transcript: zkCli's answers, then mntr's quota lines, twice.
+fn quota_transcript(addr: &str) -> Vec<String> {
+    let mut transcript = zkcli(addr, QUOTA_SCRIPT_FIRST);
+    transcript.push("-- mntr".to_string());
+    transcript.extend(mntr_quota_lines(addr));
+    transcript.extend(zkcli(addr, QUOTA_SCRIPT_SECOND));
+    transcript.push("-- mntr".to_string());
+    transcript.extend(mntr_quota_lines(addr));
+    transcript
+}
+
+#[test]
+fn quotas_behave_as_zookeeper_3_8() {
+    if let Some(why) = zookeeper_missing() {
+        eprintln!("SKIPPED quotas_behave_as_zookeeper_3_8: zkCli and the reference ZooKeeper need Java: {why}");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let reference = Reference::start(&scratch.path().join("zk"), "-Dzookeeper.enforceQuota=true", false);
+    let expected = quota_transcript(&reference.addr());
+    drop(reference);
+    let mut configuration = ZOOCORE_CFG.to_vec();
+    configuration.push("enforceQuota=true");
+    let server = Server::start_with(&configuration);
+    let found = quota_transcript(server.addr());
+    assert!(
+        expected.iter().any(|line| line.contains("Quota has exceeded")),
+        "the script passes a hard limit: {expected:#?}"
+    );
+    assert!(expected.iter().any(|line| line.contains("quota_count_usage_per_namespace")), "{expected:#?}");
+    assert_eq!(found, expected, "zoocore's transcript (left) differs from ZooKeeper's (right)");
+    eprintln!("quota transcript, identical on both:\n{}", found.join("\n"));
+}

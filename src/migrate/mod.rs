@@ -299,12 +299,15 @@ pub fn read_zookeeper(data_dir: &Path, log_dir: Option<&Path>) -> Result<(Tree, 
     report.transactions_ignored = model.counts.ignored;
     report.last_zxid = model.last_zxid;
     report.sessions = model.sessions.len();
-    let tree = model.into_tree().map_err(|reason| MigrateError::Damaged {
+    let mut tree = model.into_tree().map_err(|reason| MigrateError::Damaged {
         file: file.path.clone(),
         offset: 0,
         compressed: false,
         reason,
     })?;
+    // Replay does not follow quota stats; ZooKeeper counts them afresh at
+    // load (setupQuota), and so does the import.
+    crate::tree::quota::recount_all(&mut tree);
     report.nodes = tree.node_count();
     report.ephemerals = tree.ephemeral_count();
     report.read_ms = started.elapsed().as_millis();

@@ -8,7 +8,7 @@ const SESSION: i64 = 0x100;
 fn preparer() -> Preparer {
     let mut preparer = Preparer::new(
         Tree::new(),
-        PrepSettings { extended_types_enabled: true, reconfig_enabled: false },
+        PrepSettings { extended_types_enabled: true, reconfig_enabled: false, enforce_quota: false },
         SESSION,
         [9; 16],
     );

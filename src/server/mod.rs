@@ -96,6 +96,7 @@ pub fn run(config: Config, on_listening: impl FnOnce(&Listening)) -> Result<(), 
     let settings = PrepSettings {
         extended_types_enabled: config.extended_types_enabled,
         reconfig_enabled: config.reconfig_enabled,
+        enforce_quota: config.property("enforceQuota").is_some_and(|value| value.trim().eq_ignore_ascii_case("true")),
     };
     let address = config.client_socket_address();
     let shared = Shared::new(config, Tree::new(), shard_count);

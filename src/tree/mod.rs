@@ -14,6 +14,7 @@
 //! fit (possible only for a damaged log) it skips that change and says so in
 //! the outcome rather than panicking.
 
+pub mod quota;
 mod txn;
 
 pub use txn::{Applied, OpOutcome, Trigger, Txn, TxnHeader};
@@ -291,8 +292,11 @@ impl Tree {
 
     /// Applies one transaction at `header.zxid`. See the module essay.
     pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> Applied {
+        // Quota stats follow the transaction's net change (tree/quota.rs).
+        let quota = quota::Touched::before(self, txn);
         let mut applied = Applied::default();
         self.apply_one(header, txn, &mut applied);
+        quota.after(self);
         if header.zxid > self.last_zxid {
             self.last_zxid = header.zxid;
         }
