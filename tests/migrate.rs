@@ -933,7 +933,11 @@ fn quotas_behave_as_zookeeper_3_8() {
     let expected = quota_transcript(&reference.addr());
     drop(reference);
     let mut configuration = ZOOCORE_CFG.to_vec();
-    configuration.push("enforceQuota=true");
+    configuration.extend([
+        "enforceQuota=true",
+        "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+        "metricsProvider.httpPort=0",
+    ]);
     let server = Server::start_with(&configuration);
     let found = quota_transcript(server.addr());
     assert!(
@@ -943,4 +947,11 @@ fn quotas_behave_as_zookeeper_3_8() {
     assert!(expected.iter().any(|line| line.contains("quota_count_usage_per_namespace")), "{expected:#?}");
     assert_eq!(found, expected, "zoocore's transcript (left) differs from ZooKeeper's (right)");
     eprintln!("quota transcript, identical on both:\n{}", found.join("\n"));
+    // The Prometheus page carries the same figures, labelled by namespace
+    // as ZooKeeper's Prometheus provider labels its gauge sets.
+    let (status, _, page) = common::http(server.metrics_addr().unwrap(), "GET", "/metrics");
+    assert_eq!(status, 200);
+    for line in ["quota_exceeded_error_per_namespace{key=\"q\"} 1", "quota_count_usage_per_namespace{key=\"other\"} 1"] {
+        assert!(page.lines().any(|sample| sample == line), "{line} missing from /metrics");
+    }
 }
