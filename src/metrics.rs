@@ -609,7 +609,10 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
     let tree = shared.tree();
     let quota = quota_figures(&tree);
     for metric in QUOTA_METRICS {
-        page.family(metric, metric, "gauge");
+        // ZooKeeper's errors per namespace are a counter set, the rest
+        // gauge sets; both are labelled "key".
+        let kind = if metric == QUOTA_METRICS[4] { "counter" } else { "gauge" };
+        page.family(metric, metric, kind);
         for (namespace, _, value) in quota.iter().filter(|(_, name, _)| *name == metric) {
             page.sample(metric, &[("key", namespace.clone())], *value as f64);
         }
