@@ -951,7 +951,8 @@ fn quotas_behave_as_zookeeper_3_8() {
     // as ZooKeeper's Prometheus provider labels its gauge sets.
     let (status, _, page) = common::http(server.metrics_addr().unwrap(), "GET", "/metrics");
     assert_eq!(status, 200);
-    for line in ["quota_exceeded_error_per_namespace{key=\"q\"} 1", "quota_count_usage_per_namespace{key=\"other\"} 1"] {
+    for line in ["quota_exceeded_error_per_namespace{key=\"q\"} 1", "quota_count_usage_per_namespace{key=\"other\"} 1"]
+    {
         assert!(page.lines().any(|sample| sample == line), "{line} missing from /metrics");
     }
 }

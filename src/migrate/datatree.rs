@@ -412,6 +412,62 @@ mod tests {
         assert_eq!(hex(&zookeeper_password(-5)), "d47144b5e45e45c49c3b7fdcd66257ba");
     }
 
+    fn header(zxid: i64, kind: i32) -> TxnHeader {
+        TxnHeader { client_id: 7, cxid: 1, zxid, time: 1000 + zxid, kind }
+    }
+
+    fn create(path: &str, parent_cversion: i32) -> Txn {
+        Txn::Create {
+            path: path.to_string(),
+            data: Some(b"d".to_vec()),
+            acl: Acl::open_unsafe(),
+            ephemeral: false,
+            parent_cversion,
+        }
+    }
+
+    #[test]
+    fn replay_over_a_fuzzy_snapshot_is_idempotent_as_in_zookeeper() {
+        let mut model = DataTree::from_snapshot(&snapshot_of(&Tree::new()), 0).unwrap();
+        model.process_txn(&header(1, opcode::CREATE), &create("/a", 1));
+        model.process_txn(&header(2, opcode::SET_DATA), &Txn::SetData { path: "/a".into(), data: None, version: 1 });
+        let once = model.nodes["/a"].stat;
+        let root_once = model.nodes["/"].stat;
+        // The same transactions again (the snapshot already held them).
+        model.process_txn(&header(1, opcode::CREATE), &create("/a", 1));
+        model.process_txn(&header(2, opcode::SET_DATA), &Txn::SetData { path: "/a".into(), data: None, version: 1 });
+        assert_eq!(model.nodes["/a"].stat, once);
+        assert_eq!(model.nodes["/"].stat, root_once);
+        assert_eq!(model.counts.ignored, 1, "the second create is ignored");
+        // A node deleted and created again in the fuzzy range: the create
+        // of a node that exists still moves the parent (ZooKeeper's fix-up).
+        model.process_txn(&header(3, opcode::CREATE), &create("/a", 5));
+        assert_eq!((model.nodes["/"].stat.cversion, model.nodes["/"].stat.pzxid), (5, 3));
+        // A multi with an error changes nothing.
+        let failed = Txn::Multi(vec![(opcode::CREATE, create("/b", 6)), (opcode::ERROR, Txn::Error { code: -101 })]);
+        model.process_txn(&header(4, opcode::MULTI), &failed);
+        assert!(!model.nodes.contains_key("/b"));
+        assert_eq!(model.last_zxid, 4);
+    }
+
+    #[test]
+    fn closing_a_session_deletes_its_ephemerals() {
+        let mut model = DataTree::from_snapshot(&snapshot_of(&Tree::new()), 0).unwrap();
+        model.process_txn(&header(1, opcode::CREATE_SESSION), &Txn::CreateSession { timeout_ms: 30_000 });
+        let ephemeral = Txn::Create {
+            path: "/e".to_string(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            ephemeral: true,
+            parent_cversion: 1,
+        };
+        model.process_txn(&header(2, opcode::CREATE), &ephemeral);
+        assert_eq!(model.nodes["/e"].stat.ephemeral_owner, 7);
+        model.process_txn(&header(3, opcode::CLOSE_SESSION), &Txn::CloseSession { paths: None });
+        assert!(!model.nodes.contains_key("/e") && model.sessions.is_empty());
+        assert_eq!(model.nodes["/"].stat.pzxid, 3);
+    }
+
     #[test]
     fn a_snapshot_round_trips_through_the_model() {
         let tree = Tree::new();

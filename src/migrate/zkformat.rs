@@ -733,3 +733,77 @@ fn decode_txn(bytes: &[u8], kind: i32, base: usize) -> Result<(Txn, usize), Faul
     };
     Ok((txn, reader.position()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            dbid: -1,
+            sessions: vec![(0x100, 30_000)],
+            acls: vec![(1, Acl::open_unsafe())],
+            nodes: vec![
+                SnapshotNode {
+                    path: String::new(),
+                    data: Some(Vec::new()),
+                    acl_key: 1,
+                    stat: StatPersisted::default(),
+                },
+                SnapshotNode {
+                    path: "/a".to_string(),
+                    data: None,
+                    acl_key: OPEN_ACL_KEY,
+                    stat: StatPersisted { czxid: 5, cversion: 2, ephemeral_owner: 0x100, ..StatPersisted::default() },
+                },
+            ],
+            digest: Some(ZxidDigest { zxid: 5, version: 2, digest: 42 }),
+            checksum: 0,
+        }
+    }
+
+    #[test]
+    fn snapshots_round_trip_in_every_compression() {
+        let stream = encode_snapshot(&sample());
+        for compression in [Compression::None, Compression::Gzip, Compression::Snappy] {
+            let file = compress(&stream, compression);
+            let decoded = decode_snapshot(&decompress(&file, compression).unwrap()).unwrap();
+            assert_eq!(Snapshot { checksum: 0, ..decoded }, sample(), "{compression:?}");
+        }
+    }
+
+    #[test]
+    fn a_changed_byte_is_a_checksum_fault_at_the_seal() {
+        let mut stream = encode_snapshot(&Snapshot { digest: None, ..sample() });
+        let seal = stream.len() - 8 - 5;
+        stream[20] ^= 1;
+        let fault = decode_snapshot(&stream).unwrap_err();
+        assert!(fault.offset == 20 || fault.offset == seal as u64, "{fault:?}");
+    }
+
+    #[test]
+    fn a_log_record_is_checked_and_a_cut_record_is_a_torn_end() {
+        let mut body = Vec::new();
+        let mut writer = Writer::new(&mut body);
+        writer.write_i64(0x100);
+        writer.write_i32(1);
+        writer.write_i64(7);
+        writer.write_i64(1000);
+        writer.write_i32(opcode::DELETE);
+        writer.write_string("/a");
+        let mut file = encode_log_header(0);
+        let mut writer = Writer::new(&mut file);
+        writer.write_i64(adler32(&body) as i64);
+        writer.write_buffer(&body);
+        file.push(b'B');
+        let log = decode_log(&file).unwrap();
+        assert_eq!(log.records.len(), 1);
+        assert_eq!(log.records[0].txn, Txn::Delete { path: "/a".to_string() });
+        assert_eq!(log.end, LogEnd::Clean);
+        let torn = decode_log(&file[..file.len() - 3]).unwrap();
+        assert!(matches!(torn.end, LogEnd::Torn { offset: 16, .. }) && torn.records.is_empty());
+        let mut damaged = file.clone();
+        damaged[16 + 12 + 30] ^= 1;
+        assert_eq!(decode_log(&damaged).unwrap_err().offset, 16);
+    }
+}
