@@ -516,6 +516,10 @@ pub mod opcode {
     }
 }
 
+/// 3.6+ TxnDigest: the digest version and the tree digest after a
+/// transaction.
+pub type TxnDigest = (i32, i64);
+
 /// One record of a transaction log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
@@ -524,7 +528,7 @@ pub struct LogRecord {
     pub header: TxnHeader,
     pub txn: Txn,
     /// 3.6+ TxnDigest: version and tree digest after this transaction.
-    pub digest: Option<(i32, i64)>,
+    pub digest: Option<TxnDigest>,
 }
 
 /// How the records of a log file ended.
@@ -612,7 +616,7 @@ const TXN_DIGEST_BYTES: usize = 12;
 
 /// A transaction entry: TxnHeader, the transaction, an optional TxnDigest.
 /// Fault offsets are relative to `body`.
-pub fn decode_txn_entry(body: &[u8]) -> Result<(TxnHeader, Txn, Option<(i32, i64)>), Fault> {
+pub fn decode_txn_entry(body: &[u8]) -> Result<(TxnHeader, Txn, Option<TxnDigest>), Fault> {
     if body.len() < TXN_HEADER_BYTES {
         return Err(Fault::at(0, format!("a {}-byte transaction is shorter than its header", body.len())));
     }
