@@ -10,7 +10,7 @@
 #      the export.
 # Needs Java and Debian's zookeeper package (.ci/setup.sh). Takes a few
 # minutes for 1M znodes on two cores; not part of scripts/test.sh.
-# Usage: scripts/bench-migrate.sh [ZNODES]
+# Usage: scripts/bench-migrate.sh [ZNODES]   (BENCH_KEEP=1 keeps the data)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -64,4 +64,4 @@ echo "zoocore import (read, replay, write, fsync), wall:    ${import_ms} ms"
 echo "ZooKeeper 3.8 loading the same directory:             ${zk_load} ms (its 'Snapshot loaded in')"
 echo "zoocore export, wall:                                 ${export_ms} ms"
 echo "ZooKeeper 3.8 loading the export:                     ${zk_export_load} ms"
-rm -rf "$work"
+if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi

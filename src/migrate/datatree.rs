@@ -85,7 +85,7 @@ fn owner_session(owner: i64) -> Option<i64> {
 
 impl DataTree {
     /// The tree a snapshot holds, at the zxid in its file name.
-    pub fn from_snapshot(snapshot: &Snapshot, zxid: i64) -> Result<DataTree, TreeFault> {
+    pub fn from_snapshot(snapshot: Snapshot, zxid: i64) -> Result<DataTree, TreeFault> {
         let mut tree = DataTree { last_zxid: zxid, ..DataTree::default() };
         let mut acl_map: HashMap<i64, Arc<[Acl]>> = HashMap::with_capacity(snapshot.acls.len());
         for (key, list) in &snapshot.acls {
@@ -94,22 +94,22 @@ impl DataTree {
         }
         let open = tree.intern(&Acl::open_unsafe());
         tree.nodes.reserve(snapshot.nodes.len());
-        for SnapshotNode { path, data, acl_key, stat } in &snapshot.nodes {
-            let path = if path.is_empty() { "/".to_string() } else { path.clone() };
+        for SnapshotNode { path, data, acl_key, stat } in snapshot.nodes {
+            let path = if path.is_empty() { "/".to_string() } else { path };
             if let Some(parent) = parent_of(&path) {
                 if !tree.nodes.contains_key(parent) {
                     return Err(TreeFault::MissingParent { path });
                 }
             }
-            let acl = match acl_map.get(acl_key) {
+            let acl = match acl_map.get(&acl_key) {
                 Some(acl) => acl.clone(),
-                None if *acl_key == OPEN_ACL_KEY => open.clone(),
-                None => return Err(TreeFault::UnknownAcl { path, key: *acl_key }),
+                None if acl_key == OPEN_ACL_KEY => open.clone(),
+                None => return Err(TreeFault::UnknownAcl { path, key: acl_key }),
             };
             if let Some(session) = owner_session(stat.ephemeral_owner) {
                 tree.ephemerals.entry(session).or_default().insert(path.clone());
             }
-            tree.nodes.insert(path, ZkNode { data: data.as_deref().map(Arc::from), acl, stat: *stat });
+            tree.nodes.insert(path, ZkNode { data: data.map(Arc::from), acl, stat });
         }
         if !tree.nodes.contains_key("/") {
             return Err(TreeFault::NoRoot);
@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn replay_over_a_fuzzy_snapshot_is_idempotent_as_in_zookeeper() {
-        let mut model = DataTree::from_snapshot(&snapshot_of(&Tree::new()), 0).unwrap();
+        let mut model = DataTree::from_snapshot(snapshot_of(&Tree::new()), 0).unwrap();
         model.process_txn(&header(1, opcode::CREATE), &create("/a", 1));
         model.process_txn(&header(2, opcode::SET_DATA), &Txn::SetData { path: "/a".into(), data: None, version: 1 });
         let once = model.nodes["/a"].stat;
@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn closing_a_session_deletes_its_ephemerals() {
-        let mut model = DataTree::from_snapshot(&snapshot_of(&Tree::new()), 0).unwrap();
+        let mut model = DataTree::from_snapshot(snapshot_of(&Tree::new()), 0).unwrap();
         model.process_txn(&header(1, opcode::CREATE_SESSION), &Txn::CreateSession { timeout_ms: 30_000 });
         let ephemeral = Txn::Create {
             path: "/e".to_string(),
@@ -474,7 +474,7 @@ mod tests {
         let snapshot = snapshot_of(&tree);
         let stream = zkformat::encode_snapshot(&snapshot);
         let decoded = zkformat::decode_snapshot(&stream).unwrap();
-        let model = DataTree::from_snapshot(&decoded, 0).unwrap();
+        let model = DataTree::from_snapshot(decoded, 0).unwrap();
         let back = model.into_tree().unwrap();
         assert_eq!(back.node_count(), tree.node_count());
         for (path, node) in tree.paths() {
