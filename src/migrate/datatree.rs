@@ -296,6 +296,9 @@ impl DataTree {
     /// A session's password is the one ZooKeeper gave it, so its clients can
     /// resume it on zoocore.
     pub fn into_tree(self) -> Result<Tree, String> {
+        // imbl's OrdSet::new allocates a node: one shared empty set spares
+        // an allocation (and zeroed pages) per znode.
+        let no_children: imbl::OrdSet<tree::Path> = imbl::OrdSet::new();
         let nodes = self.nodes.into_iter().map(|(path, node)| {
             let stat = node.stat;
             (
@@ -312,7 +315,7 @@ impl DataTree {
                     cversion: stat.cversion,
                     aversion: stat.aversion,
                     ephemeral_owner: stat.ephemeral_owner,
-                    children: imbl::OrdSet::new(),
+                    children: no_children.clone(),
                 },
             )
         });

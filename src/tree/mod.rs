@@ -253,8 +253,11 @@ impl Tree {
         let mut all: Vec<(Path, Node)> = nodes.into_iter().collect();
         // Parents before children: a parent's path is a prefix, so shorter first.
         all.sort_by(|left, right| left.0.len().cmp(&right.0.len()).then_with(|| left.0.cmp(&right.0)));
+        // One shared empty set: imbl's OrdSet::new allocates a node, and
+        // most znodes are leaves.
+        let no_children = imbl::OrdSet::new();
         for (path, mut node) in all {
-            node.children = imbl::OrdSet::new();
+            node.children = no_children.clone();
             if &*path != "/" {
                 let (parent_path, name) = split(&path).ok_or_else(|| format!("invalid path {path:?} in snapshot"))?;
                 let parent = tree
