@@ -956,3 +956,13 @@ fn quotas_behave_as_zookeeper_3_8() {
         assert!(page.lines().any(|sample| sample == line), "{line} missing from /metrics");
     }
 }
+
+#[test]
+fn an_import_without_the_logs_is_refused_rather_than_losing_their_transactions() {
+    let (_scratch, version2) = damaged_copy("plain");
+    for log in files_starting(&version2, "log.") {
+        fs::remove_file(log).unwrap();
+    }
+    let stderr = import_fails(version2.parent().unwrap());
+    assert!(stderr.contains("holds no log.* file") && stderr.contains("--log-dir"), "{stderr}");
+}

@@ -266,6 +266,19 @@ pub fn read_zookeeper(data_dir: &Path, log_dir: Option<&Path>) -> Result<(Tree, 
     // The logs to read (FileTxnLog.getLogFiles): the newest one starting at
     // or before the snapshot's zxid, and all later ones.
     let logs = list_files(&log_directory, "log")?;
+    // ZooKeeper takes a snapshot only after rolling its log, and its purge
+    // keeps the log the newest snapshot needs: no log at all beside a
+    // snapshot past zxid 0 means the logs are elsewhere.
+    if logs.is_empty() && file.zxid > 0 {
+        return Err(MigrateError::Refused {
+            path: log_directory,
+            reason: format!(
+                "holds no log.* file, but the snapshot is at zxid {:#x}: the transactions after it would be lost; \
+                 pass ZooKeeper's dataLogDir with --log-dir",
+                file.zxid
+            ),
+        });
+    }
     let first = logs.iter().rposition(|log| log.zxid <= file.zxid).unwrap_or(0);
     let mut expected_next = file.zxid + 1;
     for (position, log) in logs[first..].iter().enumerate() {
