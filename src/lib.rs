@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod ensemble;
 pub mod metrics;
+pub mod migrate;
 pub mod node;
 pub mod prep;
 pub mod proto;

@@ -1,11 +1,13 @@
 //! The zoocore binary: `zoocore` starts a standalone server on the embedded
 //! default (127.0.0.1:2181, data under ./zoocore-data); `zoocore --config
-//! zoo.cfg` reads ZooKeeper's configuration format.
+//! zoo.cfg` reads ZooKeeper's configuration format. The subcommands move
+//! data between ZooKeeper and zoocore (`import`, `export`) and print data
+//! files (`inspect`); see src/migrate/.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use zoocore::config::Config;
 
 #[global_allocator]
@@ -26,19 +28,120 @@ struct Arguments {
     /// data directories first.
     #[arg(long)]
     truncate_corrupt: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reads a ZooKeeper 3.5-3.9 data directory (its newest valid snapshot
+    /// and the transaction logs after it) into the empty zoocore data
+    /// directory that zoo.cfg names.
+    Import {
+        /// ZooKeeper's dataDir (holding version-2/snapshot.*).
+        #[arg(long, value_name = "ZK_DATA_DIR")]
+        from: PathBuf,
+        /// ZooKeeper's dataLogDir, when it is not its dataDir.
+        #[arg(long, value_name = "ZK_DATALOG_DIR")]
+        log_dir: Option<PathBuf>,
+        /// The zoocore configuration whose dataDir/dataLogDir receive the data.
+        #[arg(long, short, value_name = "PATH")]
+        config: PathBuf,
+    },
+    /// Writes the zoocore data (server stopped) as a ZooKeeper snapshot and
+    /// an empty transaction log under DIR/version-2; ZooKeeper started with
+    /// dataDir=DIR serves the same tree.
+    Export {
+        /// ZooKeeper's dataDir to write.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// ZooKeeper's dataLogDir, when it is not its dataDir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+        /// The zoocore configuration whose data is exported (default: the
+        /// embedded default, data under ./zoocore-data).
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Prints a ZooKeeper or zoocore log or snapshot file, as ZooKeeper's
+    /// zkTxnLogToolkit.sh and zkSnapShotToolkit.sh do.
+    Inspect {
+        kind: InspectKind,
+        path: PathBuf,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InspectKind {
+    Log,
+    Snapshot,
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    match path {
+        Some(path) => Config::from_file(path).map_err(|error| {
+            eprintln!("zoocore: {error}");
+            ExitCode::from(2)
+        }),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Runs a subcommand: its report on stdout, an error on stderr and exit 1.
+fn run_command(command: Command) -> ExitCode {
+    use zoocore::migrate;
+    let result = match command {
+        Command::Import { from, log_dir, config } => {
+            let config = match load_config(Some(&config)) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            migrate::import(&from, log_dir.as_deref(), &config).map(|report| report.to_string())
+        }
+        Command::Export { to, log_dir, config } => {
+            let config = match load_config(config.as_deref()) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            migrate::export(&config, &to, log_dir.as_deref()).map(|report| report.to_string())
+        }
+        Command::Inspect { kind, path, json } => {
+            let kind = match kind {
+                InspectKind::Log => migrate::inspect::Kind::Log,
+                InspectKind::Snapshot => migrate::inspect::Kind::Snapshot,
+            };
+            migrate::inspect::inspect(kind, &path, json)
+        }
+    };
+    match result {
+        Ok(text) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            // A closed pipe (inspect | head) is not an error worth a panic.
+            let _ = writeln!(stdout, "{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("zoocore: {error}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let arguments = Arguments::parse();
-    let mut config = match &arguments.config {
-        Some(path) => match Config::from_file(path) {
-            Ok(config) => config,
-            Err(error) => {
-                eprintln!("zoocore: {error}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let mut arguments = Arguments::parse();
+    if let Some(command) = arguments.command.take() {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        return run_command(command);
+    }
+    let mut config = match load_config(arguments.config.as_deref()) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     config.truncate_corrupt = arguments.truncate_corrupt;
     // An ensemble's files are checked (myid, server lines, addresses) before

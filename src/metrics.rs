@@ -450,6 +450,11 @@ impl Monitor {
             Counter,
         );
         push("snap_count", Value::Integer(metrics.snapshots.load(Ordering::Relaxed) as i64), Counter);
+        // ZooKeeper's per-namespace quota gauge sets, as mntr spells them
+        // (`<namespace>_<metric>`); the Prometheus page labels them instead.
+        for (namespace, metric, value) in quota_figures(&tree) {
+            push(&format!("{namespace}_{metric}"), Value::Integer(value), MonitorOnly);
+        }
         let summaries = vec![
             SummaryMetric { name: "readlatency", advanced: true, snapshot: metrics.latency(false), divisor: 1000 },
             SummaryMetric { name: "updatelatency", advanced: true, snapshot: metrics.latency(true), divisor: 1000 },
@@ -503,6 +508,30 @@ impl Monitor {
         }
         flat
     }
+}
+
+/// ZooKeeper's quota gauge sets (QuotaMetricsUtils, ServerMetrics).
+const QUOTA_METRICS: [&str; 5] = [
+    "quota_count_limit_per_namespace",
+    "quota_bytes_limit_per_namespace",
+    "quota_count_usage_per_namespace",
+    "quota_bytes_usage_per_namespace",
+    "quota_exceeded_error_per_namespace",
+];
+
+/// (namespace, metric, value) for every namespace holding a quota.
+fn quota_figures(tree: &crate::tree::Tree) -> Vec<(String, &'static str, i64)> {
+    use crate::tree::quota;
+    let mut figures = Vec::new();
+    for (namespace, values) in quota::namespace_figures(tree) {
+        for (metric, value) in QUOTA_METRICS.iter().zip(values) {
+            figures.push((namespace.clone(), *metric, value));
+        }
+    }
+    for (namespace, count) in quota::exceeded_counts() {
+        figures.push((namespace, QUOTA_METRICS[4], count as i64));
+    }
+    figures
 }
 
 /// The Prometheus text format (version 0.0.4) for one page.
@@ -575,6 +604,18 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
         let quantiles: &[f64] = if summary.advanced { &[0.5, 0.9, 0.99] } else { &[0.5] };
         page.family(summary.name, summary.name, "summary");
         page.summary(summary.name, &[], snapshot, quantiles, 1.0 / summary.divisor as f64);
+    }
+
+    let tree = shared.tree();
+    let quota = quota_figures(&tree);
+    for metric in QUOTA_METRICS {
+        // ZooKeeper's errors per namespace are a counter set, the rest
+        // gauge sets; both are labelled "key".
+        let kind = if metric == QUOTA_METRICS[4] { "counter" } else { "gauge" };
+        page.family(metric, metric, kind);
+        for (namespace, _, value) in quota.iter().filter(|(_, name, _)| *name == metric) {
+            page.sample(metric, &[("key", namespace.clone())], *value as f64);
+        }
     }
 
     let metrics = &shared.metrics;

@@ -31,6 +31,8 @@ use crate::tree::{self, Path, Tree, Txn, TxnHeader};
 pub struct PrepSettings {
     pub extended_types_enabled: bool,
     pub reconfig_enabled: bool,
+    /// `zookeeper.enforceQuota`: refuse writes past a hard quota limit.
+    pub enforce_quota: bool,
 }
 
 /// Who is asking, and the leader's clock.
@@ -209,7 +211,9 @@ impl Preparer {
         let single = match request {
             Request::Create(create) => prep_create(&self.speculative, create, context, &self.settings),
             Request::Delete { path, version } => prep_delete(&self.speculative, path, *version, context),
-            Request::SetData { path, data, version } => prep_set_data(&self.speculative, path, data, *version, context),
+            Request::SetData { path, data, version } => {
+                prep_set_data(&self.speculative, path, data, *version, context, &self.settings)
+            }
             Request::SetAcl { path, acl, version } => prep_set_acl(&self.speculative, path, acl, *version, context),
             Request::Check { path, version } => prep_check(&self.speculative, path, *version, context),
             Request::Multi(ops) => return self.prepare_multi(request, ops, context),
@@ -261,7 +265,9 @@ impl Preparer {
             let prepared = match operation {
                 MultiOp::Create(create) => prep_create(&scratch, create, context, &self.settings),
                 MultiOp::Delete { path, version } => prep_delete(&scratch, path, *version, context),
-                MultiOp::SetData { path, data, version } => prep_set_data(&scratch, path, data, *version, context),
+                MultiOp::SetData { path, data, version } => {
+                    prep_set_data(&scratch, path, data, *version, context, &self.settings)
+                }
                 MultiOp::Check { path, version } => prep_check(&scratch, path, *version, context),
                 MultiOp::GetChildren { .. } | MultiOp::GetData { .. } => Err(ErrorCode::BadArguments),
             };
@@ -353,6 +359,8 @@ fn prep_create(tree: &Tree, create: &CreateRequest, context: &WriteContext<'_>, 
     if parent.owner_session().is_some() {
         return Err(ErrorCode::NoChildrenForEphemerals);
     }
+    let data_bytes = create.data.as_ref().map_or(0, |data| data.len()) as i64;
+    tree::quota::check(tree, &path, data_bytes, 1, settings.enforce_quota).map_err(|_| ErrorCode::QuotaExceeded)?;
     let owner = if mode.is_ephemeral() {
         context.session_id
     } else if mode.is_container() {
@@ -397,10 +405,14 @@ fn prep_set_data(
     data: &Option<Vec<u8>>,
     version: i32,
     context: &WriteContext<'_>,
+    settings: &PrepSettings,
 ) -> PrepResult {
     validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
     let node = node_at(tree, path)?;
     require(&node.acl, context.auth, perms::WRITE)?;
+    // ZooKeeper checks the quota before the version.
+    let bytes_diff = data.as_ref().map_or(0, |data| data.len()) as i64 - node.data_len() as i64;
+    tree::quota::check(tree, path, bytes_diff, 0, settings.enforce_quota).map_err(|_| ErrorCode::QuotaExceeded)?;
     check_version(node.version, version)?;
     Ok(Txn::SetData { path: Arc::from(path), data: data.as_deref().map(Arc::from) })
 }

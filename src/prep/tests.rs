@@ -7,8 +7,10 @@ use crate::tree::Txn;
 const SESSION: i64 = 0x100;
 
 fn preparer() -> Preparer {
-    let mut preparer =
-        Preparer::new(Tree::new(), PrepSettings { extended_types_enabled: true, reconfig_enabled: false });
+    let mut preparer = Preparer::new(
+        Tree::new(),
+        PrepSettings { extended_types_enabled: true, reconfig_enabled: false, enforce_quota: false },
+    );
     preparer.create_session(SESSION, 4000, Preparer::password(&[9; 16], SESSION), 1).unwrap();
     preparer
 }

@@ -102,6 +102,7 @@ pub fn run(
     let settings = PrepSettings {
         extended_types_enabled: config.extended_types_enabled,
         reconfig_enabled: config.reconfig_enabled,
+        enforce_quota: config.property("enforceQuota").is_some_and(|value| value.trim().eq_ignore_ascii_case("true")),
     };
     // An ensemble member serves clients where its server line says.
     let address = ensemble

@@ -14,6 +14,7 @@
 //! fit (possible only for a damaged log) it skips that change and says so in
 //! the outcome rather than panicking.
 
+pub mod quota;
 mod txn;
 
 pub use txn::{Applied, OpOutcome, Trigger, Txn, TxnHeader};
@@ -252,8 +253,11 @@ impl Tree {
         let mut all: Vec<(Path, Node)> = nodes.into_iter().collect();
         // Parents before children: a parent's path is a prefix, so shorter first.
         all.sort_by(|left, right| left.0.len().cmp(&right.0.len()).then_with(|| left.0.cmp(&right.0)));
+        // One shared empty set: imbl's OrdSet::new allocates a node, and
+        // most znodes are leaves.
+        let no_children = imbl::OrdSet::new();
         for (path, mut node) in all {
-            node.children = imbl::OrdSet::new();
+            node.children = no_children.clone();
             if &*path != "/" {
                 let (parent_path, name) = split(&path).ok_or_else(|| format!("invalid path {path:?} in snapshot"))?;
                 let parent = tree
@@ -291,8 +295,11 @@ impl Tree {
 
     /// Applies one transaction at `header.zxid`. See the module essay.
     pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> Applied {
+        // Quota stats follow the transaction's net change (tree/quota.rs).
+        let quota = quota::Touched::before(self, txn);
         let mut applied = Applied::default();
         self.apply_one(header, txn, &mut applied);
+        quota.after(self);
         if header.zxid > self.last_zxid {
             self.last_zxid = header.zxid;
         }
