@@ -198,3 +198,81 @@ async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A server that lost its data directory (or joins empty) after the others
+/// compacted their logs behind a snapshot catches up from a snapshot sent
+/// over the peer link, then follows new writes.
+#[tokio::test]
+async fn a_server_started_empty_after_compaction_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start_with(3, 0, &["snapCount=100"]);
+    let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let lagging = (leader + 1) % 3;
+    cluster.servers[lagging].kill();
+    let data = cluster.servers[lagging].dir().unwrap().join("data");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|name| name != "myid") {
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
+    let root = unique("catchup");
+    let client = connect(cluster.servers[leader].addr()).await;
+    client.create(&root, b"", &persistent()).await.expect("root");
+    // Enough writes for several snapshots (snapCount 100), so the log the
+    // empty server would need is gone.
+    for index in 0..400 {
+        client.create(&format!("{root}/n{index}"), b"d", &persistent()).await.expect("create");
+    }
+    cluster.servers[lagging].restart();
+    let rejoined = connect(cluster.servers[lagging].addr()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let _ = rejoined.sync(&root).await;
+        match rejoined.list_children(&root).await {
+            Ok(children) if children.len() == 400 => break,
+            _ if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("the empty server did not catch up: {:?}", other.map(|children| children.len())),
+        }
+    }
+    // And it follows what comes after.
+    client.create(&format!("{root}/after"), b"", &persistent()).await.expect("create after");
+    rejoined.sync(&root).await.expect("sync");
+    assert!(rejoined.check_stat(&format!("{root}/after")).await.expect("stat").is_some());
+}
+
+#[tokio::test]
+async fn five_servers_survive_two_failures() {
+    let mut cluster = Cluster::start(5, 0);
+    let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let root = unique("five");
+    connect(cluster.servers[leader].addr()).await.create(&root, b"", &persistent()).await.expect("root");
+    // Two servers down, one of them the leader: three of five still decide.
+    let other = (leader + 2) % 5;
+    cluster.servers[leader].kill();
+    cluster.servers[other].kill();
+    let survivor = (0..5).find(|index| *index != leader && *index != other).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let client = connect_anywhere(&cluster, &[leader, other]).await;
+    loop {
+        match client.create(&format!("{root}/after-two-failures"), b"", &persistent()).await {
+            Ok(_) | Err(zk::Error::NodeExists) => break,
+            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(error) => panic!("no write with 3 of 5 servers up: {error}"),
+        }
+    }
+    let reader = connect(cluster.servers[survivor].addr()).await;
+    reader.sync(&root).await.expect("sync");
+    assert!(reader.check_stat(&format!("{root}/after-two-failures")).await.expect("stat").is_some());
+}
+
+/// A client with the connect string of every live server.
+async fn connect_anywhere(cluster: &Cluster, down: &[usize]) -> zk::Client {
+    let hosts: Vec<&str> = cluster
+        .servers
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !down.contains(index))
+        .map(|(_, server)| server.addr())
+        .collect();
+    within(30, "connect", zk::Client::connector().connect(&hosts.join(","))).await.expect("connect")
+}
