@@ -276,3 +276,30 @@ async fn connect_anywhere(cluster: &Cluster, down: &[usize]) -> zk::Client {
         .collect();
     within(30, "connect", zk::Client::connector().connect(&hosts.join(","))).await.expect("connect")
 }
+
+/// A session re-attached on another server ends its old connection, as a
+/// client re-attaching on the same server does.
+#[tokio::test]
+async fn a_session_resumed_elsewhere_ends_its_old_connection() {
+    let cluster = Cluster::start(3, 0);
+    cluster.wait_for_leader(ELECTION_DEADLINE);
+    let first = connect(cluster.servers[0].addr()).await;
+    let mut states = first.state_watcher();
+    let session = first.session_id();
+    let info = first.session().clone();
+    let second = within(15, "resume", zk::Client::connector().session(info).connect(cluster.servers[1].addr()))
+        .await
+        .expect("resume on server 1");
+    assert_eq!(second.session_id(), session);
+    // The first client sees its connection end (it then reconnects by
+    // itself, taking the session back, as two ZooKeeper clients sharing a
+    // session do).
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && !seen.contains(&zk::SessionState::Disconnected) {
+        if let Ok(state) = tokio::time::timeout(Duration::from_millis(200), states.changed()).await {
+            seen.push(state);
+        }
+    }
+    assert!(seen.contains(&zk::SessionState::Disconnected), "the old connection was not ended: {seen:?}");
+}

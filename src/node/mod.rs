@@ -625,6 +625,12 @@ impl Node {
             Answer::NotLeader { session_id } => {
                 self.close_session_connection(session_id, "the server asked is no longer the leader");
             }
+            Answer::Moved { session_id } => {
+                // Resumed on another server: ZooKeeper's clients expect the
+                // old connection to end (a request still sent on it would get
+                // SessionMoved from the leader).
+                self.close_session_connection(session_id, "session moved to another server");
+            }
         }
     }
 
@@ -678,7 +684,10 @@ impl Node {
             return false;
         }
         leading.tracker.add(session_id, timeout_ms as i64, now.monotonic_ms);
-        leading.owners.insert(session_id, origin);
+        let previous = leading.owners.insert(session_id, origin);
+        if let Some(previous) = previous.filter(|previous| *previous != origin) {
+            self.answer(previous, Answer::Moved { session_id });
+        }
         true
     }
 

@@ -37,6 +37,7 @@ const FORWARD_TOUCH: u8 = 4;
 const ANSWER_SYNCED: u8 = 1;
 const ANSWER_REVALIDATED: u8 = 2;
 const ANSWER_NOT_LEADER: u8 = 3;
+const ANSWER_MOVED: u8 = 4;
 
 #[derive(Debug, Clone)]
 pub enum PeerMessage {
@@ -89,6 +90,10 @@ pub enum Answer {
     },
     /// The receiver is not the leader: the work was not done.
     NotLeader {
+        session_id: i64,
+    },
+    /// The session was resumed on another server: close its connection here.
+    Moved {
         session_id: i64,
     },
 }
@@ -275,6 +280,10 @@ fn encode_answer(item: &Answer, writer: &mut Writer<'_>) {
             writer.write_u8(ANSWER_NOT_LEADER);
             writer.write_i64(*session_id);
         }
+        Answer::Moved { session_id } => {
+            writer.write_u8(ANSWER_MOVED);
+            writer.write_i64(*session_id);
+        }
     }
 }
 
@@ -291,6 +300,7 @@ fn decode_answer(reader: &mut Reader<'_>) -> DecodeResult<Answer> {
         }
         ANSWER_REVALIDATED => Answer::Revalidated { session_id: reader.read_i64()?, alive: reader.read_bool()? },
         ANSWER_NOT_LEADER => Answer::NotLeader { session_id: reader.read_i64()? },
+        ANSWER_MOVED => Answer::Moved { session_id: reader.read_i64()? },
         _ => return Err(DecodeError::Invalid("unknown answer item")),
     })
 }
@@ -344,6 +354,7 @@ mod tests {
                 Answer::Synced { session_id: 5, xid: 10, index: 77 },
                 Answer::Revalidated { session_id: 7, alive: false },
                 Answer::NotLeader { session_id: 5 },
+                Answer::Moved { session_id: 8 },
             ]),
             PeerMessage::Snapshot { message: raft::eraftpb::Message::default(), tree: Arc::new(tree) },
         ]
