@@ -355,7 +355,7 @@ impl BroadcastCore {
         let mut doomed = Vec::new();
         for path in tree.containers() {
             if let Some(node) = tree.get(path) {
-                if node.cversion > 0 && node.children.is_empty() {
+                if node.cversion > 0 && node.num_children == 0 {
                     doomed.push(path.clone());
                 }
             }
@@ -363,7 +363,7 @@ impl BroadcastCore {
         for path in tree.ttl_nodes() {
             if let Some(node) = tree.get(path) {
                 let ttl = node.ttl_ms().unwrap_or(i64::MAX);
-                if node.children.is_empty() && now_ms - node.mtime_ms > ttl {
+                if node.num_children == 0 && now_ms - node.mtime_ms > ttl {
                     doomed.push(path.clone());
                 }
             }

@@ -1,0 +1,282 @@
+//! A persistent hash trie (HAMT) of znodes, keyed by their path.
+//!
+//! Why not `imbl::HashMap`: its inner nodes are fixed arrays of 32 entries
+//! (about 1 KiB each, however few are in use), and with a million keys most
+//! of them hold one or two: that alone cost 324 bytes a znode. Here a branch
+//! holds a 64-bit bitmap and a vector of exactly its occupied slots, so a
+//! znode costs one 16-byte slot plus its share of small branches.
+//!
+//! The znode itself is the leaf (`Arc<Node>`, which carries its path), so
+//! the path is stored once, in the node, and there is no separate key.
+//!
+//! Children without children sets: the hash of a path (see
+//! `super::path_hash`) takes its lowest `PREFIX_LEVELS` levels of bits from
+//! the hash of the parent's path, so all children of one parent live in the
+//! one subtree found by walking those levels with the parent's hash, and
+//! listing them is a walk of that subtree, keeping the leaves whose parent is
+//! that path. A parent's children then cost nothing beyond their own leaves.
+//!
+//! Persistence: branches are `Arc`s; a writer makes the branches on its way
+//! unique with `Arc::make_mut` (copying a branch only while an older version
+//! still shares it), so cloning the trie is one pointer copy and a version
+//! that readers hold never changes.
+
+use std::sync::Arc;
+
+use super::Node;
+
+/// Bits of the hash each level consumes: 64-way branches.
+const BITS: u32 = 6;
+const SLOT_MASK: u64 = (1 << BITS) - 1;
+/// Levels whose bits come from the parent's hash (24 bits): a parent's
+/// children share one subtree at this depth.
+pub(super) const PREFIX_LEVELS: u32 = 4;
+pub(super) const PREFIX_MASK: u64 = (1 << (BITS * PREFIX_LEVELS)) - 1;
+
+#[derive(Clone)]
+enum Slot {
+    Leaf(Arc<Node>),
+    Branch(Arc<Branch>),
+    /// Paths whose 64-bit hashes are equal, past the last level.
+    Collision(Arc<Vec<Arc<Node>>>),
+}
+
+#[derive(Clone, Default)]
+struct Branch {
+    /// Bit i is set when slot i is occupied; `slots` holds the occupied ones
+    /// in order.
+    bitmap: u64,
+    slots: Vec<Slot>,
+}
+
+impl Branch {
+    fn position(&self, hash: u64, shift: u32) -> (u64, usize) {
+        let bit = 1u64 << ((hash >> shift) & SLOT_MASK);
+        (bit, (self.bitmap & (bit - 1)).count_ones() as usize)
+    }
+
+    fn insert_slot(&mut self, bit: u64, position: usize, slot: Slot) {
+        self.bitmap |= bit;
+        // Exact growth: a branch holds at most 64 slots and most hold a few,
+        // so doubling would waste more than the copies cost.
+        self.slots.reserve_exact(1);
+        self.slots.insert(position, slot);
+    }
+
+    fn remove_slot(&mut self, bit: u64, position: usize) -> Slot {
+        self.bitmap &= !bit;
+        let slot = self.slots.remove(position);
+        if self.slots.capacity() > self.slots.len() + 4 {
+            self.slots.shrink_to_fit();
+        }
+        slot
+    }
+}
+
+/// The trie. Cloning it is one `Arc` clone.
+#[derive(Clone, Default)]
+pub(super) struct Trie {
+    root: Arc<Branch>,
+    len: usize,
+}
+
+impl std::fmt::Debug for Trie {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Trie").field("len", &self.len).finish()
+    }
+}
+
+impl Trie {
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn get(&self, hash: u64, path: &str) -> Option<&Arc<Node>> {
+        let mut branch: &Branch = &self.root;
+        let mut shift = 0;
+        loop {
+            let (bit, position) = branch.position(hash, shift);
+            if branch.bitmap & bit == 0 {
+                return None;
+            }
+            match &branch.slots[position] {
+                Slot::Leaf(node) => return (&*node.path == path).then_some(node),
+                Slot::Branch(next) => {
+                    branch = next;
+                    shift += BITS;
+                }
+                Slot::Collision(nodes) => return nodes.iter().find(|node| &*node.path == path),
+            }
+        }
+    }
+
+    /// Inserts or replaces the node at its path; returns the one replaced.
+    pub(super) fn insert(&mut self, hash: u64, node: Arc<Node>) -> Option<Arc<Node>> {
+        let replaced = insert_into(Arc::make_mut(&mut self.root), 0, hash, node);
+        if replaced.is_none() {
+            self.len += 1;
+        }
+        replaced
+    }
+
+    pub(super) fn remove(&mut self, hash: u64, path: &str) -> Option<Arc<Node>> {
+        // A miss must not copy the branches on the way.
+        self.get(hash, path)?;
+        let removed = remove_from(Arc::make_mut(&mut self.root), 0, hash, path);
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    pub(super) fn iter(&self) -> Iter<'_> {
+        Iter { stack: vec![self.root.slots.iter()], collision: [].iter() }
+    }
+
+    /// Every node whose hash has the lowest `PREFIX_LEVELS` levels of
+    /// `prefix_hash` (a superset of the children of the path with that hash).
+    pub(super) fn with_prefix(&self, prefix_hash: u64) -> Iter<'_> {
+        let mut branch: &Branch = &self.root;
+        let mut shift = 0;
+        loop {
+            if shift == BITS * PREFIX_LEVELS {
+                return Iter { stack: vec![branch.slots.iter()], collision: [].iter() };
+            }
+            let (bit, position) = branch.position(prefix_hash, shift);
+            if branch.bitmap & bit == 0 {
+                return Iter { stack: Vec::new(), collision: [].iter() };
+            }
+            let slot = &branch.slots[position];
+            match slot {
+                Slot::Branch(next) => {
+                    branch = next;
+                    shift += BITS;
+                }
+                // A leaf or a collision above the prefix depth is the only
+                // content of this prefix.
+                _ => return Iter { stack: vec![std::slice::from_ref(slot).iter()], collision: [].iter() },
+            }
+        }
+    }
+}
+
+fn insert_into(branch: &mut Branch, shift: u32, hash: u64, node: Arc<Node>) -> Option<Arc<Node>> {
+    let (bit, position) = branch.position(hash, shift);
+    if branch.bitmap & bit == 0 {
+        branch.insert_slot(bit, position, Slot::Leaf(node));
+        return None;
+    }
+    let slot = &mut branch.slots[position];
+    match slot {
+        Slot::Leaf(existing) if existing.path == node.path => Some(std::mem::replace(existing, node)),
+        Slot::Leaf(existing) => {
+            let existing = existing.clone();
+            let existing_hash = super::path_hash(&existing.path);
+            *slot = pair(existing, existing_hash, node, hash, shift + BITS);
+            None
+        }
+        Slot::Branch(next) => insert_into(Arc::make_mut(next), shift + BITS, hash, node),
+        Slot::Collision(nodes) => {
+            let nodes = Arc::make_mut(nodes);
+            match nodes.iter_mut().find(|existing| existing.path == node.path) {
+                Some(existing) => Some(std::mem::replace(existing, node)),
+                None => {
+                    nodes.push(node);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// The slot holding two leaves that met at one slot of the level above
+/// `shift`: branches down to where their hashes differ, or a collision list.
+fn pair(first: Arc<Node>, first_hash: u64, second: Arc<Node>, second_hash: u64, shift: u32) -> Slot {
+    if shift >= u64::BITS {
+        return Slot::Collision(Arc::new(vec![first, second]));
+    }
+    let first_index = (first_hash >> shift) & SLOT_MASK;
+    let second_index = (second_hash >> shift) & SLOT_MASK;
+    let branch = if first_index == second_index {
+        Branch { bitmap: 1 << first_index, slots: vec![pair(first, first_hash, second, second_hash, shift + BITS)] }
+    } else {
+        let slots = if first_index < second_index {
+            vec![Slot::Leaf(first), Slot::Leaf(second)]
+        } else {
+            vec![Slot::Leaf(second), Slot::Leaf(first)]
+        };
+        Branch { bitmap: (1 << first_index) | (1 << second_index), slots }
+    };
+    Slot::Branch(Arc::new(branch))
+}
+
+/// Removes the node; a branch left with a single leaf is replaced by that
+/// leaf, so the trie stays as shallow as its keys need.
+fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option<Arc<Node>> {
+    let (bit, position) = branch.position(hash, shift);
+    if branch.bitmap & bit == 0 {
+        return None;
+    }
+    match &mut branch.slots[position] {
+        Slot::Leaf(existing) => {
+            if &*existing.path != path {
+                return None;
+            }
+            match branch.remove_slot(bit, position) {
+                Slot::Leaf(node) => Some(node),
+                _ => None,
+            }
+        }
+        Slot::Branch(next) => {
+            let next = Arc::make_mut(next);
+            let removed = remove_from(next, shift + BITS, hash, path)?;
+            if next.slots.is_empty() {
+                branch.remove_slot(bit, position);
+            } else if next.slots.len() == 1 && matches!(next.slots[0], Slot::Leaf(_)) {
+                let only = next.slots.pop();
+                if let Some(only) = only {
+                    branch.slots[position] = only;
+                }
+            }
+            Some(removed)
+        }
+        Slot::Collision(nodes) => {
+            let nodes = Arc::make_mut(nodes);
+            let index = nodes.iter().position(|node| &*node.path == path)?;
+            let removed = nodes.remove(index);
+            if nodes.len() == 1 {
+                if let Some(only) = nodes.pop() {
+                    branch.slots[position] = Slot::Leaf(only);
+                }
+            }
+            Some(removed)
+        }
+    }
+}
+
+/// Leaves in trie order (no order a client may rely on).
+pub(super) struct Iter<'a> {
+    stack: Vec<std::slice::Iter<'a, Slot>>,
+    collision: std::slice::Iter<'a, Arc<Node>>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = &'a Arc<Node>;
+
+    fn next(&mut self) -> Option<&'a Arc<Node>> {
+        loop {
+            if let Some(node) = self.collision.next() {
+                return Some(node);
+            }
+            let top = self.stack.last_mut()?;
+            match top.next() {
+                None => {
+                    self.stack.pop();
+                }
+                Some(Slot::Leaf(node)) => return Some(node),
+                Some(Slot::Branch(branch)) => self.stack.push(branch.slots.iter()),
+                Some(Slot::Collision(nodes)) => self.collision = nodes.iter(),
+            }
+        }
+    }
+}
