@@ -14,6 +14,10 @@ waits --settle seconds and measures:
   both        the newest snapshot's size, the restart time (stop, start on
               the same data, until the server answers and holds every
               znode again: `mntr`'s zk_znode_count) and the RSS after it
+  zoocore     with --rewrite-seconds S (keys scenarios): the peak RSS,
+              sampled every 50 ms, while setData rewrites keys for S
+              seconds (the server snapshots every snapCount writes meanwhile),
+              against the steady RSS before it
 
 Scenarios (--scenarios, comma-separated):
   keys:N     N znodes of --value-size bytes in the loadgen layout
@@ -122,6 +126,28 @@ def wait_for_count(port, expected, pid_alive, limit_s=600):
     raise RuntimeError(f"server on {port} did not get back to {expected} znodes")
 
 
+def rewrite_peak(options, port, pid, count):
+    """(peak RSS, setData count) while setData rewrites the keys."""
+    command = [
+        options.loadgen_bin, "run", "--hosts", f"127.0.0.1:{port}", "--keys", str(count),
+        "--value-size", str(options.value_size), "--keep", "--mix", "set=1", "--warmup", "0s",
+        "--duration", f"{options.rewrite_seconds}s", "--connections", "8", "--outstanding", "16",
+        "--json", os.path.join(options.work, "rewrite.json"),
+    ]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, rss_bytes(pid))
+        time.sleep(0.05)
+    peak = max(peak, rss_bytes(pid))
+    if child.returncode != 0:
+        raise RuntimeError("the rewrite loadgen failed")
+    with open(os.path.join(options.work, "rewrite.json")) as handle:
+        summary = json.load(handle)
+    operations = summary.get("operations") or summary.get("ops") or summary.get("total_operations")
+    return peak, operations
+
+
 def measure_zoocore(options, servers, scenario, count):
     servers.start_zoocore()
     pid = servers.zoocore.pid
@@ -130,6 +156,11 @@ def measure_zoocore(options, servers, scenario, count):
     time.sleep(options.settle)
     znodes = znode_count(options.zoocore_port)
     rss = rss_bytes(pid)
+    rewrite = None
+    if scenario == "keys" and options.rewrite_seconds > 0:
+        peak, operations = rewrite_peak(options, options.zoocore_port, pid, count)
+        time.sleep(options.settle)
+        rewrite = {"peak_rss": peak, "operations": operations, "rss_after": rss_bytes(pid)}
     snapshot_size, snapshot_name = newest_snapshot(servers.zoocore_data)
     compare.stop_pid(pid, "zoocore")
     servers.zoocore = None
@@ -144,7 +175,7 @@ def measure_zoocore(options, servers, scenario, count):
     shutil.rmtree(servers.zoocore_data, ignore_errors=True)
     return {
         "znodes": znodes, "fill_s": fill_s, "rss_start": base, "rss": rss, "rss_restarted": rss_restarted,
-        "snapshot_bytes": snapshot_size, "snapshot": snapshot_name, "restart_s": restart_s,
+        "snapshot_bytes": snapshot_size, "snapshot": snapshot_name, "restart_s": restart_s, "rewrite": rewrite,
     }  # fmt: skip
 
 
@@ -210,6 +241,14 @@ def table(results):
             f"{(zoocore['snapshot_bytes'] if zoocore else 0) / 1e6:,.1f} / {(zk['snapshot_bytes'] if zk else 0) / 1e6:,.1f}"
         )
         lines.append("| " + " | ".join(row) + " |")
+    for name, count, zoocore, zk in results:
+        if zoocore and zoocore.get("rewrite"):
+            rewrite = zoocore["rewrite"]
+            lines.append(
+                f"{name}: zoocore under setData rewrites ({rewrite['operations']} writes): peak RSS "
+                f"{mib(rewrite['peak_rss'])} MiB = {rewrite['peak_rss'] / zoocore['rss']:.2f}x the steady "
+                f"{mib(zoocore['rss'])} MiB; {mib(rewrite['rss_after'])} MiB after"
+            )
     return "\n".join(lines)
 
 
@@ -219,6 +258,7 @@ def parse_args():
     parser.add_argument("--value-size", type=int, default=100)
     parser.add_argument("--big-bytes", type=int, default=1_000_000, help="bytes of each big znode")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between the load and the measurement")
+    parser.add_argument("--rewrite-seconds", type=float, default=0, help="setData load after the fill (zoocore)")
     parser.add_argument("--skip-zookeeper", action="store_true")
     parser.add_argument("--skip-zoocore", action="store_true")
     parser.add_argument("--json", help="write the results here too")
@@ -246,6 +286,7 @@ def main():
     if not options.skip_zookeeper and shutil.which("jcmd") is None:
         sys.exit("jcmd is missing (it comes with the JDK ZooKeeper runs on)")
     work = tempfile.mkdtemp(prefix="zoocore-memory-")
+    options.work = work
     servers = compare.Servers(options, work)
     results = []
     try:

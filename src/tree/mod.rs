@@ -181,7 +181,7 @@ fn child_name<'p>(parent: &str, path: &'p str) -> Option<&'p str> {
 impl Tree {
     fn empty(last_zxid: i64) -> Tree {
         Tree {
-            nodes: Trie::default(),
+            nodes: Trie::new(path_hash),
             ephemerals: imbl::HashMap::new(),
             containers: imbl::OrdSet::new(),
             ttls: imbl::OrdSet::new(),
@@ -229,16 +229,16 @@ impl Tree {
         } else if let Some(session) = node.owner_session() {
             self.ephemerals.entry(session).or_default().insert(path.clone());
         }
-        self.nodes.insert(path_hash(&path), Arc::new(node));
+        self.nodes.insert(Arc::new(node));
     }
 
     /// Replaces an existing node by its new version.
     fn replace(&mut self, node: Node) {
-        self.nodes.insert(path_hash(&node.path), Arc::new(node));
+        self.nodes.insert(Arc::new(node));
     }
 
     pub fn get(&self, path: &str) -> Option<&Arc<Node>> {
-        self.nodes.get(path_hash(path), path)
+        self.nodes.get(path)
     }
 
     /// The names of the children of `path`, sorted (ZooKeeper gives no
@@ -521,7 +521,7 @@ impl Tree {
             }
             None => Arc::from(parent_path),
         };
-        self.nodes.remove(path_hash(path), path);
+        self.nodes.remove(path);
         self.approximate_data_bytes -= (path.len() + node.data_len()) as i64;
         if node.is_container() {
             self.containers.remove(path);

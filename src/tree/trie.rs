@@ -74,10 +74,13 @@ impl Branch {
 }
 
 /// The trie. Cloning it is one `Arc` clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct Trie {
     root: Arc<Branch>,
     len: usize,
+    /// The hash of a path (`super::path_hash`; tests give a weak one to
+    /// force collisions).
+    hash: fn(&str) -> u64,
 }
 
 impl std::fmt::Debug for Trie {
@@ -87,11 +90,16 @@ impl std::fmt::Debug for Trie {
 }
 
 impl Trie {
+    pub(super) fn new(hash: fn(&str) -> u64) -> Trie {
+        Trie { root: Arc::default(), len: 0, hash }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.len
     }
 
-    pub(super) fn get(&self, hash: u64, path: &str) -> Option<&Arc<Node>> {
+    pub(super) fn get(&self, path: &str) -> Option<&Arc<Node>> {
+        let hash = (self.hash)(path);
         let mut branch: &Branch = &self.root;
         let mut shift = 0;
         loop {
@@ -111,17 +119,19 @@ impl Trie {
     }
 
     /// Inserts or replaces the node at its path; returns the one replaced.
-    pub(super) fn insert(&mut self, hash: u64, node: Arc<Node>) -> Option<Arc<Node>> {
-        let replaced = insert_into(Arc::make_mut(&mut self.root), 0, hash, node);
+    pub(super) fn insert(&mut self, node: Arc<Node>) -> Option<Arc<Node>> {
+        let hash = (self.hash)(&node.path);
+        let replaced = insert_into(Arc::make_mut(&mut self.root), 0, hash, node, self.hash);
         if replaced.is_none() {
             self.len += 1;
         }
         replaced
     }
 
-    pub(super) fn remove(&mut self, hash: u64, path: &str) -> Option<Arc<Node>> {
+    pub(super) fn remove(&mut self, path: &str) -> Option<Arc<Node>> {
         // A miss must not copy the branches on the way.
-        self.get(hash, path)?;
+        self.get(path)?;
+        let hash = (self.hash)(path);
         let removed = remove_from(Arc::make_mut(&mut self.root), 0, hash, path);
         if removed.is_some() {
             self.len -= 1;
@@ -160,7 +170,13 @@ impl Trie {
     }
 }
 
-fn insert_into(branch: &mut Branch, shift: u32, hash: u64, node: Arc<Node>) -> Option<Arc<Node>> {
+fn insert_into(
+    branch: &mut Branch,
+    shift: u32,
+    hash: u64,
+    node: Arc<Node>,
+    hasher: fn(&str) -> u64,
+) -> Option<Arc<Node>> {
     let (bit, position) = branch.position(hash, shift);
     if branch.bitmap & bit == 0 {
         branch.insert_slot(bit, position, Slot::Leaf(node));
@@ -171,11 +187,11 @@ fn insert_into(branch: &mut Branch, shift: u32, hash: u64, node: Arc<Node>) -> O
         Slot::Leaf(existing) if existing.path == node.path => Some(std::mem::replace(existing, node)),
         Slot::Leaf(existing) => {
             let existing = existing.clone();
-            let existing_hash = super::path_hash(&existing.path);
+            let existing_hash = hasher(&existing.path);
             *slot = pair(existing, existing_hash, node, hash, shift + BITS);
             None
         }
-        Slot::Branch(next) => insert_into(Arc::make_mut(next), shift + BITS, hash, node),
+        Slot::Branch(next) => insert_into(Arc::make_mut(next), shift + BITS, hash, node, hasher),
         Slot::Collision(nodes) => {
             let nodes = Arc::make_mut(nodes);
             match nodes.iter_mut().find(|existing| existing.path == node.path) {
@@ -277,6 +293,91 @@ impl<'a> Iterator for Iter<'a> {
                 Some(Slot::Branch(branch)) => self.stack.push(branch.slots.iter()),
                 Some(Slot::Collision(nodes)) => self.collision = nodes.iter(),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn node(path: &str, version: i32) -> Arc<Node> {
+        Arc::new(Node {
+            path: Arc::from(path),
+            data: None,
+            acl: Arc::from(Vec::new()),
+            czxid: 0,
+            mzxid: 0,
+            pzxid: 0,
+            ctime_ms: 0,
+            mtime_ms: 0,
+            version,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            num_children: 0,
+        })
+    }
+
+    /// Few distinct hashes, sharing their low bits: deep branches and
+    /// collision lists.
+    fn weak_hash(path: &str) -> u64 {
+        let sum: u64 = path.bytes().map(u64::from).sum();
+        (sum % 5) << 58 | (sum % 3)
+    }
+
+    fn full_hash(path: &str) -> u64 {
+        super::super::path_hash(path)
+    }
+
+    fn check(trie: &Trie, model: &BTreeMap<String, i32>) {
+        assert_eq!(trie.len(), model.len());
+        for (path, version) in model {
+            assert_eq!(trie.get(path).map(|node| node.version), Some(*version), "{path}");
+        }
+        let mut seen: Vec<String> = trie.iter().map(|node| node.path.to_string()).collect();
+        seen.sort();
+        assert_eq!(seen, model.keys().cloned().collect::<Vec<_>>());
+    }
+
+    fn run(hash: fn(&str) -> u64, ops: &[(bool, u8, i32)]) {
+        let mut trie = Trie::new(hash);
+        let mut model = BTreeMap::new();
+        let mut versions = Vec::new();
+        for (step, (insert, key, version)) in ops.iter().enumerate() {
+            let path = format!("/k{key}");
+            if *insert {
+                let replaced = trie.insert(node(&path, *version)).map(|node| node.version);
+                assert_eq!(replaced, model.insert(path, *version));
+            } else {
+                let removed = trie.remove(&path).map(|node| node.version);
+                assert_eq!(removed, model.remove(&path));
+            }
+            assert!(trie.get("/absent").is_none());
+            if step % 16 == 0 {
+                versions.push((trie.clone(), model.clone()));
+            }
+        }
+        check(&trie, &model);
+        for (version, version_model) in &versions {
+            check(version, version_model);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn trie_matches_a_map_with_collisions(ops in proptest::collection::vec((any::<bool>(), 0u8..60, any::<i32>()), 1..300)) {
+            run(weak_hash, &ops);
+        }
+
+        #[test]
+        fn trie_matches_a_map(ops in proptest::collection::vec((any::<bool>(), any::<u8>(), any::<i32>()), 1..300)) {
+            run(full_hash, &ops);
         }
     }
 }
