@@ -211,6 +211,15 @@ def measure_zookeeper(options, servers, scenario, count):
     }  # fmt: skip
 
 
+def snapshot_per_znode(result):
+    """Bytes per transaction of the newest snapshot: its name ends in the
+    zxid (hex) it was taken at, about one create per transaction here."""
+    if not result or not result["snapshot"]:
+        return "-"
+    zxid = int(result["snapshot"].rsplit(".", 1)[-1], 16)
+    return f"{result['snapshot_bytes'] / max(zxid, 1):,.0f}"
+
+
 def mib(value):
     return f"{value / MIB:,.1f}"
 
@@ -222,9 +231,10 @@ def per(value, count):
 def table(results):
     header = (
         "| scenario | zoocore RSS MiB | zoocore growth B/znode | ZK heap after GC MiB | ZK heap growth B/znode "
-        "| ZK RSS MiB | RSS after restart MiB (zoocore / ZK) | restart s (zoocore / ZK) | snapshot MB (zoocore / ZK) |"
+        "| ZK RSS MiB | RSS after restart MiB (zoocore / ZK) | restart s (zoocore / ZK) | snapshot MB (zoocore / ZK) "
+        "| snapshot B/zxid (zoocore / ZK) |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 10]
     for name, count, zoocore, zk in results:
         row = [name]
         if zoocore:
@@ -240,6 +250,7 @@ def table(results):
         row.append(
             f"{(zoocore['snapshot_bytes'] if zoocore else 0) / 1e6:,.1f} / {(zk['snapshot_bytes'] if zk else 0) / 1e6:,.1f}"
         )
+        row.append(f"{snapshot_per_znode(zoocore)} / {snapshot_per_znode(zk)}")
         lines.append("| " + " | ".join(row) + " |")
     for name, count, zoocore, zk in results:
         if zoocore and zoocore.get("rewrite"):

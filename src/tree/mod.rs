@@ -29,6 +29,7 @@ mod txn;
 
 pub use txn::{Applied, OpOutcome, Trigger, Txn, TxnHeader};
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use trie::Trie;
@@ -156,18 +157,32 @@ impl Default for Tree {
     }
 }
 
-/// The process's keyed string hash (ahash with random keys: fast, and a
-/// client cannot choose names that collide).
-fn hash_str(text: &str) -> u64 {
+/// The process's hash keys (ahash with random keys: fast, and a client
+/// cannot choose names that collide).
+fn hash_keys() -> &'static ahash::RandomState {
     static STATE: OnceLock<ahash::RandomState> = OnceLock::new();
-    STATE.get_or_init(ahash::RandomState::new).hash_one(text)
+    STATE.get_or_init(ahash::RandomState::new)
+}
+
+/// The hash of a parent's path, the low bits its children's hashes share.
+fn hash_str(text: &str) -> u64 {
+    let mut hasher = hash_keys().build_hasher();
+    hasher.write(text.as_bytes());
+    hasher.finish()
 }
 
 /// A path's place in the trie: its parent's hash in the low bits (the
-/// levels a parent's children share), its own above.
+/// levels a parent's children share), and above them the same hasher
+/// carried on over the child's name, so the path's bytes are hashed once.
 fn path_hash(path: &str) -> u64 {
     match split(path) {
-        Some((parent, _)) => (hash_str(parent) & trie::PREFIX_MASK) | (hash_str(path) & !trie::PREFIX_MASK),
+        Some((parent, name)) => {
+            let mut hasher = hash_keys().build_hasher();
+            hasher.write(parent.as_bytes());
+            let prefix = hasher.finish();
+            hasher.write(name.as_bytes());
+            (prefix & trie::PREFIX_MASK) | (hasher.finish() & !trie::PREFIX_MASK)
+        }
         None => hash_str(path),
     }
 }
