@@ -86,7 +86,8 @@ def newest_snapshot(directory):
     newest = None
     for parent, _, names in os.walk(directory):
         for name in names:
-            if not name.startswith("snapshot"):
+            # A snapshot still being written ends in .tmp.
+            if not name.startswith("snapshot") or name.endswith(".tmp"):
                 continue
             path = os.path.join(parent, name)
             stat = os.stat(path)
@@ -273,7 +274,7 @@ def parse_args():
     parser.add_argument("--skip-zookeeper", action="store_true")
     parser.add_argument("--skip-zoocore", action="store_true")
     parser.add_argument("--json", help="write the results here too")
-    parser.add_argument("--zk-heap", default="2g", help="ZooKeeper's -Xms/-Xmx (ZKREF_HEAP)")
+    parser.add_argument("--zk-heap", default="1000m", help="ZooKeeper's -Xms/-Xmx (ZKREF_HEAP; zkref's default; give 3M znodes 2g)")
     parser.add_argument("--zkref", default=compare.ZKREF_DEFAULT)
     parser.add_argument("--zoocore-bin", default=os.path.join(ROOT, "target", "release", "zoocore"))
     parser.add_argument("--loadgen-bin", default=os.path.join(ROOT, "target", "release", "zoocore-loadgen"))
