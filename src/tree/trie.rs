@@ -23,14 +23,19 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::Node;
 
 /// Bits of the hash each level consumes: 64-way branches.
 const BITS: u32 = 6;
 const SLOT_MASK: u64 = (1 << BITS) - 1;
-/// Levels whose bits come from the parent's hash (24 bits): a parent's
-/// children share one subtree at this depth.
-pub(super) const PREFIX_LEVELS: u32 = 4;
+/// Levels whose bits come from the parent's hash (18 bits, 262,144
+/// groups): a parent's children share one subtree at this depth. More
+/// levels would add a chain of one-slot branches above every small family
+/// (a slower lookup); fewer would mix more families in one subtree (a
+/// slower getChildren).
+pub(super) const PREFIX_LEVELS: u32 = 3;
 pub(super) const PREFIX_MASK: u64 = (1 << (BITS * PREFIX_LEVELS)) - 1;
 
 #[derive(Clone)]
@@ -41,12 +46,17 @@ enum Slot {
     Collision(Arc<Vec<Arc<Node>>>),
 }
 
+/// Slots a branch holds in its own allocation. Most branches deep in the
+/// trie hold one or two, and a lookup then costs one cache miss per level
+/// instead of two (the branch, then its slots).
+const INLINE_SLOTS: usize = 2;
+
 #[derive(Clone, Default)]
 struct Branch {
     /// Bit i is set when slot i is occupied; `slots` holds the occupied ones
     /// in order.
     bitmap: u64,
-    slots: Vec<Slot>,
+    slots: SmallVec<[Slot; INLINE_SLOTS]>,
 }
 
 impl Branch {
@@ -214,12 +224,15 @@ fn pair(first: Arc<Node>, first_hash: u64, second: Arc<Node>, second_hash: u64, 
     let first_index = (first_hash >> shift) & SLOT_MASK;
     let second_index = (second_hash >> shift) & SLOT_MASK;
     let branch = if first_index == second_index {
-        Branch { bitmap: 1 << first_index, slots: vec![pair(first, first_hash, second, second_hash, shift + BITS)] }
+        Branch {
+            bitmap: 1 << first_index,
+            slots: smallvec::smallvec![pair(first, first_hash, second, second_hash, shift + BITS)],
+        }
     } else {
         let slots = if first_index < second_index {
-            vec![Slot::Leaf(first), Slot::Leaf(second)]
+            SmallVec::from_buf([Slot::Leaf(first), Slot::Leaf(second)])
         } else {
-            vec![Slot::Leaf(second), Slot::Leaf(first)]
+            SmallVec::from_buf([Slot::Leaf(second), Slot::Leaf(first)])
         };
         Branch { bitmap: (1 << first_index) | (1 << second_index), slots }
     };
