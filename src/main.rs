@@ -10,6 +10,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use zoocore::config::Config;
 
+// mimalloc is built with `no_thp` (Cargo.toml): with transparent huge pages
+// its arenas were backed by 2 MiB pages that a sparse heap only partly
+// uses, which cost 22 MiB at start and about 90 MiB more with a million
+// znodes (docs/memory.md). Freed memory goes back to the OS after
+// mimalloc's purge delay (10 ms, 100 ms for arenas). MIMALLOC_ALLOW_THP=1
+// in the environment turns huge pages back on.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -298,12 +298,13 @@ impl DataTree {
     pub fn into_tree(self) -> Result<Tree, String> {
         // imbl's OrdSet::new allocates a node: one shared empty set spares
         // an allocation (and zeroed pages) per znode.
-        let no_children: imbl::OrdSet<tree::Path> = imbl::OrdSet::new();
         let nodes = self.nodes.into_iter().map(|(path, node)| {
             let stat = node.stat;
+            let path = tree::Path::from(path);
             (
-                tree::Path::from(path),
+                path.clone(),
                 Node {
+                    path,
                     data: node.data,
                     acl: node.acl,
                     czxid: stat.czxid,
@@ -315,7 +316,8 @@ impl DataTree {
                     cversion: stat.cversion,
                     aversion: stat.aversion,
                     ephemeral_owner: stat.ephemeral_owner,
-                    children: no_children.clone(),
+                    // Counted by Tree::restore.
+                    num_children: 0,
                 },
             )
         });
@@ -387,7 +389,7 @@ pub fn snapshot_of(tree: &Tree) -> Snapshot {
             },
         });
         // Reversed so that children come out in name order.
-        for child in node.children.iter().rev() {
+        for child in tree.children(&path).into_iter().rev() {
             stack.push(tree::join(&path, child));
         }
     }

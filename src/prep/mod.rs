@@ -171,7 +171,7 @@ impl Preparer {
     /// own behalf (ZooKeeper's ContainerManager, opcode deleteContainer).
     pub fn delete_container(&mut self, path: &Path, time_ms: i64) -> Option<(TxnHeader, Txn)> {
         let node = self.speculative.get(path)?;
-        if !node.children.is_empty() {
+        if node.num_children != 0 {
             return None;
         }
         let header = self.next_header(&WriteContext { session_id: 0, xid: INTERNAL_CXID, auth: &[], time_ms });
@@ -393,7 +393,7 @@ fn prep_delete(tree: &Tree, path: &str, version: i32, context: &WriteContext<'_>
     require(&parent.acl, context.auth, perms::DELETE)?;
     let node = node_at(tree, path)?;
     check_version(node.version, version)?;
-    if !node.children.is_empty() {
+    if node.num_children != 0 {
         return Err(ErrorCode::NotEmpty);
     }
     Ok(Txn::Delete { path: Arc::from(path) })

@@ -565,7 +565,9 @@ fn restore_tree(
         let acl = acl_lists.get(acl_list as usize).cloned().ok_or_else(|| {
             damaged(offset(), format!("node {path:?} names ACL list {acl_list} of {}", acl_lists.len()))
         })?;
+        let path: Arc<str> = Arc::from(path);
         let node = Node {
+            path: path.clone(),
             data: record.data.as_ref().map(|data| Arc::from(data.as_slice())),
             acl,
             czxid: record.czxid.to_native(),
@@ -577,9 +579,10 @@ fn restore_tree(
             cversion: record.cversion.to_native(),
             aversion: record.aversion.to_native(),
             ephemeral_owner: record.ephemeral_owner.to_native(),
-            children: imbl::OrdSet::new(),
+            // Counted again by `Tree::restore`.
+            num_children: 0,
         };
-        nodes.push((Arc::from(path), node));
+        nodes.push((path, node));
     }
     let sessions = archived.sessions.iter().map(|session| Session {
         id: session.id.to_native(),

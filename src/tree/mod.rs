@@ -3,9 +3,19 @@
 //!
 //! Every reader on every core holds an `Arc<Tree>` of some version and reads
 //! it without locks; the broadcast core clones the newest version (a pointer
-//! copy: the maps are `imbl` HAMTs and B-trees that share structure), applies a
+//! copy: the maps are persistent tries that share structure), applies a
 //! batch of transactions to the clone and publishes it. A snapshot is the same
 //! clone written out in the background.
+//!
+//! Memory is the shape's other concern (a large deployment has tens of
+//! millions of znodes): each znode is one `Arc<Node>` leaf of a compact hash
+//! trie (`trie`), holding its path, Stat fields and references to its data
+//! and ACL; there is no separate key and no children set. A parent's
+//! children are found through the trie (a child's hash starts with its
+//! parent's, see `trie`), and the parent keeps only their count. Equal ACL
+//! lists are stored once (ZooKeeper's ReferenceCountedACLCache does the
+//! same). The data buffer is the one the transaction carries. What this
+//! costs per znode, measured, is in docs/memory.md.
 //!
 //! `apply` is pure and deterministic: given the same tree and transaction it
 //! makes the same change on the leader, on a follower, in log replay and after
@@ -15,11 +25,15 @@
 //! the outcome rather than panicking.
 
 pub mod quota;
+mod trie;
 mod txn;
 
 pub use txn::{Applied, OpOutcome, Trigger, Txn, TxnHeader};
 
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, OnceLock};
+
+use trie::Trie;
 
 use crate::proto::codes::ephemeral_owner;
 use crate::proto::{Acl, Stat};
@@ -27,10 +41,12 @@ use crate::proto::{Acl, Stat};
 /// Paths and child names are shared, immutable strings.
 pub type Path = Arc<str>;
 
-/// One znode. Children are kept as names; numChildren and dataLength are
-/// derived, never stored twice.
+/// One znode. Its children are not stored here (the tree finds them by
+/// path), only their number; dataLength is derived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
+    /// The full path: the node is its own key in the tree.
+    pub path: Path,
     /// None is null data (a client sent a null buffer), kept apart from empty.
     pub data: Option<Arc<[u8]>>,
     pub acl: Arc<[Acl]>,
@@ -45,7 +61,8 @@ pub struct Node {
     pub cversion: i32,
     pub aversion: i32,
     pub ephemeral_owner: i64,
-    pub children: imbl::OrdSet<Path>,
+    /// How many children the node has now.
+    pub num_children: i32,
 }
 
 impl Node {
@@ -58,20 +75,21 @@ impl Node {
             version: self.version,
             // ZooKeeper stores the number of child creates and reports
             // 2 * creates - children, which counts creates and deletes.
-            cversion: self.cversion.wrapping_mul(2).wrapping_sub(self.children.len() as i32),
+            cversion: self.cversion.wrapping_mul(2).wrapping_sub(self.num_children),
             aversion: self.aversion,
             // Container and TTL markers are not shown to clients.
             ephemeral_owner: self.owner_session().unwrap_or(0),
             data_length: self.data_len() as i32,
-            num_children: self.children.len() as i32,
+            num_children: self.num_children,
             pzxid: self.pzxid,
         }
     }
 
-    fn new_root_like(acl: Vec<Acl>) -> Node {
+    fn new_root_like(path: &str, acl: Arc<[Acl]>, num_children: i32) -> Node {
         Node {
+            path: Arc::from(path),
             data: Some(Arc::from(&[][..])),
-            acl: Arc::from(acl),
+            acl,
             czxid: 0,
             mzxid: 0,
             pzxid: 0,
@@ -81,7 +99,7 @@ impl Node {
             cversion: 0,
             aversion: 0,
             ephemeral_owner: 0,
-            children: imbl::OrdSet::new(),
+            num_children,
         }
     }
 
@@ -120,11 +138,15 @@ pub const CONFIG_PATH: &str = "/zookeeper/config";
 /// ephemerals, containers and TTL nodes, and the sessions.
 #[derive(Debug, Clone)]
 pub struct Tree {
-    nodes: imbl::HashMap<Path, Arc<Node>>,
+    nodes: Trie,
     ephemerals: imbl::HashMap<i64, imbl::OrdSet<Path>>,
     containers: imbl::OrdSet<Path>,
     ttls: imbl::OrdSet<Path>,
     sessions: imbl::HashMap<i64, Session>,
+    /// Every distinct ACL list in use, so equal lists share one allocation.
+    /// Lists no node uses any more stay until the next restart (they are
+    /// few: one per distinct list ever set).
+    acls: imbl::HashMap<Arc<[Acl]>, Arc<[Acl]>>,
     last_zxid: i64,
     /// ZooKeeper's approximate_data_size: the sum of path and data lengths.
     approximate_data_bytes: i64,
@@ -136,37 +158,85 @@ impl Default for Tree {
     }
 }
 
+/// The process's hash keys (ahash with random keys: fast, and a client
+/// cannot choose names that collide).
+fn hash_keys() -> &'static ahash::RandomState {
+    static STATE: OnceLock<ahash::RandomState> = OnceLock::new();
+    STATE.get_or_init(ahash::RandomState::new)
+}
+
+/// The hash of a parent's path, the low bits its children's hashes share.
+fn hash_str(text: &str) -> u64 {
+    let mut hasher = hash_keys().build_hasher();
+    hasher.write(text.as_bytes());
+    hasher.finish()
+}
+
+/// A path's place in the trie: its parent's hash in the low bits (the
+/// levels a parent's children share), and above them the same hasher
+/// carried on over the child's name, so the path's bytes are hashed once.
+fn path_hash(path: &str) -> u64 {
+    match split(path) {
+        Some((parent, name)) => {
+            let mut hasher = hash_keys().build_hasher();
+            hasher.write(parent.as_bytes());
+            let prefix = hasher.finish();
+            hasher.write(name.as_bytes());
+            (prefix & trie::PREFIX_MASK) | (hasher.finish() & !trie::PREFIX_MASK)
+        }
+        None => hash_str(path),
+    }
+}
+
+/// The name of `path` if it is a child of `parent`.
+fn child_name<'p>(parent: &str, path: &'p str) -> Option<&'p str> {
+    let rest = if parent == "/" { path.strip_prefix('/')? } else { path.strip_prefix(parent)?.strip_prefix('/')? };
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+}
+
 impl Tree {
-    /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and the read-only
-    /// `/zookeeper/config`, as a new ZooKeeper has them.
-    pub fn new() -> Tree {
-        let mut tree = Tree {
-            nodes: imbl::HashMap::new(),
+    fn empty(last_zxid: i64) -> Tree {
+        Tree {
+            nodes: Trie::new(path_hash),
             ephemerals: imbl::HashMap::new(),
             containers: imbl::OrdSet::new(),
             ttls: imbl::OrdSet::new(),
             sessions: imbl::HashMap::new(),
-            last_zxid: 0,
+            acls: imbl::HashMap::new(),
+            last_zxid,
             approximate_data_bytes: 0,
-        };
-        let mut root = Node::new_root_like(Acl::open_unsafe());
-        root.children.insert(Arc::from("zookeeper"));
-        let mut zookeeper = Node::new_root_like(Acl::open_unsafe());
-        zookeeper.children.insert(Arc::from("quota"));
-        zookeeper.children.insert(Arc::from("config"));
-        tree.put(Arc::from("/"), root);
-        tree.put(Arc::from(ZOOKEEPER_PATH), zookeeper);
-        tree.put(Arc::from(QUOTA_PATH), Node::new_root_like(Acl::open_unsafe()));
+        }
+    }
+
+    /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and the read-only
+    /// `/zookeeper/config`, as a new ZooKeeper has them.
+    pub fn new() -> Tree {
+        let mut tree = Tree::empty(0);
+        let open = tree.intern_acl(&Arc::from(Acl::open_unsafe()));
+        let read = tree.intern_acl(&Arc::from(Acl::read_unsafe()));
+        tree.put(Node::new_root_like("/", open.clone(), 1));
+        tree.put(Node::new_root_like(ZOOKEEPER_PATH, open.clone(), 2));
+        tree.put(Node::new_root_like(QUOTA_PATH, open, 0));
         // ZooKeeper's /zookeeper/config starts with aversion -1.
-        let mut config = Node::new_root_like(Acl::read_unsafe());
+        let mut config = Node::new_root_like(CONFIG_PATH, read, 0);
         config.aversion = -1;
-        tree.put(Arc::from(CONFIG_PATH), config);
+        tree.put(config);
         tree
     }
 
+    /// The shared copy of an ACL list equal to `acl`.
+    fn intern_acl(&mut self, acl: &Arc<[Acl]>) -> Arc<[Acl]> {
+        if let Some(interned) = self.acls.get(&**acl) {
+            return interned.clone();
+        }
+        self.acls.insert(acl.clone(), acl.clone());
+        acl.clone()
+    }
+
     /// Adds a new node, with its size and its place in the ephemeral,
-    /// container or TTL index.
-    fn put(&mut self, path: Path, node: Node) {
+    /// container or TTL index. Its ACL must be interned already.
+    fn put(&mut self, node: Node) {
+        let path = node.path.clone();
         self.approximate_data_bytes += (path.len() + node.data_len()) as i64;
         if node.is_container() {
             self.containers.insert(path.clone());
@@ -175,11 +245,37 @@ impl Tree {
         } else if let Some(session) = node.owner_session() {
             self.ephemerals.entry(session).or_default().insert(path.clone());
         }
-        self.nodes.insert(path, Arc::new(node));
+        self.nodes.insert(Arc::new(node));
+    }
+
+    /// Replaces an existing node by its new version.
+    fn replace(&mut self, node: Node) {
+        self.nodes.insert(Arc::new(node));
     }
 
     pub fn get(&self, path: &str) -> Option<&Arc<Node>> {
         self.nodes.get(path)
+    }
+
+    /// The names of the children of `path`, sorted (ZooKeeper gives no
+    /// order; a sorted one is as good and the same on every server). Empty
+    /// when the node has none or does not exist.
+    pub fn children(&self, path: &str) -> Vec<&str> {
+        let Some(node) = self.get(path) else {
+            return Vec::new();
+        };
+        let expected = node.num_children.max(0) as usize;
+        if expected == 0 {
+            return Vec::new();
+        }
+        let mut names: Vec<&str> = Vec::with_capacity(expected);
+        // The walk stops at the last child: the rest of the subtree, if any,
+        // belongs to other parents whose hashes begin the same way.
+        names.extend(
+            self.nodes.with_prefix(hash_str(path)).filter_map(|child| child_name(path, &child.path)).take(expected),
+        );
+        names.sort_unstable();
+        names
     }
 
     pub fn last_zxid(&self) -> i64 {
@@ -227,49 +323,48 @@ impl Tree {
         self.ttls.iter()
     }
 
+    /// Every node with its path, in no particular order.
     pub fn paths(&self) -> impl Iterator<Item = (&Path, &Arc<Node>)> {
-        self.nodes.iter()
+        self.nodes.iter().map(|node| (&node.path, node))
     }
 
     /// Rebuilds a tree from its nodes (as a snapshot stores them: every
-    /// node but the children sets, which follow from the paths), its
+    /// field but the children counts, which follow from the paths), its
     /// sessions and its last zxid. The indexes of ephemerals, containers and
-    /// TTL nodes are derived again. A node whose parent is missing is an
-    /// error naming it, never a panic.
+    /// TTL nodes are derived again. A node whose parent is missing, or a path
+    /// given twice, is an error naming it, never a panic.
     pub fn restore(
         nodes: impl IntoIterator<Item = (Path, Node)>,
         sessions: impl IntoIterator<Item = Session>,
         last_zxid: i64,
     ) -> Result<Tree, String> {
-        let mut tree = Tree {
-            nodes: imbl::HashMap::new(),
-            ephemerals: imbl::HashMap::new(),
-            containers: imbl::OrdSet::new(),
-            ttls: imbl::OrdSet::new(),
-            sessions: imbl::HashMap::new(),
-            last_zxid,
-            approximate_data_bytes: 0,
-        };
-        let mut all: Vec<(Path, Node)> = nodes.into_iter().collect();
-        // Parents before children: a parent's path is a prefix, so shorter first.
-        all.sort_by(|left, right| left.0.len().cmp(&right.0.len()).then_with(|| left.0.cmp(&right.0)));
-        // One shared empty set: imbl's OrdSet::new allocates a node, and
-        // most znodes are leaves.
-        let no_children = imbl::OrdSet::new();
-        for (path, mut node) in all {
-            node.children = no_children.clone();
-            if &*path != "/" {
-                let (parent_path, name) = split(&path).ok_or_else(|| format!("invalid path {path:?} in snapshot"))?;
-                let parent = tree
-                    .nodes
-                    .get_mut(parent_path)
-                    .ok_or_else(|| format!("node {path:?} has no parent in the snapshot"))?;
-                Arc::make_mut(parent).children.insert(Arc::from(name));
+        let mut tree = Tree::empty(last_zxid);
+        let all: Vec<(Path, Node)> = nodes.into_iter().collect();
+        let mut counts = vec![0i32; all.len()];
+        {
+            let index: std::collections::HashMap<&str, usize> =
+                all.iter().enumerate().map(|(position, (path, _))| (&**path, position)).collect();
+            if index.len() != all.len() {
+                return Err("a path appears twice in the snapshot".to_string());
             }
-            tree.put(path, node);
+            if !index.contains_key("/") {
+                return Err("snapshot has no root node".to_string());
+            }
+            for (path, _) in &all {
+                if &**path == "/" {
+                    continue;
+                }
+                let (parent_path, _) = split(path).ok_or_else(|| format!("invalid path {path:?} in snapshot"))?;
+                let parent =
+                    index.get(parent_path).ok_or_else(|| format!("node {path:?} has no parent in the snapshot"))?;
+                counts[*parent] += 1;
+            }
         }
-        if tree.nodes.get("/").is_none() {
-            return Err("snapshot has no root node".to_string());
+        for ((path, mut node), count) in all.into_iter().zip(counts) {
+            node.path = path;
+            node.acl = tree.intern_acl(&node.acl);
+            node.num_children = count;
+            tree.put(node);
         }
         for session in sessions {
             tree.sessions.insert(session.id, session);
@@ -283,11 +378,9 @@ impl Tree {
         let mut count = 0;
         let mut stack = vec![path.to_string()];
         while let Some(current) = stack.pop() {
-            if let Some(node) = self.nodes.get(current.as_str()) {
-                for child in node.children.iter() {
-                    count += 1;
-                    stack.push(join(&current, child));
-                }
+            for child in self.children(&current) {
+                count += 1;
+                stack.push(join(&current, child));
             }
         }
         count
@@ -332,7 +425,7 @@ impl Tree {
                 applied.outcomes.push(outcome);
             }
             Txn::SetData { path, data } => {
-                let outcome = match self.nodes.get(&**path) {
+                let outcome = match self.get(path) {
                     Some(node) => {
                         let mut node = Node::clone(node);
                         let new_length = data.as_ref().map_or(0, |data| data.len());
@@ -342,7 +435,7 @@ impl Tree {
                         node.mzxid = header.zxid;
                         node.mtime_ms = header.time_ms;
                         let stat = node.stat();
-                        self.nodes.insert(path.clone(), Arc::new(node));
+                        self.replace(node);
                         applied.triggers.push(Trigger::DataChanged(path.clone()));
                         OpOutcome::DataSet(stat)
                     }
@@ -351,13 +444,13 @@ impl Tree {
                 applied.outcomes.push(outcome);
             }
             Txn::SetAcl { path, acl } => {
-                let outcome = match self.nodes.get(&**path) {
+                let outcome = match self.get(path) {
                     Some(node) => {
                         let mut node = Node::clone(node);
-                        node.acl = acl.clone();
+                        node.acl = self.intern_acl(acl);
                         node.aversion = node.aversion.wrapping_add(1);
                         let stat = node.stat();
-                        self.nodes.insert(path.clone(), Arc::new(node));
+                        self.replace(node);
                         OpOutcome::AclSet(stat)
                     }
                     None => OpOutcome::Skipped,
@@ -383,23 +476,27 @@ impl Tree {
         owner: i64,
         applied: &mut Applied,
     ) -> OpOutcome {
-        let Some((parent_path, name)) = split(path) else {
+        let Some((parent_path, _)) = split(path) else {
             return OpOutcome::Skipped;
         };
-        if self.nodes.contains_key(&**path) {
+        if self.get(path).is_some() {
             return OpOutcome::Skipped;
         }
-        let Some(parent) = self.nodes.get(parent_path) else {
+        let Some(parent) = self.get(parent_path) else {
             return OpOutcome::Skipped;
         };
         let mut parent = Node::clone(parent);
-        parent.children.insert(Arc::from(name));
+        parent.num_children = parent.num_children.wrapping_add(1);
         parent.cversion = parent.cversion.wrapping_add(1);
         parent.pzxid = header.zxid;
-        self.nodes.insert(Arc::from(parent_path), Arc::new(parent));
+        // A child usually has its parent's ACL: share it without a lookup.
+        let acl = if parent.acl == *acl { parent.acl.clone() } else { self.intern_acl(acl) };
+        let parent_path = parent.path.clone();
+        self.replace(parent);
         let node = Node {
+            path: path.clone(),
             data: data.clone(),
-            acl: acl.clone(),
+            acl,
             czxid: header.zxid,
             mzxid: header.zxid,
             pzxid: header.zxid,
@@ -409,36 +506,41 @@ impl Tree {
             cversion: 0,
             aversion: 0,
             ephemeral_owner: owner,
-            children: imbl::OrdSet::new(),
+            num_children: 0,
         };
         let stat = node.stat();
-        self.put(path.clone(), node);
+        self.put(node);
         applied.triggers.push(Trigger::Created(path.clone()));
-        applied.triggers.push(Trigger::ChildrenChanged(Arc::from(parent_path)));
+        applied.triggers.push(Trigger::ChildrenChanged(parent_path));
         OpOutcome::Created(path.clone(), stat)
     }
 
     /// Removes a childless node. A delete changes the parent's pzxid and
     /// not its create counter (the reported cversion still moves, see `stat`).
     fn delete_node(&mut self, path: &Path, zxid: i64, applied: &mut Applied) -> bool {
-        let Some((parent_path, name)) = split(path) else {
+        let Some((parent_path, _)) = split(path) else {
             return false;
         };
-        let Some(node) = self.nodes.get(&**path).cloned() else {
+        let Some(node) = self.get(path).cloned() else {
             return false;
         };
-        if !node.children.is_empty() {
+        if node.num_children != 0 {
             return false;
         }
-        if let Some(parent) = self.nodes.get(parent_path) {
-            let mut parent = Node::clone(parent);
-            parent.children.remove(name);
-            if zxid > parent.pzxid {
-                parent.pzxid = zxid;
+        let parent_path: Path = match self.get(parent_path) {
+            Some(parent) => {
+                let mut parent = Node::clone(parent);
+                parent.num_children = parent.num_children.wrapping_sub(1);
+                if zxid > parent.pzxid {
+                    parent.pzxid = zxid;
+                }
+                let parent_path = parent.path.clone();
+                self.replace(parent);
+                parent_path
             }
-            self.nodes.insert(Arc::from(parent_path), Arc::new(parent));
-        }
-        self.nodes.remove(&**path);
+            None => Arc::from(parent_path),
+        };
+        self.nodes.remove(path);
         self.approximate_data_bytes -= (path.len() + node.data_len()) as i64;
         if node.is_container() {
             self.containers.remove(path);
@@ -453,7 +555,7 @@ impl Tree {
             }
         }
         applied.triggers.push(Trigger::Deleted(path.clone()));
-        applied.triggers.push(Trigger::ChildrenChanged(Arc::from(parent_path)));
+        applied.triggers.push(Trigger::ChildrenChanged(parent_path));
         true
     }
 }

@@ -117,7 +117,7 @@ fn counted(path: &str) -> bool {
 
 /// Whether any quota may exist: `/zookeeper/quota` has children.
 pub fn any(tree: &Tree) -> bool {
-    tree.get(QUOTA_PATH).is_some_and(|node| !node.children.is_empty())
+    tree.get(QUOTA_PATH).is_some_and(|node| node.num_children > 0)
 }
 
 /// The deepest ancestor of `path` (or `path` itself) with a limits node,
@@ -211,8 +211,8 @@ pub fn namespace_figures(tree: &Tree) -> BTreeMap<String, [i64; 4]> {
     let mut stack = vec![QUOTA_PATH.to_string()];
     while let Some(path) = stack.pop() {
         let Some(node) = tree.get(&path) else { continue };
-        if !node.children.is_empty() {
-            stack.extend(node.children.iter().map(|child| join(&path, child)));
+        if node.num_children > 0 {
+            stack.extend(tree.children(&path).into_iter().map(|child| join(&path, child)));
             continue;
         }
         let (root, leaf) = super::split(&path).unwrap_or(("", ""));
@@ -338,7 +338,7 @@ pub fn subtree_figures(tree: &Tree, root: &str) -> (i64, i64) {
         if let Some(node) = tree.get(&path) {
             count += 1;
             bytes += node.data_len() as i64;
-            stack.extend(node.children.iter().map(|child| join(&path, child)));
+            stack.extend(tree.children(&path).into_iter().map(|child| join(&path, child)));
         }
     }
     (count, bytes)
@@ -353,11 +353,14 @@ pub fn recount_all(tree: &mut Tree) {
     let mut roots = Vec::new();
     let mut stack = vec![QUOTA_PATH.to_string()];
     while let Some(path) = stack.pop() {
-        let Some(node) = tree.get(&path) else { continue };
-        if node.children.contains(STATS_NODE) {
+        if tree.get(&path).is_none() {
+            continue;
+        }
+        let children = tree.children(&path);
+        if children.contains(&STATS_NODE) {
             roots.push(path.strip_prefix(QUOTA_PATH).unwrap_or_default().to_string());
         }
-        stack.extend(node.children.iter().map(|child| join(&path, child)));
+        stack.extend(children.into_iter().map(|child| join(&path, child)));
     }
     for root in roots {
         let (count, bytes) = subtree_figures(tree, &root);
@@ -378,7 +381,7 @@ fn set_data_in_place(tree: &mut Tree, path: &str, data: Vec<u8>) {
     let mut node = Node::clone(node);
     tree.approximate_data_bytes += data.len() as i64 - node.data_len() as i64;
     node.data = Some(Arc::from(data));
-    tree.nodes.insert(Arc::from(path), Arc::new(node));
+    tree.nodes.insert(Arc::new(node));
 }
 
 #[cfg(test)]

@@ -112,3 +112,85 @@ fn split_and_join() {
     assert_eq!(join("/", "a"), "/a");
     assert_eq!(join("/a", "b"), "/a/b");
 }
+
+/// The tree against a model (a sorted set of paths) under random creates
+/// and deletes in a small namespace, so parents fill up, empty out and
+/// share trie prefixes; every older version must stay as it was.
+mod model {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn model_children(model: &BTreeSet<String>, parent: &str) -> Vec<String> {
+        let mut names: Vec<String> = model
+            .iter()
+            .filter(|path| split(path).is_some_and(|(candidate, _)| candidate == parent))
+            .map(|path| split(path).unwrap().1.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn check(tree: &Tree, model: &BTreeSet<String>) {
+        assert_eq!(tree.node_count(), model.len());
+        for path in model {
+            let node = tree.get(path).unwrap_or_else(|| panic!("{path} missing"));
+            assert_eq!(&*node.path, path.as_str());
+            let children: Vec<String> = tree.children(path).into_iter().map(str::to_string).collect();
+            assert_eq!(children, model_children(model, path), "children of {path}");
+            assert_eq!(node.num_children as usize, children.len());
+        }
+        let mut paths: Vec<String> = tree.paths().map(|(path, _)| path.to_string()).collect();
+        paths.sort();
+        assert_eq!(paths, model.iter().cloned().collect::<Vec<_>>());
+    }
+
+    fn path_of(choice: (u8, u8, u8)) -> String {
+        let (depth, first, second) = choice;
+        match depth % 3 {
+            0 => format!("/n{}", first % 40),
+            1 => format!("/n{}/c{}", first % 8, second % 60),
+            _ => format!("/n{}/c{}/g{}", first % 3, second % 5, first % 7),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn tree_matches_the_model(ops in proptest::collection::vec((any::<bool>(), any::<(u8, u8, u8)>()), 1..400)) {
+            let mut tree = Tree::new();
+            let mut model: BTreeSet<String> =
+                ["/", ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH].iter().map(|path| path.to_string()).collect();
+            let mut versions: Vec<(Tree, BTreeSet<String>)> = Vec::new();
+            for (zxid, (is_create, choice)) in ops.into_iter().enumerate() {
+                let path = path_of(choice);
+                let zxid = zxid as i64 + 1;
+                if is_create {
+                    let parent_exists = model.contains(split(&path).unwrap().0);
+                    let applied = tree.apply(&header(zxid), &create(&path, 0));
+                    let created = matches!(applied.outcomes[0], OpOutcome::Created(..));
+                    prop_assert_eq!(created, parent_exists && !model.contains(&path));
+                    if created {
+                        model.insert(path);
+                    }
+                } else {
+                    let deletable = model.contains(&path) && model_children(&model, &path).is_empty();
+                    let applied = tree.apply(&header(zxid), &Txn::Delete { path: Arc::from(path.as_str()) });
+                    prop_assert_eq!(applied.outcomes[0] == OpOutcome::Deleted, deletable);
+                    if deletable {
+                        model.remove(&path);
+                    }
+                }
+                if zxid % 50 == 0 {
+                    versions.push((tree.clone(), model.clone()));
+                }
+            }
+            check(&tree, &model);
+            for (version, version_model) in &versions {
+                check(version, version_model);
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! A persistent hash trie (HAMT) of znodes, keyed by their path.
+//!
+//! Why not `imbl::HashMap`: its inner nodes are fixed arrays of 32 entries
+//! (about 1 KiB each, however few are in use), and with a million keys most
+//! of them hold one or two: that alone cost 324 bytes a znode. Here a branch
+//! holds a 64-bit bitmap and a vector of exactly its occupied slots, so a
+//! znode costs one 16-byte slot plus its share of small branches.
+//!
+//! The znode itself is the leaf (`Arc<Node>`, which carries its path), so
+//! the path is stored once, in the node, and there is no separate key.
+//!
+//! Children without children sets: the hash of a path (see
+//! `super::path_hash`) takes its lowest `PREFIX_LEVELS` levels of bits from
+//! the hash of the parent's path, so all children of one parent live in the
+//! one subtree found by walking those levels with the parent's hash, and
+//! listing them is a walk of that subtree, keeping the leaves whose parent is
+//! that path. A parent's children then cost nothing beyond their own leaves.
+//!
+//! Persistence: branches are `Arc`s; a writer makes the branches on its way
+//! unique with `Arc::make_mut` (copying a branch only while an older version
+//! still shares it), so cloning the trie is one pointer copy and a version
+//! that readers hold never changes.
+
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::Node;
+
+/// Bits of the hash each level consumes: 64-way branches.
+const BITS: u32 = 6;
+const SLOT_MASK: u64 = (1 << BITS) - 1;
+/// Levels whose bits come from the parent's hash (18 bits, 262,144
+/// groups): a parent's children share one subtree at this depth. More
+/// levels would add a chain of one-slot branches above every small family
+/// (a slower lookup); fewer would mix more families in one subtree (a
+/// slower getChildren).
+pub(super) const PREFIX_LEVELS: u32 = 3;
+pub(super) const PREFIX_MASK: u64 = (1 << (BITS * PREFIX_LEVELS)) - 1;
+
+#[derive(Clone)]
+enum Slot {
+    Leaf(Arc<Node>),
+    Branch(Arc<Branch>),
+    /// Paths whose 64-bit hashes are equal, past the last level.
+    Collision(Arc<Vec<Arc<Node>>>),
+}
+
+/// Slots a branch holds in its own allocation. Most branches deep in the
+/// trie hold one or two, and a lookup then costs one cache miss per level
+/// instead of two (the branch, then its slots).
+const INLINE_SLOTS: usize = 2;
+
+#[derive(Clone, Default)]
+struct Branch {
+    /// Bit i is set when slot i is occupied; `slots` holds the occupied ones
+    /// in order.
+    bitmap: u64,
+    slots: SmallVec<[Slot; INLINE_SLOTS]>,
+}
+
+impl Branch {
+    fn position(&self, hash: u64, shift: u32) -> (u64, usize) {
+        let bit = 1u64 << ((hash >> shift) & SLOT_MASK);
+        (bit, (self.bitmap & (bit - 1)).count_ones() as usize)
+    }
+
+    fn insert_slot(&mut self, bit: u64, position: usize, slot: Slot) {
+        self.bitmap |= bit;
+        // Exact growth: a branch holds at most 64 slots and most hold a few,
+        // so doubling would waste more than the copies cost.
+        self.slots.reserve_exact(1);
+        self.slots.insert(position, slot);
+    }
+
+    fn remove_slot(&mut self, bit: u64, position: usize) -> Slot {
+        self.bitmap &= !bit;
+        let slot = self.slots.remove(position);
+        if self.slots.capacity() > self.slots.len() + 4 {
+            self.slots.shrink_to_fit();
+        }
+        slot
+    }
+}
+
+/// The trie. Cloning it is one `Arc` clone.
+#[derive(Clone)]
+pub(super) struct Trie {
+    root: Arc<Branch>,
+    len: usize,
+    /// The hash of a path (`super::path_hash`; tests give a weak one to
+    /// force collisions).
+    hash: fn(&str) -> u64,
+}
+
+impl std::fmt::Debug for Trie {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Trie").field("len", &self.len).finish()
+    }
+}
+
+impl Trie {
+    pub(super) fn new(hash: fn(&str) -> u64) -> Trie {
+        Trie { root: Arc::default(), len: 0, hash }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn get(&self, path: &str) -> Option<&Arc<Node>> {
+        let hash = (self.hash)(path);
+        let mut branch: &Branch = &self.root;
+        let mut shift = 0;
+        loop {
+            let (bit, position) = branch.position(hash, shift);
+            if branch.bitmap & bit == 0 {
+                return None;
+            }
+            match &branch.slots[position] {
+                Slot::Leaf(node) => return (&*node.path == path).then_some(node),
+                Slot::Branch(next) => {
+                    branch = next;
+                    shift += BITS;
+                }
+                Slot::Collision(nodes) => return nodes.iter().find(|node| &*node.path == path),
+            }
+        }
+    }
+
+    /// Inserts or replaces the node at its path; returns the one replaced.
+    pub(super) fn insert(&mut self, node: Arc<Node>) -> Option<Arc<Node>> {
+        let hash = (self.hash)(&node.path);
+        let replaced = insert_into(Arc::make_mut(&mut self.root), 0, hash, node, self.hash);
+        if replaced.is_none() {
+            self.len += 1;
+        }
+        replaced
+    }
+
+    pub(super) fn remove(&mut self, path: &str) -> Option<Arc<Node>> {
+        // A miss must not copy the branches on the way.
+        self.get(path)?;
+        let hash = (self.hash)(path);
+        let removed = remove_from(Arc::make_mut(&mut self.root), 0, hash, path);
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    pub(super) fn iter(&self) -> Iter<'_> {
+        Iter { stack: vec![self.root.slots.iter()], collision: [].iter() }
+    }
+
+    /// Every node whose hash has the lowest `PREFIX_LEVELS` levels of
+    /// `prefix_hash` (a superset of the children of the path with that hash).
+    pub(super) fn with_prefix(&self, prefix_hash: u64) -> Iter<'_> {
+        let mut branch: &Branch = &self.root;
+        let mut shift = 0;
+        loop {
+            if shift == BITS * PREFIX_LEVELS {
+                return Iter { stack: vec![branch.slots.iter()], collision: [].iter() };
+            }
+            let (bit, position) = branch.position(prefix_hash, shift);
+            if branch.bitmap & bit == 0 {
+                return Iter { stack: Vec::new(), collision: [].iter() };
+            }
+            let slot = &branch.slots[position];
+            match slot {
+                Slot::Branch(next) => {
+                    branch = next;
+                    shift += BITS;
+                }
+                // A leaf or a collision above the prefix depth is the only
+                // content of this prefix.
+                _ => return Iter { stack: vec![std::slice::from_ref(slot).iter()], collision: [].iter() },
+            }
+        }
+    }
+}
+
+fn insert_into(
+    branch: &mut Branch,
+    shift: u32,
+    hash: u64,
+    node: Arc<Node>,
+    hasher: fn(&str) -> u64,
+) -> Option<Arc<Node>> {
+    let (bit, position) = branch.position(hash, shift);
+    if branch.bitmap & bit == 0 {
+        branch.insert_slot(bit, position, Slot::Leaf(node));
+        return None;
+    }
+    let slot = &mut branch.slots[position];
+    match slot {
+        Slot::Leaf(existing) if existing.path == node.path => Some(std::mem::replace(existing, node)),
+        Slot::Leaf(existing) => {
+            let existing = existing.clone();
+            let existing_hash = hasher(&existing.path);
+            *slot = pair(existing, existing_hash, node, hash, shift + BITS);
+            None
+        }
+        Slot::Branch(next) => insert_into(Arc::make_mut(next), shift + BITS, hash, node, hasher),
+        Slot::Collision(nodes) => {
+            let nodes = Arc::make_mut(nodes);
+            match nodes.iter_mut().find(|existing| existing.path == node.path) {
+                Some(existing) => Some(std::mem::replace(existing, node)),
+                None => {
+                    nodes.push(node);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// The slot holding two leaves that met at one slot of the level above
+/// `shift`: branches down to where their hashes differ, or a collision list.
+fn pair(first: Arc<Node>, first_hash: u64, second: Arc<Node>, second_hash: u64, shift: u32) -> Slot {
+    if shift >= u64::BITS {
+        return Slot::Collision(Arc::new(vec![first, second]));
+    }
+    let first_index = (first_hash >> shift) & SLOT_MASK;
+    let second_index = (second_hash >> shift) & SLOT_MASK;
+    let branch = if first_index == second_index {
+        Branch {
+            bitmap: 1 << first_index,
+            slots: smallvec::smallvec![pair(first, first_hash, second, second_hash, shift + BITS)],
+        }
+    } else {
+        let slots = if first_index < second_index {
+            SmallVec::from_buf([Slot::Leaf(first), Slot::Leaf(second)])
+        } else {
+            SmallVec::from_buf([Slot::Leaf(second), Slot::Leaf(first)])
+        };
+        Branch { bitmap: (1 << first_index) | (1 << second_index), slots }
+    };
+    Slot::Branch(Arc::new(branch))
+}
+
+/// Removes the node; a branch left with a single leaf is replaced by that
+/// leaf, so the trie stays as shallow as its keys need.
+fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option<Arc<Node>> {
+    let (bit, position) = branch.position(hash, shift);
+    if branch.bitmap & bit == 0 {
+        return None;
+    }
+    match &mut branch.slots[position] {
+        Slot::Leaf(existing) => {
+            if &*existing.path != path {
+                return None;
+            }
+            match branch.remove_slot(bit, position) {
+                Slot::Leaf(node) => Some(node),
+                _ => None,
+            }
+        }
+        Slot::Branch(next) => {
+            let next = Arc::make_mut(next);
+            let removed = remove_from(next, shift + BITS, hash, path)?;
+            if next.slots.is_empty() {
+                branch.remove_slot(bit, position);
+            } else if next.slots.len() == 1 && matches!(next.slots[0], Slot::Leaf(_)) {
+                let only = next.slots.pop();
+                if let Some(only) = only {
+                    branch.slots[position] = only;
+                }
+            }
+            Some(removed)
+        }
+        Slot::Collision(nodes) => {
+            let nodes = Arc::make_mut(nodes);
+            let index = nodes.iter().position(|node| &*node.path == path)?;
+            let removed = nodes.remove(index);
+            if nodes.len() == 1 {
+                if let Some(only) = nodes.pop() {
+                    branch.slots[position] = Slot::Leaf(only);
+                }
+            }
+            Some(removed)
+        }
+    }
+}
+
+/// Leaves in trie order (no order a client may rely on).
+pub(super) struct Iter<'a> {
+    stack: Vec<std::slice::Iter<'a, Slot>>,
+    collision: std::slice::Iter<'a, Arc<Node>>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = &'a Arc<Node>;
+
+    fn next(&mut self) -> Option<&'a Arc<Node>> {
+        loop {
+            if let Some(node) = self.collision.next() {
+                return Some(node);
+            }
+            let top = self.stack.last_mut()?;
+            match top.next() {
+                None => {
+                    self.stack.pop();
+                }
+                Some(Slot::Leaf(node)) => return Some(node),
+                Some(Slot::Branch(branch)) => self.stack.push(branch.slots.iter()),
+                Some(Slot::Collision(nodes)) => self.collision = nodes.iter(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn node(path: &str, version: i32) -> Arc<Node> {
+        Arc::new(Node {
+            path: Arc::from(path),
+            data: None,
+            acl: Arc::from(Vec::new()),
+            czxid: 0,
+            mzxid: 0,
+            pzxid: 0,
+            ctime_ms: 0,
+            mtime_ms: 0,
+            version,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            num_children: 0,
+        })
+    }
+
+    /// Few distinct hashes, sharing their low bits: deep branches and
+    /// collision lists.
+    fn weak_hash(path: &str) -> u64 {
+        let sum: u64 = path.bytes().map(u64::from).sum();
+        (sum % 5) << 58 | (sum % 3)
+    }
+
+    fn full_hash(path: &str) -> u64 {
+        super::super::path_hash(path)
+    }
+
+    fn check(trie: &Trie, model: &BTreeMap<String, i32>) {
+        assert_eq!(trie.len(), model.len());
+        for (path, version) in model {
+            assert_eq!(trie.get(path).map(|node| node.version), Some(*version), "{path}");
+        }
+        let mut seen: Vec<String> = trie.iter().map(|node| node.path.to_string()).collect();
+        seen.sort();
+        assert_eq!(seen, model.keys().cloned().collect::<Vec<_>>());
+    }
+
+    fn run(hash: fn(&str) -> u64, ops: &[(bool, u8, i32)]) {
+        let mut trie = Trie::new(hash);
+        let mut model = BTreeMap::new();
+        let mut versions = Vec::new();
+        for (step, (insert, key, version)) in ops.iter().enumerate() {
+            let path = format!("/k{key}");
+            if *insert {
+                let replaced = trie.insert(node(&path, *version)).map(|node| node.version);
+                assert_eq!(replaced, model.insert(path, *version));
+            } else {
+                let removed = trie.remove(&path).map(|node| node.version);
+                assert_eq!(removed, model.remove(&path));
+            }
+            assert!(trie.get("/absent").is_none());
+            if step % 16 == 0 {
+                versions.push((trie.clone(), model.clone()));
+            }
+        }
+        check(&trie, &model);
+        for (version, version_model) in &versions {
+            check(version, version_model);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn trie_matches_a_map_with_collisions(ops in proptest::collection::vec((any::<bool>(), 0u8..60, any::<i32>()), 1..300)) {
+            run(weak_hash, &ops);
+        }
+
+        #[test]
+        fn trie_matches_a_map(ops in proptest::collection::vec((any::<bool>(), any::<u8>(), any::<i32>()), 1..300)) {
+            run(full_hash, &ops);
+        }
+    }
+}
