@@ -399,7 +399,16 @@ impl Node {
     pub fn step_peer(&mut self, from: u64, message: PeerMessage, now: Now) -> Result<(), NodeError> {
         match message {
             PeerMessage::Raft(messages) => {
-                for message in messages {
+                for mut message in messages {
+                    // A server that lost its data directory (started empty,
+                    // as an operator may do to resync one, as with
+                    // ZooKeeper) is behind what the leader believes it
+                    // holds; raft-rs would abort on a heartbeat committing
+                    // past its log. The commit index is only news: the
+                    // appends and the snapshot that follow bring the rest.
+                    if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+                        message.commit = message.commit.min(self.replica.last_index());
+                    }
                     // A message for an old term or from an unknown member is
                     // raft's to ignore; an error here is not ours to stop on.
                     let _ = self.replica.step(message);
