@@ -143,6 +143,15 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    // System properties reach ZooKeeper as -D flags through these variables
+    // of its scripts (the JAAS file above all); read once, here.
+    let jvm_flags: Vec<String> =
+        ["SERVER_JVMFLAGS", "JVMFLAGS"].iter().filter_map(|name| std::env::var(name).ok()).collect();
+    let jvm_flags: Vec<&str> = jvm_flags.iter().map(String::as_str).collect();
+    if let Err(error) = config.apply_jvm_flags(&jvm_flags).and_then(|()| config.load_jaas()) {
+        eprintln!("zoocore: {error}");
+        return ExitCode::from(2);
+    }
     config.truncate_corrupt = arguments.truncate_corrupt;
     // An ensemble's files are checked (myid, server lines, addresses) before
     // anything starts: a mistake in them is an error, never a silent
