@@ -400,3 +400,45 @@ fn kazoo_sasl_suite_passes() {
         server.stderr_tail()
     );
 }
+
+/// Debian's Java zkCli with a JAAS `Client` section: it authenticates with
+/// DIGEST-MD5, gets the client-side SaslAuthenticated event, and works under
+/// a sasl ACL; with a wrong password it gets AuthFailed.
+#[test]
+fn zkcli_with_a_jaas_client_section() {
+    assert!(
+        Path::new("/usr/share/java/zookeeper.jar").exists(),
+        "Debian's zookeeper package is missing: run .ci/setup.sh first"
+    );
+    let (server, _jaas) = sasl_server(&[]);
+    let zkcli = |password: &str, commands: &str| {
+        let (directory, client_jaas) = jaas_file(&format!(
+            "Client {{\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n    username=\"jaasuser\"\n    password=\"{password}\";\n}};\n"
+        ));
+        let mut child = Command::new(std::env::var("JAVA").unwrap_or_else(|_| "java".into()))
+            .arg("-cp")
+            .arg("/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-nop.jar")
+            .arg(format!("-Djava.security.auth.login.config={}", client_jaas.display()))
+            .args(["org.apache.zookeeper.ZooKeeperMain", "-server", server.addr()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        drop(directory);
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    };
+    let output = zkcli(
+        "jaas_password",
+        "create /saslnode data sasl:jaasuser:cdrwa\ngetAcl /saslnode\nget /saslnode\nwhoami\ndelete /saslnode\nquit\n",
+    );
+    assert!(output.contains("state:SaslAuthenticated"), "{output}");
+    assert!(output.contains("Created /saslnode"), "{output}");
+    assert!(output.contains("'sasl,'jaasuser\n: cdrwa"), "{output}");
+    assert!(output.lines().any(|line| line == "data"), "{output}");
+    assert!(output.contains("sasl: jaasuser"), "{output}");
+    let output = zkcli("wrong", "quit\n");
+    assert!(output.contains("state:AuthFailed"), "{output}");
+}
