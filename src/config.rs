@@ -699,7 +699,8 @@ impl Config {
                 ));
             }
             if let Some(unknown) = schemes.iter().find(|scheme| {
-                !matches!(scheme.as_str(), "ip" | "digest") && !(*scheme == "sasl" && auth.sasl_provider)
+                let available = matches!(scheme.as_str(), "ip" | "digest") || (*scheme == "sasl" && auth.sasl_provider);
+                !available
             }) {
                 return Err(invalid(
                     "enforce.auth.schemes",
@@ -1564,6 +1565,69 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
     fn values_keep_everything_after_the_first_equals_sign() {
         let config = parse("DigestAuthenticationProvider.superDigest=super:abc=def=\n");
         assert_eq!(config.property("DigestAuthenticationProvider.superDigest"), Some("super:abc=def="));
+    }
+
+    #[test]
+    fn sasl_and_enforcement_keys_are_resolved_strictly() {
+        let config = parse(&format!("authProvider.1={SASL_AUTHENTICATION_PROVIDER}\nenforce.auth.enabled=true\nenforce.auth.schemes= sasl , digest\nsuperUser=admin\n"));
+        assert!(config.auth.sasl_provider);
+        assert_eq!(config.auth.enforce_auth_schemes, Some(vec!["sasl".to_string(), "digest".to_string()]));
+        assert_eq!(config.auth.super_user.as_deref(), Some("admin"));
+        assert_eq!(config.auth.sasl_server_section, "Server");
+        let config = parse("sessionRequireClientSASLAuth=true\nauthProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n");
+        assert_eq!(config.auth.enforce_auth_schemes, Some(vec!["sasl".to_string()]));
+        let error = Config::parse("enforce.auth.enabled=true\n").unwrap_err().to_string();
+        assert!(error.contains("enforce.auth.schemes"), "{error}");
+        // sasl needs its provider, and x509 has none in zoocore.
+        let error = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n").unwrap_err().to_string();
+        assert!(error.contains("enforce.auth.schemes") && error.contains("sasl"), "{error}");
+        assert!(Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=x509\n").is_err());
+        let error = Config::parse("enforce.auth.enabled=on\n").unwrap_err().to_string();
+        assert!(error.contains("enforce.auth.enabled") && error.contains("on"), "{error}");
+        let config = parse("authProvider.2=com.example.Custom\n");
+        assert!(config.warnings.iter().any(|warning| warning.contains("com.example.Custom")));
+    }
+
+    #[test]
+    fn jvm_flags_set_properties_without_overriding_the_file() {
+        let mut config = parse("superUser=fromfile\n");
+        config
+            .apply_jvm_flags(&[
+                "-Xmx1g -Djava.security.auth.login.config=/etc/zk/first.conf -Dzookeeper.superUser=fromflags",
+                "-Djava.security.auth.login.config=\"/etc/zk/jaas.conf\" -Dzookeeper.sasl.serverconfig=ZkServer",
+            ])
+            .unwrap();
+        assert_eq!(config.auth.jaas_config_file, Some(PathBuf::from("/etc/zk/jaas.conf")));
+        assert_eq!(config.auth.sasl_server_section, "ZkServer");
+        assert_eq!(config.auth.super_user.as_deref(), Some("fromfile"));
+        let mut config = parse("enforce.auth.enabled=true\nenforce.auth.schemes=digest\n");
+        assert!(config.apply_jvm_flags(&["-Dzookeeper.allowSaslFailedClients=maybe"]).is_err());
+    }
+
+    #[test]
+    fn load_jaas_reads_the_server_section() {
+        let directory = tempfile_directory("jaas");
+        let path = directory.join("jaas.conf");
+        std::fs::write(
+            &path,
+            "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required user_a=\"pw\";\n};\n",
+        )
+        .unwrap();
+        let mut config = parse(&format!("java.security.auth.login.config={}\n", path.display()));
+        config.load_jaas().unwrap();
+        let credentials = config.auth.sasl_credentials.as_ref().unwrap();
+        assert!(credentials.contains_user("a"));
+        assert!(!format!("{config:?}").contains("pw\""), "the password must not reach Debug output");
+        config.auth.sasl_server_section = "Other".into();
+        let error = config.load_jaas().unwrap_err().to_string();
+        assert!(error.contains("'Other'") && error.contains("jaas.conf"), "{error}");
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    fn tempfile_directory(name: &str) -> PathBuf {
+        let directory = std::env::temp_dir().join(format!("zoocore-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        directory
     }
 
     #[test]

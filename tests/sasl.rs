@@ -68,7 +68,7 @@ impl Client {
     }
 
     fn connect_to(address: &str) -> Client {
-        let mut stream = TcpStream::connect(address).unwrap();
+        let stream = TcpStream::connect(address).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut request = Vec::new();
         request.extend_from_slice(&0i32.to_be_bytes()); // protocol version
@@ -139,7 +139,7 @@ impl Client {
     fn who_am_i(&mut self, xid: i32) -> Vec<(String, String)> {
         let reply = self.request(xid, 107, &[]).expect("whoAmI reply");
         let mut body = &reply.body[..];
-        let mut read_string = |body: &mut &[u8]| {
+        let read_string = |body: &mut &[u8]| {
             let length = i32::from_be_bytes(body[0..4].try_into().unwrap()) as usize;
             let text = String::from_utf8(body[4..4 + length].to_vec()).unwrap();
             *body = &body[4 + length..];

@@ -90,7 +90,7 @@ pub fn is_valid_sasl_id(id: &str) -> bool {
 pub fn enforce(schemes: Option<&[String]>, auth: &[Id]) -> bool {
     match schemes {
         None => true,
-        Some(schemes) => auth.iter().any(|id| schemes.iter().any(|scheme| *scheme == id.scheme)),
+        Some(schemes) => auth.iter().any(|id| schemes.contains(&id.scheme)),
     }
 }
 
