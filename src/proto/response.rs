@@ -112,6 +112,7 @@ impl Response {
             op::GET_CHILDREN2 => Response::Children2(decode_names(reader)?, Stat::decode(reader)?),
             op::MULTI | op::MULTI_READ => Response::Multi(decode_multi(reader)?),
             op::GET_EPHEMERALS => Response::Paths(reader.read_string_vec()?),
+            op::SASL => Response::Sasl(reader.read_optional_buffer()?),
             op::GET_ALL_CHILDREN_NUMBER | op::ADD_WATCH => Response::Number(reader.read_i32()?),
             op::WHO_AM_I => Response::WhoAmI(reader.read_vec(8, |reader| {
                 Ok(ClientInfo { auth_scheme: reader.read_string()?, user: reader.read_string()? })
