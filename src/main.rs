@@ -177,6 +177,15 @@ fn main() -> ExitCode {
     for warning in config.warnings.iter().chain(ensemble.iter().flat_map(|ensemble| ensemble.warnings.iter())) {
         tracing::warn!("{warning}");
     }
+    if let (Some(credentials), Some(file)) = (&config.auth.sasl_credentials, &config.auth.jaas_config_file) {
+        // User names only: the passwords never reach a log.
+        tracing::info!(
+            users = credentials.user_count(),
+            file = %file.display(),
+            section = %config.auth.sasl_server_section,
+            "SASL DIGEST-MD5 enabled"
+        );
+    }
     // Scripts and tests read these lines; the listening line comes last.
     let result = zoocore::server::run(config, ensemble, |listening| {
         if let Some(address) = listening.admin {

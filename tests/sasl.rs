@@ -228,6 +228,7 @@ fn failed_exchange_is_auth_failed_and_closes() {
     assert!(client.closed_by_server());
     let log = server.stderr_tail();
     assert!(log.contains("client failed to SASL authenticate"), "{log}");
+    assert!(log.contains("SASL DIGEST-MD5 enabled") && log.contains("users=2"), "{log}");
     assert!(!log.contains("jaas_password") && !log.contains("super_secret"), "a password reached the log:\n{log}");
 }
 
