@@ -1,7 +1,8 @@
 //! ACLs and authentication, as ZooKeeper's ZooKeeperServer.checkACL,
 //! PrepRequestProcessor.fixupACL and its authentication providers define
-//! them. Schemes: world, auth, digest, ip, and the super user that a digest
-//! matching `DigestAuthenticationProvider.superDigest` makes.
+//! them. Schemes: world, auth, digest, ip, sasl (the identity a SASL
+//! exchange establishes, see [`crate::auth`]), and the super user that a
+//! digest matching `DigestAuthenticationProvider.superDigest` makes.
 
 use std::net::IpAddr;
 
@@ -49,6 +50,9 @@ pub fn check(acl: &[Acl], auth: &[Id], permission: i32) -> bool {
         }
         auth.iter().filter(|id| id.scheme == wanted.scheme).any(|id| match wanted.scheme.as_str() {
             "ip" => ip_matches(&id.id, &wanted.id),
+            // SASLAuthenticationProvider.matches: a SASL user named "super"
+            // passes every sasl ACL.
+            "sasl" => id.id == wanted.id || id.id == "super",
             _ => id.id == wanted.id,
         })
     })
@@ -77,6 +81,7 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Option<Vec<Acl>> {
             }
             "digest" if entry.id.id.split(':').count() == 2 => fixed.push(entry.clone()),
             "ip" if parse_ip_pattern(&entry.id.id).is_some() => fixed.push(entry.clone()),
+            "sasl" if crate::auth::is_valid_sasl_id(&entry.id.id) => fixed.push(entry.clone()),
             _ => return None,
         }
     }
@@ -161,6 +166,16 @@ mod tests {
     }
 
     #[test]
+    fn sasl_acls_match_the_user_or_a_sasl_super() {
+        let acl = vec![Acl::new(perms::READ, "sasl", "jaasuser")];
+        assert!(check(&acl, &[Id::new("sasl", "jaasuser")], perms::READ));
+        assert!(!check(&acl, &[Id::new("sasl", "other")], perms::READ));
+        assert!(!check(&acl, &[Id::new("digest", "jaasuser")], perms::READ));
+        assert!(check(&acl, &[Id::new("sasl", "super")], perms::READ));
+        assert_eq!(fixup(&acl, &[]), Some(acl.clone()));
+    }
+
+    #[test]
     fn ip_patterns() {
         let acl = vec![Acl::new(perms::ALL, "ip", "10.0.0.0/8")];
         assert!(check(&acl, &[Id::new("ip", "10.1.2.3")], perms::READ));
@@ -180,6 +195,10 @@ mod tests {
         assert_eq!(fixup(&[Acl::new(perms::ALL, "world", "someone")], &[]), None);
         assert_eq!(fixup(&[Acl::new(perms::ALL, "ip", "300.1.1.1")], &[]), None);
         assert_eq!(fixup(&[Acl::new(perms::ALL, "foo", "bar")], &[]), None);
+        assert_eq!(fixup(&[Acl::new(perms::ALL, "sasl", "a@b@c")], &[]), None);
+        let sasl_user = Id::new("sasl", "jaasuser");
+        let fixed = fixup(&[Acl::new(perms::ALL, "auth", "")], &[sasl_user.clone(), Id::new("ip", "127.0.0.1")]);
+        assert_eq!(fixed, Some(vec![Acl { perms: perms::ALL, id: sasl_user }]));
         let doubled = vec![Acl::new(perms::ALL, "world", "anyone"); 2];
         assert_eq!(fixup(&doubled, &[]).unwrap().len(), 1);
     }

@@ -221,6 +221,77 @@ pub enum ConfigError {
         /// The value of `clientPortAddress`.
         value: String,
     },
+    /// The JAAS file named by `java.security.auth.login.config` cannot be
+    /// read.
+    #[error("cannot read the JAAS file {} (java.security.auth.login.config): {error}", path.display())]
+    JaasRead {
+        /// The file named.
+        path: PathBuf,
+        /// What the operating system reported.
+        error: std::io::Error,
+    },
+    /// The JAAS file does not parse.
+    #[error("JAAS file {} (java.security.auth.login.config): {error}", path.display())]
+    Jaas {
+        /// The file named.
+        path: PathBuf,
+        /// What is wrong, with its line.
+        error: crate::auth::jaas::JaasError,
+    },
+    /// The JAAS file's server section cannot serve DIGEST-MD5.
+    #[error("JAAS file {} (java.security.auth.login.config): {error}", path.display())]
+    JaasServerSection {
+        /// The file named.
+        path: PathBuf,
+        /// What the section lacks.
+        error: crate::auth::ServerSectionError,
+    },
+}
+
+/// SASL and enforced authentication, resolved from the keys and system
+/// properties ZooKeeper reads them from (zoo.cfg keys, or `-D` flags in
+/// `SERVER_JVMFLAGS`/`JVMFLAGS`, see [`Config::apply_jvm_flags`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// An `authProvider.N` names `SASLAuthenticationProvider`: the `sasl`
+    /// ACL scheme is known (and may be enforced).
+    pub sasl_provider: bool,
+    /// `java.security.auth.login.config`: the JAAS file, if any.
+    pub jaas_config_file: Option<PathBuf>,
+    /// `zookeeper.sasl.serverconfig`: the JAAS section the server reads.
+    pub sasl_server_section: String,
+    /// The DIGEST-MD5 users of that section, once [`Config::load_jaas`] has
+    /// read the file; None means SASL is not configured.
+    pub sasl_credentials: Option<crate::auth::sasl::Credentials>,
+    /// `zookeeper.superUser`: a SASL user that is also `super`.
+    pub super_user: Option<String>,
+    /// `enforce.auth.enabled` with its `enforce.auth.schemes`, or
+    /// `sessionRequireClientSASLAuth` (meaning `sasl`): the schemes one of
+    /// which a connection must hold before any request but auth and sasl.
+    pub enforce_auth_schemes: Option<Vec<String>>,
+    /// `zookeeper.allowSaslFailedClients`: a failed SASL exchange keeps the
+    /// connection (unless SASL is enforced).
+    pub allow_sasl_failed_clients: bool,
+}
+
+/// The JAAS section a ZooKeeper server reads unless
+/// `zookeeper.sasl.serverconfig` names another.
+pub const DEFAULT_SASL_SERVER_SECTION: &str = "Server";
+/// The class an `authProvider.N` names to enable the `sasl` scheme.
+pub const SASL_AUTHENTICATION_PROVIDER: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            sasl_provider: false,
+            jaas_config_file: None,
+            sasl_server_section: DEFAULT_SASL_SERVER_SECTION.to_string(),
+            sasl_credentials: None,
+            super_user: None,
+            enforce_auth_schemes: None,
+            allow_sasl_failed_clients: false,
+        }
+    }
 }
 
 /// Which four-letter words the server answers (`4lw.commands.whitelist`).
@@ -395,6 +466,8 @@ pub struct Config {
     pub truncate_corrupt: bool,
     /// Unrecognised keys, as ZooKeeper's system properties `zookeeper.<key>`.
     pub system_properties: BTreeMap<String, String>,
+    /// SASL and enforced authentication.
+    pub auth: AuthConfig,
     /// Values that were corrected or ignored, for the caller to log.
     pub warnings: Vec<String>,
     /// The text the configuration was parsed from (the AdminServer's
@@ -448,6 +521,7 @@ impl Default for Config {
             log_level: None,
             truncate_corrupt: false,
             system_properties: BTreeMap::new(),
+            auth: AuthConfig::default(),
             warnings: Vec::new(),
             initial_configuration: String::new(),
         }
@@ -530,7 +604,114 @@ impl Config {
         }
         config.repeated_server_ids = repeated_server_ids(&entries);
         config.initial_configuration = text.to_string();
+        config.resolve_auth()?;
         Ok(config)
+    }
+
+    /// Takes the `-Dname=value` flags of `SERVER_JVMFLAGS` and `JVMFLAGS`
+    /// (in that order; the later flag wins, as on a java command line), the
+    /// way ZooKeeper's scripts hand them to the JVM: `-Djava.security.auth.login.config=...`,
+    /// `-Dzookeeper.superUser=...` and so on. A key the file also sets keeps
+    /// the file's value, since ZooKeeper sets its zoo.cfg keys as system
+    /// properties after the JVM started. Other flags (-Xmx...) are ignored.
+    pub fn apply_jvm_flags(&mut self, flags: &[&str]) -> Result<(), ConfigError> {
+        let mut from_flags: BTreeMap<String, String> = BTreeMap::new();
+        for text in flags {
+            for word in text.split_whitespace() {
+                let Some(definition) = word.strip_prefix("-D") else { continue };
+                let (name, value) = definition.split_once('=').unwrap_or((definition, ""));
+                let value = value.trim_matches(|c| c == '"' || c == '\'');
+                if !name.is_empty() {
+                    from_flags.insert(name.to_string(), value.to_string());
+                }
+            }
+        }
+        for (name, value) in from_flags {
+            self.system_properties.entry(name).or_insert(value);
+        }
+        self.resolve_auth()
+    }
+
+    /// Reads the JAAS file named by `java.security.auth.login.config`, if
+    /// any, and takes the DIGEST-MD5 users of its server section. As in
+    /// ZooKeeper, a named file without that section stops the start.
+    pub fn load_jaas(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = self.auth.jaas_config_file.clone() else {
+            return Ok(());
+        };
+        let bytes = std::fs::read(&path).map_err(|error| ConfigError::JaasRead { path: path.clone(), error })?;
+        if bytes.len() > crate::auth::jaas::JAAS_FILE_BYTES_MAX {
+            let error = crate::auth::jaas::JaasError::TooLarge {
+                bytes: bytes.len(),
+                max: crate::auth::jaas::JAAS_FILE_BYTES_MAX,
+            };
+            return Err(ConfigError::Jaas { path, error });
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let file = crate::auth::jaas::parse(&text).map_err(|error| ConfigError::Jaas { path: path.clone(), error })?;
+        let credentials = crate::auth::server_credentials(&file, &self.auth.sasl_server_section)
+            .map_err(|error| ConfigError::JaasServerSection { path: path.clone(), error })?;
+        self.auth.sasl_credentials = Some(credentials);
+        Ok(())
+    }
+
+    /// Derives [`AuthConfig`] from the system properties, strictly: a bad
+    /// boolean, enforcement without schemes, or a scheme no provider serves
+    /// is an error naming the key and value.
+    fn resolve_auth(&mut self) -> Result<(), ConfigError> {
+        let mut auth = AuthConfig { sasl_credentials: self.auth.sasl_credentials.take(), ..AuthConfig::default() };
+        let provider_prefix = format!("{SYSTEM_PROPERTY_PREFIX}authProvider.");
+        for (key, class) in &self.system_properties {
+            let Some(_) = key.strip_prefix(&provider_prefix) else { continue };
+            match class.trim() {
+                SASL_AUTHENTICATION_PROVIDER => auth.sasl_provider = true,
+                "org.apache.zookeeper.server.auth.DigestAuthenticationProvider"
+                | "org.apache.zookeeper.server.auth.IPAuthenticationProvider" => {}
+                other => {
+                    let warning = format!("{key}={other}: zoocore has no such authentication provider; ignored");
+                    if !self.warnings.contains(&warning) {
+                        self.warnings.push(warning);
+                    }
+                }
+            }
+        }
+        auth.jaas_config_file = self.property("java.security.auth.login.config").map(PathBuf::from);
+        if let Some(section) = self.property("zookeeper.sasl.serverconfig") {
+            auth.sasl_server_section = section.to_string();
+        }
+        auth.super_user = self.property("zookeeper.superUser").map(str::to_string);
+        let boolean = |config: &Config, name: &str| match config.property(name) {
+            Some(value) => parse_boolean(name, value.trim()),
+            None => Ok(false),
+        };
+        auth.allow_sasl_failed_clients = boolean(self, "allowSaslFailedClients")?;
+        if boolean(self, "sessionRequireClientSASLAuth")? {
+            auth.enforce_auth_schemes = Some(vec!["sasl".to_string()]);
+        } else if boolean(self, "enforce.auth.enabled")? {
+            let text = self.property("enforce.auth.schemes").unwrap_or("");
+            let schemes: Vec<String> =
+                text.split(',').map(str::trim).filter(|scheme| !scheme.is_empty()).map(str::to_string).collect();
+            if schemes.is_empty() {
+                return Err(invalid(
+                    "enforce.auth.schemes",
+                    text,
+                    "a comma-separated list of schemes when enforce.auth.enabled is true",
+                ));
+            }
+            if let Some(unknown) = schemes.iter().find(|scheme| {
+                let available = matches!(scheme.as_str(), "ip" | "digest") || (*scheme == "sasl" && auth.sasl_provider);
+                !available
+            }) {
+                return Err(invalid(
+                    "enforce.auth.schemes",
+                    unknown,
+                    "schemes with a provider: ip, digest, or sasl with authProvider.N=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+                ));
+            }
+            auth.enforce_auth_schemes = Some(schemes);
+        }
+        self.auth = auth;
+        Ok(())
     }
 
     /// Looks up a system property by its full name
@@ -1384,6 +1565,69 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
     fn values_keep_everything_after_the_first_equals_sign() {
         let config = parse("DigestAuthenticationProvider.superDigest=super:abc=def=\n");
         assert_eq!(config.property("DigestAuthenticationProvider.superDigest"), Some("super:abc=def="));
+    }
+
+    #[test]
+    fn sasl_and_enforcement_keys_are_resolved_strictly() {
+        let config = parse(&format!("authProvider.1={SASL_AUTHENTICATION_PROVIDER}\nenforce.auth.enabled=true\nenforce.auth.schemes= sasl , digest\nsuperUser=admin\n"));
+        assert!(config.auth.sasl_provider);
+        assert_eq!(config.auth.enforce_auth_schemes, Some(vec!["sasl".to_string(), "digest".to_string()]));
+        assert_eq!(config.auth.super_user.as_deref(), Some("admin"));
+        assert_eq!(config.auth.sasl_server_section, "Server");
+        let config = parse("sessionRequireClientSASLAuth=true\nauthProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n");
+        assert_eq!(config.auth.enforce_auth_schemes, Some(vec!["sasl".to_string()]));
+        let error = Config::parse("enforce.auth.enabled=true\n").unwrap_err().to_string();
+        assert!(error.contains("enforce.auth.schemes"), "{error}");
+        // sasl needs its provider, and x509 has none in zoocore.
+        let error = Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n").unwrap_err().to_string();
+        assert!(error.contains("enforce.auth.schemes") && error.contains("sasl"), "{error}");
+        assert!(Config::parse("enforce.auth.enabled=true\nenforce.auth.schemes=x509\n").is_err());
+        let error = Config::parse("enforce.auth.enabled=on\n").unwrap_err().to_string();
+        assert!(error.contains("enforce.auth.enabled") && error.contains("on"), "{error}");
+        let config = parse("authProvider.2=com.example.Custom\n");
+        assert!(config.warnings.iter().any(|warning| warning.contains("com.example.Custom")));
+    }
+
+    #[test]
+    fn jvm_flags_set_properties_without_overriding_the_file() {
+        let mut config = parse("superUser=fromfile\n");
+        config
+            .apply_jvm_flags(&[
+                "-Xmx1g -Djava.security.auth.login.config=/etc/zk/first.conf -Dzookeeper.superUser=fromflags",
+                "-Djava.security.auth.login.config=\"/etc/zk/jaas.conf\" -Dzookeeper.sasl.serverconfig=ZkServer",
+            ])
+            .unwrap();
+        assert_eq!(config.auth.jaas_config_file, Some(PathBuf::from("/etc/zk/jaas.conf")));
+        assert_eq!(config.auth.sasl_server_section, "ZkServer");
+        assert_eq!(config.auth.super_user.as_deref(), Some("fromfile"));
+        let mut config = parse("enforce.auth.enabled=true\nenforce.auth.schemes=digest\n");
+        assert!(config.apply_jvm_flags(&["-Dzookeeper.allowSaslFailedClients=maybe"]).is_err());
+    }
+
+    #[test]
+    fn load_jaas_reads_the_server_section() {
+        let directory = tempfile_directory("jaas");
+        let path = directory.join("jaas.conf");
+        std::fs::write(
+            &path,
+            "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required user_a=\"pw\";\n};\n",
+        )
+        .unwrap();
+        let mut config = parse(&format!("java.security.auth.login.config={}\n", path.display()));
+        config.load_jaas().unwrap();
+        let credentials = config.auth.sasl_credentials.as_ref().unwrap();
+        assert!(credentials.contains_user("a"));
+        assert!(!format!("{config:?}").contains("pw\""), "the password must not reach Debug output");
+        config.auth.sasl_server_section = "Other".into();
+        let error = config.load_jaas().unwrap_err().to_string();
+        assert!(error.contains("'Other'") && error.contains("jaas.conf"), "{error}");
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    fn tempfile_directory(name: &str) -> PathBuf {
+        let directory = std::env::temp_dir().join(format!("zoocore-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        directory
     }
 
     #[test]

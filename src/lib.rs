@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod ensemble;
 pub mod metrics;

@@ -149,6 +149,15 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    // System properties reach ZooKeeper as -D flags through these variables
+    // of its scripts (the JAAS file above all); read once, here.
+    let jvm_flags: Vec<String> =
+        ["SERVER_JVMFLAGS", "JVMFLAGS"].iter().filter_map(|name| std::env::var(name).ok()).collect();
+    let jvm_flags: Vec<&str> = jvm_flags.iter().map(String::as_str).collect();
+    if let Err(error) = config.apply_jvm_flags(&jvm_flags).and_then(|()| config.load_jaas()) {
+        eprintln!("zoocore: {error}");
+        return ExitCode::from(2);
+    }
     config.truncate_corrupt = arguments.truncate_corrupt;
     // An ensemble's files are checked (myid, server lines, addresses) before
     // anything starts: a mistake in them is an error, never a silent
@@ -173,6 +182,15 @@ fn main() -> ExitCode {
         .init();
     for warning in config.warnings.iter().chain(ensemble.iter().flat_map(|ensemble| ensemble.warnings.iter())) {
         tracing::warn!("{warning}");
+    }
+    if let (Some(credentials), Some(file)) = (&config.auth.sasl_credentials, &config.auth.jaas_config_file) {
+        // User names only: the passwords never reach a log.
+        tracing::info!(
+            users = credentials.user_count(),
+            file = %file.display(),
+            section = %config.auth.sasl_server_section,
+            "SASL DIGEST-MD5 enabled"
+        );
     }
     // Scripts and tests read these lines; the listening line comes last.
     let result = zoocore::server::run(config, ensemble, |listening| {

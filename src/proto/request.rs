@@ -111,6 +111,10 @@ pub enum Request {
         auth: Vec<u8>,
     },
     SetWatches(SetWatches),
+    /// One SASL token (GetSASLRequest), answered on the connection.
+    Sasl {
+        token: Vec<u8>,
+    },
     GetEphemerals {
         prefix: String,
     },
@@ -203,6 +207,7 @@ impl Request {
                 }
                 Request::SetWatches(watches)
             }
+            op::SASL => Request::Sasl { token: reader.read_buffer()? },
             op::GET_EPHEMERALS => Request::GetEphemerals { prefix: reader.read_string()? },
             op::DELETE_CONTAINER => Request::DeleteContainer { path: reader.read_string()? },
             op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber { path: reader.read_string()? },
@@ -233,6 +238,7 @@ impl Request {
             Request::CheckWatches { .. } => op::CHECK_WATCHES,
             Request::RemoveWatches { .. } => op::REMOVE_WATCHES,
             Request::Auth { .. } => op::AUTH,
+            Request::Sasl { .. } => op::SASL,
             Request::SetWatches(watches) if watches.version2 => op::SET_WATCHES2,
             Request::SetWatches(_) => op::SET_WATCHES,
             Request::GetEphemerals { .. } => op::GET_EPHEMERALS,
@@ -310,6 +316,7 @@ impl Request {
                 writer.write_string(scheme);
                 writer.write_buffer(auth);
             }
+            Request::Sasl { token } => writer.write_buffer(token),
             Request::SetWatches(watches) => {
                 writer.write_i64(watches.relative_zxid);
                 writer.write_string_vec(&watches.data);

@@ -54,6 +54,9 @@ pub enum Response {
     /// getAllChildrenNumber; and addWatch, whose body is an ErrorResponse of 0.
     Number(i32),
     WhoAmI(Vec<ClientInfo>),
+    /// sasl (SetSASLResponse): the server's next token, null after a
+    /// failure.
+    Sasl(Option<Vec<u8>>),
 }
 
 impl Response {
@@ -82,6 +85,7 @@ impl Response {
             Response::Multi(results) => encode_multi(results, writer),
             Response::Paths(paths) => writer.write_string_vec(paths),
             Response::Number(number) => writer.write_i32(*number),
+            Response::Sasl(token) => writer.write_optional_buffer(token.as_deref()),
             Response::WhoAmI(infos) => {
                 writer.write_i32(infos.len() as i32);
                 for info in infos {
@@ -108,6 +112,7 @@ impl Response {
             op::GET_CHILDREN2 => Response::Children2(decode_names(reader)?, Stat::decode(reader)?),
             op::MULTI | op::MULTI_READ => Response::Multi(decode_multi(reader)?),
             op::GET_EPHEMERALS => Response::Paths(reader.read_string_vec()?),
+            op::SASL => Response::Sasl(reader.read_optional_buffer()?),
             op::GET_ALL_CHILDREN_NUMBER | op::ADD_WATCH => Response::Number(reader.read_i32()?),
             op::WHO_AM_I => Response::WhoAmI(reader.read_vec(8, |reader| {
                 Ok(ClientInfo { auth_scheme: reader.read_string()?, user: reader.read_string()? })
@@ -185,7 +190,9 @@ fn decode_multi(reader: &mut Reader<'_>) -> DecodeResult<Vec<OpResult>> {
 pub fn write_reply(out: &mut Vec<u8>, header: ReplyHeader, response: &Response) {
     write_frame(out, |writer| {
         header.encode(writer);
-        if header.err == 0 || matches!(response, Response::Multi(_)) {
+        // ZooKeeper sends a body with an error only for multi (its results)
+        // and sasl (a null token).
+        if header.err == 0 || matches!(response, Response::Multi(_) | Response::Sasl(_)) {
             response.encode(writer);
         }
     });

@@ -29,6 +29,7 @@ use super::outbox::Outbox;
 use super::shard::Shard;
 use super::shared::ConnectionInfo;
 use crate::acl;
+use crate::auth::sasl::{DigestMd5Server, Step};
 use crate::proto::codes::{add_watch_mode, four_letter_word, op, state};
 use crate::proto::jute::write_frame;
 use crate::proto::response::{write_event, write_reply};
@@ -86,6 +87,8 @@ pub struct Connection {
     session_id: Cell<i64>,
     sent_read_only_byte: Cell<bool>,
     auth: RefCell<Arc<[Id]>>,
+    /// The connection's SASL exchange, made at its first sasl packet.
+    sasl: RefCell<Option<DigestMd5Server>>,
     pending: RefCell<VecDeque<Pending>>,
     pub outbox: Outbox,
     handshake: Cell<Option<bool>>,
@@ -106,6 +109,7 @@ impl Connection {
             session_id: Cell::new(0),
             sent_read_only_byte: Cell::new(false),
             auth: RefCell::new(Arc::from(vec![Id::new("ip", &peer.ip().to_string())])),
+            sasl: RefCell::new(None),
             pending: RefCell::new(VecDeque::new()),
             outbox: Outbox::default(),
             handshake: Cell::new(None),
@@ -340,6 +344,73 @@ impl Connection {
         }
     }
 
+    /// Adds identities for later requests; ZooKeeper lists the
+    /// connection's ip identity last (whoAmI).
+    fn add_auth_ids(&self, ids: Vec<Id>) {
+        let mut auth: Vec<Id> = self.auth.borrow().to_vec();
+        for id in ids {
+            if !auth.contains(&id) {
+                let position = auth.iter().position(|known| known.scheme == "ip").unwrap_or(auth.len());
+                auth.insert(position, id);
+            }
+        }
+        *self.auth.borrow_mut() = Arc::from(auth);
+    }
+
+    /// One sasl packet (opcode 102), answered at once with zxid 0 as
+    /// ZooKeeper's processSasl does; the exchange itself is
+    /// [`crate::auth::sasl`]. False when the connection must close: a failed
+    /// exchange gets AuthFailed (SessionClosedRequireSaslAuth when SASL is
+    /// enforced) and a null token, unless `allowSaslFailedClients` keeps it.
+    fn sasl_step(&self, shard: &Shard, xid: i32, token: &[u8]) -> bool {
+        let auth_config = &shard.shared.config.auth;
+        let reply = |err: ErrorCode, token: Option<Vec<u8>>| {
+            self.send_reply(shard, ReplyHeader { xid, zxid: 0, err: err.code() }, &Response::Sasl(token), None);
+        };
+        let sasl_required =
+            auth_config.enforce_auth_schemes.as_ref().is_some_and(|schemes| schemes.iter().any(|s| s == "sasl"));
+        let result = match &auth_config.sasl_credentials {
+            Some(credentials) => {
+                let mut exchange = self.sasl.borrow_mut();
+                let exchange = exchange.get_or_insert_with(|| DigestMd5Server::new(crate::auth::new_nonce()));
+                exchange.step(token, credentials).map_err(|error| error.to_string())
+            }
+            None => Err("SASL is not configured: no JAAS Server section (java.security.auth.login.config)".into()),
+        };
+        match result {
+            Ok(Step::Continue(challenge)) => {
+                reply(ErrorCode::Ok, Some(challenge));
+                true
+            }
+            Ok(Step::Complete { token, authorization_id }) => {
+                info!(
+                    peer = %self.peer,
+                    session = format_args!("0x{:x}", self.session_id()),
+                    "adding SASL authorization for authorizationID: {authorization_id}"
+                );
+                let mut ids = vec![Id::new("sasl", &authorization_id)];
+                if auth_config.super_user.as_deref() == Some(authorization_id.as_str()) {
+                    ids.push(Id::new("super", ""));
+                }
+                self.add_auth_ids(ids);
+                reply(ErrorCode::Ok, Some(token));
+                true
+            }
+            Err(error) => {
+                shard.shared.metrics.auth_failed.fetch_add(1, Ordering::Relaxed);
+                warn!(peer = %self.peer, %error, "client failed to SASL authenticate");
+                if auth_config.allow_sasl_failed_clients && !sasl_required {
+                    warn!(peer = %self.peer, "keeping the connection despite the SASL failure (allowSaslFailedClients)");
+                    reply(ErrorCode::Ok, None);
+                    return true;
+                }
+                let err = if sasl_required { ErrorCode::SessionClosedRequireSaslAuth } else { ErrorCode::AuthFailed };
+                reply(err, None);
+                false
+            }
+        }
+    }
+
     /// addauth: identities are added for later requests at once, as
     /// ZooKeeper does in its IO thread; an unknown scheme fails the
     /// connection.
@@ -349,15 +420,7 @@ impl Connection {
         let header = |err: ErrorCode| ReplyHeader { xid, zxid: 0, err: err.code() };
         match acl::authenticate(scheme, data, super_digest, &self.peer.ip().to_string()) {
             Some(ids) => {
-                // ZooKeeper lists the connection's ip identity last (whoAmI).
-                let mut auth: Vec<Id> = self.auth.borrow().to_vec();
-                for id in ids {
-                    if !auth.contains(&id) {
-                        let position = auth.iter().position(|known| known.scheme == "ip").unwrap_or(auth.len());
-                        auth.insert(position, id);
-                    }
-                }
-                *self.auth.borrow_mut() = Arc::from(auth);
+                self.add_auth_ids(ids);
                 self.send_reply(shard, header(ErrorCode::Ok), &Response::Empty, None);
                 true
             }
@@ -595,9 +658,9 @@ async fn session_loop(
                 connection.send_reply(shard, header, &Response::Empty, None);
                 return Err(format!("unknown opcode {opcode}"));
             }
-            Err(error) if header.opcode == op::AUTH => {
-                // ZooKeeper reads auth packets in its IO thread and drops
-                // the connection when one does not decode.
+            Err(error) if header.opcode == op::AUTH || header.opcode == op::SASL => {
+                // ZooKeeper reads auth and sasl packets in its IO thread and
+                // drops the connection when one does not decode.
                 return Err(format!("malformed auth packet: {error}"));
             }
             Err(error) => {
@@ -697,10 +760,36 @@ async fn dispatch(
     request: Request,
     started: Instant,
 ) -> Result<(), String> {
-    if let Request::Auth { scheme, auth, .. } = &request {
-        if !connection.authenticate(shard, xid, scheme, auth) {
-            connection.outbox.close("authentication failed");
+    match &request {
+        Request::Auth { scheme, auth, .. } => {
+            if !connection.authenticate(shard, xid, scheme, auth) {
+                connection.outbox.close("authentication failed");
+            }
+            return Ok(());
         }
+        Request::Sasl { token } => {
+            if !connection.sasl_step(shard, xid, token) {
+                connection.outbox.close("SASL authentication failed");
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    // enforce.auth.*: ZooKeeper checks every other request, pings included,
+    // answers the first one from a connection without one of the schemes
+    // with SessionClosedRequireSaslAuth, and closes the connection.
+    let schemes = shard.shared.config.auth.enforce_auth_schemes.as_deref();
+    if !crate::auth::enforce(schemes, &connection.auth.borrow()) {
+        let held: Vec<String> = connection.auth.borrow().iter().map(|id| id.scheme.clone()).collect();
+        warn!(
+            peer = %connection.peer,
+            ?held,
+            expected = ?schemes.unwrap_or_default(),
+            "client authentication scheme(s) do not match any expected scheme; closing the session"
+        );
+        let header = ReplyHeader { xid, zxid: 0, err: ErrorCode::SessionClosedRequireSaslAuth.code() };
+        connection.send_reply(shard, header, &Response::Empty, None);
+        connection.outbox.close("authentication required (enforce.auth.schemes)");
         return Ok(());
     }
     if !request.is_write() {
