@@ -9,8 +9,8 @@
 //! [`Metrics::record_group_commit`] and [`Metrics::record_snapshot`], the
 //! broadcast core through [`Metrics::record_write_batch`].
 
-use std::fmt::Write;
 use std::collections::VecDeque;
+use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -891,6 +891,35 @@ mod tests {
         first.reset();
         assert_eq!(first.snapshot().count(), 0);
         assert_eq!(first.snapshot().min(), 0);
+    }
+
+    #[test]
+    fn proposal_clock_times_each_round_of_appends_to_its_commit() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut clock = ProposalClock::default();
+        // Round 1 appends up to 5, round 2 up to 8; nothing committed yet.
+        assert!(clock.observe(true, 5, 0, at(0)).is_empty());
+        assert!(clock.observe(true, 8, 0, at(3)).is_empty());
+        // A round without appends adds nothing to time.
+        assert!(clock.observe(true, 8, 4, at(4)).is_empty());
+        assert_eq!(clock.pending(), 2);
+        // 5 commits at 10 ms: one sample, the batch appended at 0.
+        assert_eq!(clock.observe(true, 8, 6, at(10)), [Duration::from_millis(10)]);
+        // 8 commits at 20 ms, appended at 3.
+        assert_eq!(clock.observe(true, 8, 8, at(20)), [Duration::from_millis(17)]);
+        assert_eq!(clock.pending(), 0);
+        // Deposed: what was timed is forgotten, and nothing is timed.
+        clock.observe(true, 12, 8, at(21));
+        assert!(clock.observe(false, 12, 12, at(30)).is_empty());
+        assert_eq!(clock.pending(), 0);
+        // Bounded: appends beyond the bound go untimed.
+        for index in 1..=(PROPOSALS_TIMED_MAX as u64 + 10) {
+            clock.observe(true, 100 + index, 100, at(40));
+        }
+        assert_eq!(clock.pending(), PROPOSALS_TIMED_MAX);
+        let committed = clock.observe(true, 100 + PROPOSALS_TIMED_MAX as u64 + 10, u64::MAX, at(50));
+        assert_eq!(committed.len(), PROPOSALS_TIMED_MAX);
     }
 
     #[test]

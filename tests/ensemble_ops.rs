@@ -166,10 +166,8 @@ async fn an_ensemble_answers_operations_commands_as_zookeepers_does() {
     // leader only; every member has its peer state and quorum size.
     let zk_leader = mntr(&fixture("leader.mntr.txt"));
     let zk_follower = mntr(&fixture("follower.mntr.txt"));
-    let leader_only: BTreeSet<&String> = zk_leader
-        .keys()
-        .filter(|key| !zk_follower.contains_key(*key) && !leader_keys_not_printed(key))
-        .collect();
+    let leader_only: BTreeSet<&String> =
+        zk_leader.keys().filter(|key| !zk_follower.contains_key(*key) && !leader_keys_not_printed(key)).collect();
     assert!(leader_only.contains(&"zk_pending_syncs".to_string()), "{leader_only:?}");
     for (role, index) in [("leader", leader), ("follower", followers[0]), ("follower", followers[1])] {
         let ours = mntr(&cluster.servers[index].four_letter("mntr"));
@@ -198,7 +196,8 @@ async fn an_ensemble_answers_operations_commands_as_zookeepers_does() {
     // conf: ZooKeeper's keys in its order, then the membership.
     let zk_conf = fixture("leader.conf.txt");
     let key_of = |line: &str| line.split_once('=').map(|(key, _)| key.to_string()).unwrap_or(line.to_string());
-    let zk_head: Vec<String> = zk_conf.lines().take_while(|line| !line.starts_with("membership:")).map(key_of).collect();
+    let zk_head: Vec<String> =
+        zk_conf.lines().take_while(|line| !line.starts_with("membership:")).map(key_of).collect();
     for (index, server) in cluster.servers.iter().enumerate() {
         let conf = server.four_letter("conf");
         let head: Vec<String> = conf.lines().take_while(|line| !line.starts_with("membership:")).map(key_of).collect();

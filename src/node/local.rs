@@ -146,7 +146,9 @@ impl LocalSessions {
     pub fn pending_syncs(&self) -> usize {
         self.sessions
             .values()
-            .map(|session| session.queue.iter().filter(|waiting| matches!(waiting.request, Request::Sync { .. })).count())
+            .map(|session| {
+                session.queue.iter().filter(|waiting| matches!(waiting.request, Request::Sync { .. })).count()
+            })
             .sum()
     }
 

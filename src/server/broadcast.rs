@@ -400,11 +400,7 @@ impl BroadcastCore {
         self.shared.metrics.observe_log(leading, self.node.last_index(), self.node.commit_index(), Instant::now());
         if self.peers.is_some() && self.last_view.elapsed() >= VIEW_REFRESH {
             self.last_view = Instant::now();
-            let links = self
-                .peers
-                .as_ref()
-                .map(|(links, _)| links.stats())
-                .unwrap_or_default();
+            let links = self.peers.as_ref().map(|(links, _)| links.stats()).unwrap_or_default();
             if let Ok(mut view) = self.shared.ensemble.lock() {
                 view.matched = self.node.matched();
                 view.commit_index = self.node.commit_index();

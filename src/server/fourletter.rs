@@ -310,8 +310,7 @@ pub fn member_id(shared: &Shared) -> Option<u64> {
 /// One `server.N` line as ZooKeeper's QuorumServer prints it:
 /// `host:quorumPort:electionPort:role[;clientHost:clientPort]`.
 pub fn server_line(server: &QuorumServer) -> String {
-    let mut line =
-        format!("{}:{}:{}:{}", server.host, server.quorum_port, server.election_port, server.role.as_str());
+    let mut line = format!("{}:{}:{}:{}", server.host, server.quorum_port, server.election_port, server.role.as_str());
     if let Some(client) = &server.client_address {
         let _ = write!(line, ";{}:{}", client.host, client.port);
     }

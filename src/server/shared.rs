@@ -329,10 +329,7 @@ impl EnsembleView {
         if !self.leading() {
             return 0;
         }
-        self.followers()
-            .chain(self.observers())
-            .filter(|id| self.link(*id).is_some_and(|link| link.connected))
-            .count()
+        self.followers().chain(self.observers()).filter(|id| self.link(*id).is_some_and(|link| link.connected)).count()
     }
 
     pub fn synced_followers(&self) -> usize {
@@ -434,5 +431,58 @@ impl Shared {
         let min = self.shard_stats.iter().map(|s| s.latency_min_us.load(Ordering::Relaxed)).min().unwrap_or(0);
         let max = self.shard_stats.iter().map(|s| s.latency_max_us.load(Ordering::Relaxed)).max().unwrap_or(0);
         (min as f64 / 1000.0, total as f64 / count as f64 / 1000.0, max as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::Role;
+    use crate::server::peer::PeerStats;
+
+    fn leader_view() -> EnsembleView {
+        let link = |id, connected| PeerStats { id, connected, ..PeerStats::default() };
+        EnsembleView {
+            distributed: true,
+            my_id: 1,
+            role: Some(Role::Leader),
+            leader: Some(1),
+            voters: vec![1, 2, 3],
+            learners: vec![4],
+            last_index: 5000,
+            matched: vec![(2, 5000), (3, 5000 - SYNCED_LAG_ENTRIES_MAX - 1), (4, 4990)],
+            links: vec![link(2, true), link(3, true), link(4, false)],
+            ..EnsembleView::default()
+        }
+    }
+
+    #[test]
+    fn the_leader_counts_members_synced_when_linked_and_close_behind() {
+        let view = leader_view();
+        assert_eq!(view.lag(2), Some(0));
+        assert_eq!(view.lag(3), Some(SYNCED_LAG_ENTRIES_MAX + 1));
+        // 2 is current; 3 is linked but too far behind; 4 is close but its link is down.
+        assert_eq!(view.synced_followers(), 1);
+        assert_eq!(view.synced_observers(), 0);
+        assert_eq!(view.connected_learners(), 2);
+        assert_eq!(view.peer_state(), "leading - broadcast");
+        assert_eq!(view.mode(), "leader");
+    }
+
+    #[test]
+    fn only_a_leader_judges_the_others() {
+        let mut view = leader_view();
+        view.role = Some(Role::Follower);
+        assert_eq!(view.lag(2), None);
+        assert_eq!(view.synced_followers(), 0);
+        assert_eq!(view.connected_learners(), 0);
+        assert_eq!(view.peer_state(), "following - broadcast");
+        view.role = Some(Role::Looking);
+        view.elections = 1;
+        assert_eq!(view.looking_count(), 2);
+        assert_eq!((view.peer_state().as_str(), view.zab_state()), ("looking - election", "election"));
+        let standalone = EnsembleView::default();
+        assert_eq!(standalone.mode(), "standalone");
+        assert!(!standalone.leading());
     }
 }
