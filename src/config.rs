@@ -769,10 +769,10 @@ impl Config {
     /// the caller inserts `dataDirSize` after `dataDir` and `dataLogSize`
     /// after `dataLogDir` (or uses [`Config::render_conf_with_sizes`]). The
     /// caller also replaces `clientPort` with the bound port when
-    /// `client_port` is 0, and a quorum member would replace `serverId` and
-    /// append ZooKeeper's quorum keys (`initLimit`, `syncLimit`,
-    /// `electionAlg`, `electionPort`, `quorumPort`, `peerType`,
-    /// `membership:`), which zoocore does not serve yet.
+    /// `client_port` is 0; on a quorum member the `conf` four-letter word
+    /// (`server::fourletter`) replaces `serverId` with its id and appends
+    /// ZooKeeper's quorum keys (`initLimit`, `syncLimit`, `electionAlg`,
+    /// `electionPort`, `quorumPort`, `peerType`, `membership:`).
     ///
     /// As in ZooKeeper, the directories are printed as absolute paths with
     /// `version-2` appended; `secureClientPort` and an unset backlog print -1,

@@ -9,10 +9,11 @@
 //! [`Metrics::record_group_commit`] and [`Metrics::record_snapshot`], the
 //! broadcast core through [`Metrics::record_write_batch`].
 
+use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use tracing::{info, warn};
@@ -27,6 +28,51 @@ const SIGNIFICANT_FIGURES: u8 = 2;
 const LATENCY_US_MAX: u64 = 3_600_000_000;
 /// ZooKeeper's `fsync.warningthresholdms` default.
 pub const FSYNC_WARNING_THRESHOLD_MS: u64 = 1000;
+/// Proposals the leader times from append to commit at once; more in
+/// flight go untimed until the oldest commit (the figure is a sample, and
+/// the bound keeps a leader that cannot commit from growing the queue).
+pub const PROPOSALS_TIMED_MAX: usize = 1024;
+
+/// Times the leader's proposals from the round that appended them to the
+/// round that saw them committed (ZooKeeper's proposal_latency). It sees
+/// only the log's last and commit indexes, once per broadcast round, so a
+/// batch of writes appended in one round is one sample. IO-free: the time
+/// comes in as an argument.
+#[derive(Debug, Default)]
+pub struct ProposalClock {
+    /// (last index of a round's appends, when that round ended), oldest first.
+    pending: VecDeque<(u64, Instant)>,
+}
+
+impl ProposalClock {
+    /// One broadcast round ended at `now` with the log at `last_index` and
+    /// `commit_index`; returns how long each proposal committed since took.
+    /// A server that does not lead forgets what it was timing: a deposed
+    /// leader's proposals commit under another leader, or never.
+    pub fn observe(&mut self, leading: bool, last_index: u64, commit_index: u64, now: Instant) -> Vec<Duration> {
+        if !leading {
+            self.pending.clear();
+            return Vec::new();
+        }
+        let newest = self.pending.back().map_or(commit_index, |(index, _)| *index);
+        if last_index > newest && self.pending.len() < PROPOSALS_TIMED_MAX {
+            self.pending.push_back((last_index, now));
+        }
+        let mut committed = Vec::new();
+        while let Some((index, since)) = self.pending.front().copied() {
+            if index > commit_index {
+                break;
+            }
+            committed.push(now.saturating_duration_since(since));
+            self.pending.pop_front();
+        }
+        committed
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
 
 /// A histogram and the exact sum of what it recorded.
 pub struct Recorder {
@@ -192,6 +238,13 @@ pub struct Metrics {
     pub auth_failed: AtomicU64,
     /// Sessions that expired (not closed by their clients).
     pub sessions_expired: AtomicI64,
+    /// Milliseconds each election took, from losing the leader to knowing
+    /// the next one (ZooKeeper's election_time).
+    pub election_time_ms: Recorder,
+    /// Microseconds from a leader's append to its commit (ZooKeeper's
+    /// proposal_latency), timed by `proposal_clock`.
+    pub proposal_latency_us: Recorder,
+    proposal_clock: Mutex<ProposalClock>,
 }
 
 impl Metrics {
@@ -211,6 +264,19 @@ impl Metrics {
             connection_rejected: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
             sessions_expired: AtomicI64::new(0),
+            election_time_ms: Recorder::new(LATENCY_US_MAX / 1000),
+            proposal_latency_us: Recorder::new(LATENCY_US_MAX),
+            proposal_clock: Mutex::new(ProposalClock::default()),
+        }
+    }
+
+    /// The broadcast core ended a round at `now` with its log at
+    /// `last_index` and `commit_index` (see [`ProposalClock`]). Only the
+    /// broadcast core calls this, so the lock is uncontended.
+    pub fn observe_log(&self, leading: bool, last_index: u64, commit_index: u64, now: Instant) {
+        let mut clock = self.proposal_clock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for latency in clock.observe(leading, last_index, commit_index, now) {
+            self.proposal_latency_us.record(latency.as_micros() as u64);
         }
     }
 
@@ -450,6 +516,31 @@ impl Monitor {
             Counter,
         );
         push("snap_count", Value::Integer(metrics.snapshots.load(Ordering::Relaxed) as i64), Counter);
+        let view = shared.ensemble.lock().map(|view| view.clone()).unwrap_or_default();
+        push("looking_count", Value::Integer(view.looking_count() as i64), Counter);
+        if view.distributed {
+            // What ZooKeeper's quorum peers add (MonitorCommand): every
+            // member its peer state and quorum size, the leader its
+            // learners, the observer its leader.
+            push("peer_state", Value::Text(view.peer_state()), MonitorOnly);
+            push("quorum_size", Value::Integer(view.voters.len() as i64), Gauge);
+            if view.leading() {
+                let uptime_ms = view.leading_since.map_or(0, |since| since.elapsed().as_millis() as i64);
+                push("learners", Value::Integer(view.connected_learners() as i64), Gauge);
+                push("synced_followers", Value::Integer(view.synced_followers() as i64), Gauge);
+                // Non-voting followers exist in ZooKeeper only while a
+                // reconfiguration adds a voter; zoocore does not reconfigure.
+                push("synced_non_voting_followers", Value::Integer(0), Gauge);
+                push("synced_observers", Value::Integer(view.synced_observers() as i64), Gauge);
+                push("pending_syncs", Value::Integer(view.pending_syncs as i64), Gauge);
+                push("leader_uptime", Value::Integer(uptime_ms), Gauge);
+            }
+            if view.role == Some(crate::node::Role::Observer) {
+                if let Some(leader) = view.leader {
+                    push("observer_master_id", Value::Integer(leader as i64), Gauge);
+                }
+            }
+        }
         // ZooKeeper's per-namespace quota gauge sets, as mntr spells them
         // (`<namespace>_<metric>`); the Prometheus page labels them instead.
         for (namespace, metric, value) in quota_figures(&tree) {
@@ -475,6 +566,18 @@ impl Monitor {
                 advanced: false,
                 snapshot: Some(metrics.group_commit_entries.snapshot()),
                 divisor: 1,
+            },
+            SummaryMetric {
+                name: "election_time",
+                advanced: false,
+                snapshot: Some(metrics.election_time_ms.snapshot()),
+                divisor: 1,
+            },
+            SummaryMetric {
+                name: "proposal_latency",
+                advanced: true,
+                snapshot: Some(metrics.proposal_latency_us.snapshot()),
+                divisor: 1000,
             },
         ];
         Monitor { entries, summaries }
@@ -705,7 +808,68 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
     page.sample("zoocore_slow_fsyncs_total", &[], metrics.fsync_threshold_exceeded.load(Ordering::Relaxed) as f64);
     page.family("zoocore_sessions_expired_total", "sessions that expired without their client closing them", "counter");
     page.sample("zoocore_sessions_expired_total", &[], metrics.sessions_expired.load(Ordering::Relaxed) as f64);
+    render_ensemble(shared, &mut page);
     page.out
+}
+
+/// The ensemble's families: zoocore's own, as ZooKeeper's provider has no
+/// per-peer lag or queue gauges (its nearest, learner_handler_qp_size, is a
+/// summary of the leader's queue per packet). Only a member prints samples;
+/// the peer families are the leader's view except the link ones, which
+/// every member has.
+fn render_ensemble(shared: &Shared, page: &mut Exposition) {
+    let view = shared.ensemble.lock().map(|view| view.clone()).unwrap_or_default();
+    page.family("zoocore_elections_total", "leader elections this server saw end since it started", "counter");
+    page.family("zoocore_term", "the raft term this server is in", "gauge");
+    page.family("zoocore_log_index", "indexes of this server's log: last appended, committed, applied", "gauge");
+    if view.distributed {
+        page.sample("zoocore_elections_total", &[], view.elections as f64);
+        page.sample("zoocore_term", &[], view.term as f64);
+        for (which, index) in
+            [("last", view.last_index), ("commit", view.commit_index), ("applied", view.applied_index)]
+        {
+            page.sample("zoocore_log_index", &[("index", which.to_string())], index as f64);
+        }
+    }
+    page.family(
+        "zoocore_peer_lag_entries",
+        "on the leader, how many log entries each member is behind the leader's last index",
+        "gauge",
+    );
+    for (id, _) in &view.matched {
+        if let Some(lag) = view.lag(*id) {
+            page.sample("zoocore_peer_lag_entries", &[("peer", id.to_string())], lag as f64);
+        }
+    }
+    let links = &view.links;
+    for (name, help, kind, value) in [
+        (
+            "zoocore_peer_connected",
+            "whether the link to the peer is up (1) or down (0)",
+            "gauge",
+            (|link| u64::from(link.connected)) as fn(&crate::server::peer::PeerStats) -> u64,
+        ),
+        ("zoocore_peer_queue_frames", "frames waiting on the send queue to the peer", "gauge", |link| {
+            link.queue_frames as u64
+        }),
+        ("zoocore_peer_queue_bytes", "payload bytes waiting on the send queue to the peer", "gauge", |link| {
+            link.queue_bytes as u64
+        }),
+        (
+            "zoocore_peer_dropped_frames_total",
+            "frames for the peer dropped: its queue was full or its link down",
+            "counter",
+            |link| link.drops,
+        ),
+        ("zoocore_peer_reconnects_total", "outbound connections to the peer after the first", "counter", |link| {
+            link.reconnects
+        }),
+    ] {
+        page.family(name, help, kind);
+        for link in links {
+            page.sample(name, &[("peer", link.id.to_string())], value(link) as f64);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -727,6 +891,35 @@ mod tests {
         first.reset();
         assert_eq!(first.snapshot().count(), 0);
         assert_eq!(first.snapshot().min(), 0);
+    }
+
+    #[test]
+    fn proposal_clock_times_each_round_of_appends_to_its_commit() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut clock = ProposalClock::default();
+        // Round 1 appends up to 5, round 2 up to 8; nothing committed yet.
+        assert!(clock.observe(true, 5, 0, at(0)).is_empty());
+        assert!(clock.observe(true, 8, 0, at(3)).is_empty());
+        // A round without appends adds nothing to time.
+        assert!(clock.observe(true, 8, 4, at(4)).is_empty());
+        assert_eq!(clock.pending(), 2);
+        // 5 commits at 10 ms: one sample, the batch appended at 0.
+        assert_eq!(clock.observe(true, 8, 6, at(10)), [Duration::from_millis(10)]);
+        // 8 commits at 20 ms, appended at 3.
+        assert_eq!(clock.observe(true, 8, 8, at(20)), [Duration::from_millis(17)]);
+        assert_eq!(clock.pending(), 0);
+        // Deposed: what was timed is forgotten, and nothing is timed.
+        clock.observe(true, 12, 8, at(21));
+        assert!(clock.observe(false, 12, 12, at(30)).is_empty());
+        assert_eq!(clock.pending(), 0);
+        // Bounded: appends beyond the bound go untimed.
+        for index in 1..=(PROPOSALS_TIMED_MAX as u64 + 10) {
+            clock.observe(true, 100 + index, 100, at(40));
+        }
+        assert_eq!(clock.pending(), PROPOSALS_TIMED_MAX);
+        let committed = clock.observe(true, 100 + PROPOSALS_TIMED_MAX as u64 + 10, u64::MAX, at(50));
+        assert_eq!(committed.len(), PROPOSALS_TIMED_MAX);
     }
 
     #[test]

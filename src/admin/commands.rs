@@ -1,6 +1,9 @@
 //! The AdminServer's commands: ZooKeeper 3.8's names, short names and JSON
-//! keys (as its Jetty AdminServer answers a standalone server), from the
-//! same facts the four-letter words print.
+//! keys (as its Jetty AdminServer answers a standalone server or an
+//! ensemble member), from the same facts the four-letter words print. The
+//! ensemble commands (`leader`, `voting_view`, `zabstate`, `observers`)
+//! read the broadcast core's view (`Shared::ensemble`) and the `server.N`
+//! lines of the configuration.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -124,7 +127,7 @@ async fn execute(
             put(out, "max_client_cnxns", config.client_connections_per_host_max);
             put(out, "min_session_timeout", config.session_timeout_min_ms);
             put(out, "max_session_timeout", config.session_timeout_max_ms);
-            put(out, "server_id", 0);
+            put(out, "server_id", fourletter::member_id(shared).unwrap_or(0));
             put(out, "client_port_listen_backlog", number("clientPortListenBacklog"));
             None
         }
@@ -206,22 +209,7 @@ async fn execute(
             put(out, "timestamp", snapshot.timestamp_s);
             None
         }
-        // A standalone ZooKeeper answers these as below.
-        "leader" => Some("server is not initialized".to_string()),
-        "observers" => {
-            put(out, "synced_observers", 0);
-            put(out, "observers", Value::Array(Vec::new()));
-            None
-        }
-        "voting_view" => {
-            put(out, "current_config", Map::new());
-            None
-        }
-        "zabstate" => {
-            put(out, "voting", false);
-            put(out, "zabstate", "");
-            None
-        }
+        "leader" | "observers" | "voting_view" | "zabstate" => ensemble_command(shared, name, out),
         "monitor" => {
             let watches = shared.control.watch_summary().await;
             for (key, value) in Monitor::gather(shared, watches).flat() {
@@ -263,6 +251,157 @@ async fn execute(
         }
         _ => Some(format!("Unknown command: {name}")),
     }
+}
+
+/// ZooKeeper's answer to a command of the ensemble, when the server is
+/// an ensemble member. A standalone ZooKeeper answers `leader` with an
+/// error and the others with empty values; a member without a leader is
+/// not serving, and ZooKeeper then fails every command that needs its
+/// server (`leader` and `zabstate` here are the ones that need one).
+fn ensemble_command(shared: &Shared, name: &str, out: &mut Map<String, Value>) -> Option<String> {
+    let view = shared.ensemble.lock().map(|view| view.clone()).unwrap_or_default();
+    let config = &shared.config;
+    if !view.distributed {
+        return match name {
+            "leader" => Some("server is not initialized".to_string()),
+            "observers" => {
+                put(out, "synced_observers", 0);
+                put(out, "observers", Value::Array(Vec::new()));
+                None
+            }
+            "voting_view" => {
+                put(out, "current_config", Map::new());
+                None
+            }
+            _ => {
+                put(out, "voting", false);
+                put(out, "zabstate", "");
+                None
+            }
+        };
+    }
+    let serving = view.leader.is_some();
+    match name {
+        "leader" => {
+            let Some(leader) = view.leader else { return Some(NOT_SERVING.to_string()) };
+            put(out, "is_leader", view.leading());
+            put(out, "leader_id", leader);
+            // ZooKeeper prints the leader's quorum host.
+            put(out, "leader_ip", config.servers.get(&leader).map(|server| server.host.clone()).unwrap_or_default());
+            None
+        }
+        "observers" => {
+            // The leader lists the observers that are synced to it; a
+            // follower is no observer master in zoocore (observers follow
+            // the leader only), so it answers as ZooKeeper's follower
+            // without one does.
+            let mut observers = Vec::new();
+            if view.leading() {
+                for id in view.observers().filter(|id| view.synced(*id)) {
+                    observers.push(observer_info(shared, &view, id));
+                }
+            }
+            put(out, "synced_observers", observers.len());
+            put(out, "observers", Value::Array(observers));
+            None
+        }
+        "voting_view" => {
+            let mut current = Map::new();
+            for (id, server) in config.servers.iter().filter(|(id, _)| view.voters.contains(id)) {
+                let client_address = server
+                    .client_address
+                    .as_ref()
+                    .map(|client| format!("{}:{}", client.host, client.port))
+                    .unwrap_or_default();
+                put(
+                    &mut current,
+                    &id.to_string(),
+                    json!({
+                        "server_addresses": [format!("{}:{}", server.host, server.quorum_port)],
+                        "election_addresses": [format!("{}:{}", server.host, server.election_port)],
+                        "client_address": client_address,
+                        "learner_type": server.role.as_str(),
+                    }),
+                );
+            }
+            put(out, "current_config", current);
+            None
+        }
+        _ => {
+            if !serving {
+                return Some(NOT_SERVING.to_string());
+            }
+            let me = config.servers.get(&view.my_id);
+            let zxid = shared.tree().last_zxid();
+            let client_address = shared
+                .client_address
+                .lock()
+                .ok()
+                .and_then(|address| *address)
+                .map(|address| address.to_string())
+                .unwrap_or_default();
+            put(out, "myid", view.my_id);
+            put(out, "is_leader", view.leading());
+            put(out, "quorum_address", address_set(me.map(|server| (server.host.as_str(), server.quorum_port))));
+            put(out, "election_address", address_set(me.map(|server| (server.host.as_str(), server.election_port))));
+            put(out, "client_address", client_address);
+            put(out, "voting", view.voters.contains(&view.my_id));
+            put(out, "last_zxid", format!("0x{zxid:x}"));
+            // The zxid's halves, as ZooKeeper splits it (ZxidUtils).
+            put(out, "zab_epoch", zxid >> 32);
+            put(out, "zab_counter", zxid & 0xffff_ffff);
+            put(out, "zabstate", view.zab_state());
+            None
+        }
+    }
+}
+
+/// ZooKeeper's error for a command that needs a serving server.
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
+
+/// A quorum or election address as ZooKeeper's MultipleAddresses bean
+/// serialises one address; zoocore does not probe reachability, so the
+/// address counts as reachable.
+fn address_set(address: Option<(&str, u16)>) -> Value {
+    let Some((host, port)) = address else {
+        return json!({ "empty": true });
+    };
+    let one = format!("{host}:{port}");
+    json!({
+        "empty": false,
+        "all_addresses": [one],
+        "all_reachable_addresses": [one],
+        "one": one,
+        "reachable_address": one,
+        "wildcard_addresses": [format!("0.0.0.0:{port}")],
+        "all_ports": [port],
+        "all_host_strings": [host],
+        "all_reachable_addresses_or_all": [one],
+        "reachable_or_one": one,
+    })
+}
+
+/// One observer as ZooKeeper's LearnerHandler describes it, with what the
+/// peer link counts. zoocore has no learner handler: `established` and
+/// `requests` (forwarded requests) are not known per peer and are left out.
+fn observer_info(shared: &Shared, view: &crate::server::EnsembleView, id: u64) -> Value {
+    let link = view.link(id).cloned().unwrap_or_default();
+    let address = shared
+        .config
+        .servers
+        .get(&id)
+        .map(|server| format!("/{}:{}", server.host, server.quorum_port))
+        .unwrap_or_default();
+    let matched = view.matched.iter().find(|(member, _)| *member == id).map_or(0, |(_, index)| *index);
+    json!({
+        "remote_socket_address": address,
+        "sid": id,
+        "queued_packets": link.queue_frames,
+        "queued_packets_size": link.queue_bytes,
+        "packets_received": link.frames_received,
+        "packets_sent": link.frames_sent,
+        "last_zxid": matched,
+    })
 }
 
 /// srvr's keys, as ZooKeeper's server_stats answers them.

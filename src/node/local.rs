@@ -141,6 +141,17 @@ impl LocalSessions {
             .collect()
     }
 
+    /// Syncs queued on this server's sessions and not answered yet (for
+    /// ZooKeeper's zk_pending_syncs).
+    pub fn pending_syncs(&self) -> usize {
+        self.sessions
+            .values()
+            .map(|session| {
+                session.queue.iter().filter(|waiting| matches!(waiting.request, Request::Sync { .. })).count()
+            })
+            .sum()
+    }
+
     /// Sessions whose head waits for an index, with that index.
     pub fn heads_waiting(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
         self.sessions.iter().filter_map(|(id, session)| {

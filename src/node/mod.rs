@@ -334,6 +334,12 @@ impl Node {
         self.replica.last_index()
     }
 
+    /// Syncs of this server's clients not answered yet (read-only, for the
+    /// operations view).
+    pub fn pending_syncs(&self) -> usize {
+        self.local.pending_syncs()
+    }
+
     /// Each other member's highest replicated index (leader only).
     pub fn matched(&self) -> Vec<(u64, u64)> {
         self.replica.matched()

@@ -386,29 +386,35 @@ impl BroadcastCore {
                 election_ms = ?election_ms,
                 "role changed"
             );
+            if let Some(ms) = election_ms {
+                self.shared.metrics.election_time_ms.record(ms.max(0) as u64);
+            }
             if let Ok(mut view) = self.shared.ensemble.lock() {
                 view.role = self.peers.is_some().then_some(change.role);
                 view.leader = change.leader;
                 view.term = change.term;
+                if change.role != Role::Leader {
+                    view.leading_since = None;
+                } else if view.leading_since.is_none() {
+                    view.leading_since = Some(Instant::now());
+                }
                 if election_ms.is_some() {
                     view.elections += 1;
                     view.last_election_ms = election_ms;
                 }
             }
         }
+        let leading = self.peers.is_some() && self.node.role() == Role::Leader;
+        self.shared.metrics.observe_log(leading, self.node.last_index(), self.node.commit_index(), Instant::now());
         if self.peers.is_some() && self.last_view.elapsed() >= VIEW_REFRESH {
             self.last_view = Instant::now();
-            let links = self
-                .peers
-                .as_ref()
-                .map(|(links, _)| {
-                    links.stats().into_iter().map(|stats| (stats.id, stats.connected, stats.queue_frames)).collect()
-                })
-                .unwrap_or_default();
+            let links = self.peers.as_ref().map(|(links, _)| links.stats()).unwrap_or_default();
             if let Ok(mut view) = self.shared.ensemble.lock() {
                 view.matched = self.node.matched();
                 view.commit_index = self.node.commit_index();
                 view.applied_index = self.node.applied_index();
+                view.last_index = self.node.last_index();
+                view.pending_syncs = self.node.pending_syncs();
                 view.links = links;
             }
         }

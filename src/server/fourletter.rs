@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::shared::{ConnectionInfo, Shared};
-use crate::config::FourLetterWordWhitelist;
+use crate::config::{FourLetterWordWhitelist, PeerRole, QuorumServer};
 use crate::metrics::{self, Monitor};
 
 /// The release whose client API zoocore provides; clients parse the
@@ -283,19 +283,50 @@ fn environment() -> String {
     out
 }
 
-/// conf's pairs with the bound client port (clientPort=0 asks for any).
+/// conf's pairs with the bound client port (clientPort=0 asks for any)
+/// and, on an ensemble member, its id as serverId.
 pub fn configuration_entries(shared: &Shared) -> Vec<(String, String)> {
     let bound_port = shared.client_address.lock().ok().and_then(|address| *address).map(|address| address.port());
+    let my_id = member_id(shared);
     let (data, log) = metrics::directory_sizes(shared);
     shared
         .config
         .render_conf_with_sizes(data, log)
         .into_iter()
-        .map(|(key, value)| match (key.as_str(), bound_port) {
-            ("clientPort", Some(port)) => (key, port.to_string()),
+        .map(|(key, value)| match (key.as_str(), bound_port, my_id) {
+            ("clientPort", Some(port), _) => (key, port.to_string()),
+            ("serverId", _, Some(id)) => (key, id.to_string()),
             _ => (key, value),
         })
         .collect()
+}
+
+/// This server's id if it is an ensemble member; None standalone.
+pub fn member_id(shared: &Shared) -> Option<u64> {
+    let view = shared.ensemble.lock().ok()?;
+    view.distributed.then_some(view.my_id)
+}
+
+/// One `server.N` line as ZooKeeper's QuorumServer prints it:
+/// `host:quorumPort:electionPort:role[;clientHost:clientPort]`.
+pub fn server_line(server: &QuorumServer) -> String {
+    let mut line = format!("{}:{}:{}:{}", server.host, server.quorum_port, server.election_port, server.role.as_str());
+    if let Some(client) = &server.client_address {
+        let _ = write!(line, ";{}:{}", client.host, client.port);
+    }
+    line
+}
+
+/// The configuration's version as ZooKeeper prints it after `membership:`:
+/// the hex suffix of its dynamic file (`zoo.cfg.dynamic.100000000`), 0
+/// for servers listed in zoo.cfg itself.
+pub fn membership_version(config: &crate::config::Config) -> String {
+    config
+        .dynamic_config_file
+        .as_ref()
+        .and_then(|path| path.file_name()?.to_str()?.rsplit_once(".dynamic.").map(|(_, version)| version.to_string()))
+        .filter(|version| !version.is_empty() && version.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| "0".to_string())
 }
 
 fn configuration(shared: &Shared) -> String {
@@ -303,6 +334,26 @@ fn configuration(shared: &Shared) -> String {
     for (key, value) in configuration_entries(shared) {
         let _ = writeln!(out, "{key}={value}");
     }
+    // A quorum member appends its quorum settings and the membership, as
+    // ZooKeeper's QuorumPeer does.
+    let Some(my_id) = member_id(shared) else { return out };
+    let config = &shared.config;
+    let me = config.servers.get(&my_id);
+    let _ = writeln!(out, "initLimit={}", config.init_limit_ticks);
+    let _ = writeln!(out, "syncLimit={}", config.sync_limit_ticks);
+    // ZooKeeper's only election algorithm (FastLeaderElection); zoocore
+    // elects with raft but reports what a ZooKeeper member would.
+    out.push_str("electionAlg=3\n");
+    let _ = writeln!(out, "electionPort={}", me.map_or(-1, |server| i64::from(server.election_port)));
+    let _ = writeln!(out, "quorumPort={}", me.map_or(-1, |server| i64::from(server.quorum_port)));
+    // LearnerType's ordinal: 0 participant, 1 observer.
+    let observer = me.map_or(config.peer_type == PeerRole::Observer, |server| server.role == PeerRole::Observer);
+    let _ = writeln!(out, "peerType={}", u8::from(observer));
+    out.push_str("membership: \n");
+    for (id, server) in &config.servers {
+        let _ = writeln!(out, "server.{id}={}", server_line(server));
+    }
+    let _ = writeln!(out, "version={}", membership_version(config));
     out
 }
 

@@ -16,7 +16,7 @@ mod shared;
 mod signals;
 
 pub use fourletter::{full_version, ZOOKEEPER_API_VERSION};
-pub use shared::Shared;
+pub use shared::{EnsembleView, Shared};
 pub use signals::STOP_DEADLINE;
 
 use std::net::SocketAddr;

@@ -210,6 +210,15 @@ pub struct Shared {
     pub ensemble: Mutex<EnsembleView>,
 }
 
+/// A follower or observer whose highest replicated index (the leader's
+/// `matched`) is at most this many entries behind the leader's last index
+/// counts as synced (ZooKeeper's `zk_synced_followers`). ZooKeeper calls a
+/// learner synced while it acks within syncLimit ticks; zoocore's leader
+/// knows indexes, not ack times, so the bound is in entries: one full
+/// broadcast batch of writes in flight is normal, a peer further behind is
+/// catching up rather than following the broadcast.
+pub const SYNCED_LAG_ENTRIES_MAX: u64 = 1000;
+
 /// What the operations layer shows of the ensemble.
 #[derive(Debug, Clone, Default)]
 pub struct EnsembleView {
@@ -227,8 +236,16 @@ pub struct EnsembleView {
     pub matched: Vec<(u64, u64)>,
     pub commit_index: u64,
     pub applied_index: u64,
-    /// Each peer link: id, connected, frames queued.
-    pub links: Vec<(u64, bool, usize)>,
+    /// The last index in this server's log (on the leader: the newest
+    /// proposal), against which `matched` gives each peer's lag.
+    pub last_index: u64,
+    /// Syncs of this server's clients not answered yet: waiting for the
+    /// leader's index or for this server to apply up to it.
+    pub pending_syncs: usize,
+    /// When this server last became leader (ZooKeeper's leader_uptime).
+    pub leading_since: Option<Instant>,
+    /// Each peer link, as the transport counts it.
+    pub links: Vec<super::peer::PeerStats>,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
 }
@@ -241,6 +258,86 @@ impl EnsembleView {
             None => "standalone",
             Some(role) => role.mode(!self.distributed),
         }
+    }
+
+    /// Whether this server is an ensemble member that leads.
+    pub fn leading(&self) -> bool {
+        self.distributed && self.role == Some(crate::node::Role::Leader)
+    }
+
+    /// ZooKeeper's zab phase, as the admin `zabstate` names it: zoocore has
+    /// no discovery or synchronization phase a client could see (raft
+    /// brings a follower up to date while it already follows), so a
+    /// server is electing or broadcasting.
+    pub fn zab_state(&self) -> &'static str {
+        match self.role {
+            Some(crate::node::Role::Looking) => "election",
+            _ => "broadcast",
+        }
+    }
+
+    /// mntr's `zk_peer_state`: the peer state and the zab phase.
+    pub fn peer_state(&self) -> String {
+        let state = match self.role {
+            Some(crate::node::Role::Leader) => "leading",
+            Some(crate::node::Role::Follower) => "following",
+            Some(crate::node::Role::Observer) => "observing",
+            Some(crate::node::Role::Looking) | None => "looking",
+        };
+        format!("{state} - {}", self.zab_state())
+    }
+
+    /// Times this server has been without a leader: each election that
+    /// ended, and the one under way (ZooKeeper's looking_count).
+    pub fn looking_count(&self) -> u64 {
+        self.elections + u64::from(self.role == Some(crate::node::Role::Looking))
+    }
+
+    pub fn link(&self, id: u64) -> Option<&super::peer::PeerStats> {
+        self.links.iter().find(|link| link.id == id)
+    }
+
+    /// On the leader, how many entries member `id` is behind its log.
+    pub fn lag(&self, id: u64) -> Option<u64> {
+        if !self.leading() {
+            return None;
+        }
+        let matched = self.matched.iter().find(|(member, _)| *member == id)?.1;
+        Some(self.last_index.saturating_sub(matched))
+    }
+
+    /// On the leader, whether member `id` is connected and within
+    /// [`SYNCED_LAG_ENTRIES_MAX`] of the leader's log.
+    pub fn synced(&self, id: u64) -> bool {
+        let connected = self.link(id).is_some_and(|link| link.connected);
+        connected && self.lag(id).is_some_and(|lag| lag <= SYNCED_LAG_ENTRIES_MAX)
+    }
+
+    /// The other voting members.
+    pub fn followers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.voters.iter().copied().filter(move |id| *id != self.my_id)
+    }
+
+    /// The non-voting members (observers) other than this server.
+    pub fn observers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.learners.iter().copied().filter(move |id| *id != self.my_id)
+    }
+
+    /// On the leader, the members it has a live link to (ZooKeeper's
+    /// learners: every follower and observer with a learner handler).
+    pub fn connected_learners(&self) -> usize {
+        if !self.leading() {
+            return 0;
+        }
+        self.followers().chain(self.observers()).filter(|id| self.link(*id).is_some_and(|link| link.connected)).count()
+    }
+
+    pub fn synced_followers(&self) -> usize {
+        self.followers().filter(|id| self.synced(*id)).count()
+    }
+
+    pub fn synced_observers(&self) -> usize {
+        self.observers().filter(|id| self.synced(*id)).count()
     }
 }
 
@@ -334,5 +431,58 @@ impl Shared {
         let min = self.shard_stats.iter().map(|s| s.latency_min_us.load(Ordering::Relaxed)).min().unwrap_or(0);
         let max = self.shard_stats.iter().map(|s| s.latency_max_us.load(Ordering::Relaxed)).max().unwrap_or(0);
         (min as f64 / 1000.0, total as f64 / count as f64 / 1000.0, max as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::Role;
+    use crate::server::peer::PeerStats;
+
+    fn leader_view() -> EnsembleView {
+        let link = |id, connected| PeerStats { id, connected, ..PeerStats::default() };
+        EnsembleView {
+            distributed: true,
+            my_id: 1,
+            role: Some(Role::Leader),
+            leader: Some(1),
+            voters: vec![1, 2, 3],
+            learners: vec![4],
+            last_index: 5000,
+            matched: vec![(2, 5000), (3, 5000 - SYNCED_LAG_ENTRIES_MAX - 1), (4, 4990)],
+            links: vec![link(2, true), link(3, true), link(4, false)],
+            ..EnsembleView::default()
+        }
+    }
+
+    #[test]
+    fn the_leader_counts_members_synced_when_linked_and_close_behind() {
+        let view = leader_view();
+        assert_eq!(view.lag(2), Some(0));
+        assert_eq!(view.lag(3), Some(SYNCED_LAG_ENTRIES_MAX + 1));
+        // 2 is current; 3 is linked but too far behind; 4 is close but its link is down.
+        assert_eq!(view.synced_followers(), 1);
+        assert_eq!(view.synced_observers(), 0);
+        assert_eq!(view.connected_learners(), 2);
+        assert_eq!(view.peer_state(), "leading - broadcast");
+        assert_eq!(view.mode(), "leader");
+    }
+
+    #[test]
+    fn only_a_leader_judges_the_others() {
+        let mut view = leader_view();
+        view.role = Some(Role::Follower);
+        assert_eq!(view.lag(2), None);
+        assert_eq!(view.synced_followers(), 0);
+        assert_eq!(view.connected_learners(), 0);
+        assert_eq!(view.peer_state(), "following - broadcast");
+        view.role = Some(Role::Looking);
+        view.elections = 1;
+        assert_eq!(view.looking_count(), 2);
+        assert_eq!((view.peer_state().as_str(), view.zab_state()), ("looking - election", "election"));
+        let standalone = EnsembleView::default();
+        assert_eq!(standalone.mode(), "standalone");
+        assert!(!standalone.leading());
     }
 }
