@@ -610,7 +610,6 @@ impl Node {
                     };
                     waiting.answer = Some(Answered {
                         after_index: index,
-                        zxid: None,
                         err: ErrorCode::Ok,
                         response: Response::Path(path),
                     });
@@ -878,7 +877,7 @@ impl Node {
         }
         if let Some(waiting) = self.local.unanswered(session_id, header.cxid) {
             let (err, response) = crate::reply::build(&waiting.request, txn, applied);
-            waiting.answer = Some(Answered { after_index: header.zxid as u64, zxid: Some(header.zxid), err, response });
+            waiting.answer = Some(Answered { after_index: header.zxid as u64, err, response });
             self.release(session_id);
         }
         if let Txn::CloseSession { session_id: closed } = txn {
