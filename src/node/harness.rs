@@ -90,6 +90,11 @@ pub struct Faults {
     /// Test only: a broken disk that acknowledges a sync before it is
     /// durable (a crash loses acknowledged work). The checkers must notice.
     pub broken_ack_before_durable: bool,
+    /// Test only: a shell that writes a step's replies in reverse order.
+    pub broken_reverse_replies: bool,
+    /// Test only: a leader deaf to sessions' signs of life (touches are
+    /// noted as heard, then thrown away).
+    pub broken_ignore_touches: bool,
 }
 
 impl Faults {
@@ -105,6 +110,8 @@ impl Faults {
             slow_disk_permille: 0,
             disk_error_permille: 0,
             broken_ack_before_durable: false,
+            broken_reverse_replies: false,
+            broken_ignore_touches: false,
         }
     }
 
@@ -120,6 +127,8 @@ impl Faults {
             slow_disk_permille: 3,
             disk_error_permille: 2,
             broken_ack_before_durable: false,
+            broken_reverse_replies: false,
+            broken_ignore_touches: false,
         }
     }
 }
@@ -251,6 +260,8 @@ pub struct Cluster {
     pub operations_answered: u64,
 }
 
+/// The cluster's clock when a run starts.
+pub const START_MS: i64 = 1_000;
 /// A step advances time by this much.
 pub const STEP_MS: i64 = 5;
 /// In-flight messages at most; beyond it the network drops (a full queue).
@@ -311,7 +322,7 @@ impl Cluster {
             cuts: BTreeMap::new(),
             clients: Vec::new(),
             next_connection: 1,
-            now_ms: 1_000,
+            now_ms: START_MS,
             acknowledged: BTreeMap::new(),
             histories: (0..SHARED_KEYS).map(|key| (shared_key(key), Vec::new())).collect(),
             history_clock: 0,
@@ -464,6 +475,11 @@ impl Cluster {
         self.check_converged();
         self.final_reads();
         &self.violations
+    }
+
+    /// Clients stop sending requests (they still keep their sessions alive).
+    pub fn pause_writes(&mut self) {
+        self.writes_paused = true;
     }
 
     fn heal(&mut self) {
@@ -625,6 +641,12 @@ impl Cluster {
                     }
                 }
             }
+            let message = match message {
+                PeerMessage::Forward(items) if self.faults.broken_ignore_touches => PeerMessage::Forward(
+                    items.into_iter().filter(|item| !matches!(item, Forwarded::Touch(_))).collect(),
+                ),
+                message => message,
+            };
             let Some(node) = self.servers.get_mut(&to).and_then(|server| server.node.as_mut()) else {
                 continue;
             };
@@ -645,7 +667,8 @@ impl Cluster {
         let Some(node) = self.servers.get_mut(&id).and_then(|server| server.node.as_mut()) else {
             return false;
         };
-        let result = node.step_client(input, now);
+        let deaf = self.faults.broken_ignore_touches && matches!(input, ClientInput::Touch(_));
+        let result = if deaf { Ok(()) } else { node.step_client(input, now) };
         if session_id != 0 {
             self.heard.insert((id, session_id), now.monotonic_ms);
         }
@@ -896,7 +919,11 @@ impl Cluster {
         for (to, message) in sends {
             self.send(id, to, message);
         }
-        for reply in output.replies {
+        let mut replies = output.replies;
+        if self.faults.broken_reverse_replies {
+            replies.reverse();
+        }
+        for reply in replies {
             self.client_reply(id, reply.connection, reply.body);
         }
     }

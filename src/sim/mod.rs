@@ -13,7 +13,7 @@
 
 pub mod linearizable;
 
-use crate::node::harness::{Cluster, Faults};
+use crate::node::harness::{Cluster, Faults, START_MS};
 use linearizable::Verdict;
 
 /// How one seed is run.
@@ -54,8 +54,31 @@ pub struct SeedReport {
 pub fn run_seed(seed: u64, settings: &RunSettings) -> SeedReport {
     let nodes = settings.nodes.unwrap_or(if seed % 3 == 2 { 5 } else { 3 });
     let mut cluster = Cluster::new(nodes, settings.clients, seed, settings.faults.clone());
-    cluster.run(settings.steps);
+    // A panic in the node (an assertion, or raft refusing what its log
+    // became) is a finding like any other: report it with the trace so far.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cluster.run(settings.steps);
+    }));
     let mut violations = cluster.violations.clone();
+    if let Err(panic) = ran {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        violations.push(format!("panic at t={}: {message}", cluster.now_ms()));
+        return SeedReport {
+            seed,
+            nodes,
+            violations,
+            trace: cluster.trace.clone(),
+            simulated_ms: cluster.now_ms() - START_MS,
+            operations_sent: cluster.operations_sent,
+            operations_answered: cluster.operations_answered,
+            inconclusive: 0,
+            events_checked: 0,
+        };
+    }
     let mut inconclusive = 0;
     let mut events_checked = 0;
     for (key, history) in &cluster.histories {
@@ -74,7 +97,7 @@ pub fn run_seed(seed: u64, settings: &RunSettings) -> SeedReport {
         nodes,
         violations,
         trace: cluster.trace.clone(),
-        simulated_ms: cluster.now_ms(),
+        simulated_ms: cluster.now_ms() - START_MS,
         operations_sent: cluster.operations_sent,
         operations_answered: cluster.operations_answered,
         inconclusive,
