@@ -446,7 +446,8 @@ impl Cluster {
     /// A leader every server is up and follows, if there is one.
     fn followed_leader(&self) -> Option<u64> {
         let leader = self.leader()?;
-        let all = self.servers.values().all(|server| server.node.as_ref().is_some_and(|node| node.leader() == Some(leader)));
+        let all =
+            self.servers.values().all(|server| server.node.as_ref().is_some_and(|node| node.leader() == Some(leader)));
         all.then_some(leader)
     }
 
@@ -700,8 +701,7 @@ impl Cluster {
                 client.connection = Some(connection);
                 client.connecting = true;
                 let (session_id, password) = client.session.map_or((0, Vec::new()), |(id, pw)| (id, pw.to_vec()));
-                let input =
-                    ClientInput::Connect { connection, session_id, password, timeout_ms: SESSION_TIMEOUT_MS };
+                let input = ClientInput::Connect { connection, session_id, password, timeout_ms: SESSION_TIMEOUT_MS };
                 let client_id = client.id;
                 self.note(format!("t={} c{client_id} connects to {server} (session 0x{session_id:x})", self.now_ms));
                 if !self.to_server(server, session_id, input) {
@@ -787,7 +787,10 @@ impl Cluster {
             }
             70..=79 if key != other => {
                 let version = version_of(client, &key);
-                let line = format!("multi(check {key} version {version}, setData {other} {})", String::from_utf8_lossy(&value));
+                let line = format!(
+                    "multi(check {key} version {version}, setData {other} {})",
+                    String::from_utf8_lossy(&value)
+                );
                 let request = Request::Multi(vec![
                     MultiOp::Check { path: key.clone(), version },
                     MultiOp::SetData { path: other.clone(), data: Some(value.clone()), version: -1 },
@@ -990,8 +993,9 @@ impl Cluster {
         // Per-session FIFO: the reply is for the oldest request outstanding.
         let oldest = client.in_flight.keys().next().copied();
         if oldest != Some(xid) {
-            let sentence =
-                format!("session 0x{session:x} got the reply to xid {xid} while xid {oldest:?} was the oldest outstanding");
+            let sentence = format!(
+                "session 0x{session:x} got the reply to xid {xid} while xid {oldest:?} was the oldest outstanding"
+            );
             self.violation(sentence);
             return;
         }
@@ -1100,7 +1104,9 @@ impl Cluster {
         let (first_id, first_index, first_tree) = &trees[0];
         for (id, index, tree) in &trees[1..] {
             if index != first_index {
-                self.violation(format!("servers {first_id} and {id} did not converge: applied {first_index} vs {index}"));
+                self.violation(format!(
+                    "servers {first_id} and {id} did not converge: applied {first_index} vs {index}"
+                ));
                 continue;
             }
             if fingerprint(tree) != fingerprint(first_tree) {
@@ -1130,7 +1136,13 @@ impl Cluster {
                 let state = self.read(*id, &key);
                 let invoke = self.tick_history();
                 let response = self.tick_history();
-                let event = Event { client: u64::MAX, op: Op::Read, outcome: Some(Outcome::Read(state)), invoke, response: Some(response) };
+                let event = Event {
+                    client: u64::MAX,
+                    op: Op::Read,
+                    outcome: Some(Outcome::Read(state)),
+                    invoke,
+                    response: Some(response),
+                };
                 self.histories.entry(key.clone()).or_default().push(event);
             }
         }

@@ -608,11 +608,8 @@ impl Node {
                         Request::Sync { path } => path.clone(),
                         _ => String::new(),
                     };
-                    waiting.answer = Some(Answered {
-                        after_index: index,
-                        err: ErrorCode::Ok,
-                        response: Response::Path(path),
-                    });
+                    waiting.answer =
+                        Some(Answered { after_index: index, err: ErrorCode::Ok, response: Response::Path(path) });
                 }
                 self.release(session_id);
             }

@@ -229,11 +229,7 @@ fn a_leader_deaf_to_touches_is_caught_expiring_live_sessions() {
     for _ in 0..1_200 {
         cluster.step(false);
     }
-    assert!(
-        cluster.violations.iter().any(|violation| violation.contains("ms of silence")),
-        "{:?}",
-        cluster.violations
-    );
+    assert!(cluster.violations.iter().any(|violation| violation.contains("ms of silence")), "{:?}", cluster.violations);
 }
 
 /// The same run with a leader that hears touches expires nobody.

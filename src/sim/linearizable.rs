@@ -21,11 +21,20 @@ pub type State = Option<(Vec<u8>, i32)>;
 /// An operation on the znode; `version` -1 matches any version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
-    Create { data: Vec<u8> },
-    SetData { data: Vec<u8>, version: i32 },
-    Delete { version: i32 },
+    Create {
+        data: Vec<u8>,
+    },
+    SetData {
+        data: Vec<u8>,
+        version: i32,
+    },
+    Delete {
+        version: i32,
+    },
     /// A multi's check.
-    Check { version: i32 },
+    Check {
+        version: i32,
+    },
     /// A read after a sync: the data and version seen, or nothing.
     Read,
 }
@@ -58,7 +67,9 @@ pub struct Event {
 pub enum Verdict {
     Linearizable,
     /// No order explains the history; the event that could not be placed.
-    Violation { stuck_at: Event },
+    Violation {
+        stuck_at: Event,
+    },
     /// The search gave up after `SEARCH_STATES_MAX` states.
     Inconclusive,
 }
@@ -76,7 +87,9 @@ pub fn apply(state: &State, op: &Op) -> (State, Outcome) {
         },
         Op::SetData { data, version } => match state {
             None => (None, Outcome::NoNode),
-            Some((_, current)) if matches(*version) => (Some((data.clone(), current + 1)), Outcome::Version(current + 1)),
+            Some((_, current)) if matches(*version) => {
+                (Some((data.clone(), current + 1)), Outcome::Version(current + 1))
+            }
             Some(_) => (state.clone(), Outcome::BadVersion),
         },
         Op::Delete { version } => match state {
@@ -289,13 +302,7 @@ mod tests {
         // sees the last writer's value: the search must not blow up.
         let mut history = vec![event(0, Op::Create { data: data("0") }, Some(Outcome::Ok), 1, Some(2))];
         for client in 1..=8u64 {
-            history.push(event(
-                client,
-                Op::SetData { data: vec![client as u8], version: -1 },
-                None,
-                10 + client,
-                None,
-            ));
+            history.push(event(client, Op::SetData { data: vec![client as u8], version: -1 }, None, 10 + client, None));
         }
         history.push(event(9, Op::Read, Some(Outcome::Read(Some((vec![5], 8)))), 30, Some(31)));
         assert_eq!(check(&None, &history), Verdict::Linearizable);
