@@ -234,6 +234,8 @@ pub struct Cluster {
     servers: BTreeMap<u64, Server>,
     voters: Vec<u64>,
     network: VecDeque<InFlight>,
+    /// Each link's latest delivery time: later sends never arrive before it.
+    link_last: BTreeMap<(u64, u64), i64>,
     /// Cut links (from, to) and the step they heal.
     cuts: BTreeMap<(u64, u64), i64>,
     clients: Vec<Client>,
@@ -319,6 +321,7 @@ impl Cluster {
             servers: BTreeMap::new(),
             voters: voters.clone(),
             network: VecDeque::new(),
+            link_last: BTreeMap::new(),
             cuts: BTreeMap::new(),
             clients: Vec::new(),
             next_connection: 1,
@@ -421,6 +424,8 @@ impl Cluster {
                 self.note(format!("t={} crash {id}: {why}", self.now_ms));
             }
         }
+        // Its links break: what was in flight to or from it is gone.
+        self.network.retain(|message| message.from != id && message.to != id);
         for client in &mut self.clients {
             if client.server == id && client.connection.is_some() {
                 client.connection = None;
@@ -576,6 +581,13 @@ impl Cluster {
         }
     }
 
+    /// Queues `message` on the link `from -> to`. A link is FIFO, as the
+    /// peer transport's TCP links are and as the node assumes (a session's
+    /// forwarded writes, a snapshot before the appends after it): delays
+    /// vary, but a message never overtakes an earlier one on its link. Only
+    /// raft's own messages are duplicated (raft tolerates that; the
+    /// transport never delivers a frame twice, and a forwarded write
+    /// delivered twice would be proposed twice).
     fn send(&mut self, from: u64, to: u64, message: PeerMessage) {
         if self.cuts.contains_key(&(from, to)) || self.network.len() >= NETWORK_MESSAGES_MAX {
             return;
@@ -584,19 +596,18 @@ impl Cluster {
             return;
         }
         let delay = 1 + self.random.below(3) as i64 * STEP_MS;
-        if self.random.chance(self.faults.duplicate_percent) {
-            self.network.push_back(InFlight {
-                from,
-                to,
-                deliver_at_ms: self.now_ms + delay + STEP_MS,
-                message: message.clone(),
-            });
+        let link_last = self.link_last.entry((from, to)).or_insert(0);
+        let deliver_at_ms = (self.now_ms + delay).max(*link_last);
+        *link_last = deliver_at_ms;
+        let duplicate = matches!(message, PeerMessage::Raft(_)) && self.random.chance(self.faults.duplicate_percent);
+        if duplicate {
+            self.network.push_back(InFlight { from, to, deliver_at_ms, message: message.clone() });
         }
-        self.network.push_back(InFlight { from, to, deliver_at_ms: self.now_ms + delay, message });
+        self.network.push_back(InFlight { from, to, deliver_at_ms, message });
     }
 
     fn deliver(&mut self) {
-        let mut due = Vec::new();
+        let mut due: Vec<InFlight> = Vec::new();
         let mut kept = VecDeque::new();
         while let Some(message) = self.network.pop_front() {
             if message.deliver_at_ms <= self.now_ms {
@@ -605,14 +616,27 @@ impl Cluster {
                 kept.push_back(message);
             }
         }
-        self.network = kept;
-        // Reordering: shuffle part of what is due.
+        // Reordering: interleave the links at random, each link in order.
         if due.len() > 1 && self.random.chance(self.faults.reorder_percent) {
-            for index in (1..due.len()).rev() {
-                let other = self.random.below(index as u64 + 1) as usize;
-                due.swap(index, other);
+            let mut links: BTreeMap<(u64, u64), VecDeque<InFlight>> = BTreeMap::new();
+            for message in due.drain(..) {
+                links.entry((message.from, message.to)).or_default().push_back(message);
+            }
+            while !links.is_empty() {
+                let pick = self.random.below(links.len() as u64) as usize;
+                let Some(key) = links.keys().nth(pick).copied() else { break };
+                if let Some(queue) = links.get_mut(&key) {
+                    if let Some(message) = queue.pop_front() {
+                        due.push(message);
+                    }
+                    if queue.is_empty() {
+                        links.remove(&key);
+                    }
+                }
             }
         }
+        // Messages for a busy node wait, ahead of the later ones on their link.
+        let mut waiting = Vec::new();
         for InFlight { from, to, message, deliver_at_ms } in due {
             if self.cuts.contains_key(&(from, to)) {
                 continue;
@@ -620,7 +644,7 @@ impl Cluster {
             if self.busy(to) {
                 // A node waits for its sync before it takes more input
                 // (raft-rs hands out one Ready at a time).
-                self.network.push_back(InFlight { from, to, deliver_at_ms, message });
+                waiting.push(InFlight { from, to, deliver_at_ms, message });
                 continue;
             }
             let now = self.now_of(to);
@@ -655,6 +679,8 @@ impl Cluster {
                 self.violation(format!("server {to} failed on a message from {from}: {error}"));
             }
         }
+        waiting.extend(kept);
+        self.network = waiting.into();
     }
 
     /// Whether a node has a sync in flight.
