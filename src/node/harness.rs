@@ -689,12 +689,15 @@ impl Cluster {
     }
 
     /// Hands `input` about `session_id` to server `id`, noting that it heard of the session.
-    fn to_server(&mut self, id: u64, session_id: i64, input: ClientInput) -> bool {
+    fn hand_to(&mut self, id: u64, session_id: i64, input: ClientInput) -> bool {
         let now = self.now_of(id);
         let Some(node) = self.servers.get_mut(&id).and_then(|server| server.node.as_mut()) else {
             return false;
         };
-        let deaf = self.faults.broken_ignore_touches && matches!(input, ClientInput::Touch(_));
+        // The deaf leader: followers still gather and forward touches.
+        let deaf = self.faults.broken_ignore_touches
+            && node.role() == super::Role::Leader
+            && matches!(input, ClientInput::Touch(_));
         let result = if deaf { Ok(()) } else { node.step_client(input, now) };
         if session_id != 0 {
             self.heard.insert((id, session_id), now.monotonic_ms);
@@ -730,7 +733,7 @@ impl Cluster {
                 let input = ClientInput::Connect { connection, session_id, password, timeout_ms: SESSION_TIMEOUT_MS };
                 let client_id = client.id;
                 self.note(format!("t={} c{client_id} connects to {server} (session 0x{session_id:x})", self.now_ms));
-                if !self.to_server(server, session_id, input) {
+                if !self.hand_to(server, session_id, input) {
                     self.clients[index].connection = None;
                     self.clients[index].connecting = false;
                 }
@@ -742,7 +745,7 @@ impl Cluster {
                 // Touch to keep the session alive.
                 if let (Some((session_id, _)), false) = (client.session, client.connecting) {
                     let server = client.server;
-                    self.to_server(server, session_id, ClientInput::Touch(vec![session_id]));
+                    self.hand_to(server, session_id, ClientInput::Touch(vec![session_id]));
                 }
                 continue;
             }
@@ -757,7 +760,7 @@ impl Cluster {
             self.operations_sent += 1;
             self.note(format!("t={} c{client_id}@{server} xid {xid}: {line}", self.now_ms));
             let input = ClientInput::Write { connection, session_id, xid, request, auth: Arc::from(Vec::new()) };
-            self.to_server(server, session_id, input);
+            self.hand_to(server, session_id, input);
         }
     }
 
@@ -897,8 +900,7 @@ impl Cluster {
         };
         let mut sends = Vec::new();
         let mut failure = None;
-        loop {
-            let Some(node) = server.node.as_mut() else { break };
+        while let Some(node) = server.node.as_mut() {
             match node.ready(now) {
                 Ok(Some(mut work)) => {
                     sends.append(&mut work.messages);

@@ -124,8 +124,9 @@ pub fn check(initial: &State, history: &[Event]) -> Verdict {
         let Some(earliest_response) = remaining_response else {
             return Verdict::Linearizable;
         };
-        let mut placed = false;
-        for i in next..n {
+        let mut placed = None;
+        let start = next;
+        for i in start..n {
             if done[i] || history[i].invoke >= earliest_response {
                 continue;
             }
@@ -143,12 +144,12 @@ pub fn check(initial: &State, history: &[Event]) -> Verdict {
             if explored > SEARCH_STATES_MAX {
                 return Verdict::Inconclusive;
             }
-            stack.push((i, std::mem::replace(&mut state, after)));
-            next = 0;
-            placed = true;
+            placed = Some((i, after));
             break;
         }
-        if placed {
+        if let Some((i, after)) = placed {
+            stack.push((i, std::mem::replace(&mut state, after)));
+            next = 0;
             continue;
         }
         // Nothing fits here: undo the last placement and try its successors.
