@@ -678,9 +678,23 @@ impl Cluster {
             if let Err(error) = node.step_peer(from, message, now) {
                 self.violation(format!("server {to} failed on a message from {from}: {error}"));
             }
+            self.observe_office(to);
         }
         waiting.extend(kept);
         self.network = waiting.into();
+    }
+
+    /// Notes when server `id` took office, as soon as the harness can see
+    /// it (after every input), so the expiry check counts from then.
+    fn observe_office(&mut self, id: u64) {
+        let now = self.now_of(id);
+        let Some(server) = self.servers.get_mut(&id) else { return };
+        let leading = server.node.as_ref().is_some_and(|node| node.role() == super::Role::Leader);
+        if !leading {
+            server.office_since_ms = None;
+        } else if server.office_since_ms.is_none() {
+            server.office_since_ms = Some(now.monotonic_ms);
+        }
     }
 
     /// Whether a node has a sync in flight.
@@ -695,16 +709,21 @@ impl Cluster {
             return false;
         };
         // The deaf leader: followers still gather and forward touches.
+        // Only a touch surely reaches the leader's tracker: a write on a
+        // connection the server already closed, or a handshake it refuses,
+        // does not, and counting them would blame the leader wrongly.
+        let touch = matches!(input, ClientInput::Touch(_));
         let deaf = self.faults.broken_ignore_touches
             && node.role() == super::Role::Leader
             && matches!(input, ClientInput::Touch(_));
         let result = if deaf { Ok(()) } else { node.step_client(input, now) };
-        if session_id != 0 {
+        if touch && session_id != 0 {
             self.heard.insert((id, session_id), now.monotonic_ms);
         }
         if let Err(error) = result {
             self.violation(format!("server {id} failed on client input: {error}"));
         }
+        self.observe_office(id);
         true
     }
 
@@ -936,10 +955,11 @@ impl Cluster {
             server.disk.snapshot = Some(((*order.tree).clone(), order.index, order.term));
             let _ = node.snapshot_written(order.index);
         }
-        if role == super::Role::Leader && server.office_since_ms.is_none() {
-            server.office_since_ms = Some(now.monotonic_ms);
-        } else if role != super::Role::Leader {
+        // A leader that took office in this tick or ready loop starts now.
+        if role != super::Role::Leader {
             server.office_since_ms = None;
+        } else if server.office_since_ms.is_none() {
+            server.office_since_ms = Some(now.monotonic_ms);
         }
         let office_since = server.office_since_ms;
         if output.sessions_expired > 0 && role != super::Role::Leader && !is_leader {
