@@ -16,6 +16,7 @@ pub mod replica;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod sim;
 pub mod snapshot;
 pub mod tree;
 pub mod wal;

@@ -1,28 +1,42 @@
-//! A deterministic harness: several nodes in one thread, with a network and
-//! disks in memory, driven from a seed.
+//! A deterministic harness: several nodes in one thread, with a network,
+//! disks and clocks in memory, driven from a seed.
 //!
 //! The network drops, duplicates, reorders and delays messages and can cut
-//! links both ways or one way; a disk holds what a node made durable and
-//! loses, at a crash, everything it had not yet synced. Simulated clients
-//! connect to any server, write, move to another server when theirs closes
-//! the connection, and record every write that was acknowledged. Every
-//! choice comes from one xorshift generator seeded by the caller, so a seed
-//! replays a run step for step.
+//! links both ways or one way. A disk holds what a node made durable and
+//! loses, at a crash, the one sync in flight; a slow disk holds that sync
+//! for many steps; a failed sync (EIO, or a full disk) makes the server
+//! fail-stop, as the shell does: it cannot know what of the write reached
+//! the platter, so it must not go on answering from memory. Each server has
+//! its own monotonic clock, which can jump forward in a burst (a VM pause).
 //!
-//! Checkers: committed logs never disagree; every acknowledged write is in
-//! every server's tree once the faults heal; all servers converge to the
-//! same tree at the same index.
+//! Simulated clients connect to any server, create unique znodes, and
+//! contend on a few shared ones with creates, versioned setData, deletes,
+//! multis (a check and a setData) and sync-then-read; they move to another
+//! server when theirs closes the connection and start a new session when
+//! theirs expired. Every operation on a shared znode goes into a history
+//! (invoke, response, values written and read) for the linearizability
+//! checker of `crate::sim`. Every choice comes from one xorshift generator
+//! seeded by the caller, so a seed replays a run step for step.
+//!
+//! Checkers run as it goes: committed logs never disagree; each session's
+//! replies come in request order with zxids that never go back; only the
+//! leader expires a session, and never before its timeout has passed since
+//! that leader last heard of it (or took office). After the faults heal: a
+//! leader every server follows within `HEAL_LEADER_MS_MAX`; every
+//! acknowledged create is in every tree; all servers converge to the same
+//! tree at the same index.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use raft::eraftpb::{Entry, HardState};
 
-use super::{ClientInput, ConnectionId, Node, NodeSettings, Now, PeerMessage, ReplyBody};
+use super::{ClientInput, ConnectionId, Forwarded, Node, NodeSettings, Now, PeerMessage, ReplyBody};
 use crate::prep::PrepSettings;
 use crate::proto::codes::op;
-use crate::proto::{Acl, CreateRequest, ErrorCode, Request};
+use crate::proto::{Acl, CreateRequest, ErrorCode, MultiOp, OpResult, Request, Response};
 use crate::replica::{Recovered, ReplicaConfig, SnapshotPoint};
+use crate::sim::linearizable::{Event, Op, Outcome, State};
 use crate::tree::Tree;
 
 /// A seeded xorshift generator: the harness's only source of choices.
@@ -64,6 +78,23 @@ pub struct Faults {
     pub crash_percent: u64,
     /// Per step: a crashed server restarts.
     pub restart_percent: u64,
+    /// Per step, in tenths of a percent: one server's monotonic clock jumps
+    /// forward by up to `CLOCK_JUMP_MS_MAX`.
+    pub clock_jump_permille: u64,
+    /// Per step, in tenths of a percent: one server's disk turns slow, its
+    /// syncs taking up to `SLOW_DISK_MS_MAX`.
+    pub slow_disk_permille: u64,
+    /// Per step, in tenths of a percent: a server's sync in flight fails
+    /// (EIO or a full disk) and the server fail-stops.
+    pub disk_error_permille: u64,
+    /// Test only: a broken disk that acknowledges a sync before it is
+    /// durable (a crash loses acknowledged work). The checkers must notice.
+    pub broken_ack_before_durable: bool,
+    /// Test only: a shell that writes a step's replies in reverse order.
+    pub broken_reverse_replies: bool,
+    /// Test only: a leader deaf to sessions' signs of life (touches are
+    /// noted as heard, then thrown away).
+    pub broken_ignore_touches: bool,
 }
 
 impl Faults {
@@ -75,6 +106,12 @@ impl Faults {
             partition_percent: 0,
             crash_percent: 0,
             restart_percent: 0,
+            clock_jump_permille: 0,
+            slow_disk_permille: 0,
+            disk_error_permille: 0,
+            broken_ack_before_durable: false,
+            broken_reverse_replies: false,
+            broken_ignore_touches: false,
         }
     }
 
@@ -86,6 +123,12 @@ impl Faults {
             partition_percent: 1,
             crash_percent: 1,
             restart_percent: 10,
+            clock_jump_permille: 2,
+            slow_disk_permille: 3,
+            disk_error_permille: 2,
+            broken_ack_before_durable: false,
+            broken_reverse_replies: false,
+            broken_ignore_touches: false,
         }
     }
 }
@@ -132,6 +175,14 @@ struct Server {
     disk: Disk,
     /// Durable work not yet handed back (its sync is "in flight"): one at most.
     syncing: Vec<super::Work>,
+    /// Added to the cluster's time: this server's clock after its jumps.
+    clock_offset_ms: i64,
+    /// Until this cluster time, a sync in flight does not finish.
+    slow_until_ms: i64,
+    /// The broken disk's page cache: acknowledged, not durable.
+    unflushed: Vec<(Vec<Entry>, Option<HardState>)>,
+    /// The local time this server last took office as leader.
+    office_since_ms: Option<i64>,
 }
 
 struct InFlight {
@@ -139,6 +190,17 @@ struct InFlight {
     to: u64,
     deliver_at_ms: i64,
     message: PeerMessage,
+}
+
+/// What a client waits for on one xid.
+#[derive(Debug)]
+enum Pending {
+    /// A create of the client's own znode, checked for survival.
+    Unique(String),
+    /// Operations on shared znodes: each key and its event in the history.
+    Shared(Vec<(String, usize)>),
+    /// A sync, then a read of the key where it was answered.
+    SyncRead(String, usize),
 }
 
 /// A simulated client with one session.
@@ -149,9 +211,13 @@ struct Client {
     session: Option<(i64, [u8; 16])>,
     connecting: bool,
     next_xid: i32,
-    /// Writes sent and not yet answered: xid -> path.
-    in_flight: BTreeMap<i32, String>,
+    /// Requests sent and not yet answered, by xid.
+    in_flight: BTreeMap<i32, Pending>,
     written: u64,
+    /// The highest zxid a reply to this session carried.
+    last_zxid: i64,
+    /// The version this client last saw of each shared key.
+    versions: BTreeMap<String, i32>,
 }
 
 /// A server's committed entries: index -> (term, payload).
@@ -168,6 +234,8 @@ pub struct Cluster {
     servers: BTreeMap<u64, Server>,
     voters: Vec<u64>,
     network: VecDeque<InFlight>,
+    /// Each link's latest delivery time: later sends never arrive before it.
+    link_last: BTreeMap<(u64, u64), i64>,
     /// Cut links (from, to) and the step they heal.
     cuts: BTreeMap<(u64, u64), i64>,
     clients: Vec<Client>,
@@ -175,16 +243,46 @@ pub struct Cluster {
     now_ms: i64,
     /// Paths whose create was acknowledged, with the zxid the reply carried.
     pub acknowledged: BTreeMap<String, i64>,
+    /// Per shared znode: every operation on it, for the linearizability check.
+    pub histories: BTreeMap<String, Vec<Event>>,
+    /// Orders invocations and responses in the histories.
+    history_clock: u64,
+    /// (server, session) -> that server's local time when it last heard of
+    /// the session (a request, a touch, a handshake, a forwarded item).
+    heard: BTreeMap<(u64, i64), i64>,
     /// Violations found so far, each a sentence.
     pub violations: Vec<String>,
     pub trace: Vec<String>,
     writes_paused: bool,
+    /// Cluster time of the heal, and of the first leader all followed after it.
+    healed_at_ms: Option<i64>,
+    pub leader_after_heal_ms: Option<i64>,
+    /// Operations sent and answered, for the simulator's statistics.
+    pub operations_sent: u64,
+    pub operations_answered: u64,
 }
 
+/// The cluster's clock when a run starts.
+pub const START_MS: i64 = 1_000;
 /// A step advances time by this much.
-const STEP_MS: i64 = 5;
+pub const STEP_MS: i64 = 5;
 /// In-flight messages at most; beyond it the network drops (a full queue).
 const NETWORK_MESSAGES_MAX: usize = 100_000;
+/// The session timeout the simulated clients ask for.
+pub const SESSION_TIMEOUT_MS: i32 = 4_000;
+/// Requests a client has outstanding at most.
+const CLIENT_IN_FLIGHT_MAX: usize = 4;
+/// The shared znodes clients contend on.
+const SHARED_KEYS: u64 = 3;
+/// The largest forward jump of one server's monotonic clock.
+const CLOCK_JUMP_MS_MAX: u64 = 6_000;
+/// The longest a slow disk takes over one sync.
+const SLOW_DISK_MS_MAX: u64 = 3_000;
+/// After the faults heal, every server follows one leader within this long
+/// (a few election timeouts: 10 ticks of 10 ms, with up to 10 of jitter).
+pub const HEAL_LEADER_MS_MAX: i64 = 3_000;
+/// Lines of trace kept at most (the newest): a bound on a run's memory.
+const TRACE_LINES_MAX: usize = 20_000;
 
 fn settings(id: u64, voters: &[u64], seed: u64) -> NodeSettings {
     NodeSettings {
@@ -209,6 +307,10 @@ fn settings(id: u64, voters: &[u64], seed: u64) -> NodeSettings {
     }
 }
 
+fn shared_key(index: u64) -> String {
+    format!("/k{index}")
+}
+
 impl Cluster {
     /// A cluster of `size` voters and `clients` clients.
     pub fn new(size: u64, clients: u64, seed: u64, faults: Faults) -> Cluster {
@@ -219,17 +321,36 @@ impl Cluster {
             servers: BTreeMap::new(),
             voters: voters.clone(),
             network: VecDeque::new(),
+            link_last: BTreeMap::new(),
             cuts: BTreeMap::new(),
             clients: Vec::new(),
             next_connection: 1,
-            now_ms: 1_000,
+            now_ms: START_MS,
             acknowledged: BTreeMap::new(),
+            histories: (0..SHARED_KEYS).map(|key| (shared_key(key), Vec::new())).collect(),
+            history_clock: 0,
+            heard: BTreeMap::new(),
             violations: Vec::new(),
             trace: Vec::new(),
             writes_paused: false,
+            healed_at_ms: None,
+            leader_after_heal_ms: None,
+            operations_sent: 0,
+            operations_answered: 0,
         };
         for id in voters {
-            cluster.servers.insert(id, Server { node: None, disk: Disk::default(), syncing: Vec::new() });
+            cluster.servers.insert(
+                id,
+                Server {
+                    node: None,
+                    disk: Disk::default(),
+                    syncing: Vec::new(),
+                    clock_offset_ms: 0,
+                    slow_until_ms: 0,
+                    unflushed: Vec::new(),
+                    office_since_ms: None,
+                },
+            );
             cluster.start(id);
         }
         for id in 0..clients {
@@ -243,35 +364,68 @@ impl Cluster {
                 next_xid: 1,
                 in_flight: BTreeMap::new(),
                 written: 0,
+                last_zxid: 0,
+                versions: BTreeMap::new(),
             });
         }
         cluster
     }
 
-    fn now(&self) -> Now {
-        Now { monotonic_ms: self.now_ms, wall_ms: 1_700_000_000_000 + self.now_ms }
+    /// The cluster's time in ms (every server's clock before its jumps).
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Server `id`'s clock.
+    fn now_of(&self, id: u64) -> Now {
+        let offset = self.servers.get(&id).map_or(0, |server| server.clock_offset_ms);
+        let monotonic_ms = self.now_ms + offset;
+        Now { monotonic_ms, wall_ms: 1_700_000_000_000 + monotonic_ms }
+    }
+
+    fn note(&mut self, line: String) {
+        if self.trace.len() >= TRACE_LINES_MAX {
+            self.trace.drain(..TRACE_LINES_MAX / 2);
+        }
+        self.trace.push(line);
+    }
+
+    fn violation(&mut self, sentence: String) {
+        self.note(format!("t={} VIOLATION {sentence}", self.now_ms));
+        self.violations.push(sentence);
+    }
+
+    fn tick_history(&mut self) -> u64 {
+        self.history_clock += 1;
+        self.history_clock
     }
 
     fn start(&mut self, id: u64) {
-        let now = self.now();
+        let now = self.now_of(id);
         let seed = self.random.next_u64();
         let voters = self.voters.clone();
         let Some(server) = self.servers.get_mut(&id) else { return };
+        // The page cache of a broken disk does not survive the restart.
+        server.unflushed.clear();
+        server.office_since_ms = None;
         let (tree, recovered) = server.disk.recovered(&voters, &[]);
         match Node::new(settings(id, &voters, seed), tree, recovered, now) {
             Ok(node) => server.node = Some(node),
-            Err(error) => self.violations.push(format!("server {id} cannot restart: {error}")),
+            Err(error) => self.violation(format!("server {id} cannot restart: {error}")),
         }
     }
 
-    fn crash(&mut self, id: u64) {
+    fn crash(&mut self, id: u64, why: &str) {
         if let Some(server) = self.servers.get_mut(&id) {
             if server.node.take().is_some() {
                 // What was not synced is lost.
                 server.syncing.clear();
-                self.trace.push(format!("t={} crash {id}", self.now_ms));
+                server.unflushed.clear();
+                self.note(format!("t={} crash {id}: {why}", self.now_ms));
             }
         }
+        // Its links break: what was in flight to or from it is gone.
+        self.network.retain(|message| message.from != id && message.to != id);
         for client in &mut self.clients {
             if client.server == id && client.connection.is_some() {
                 client.connection = None;
@@ -294,6 +448,14 @@ impl Cluster {
         leaders.into_iter().max_by_key(|id| self.servers[id].node.as_ref().map_or(0, |node| node.term()))
     }
 
+    /// A leader every server is up and follows, if there is one.
+    fn followed_leader(&self) -> Option<u64> {
+        let leader = self.leader()?;
+        let all =
+            self.servers.values().all(|server| server.node.as_ref().is_some_and(|node| node.leader() == Some(leader)));
+        all.then_some(leader)
+    }
+
     /// Runs `steps` steps with faults, then heals everything and runs until
     /// quiet, checking as it goes. Returns the violations found.
     pub fn run(&mut self, steps: u64) -> &[String] {
@@ -309,12 +471,30 @@ impl Cluster {
         for _ in 0..600 {
             self.step(false);
         }
+        match self.leader_after_heal_ms {
+            Some(elapsed) if elapsed <= HEAL_LEADER_MS_MAX => {}
+            Some(elapsed) => self.violation(format!(
+                "the servers followed one leader only {elapsed} ms after the faults healed (bound {HEAL_LEADER_MS_MAX} ms)"
+            )),
+            None => self.violation("no leader every server follows after the faults healed".to_string()),
+        }
         self.check_converged();
+        self.final_reads();
         &self.violations
+    }
+
+    /// Clients stop sending requests (they still keep their sessions alive).
+    pub fn pause_writes(&mut self) {
+        self.writes_paused = true;
     }
 
     fn heal(&mut self) {
         self.cuts.clear();
+        self.note(format!("t={} heal", self.now_ms));
+        self.healed_at_ms = Some(self.now_ms);
+        for server in self.servers.values_mut() {
+            server.slow_until_ms = 0;
+        }
         let down: Vec<u64> =
             self.servers.iter().filter(|(_, server)| server.node.is_none()).map(|(id, _)| *id).collect();
         for id in down {
@@ -337,6 +517,11 @@ impl Cluster {
             self.drive(id);
         }
         self.check_logs();
+        if let (Some(healed), None) = (self.healed_at_ms, self.leader_after_heal_ms) {
+            if self.followed_leader().is_some() {
+                self.leader_after_heal_ms = Some(self.now_ms - healed);
+            }
+        }
     }
 
     fn inject_faults(&mut self, ids: &[u64]) {
@@ -345,14 +530,14 @@ impl Cluster {
             let live = self.servers.values().filter(|server| server.node.is_some()).count();
             // Keep a majority up most of the time so progress is possible.
             if live > self.voters.len() / 2 + 1 || self.random.chance(20) {
-                self.crash(id);
+                self.crash(id, "killed");
             }
         }
         let down: Vec<u64> =
             self.servers.iter().filter(|(_, server)| server.node.is_none()).map(|(id, _)| *id).collect();
         for id in down {
             if self.random.chance(self.faults.restart_percent) {
-                self.trace.push(format!("t={} restart {id}", self.now_ms));
+                self.note(format!("t={} restart {id}", self.now_ms));
                 self.start(id);
             }
         }
@@ -362,14 +547,47 @@ impl Cluster {
             if from != to {
                 let heal_at = self.now_ms + 50 + self.random.below(1_000) as i64;
                 self.cuts.insert((from, to), heal_at);
-                if self.random.chance(50) {
+                let both = self.random.chance(50);
+                if both {
                     self.cuts.insert((to, from), heal_at);
                 }
-                self.trace.push(format!("t={} cut {from}->{to} until {heal_at}", self.now_ms));
+                let arrow = if both { "<->" } else { "->" };
+                self.note(format!("t={} cut {from}{arrow}{to} until {heal_at}", self.now_ms));
+            }
+        }
+        if self.random.below(1_000) < self.faults.clock_jump_permille {
+            let id = ids[self.random.below(ids.len() as u64) as usize];
+            let jump = 1 + self.random.below(CLOCK_JUMP_MS_MAX) as i64;
+            if let Some(server) = self.servers.get_mut(&id) {
+                server.clock_offset_ms += jump;
+            }
+            self.note(format!("t={} clock of {id} jumps {jump} ms", self.now_ms));
+        }
+        if self.random.below(1_000) < self.faults.slow_disk_permille {
+            let id = ids[self.random.below(ids.len() as u64) as usize];
+            let until = self.now_ms + 1 + self.random.below(SLOW_DISK_MS_MAX) as i64;
+            if let Some(server) = self.servers.get_mut(&id) {
+                server.slow_until_ms = until;
+            }
+            self.note(format!("t={} disk of {id} slow until {until}", self.now_ms));
+        }
+        if self.random.below(1_000) < self.faults.disk_error_permille {
+            let id = ids[self.random.below(ids.len() as u64) as usize];
+            // A failed fsync: the shell fail-stops; what was in flight may
+            // or may not be on disk, and a restart finds what is.
+            if self.busy(id) {
+                self.crash(id, "fsync failed (EIO or disk full): fail-stop");
             }
         }
     }
 
+    /// Queues `message` on the link `from -> to`. A link is FIFO, as the
+    /// peer transport's TCP links are and as the node assumes (a session's
+    /// forwarded writes, a snapshot before the appends after it): delays
+    /// vary, but a message never overtakes an earlier one on its link. Only
+    /// raft's own messages are duplicated (raft tolerates that; the
+    /// transport never delivers a frame twice, and a forwarded write
+    /// delivered twice would be proposed twice).
     fn send(&mut self, from: u64, to: u64, message: PeerMessage) {
         if self.cuts.contains_key(&(from, to)) || self.network.len() >= NETWORK_MESSAGES_MAX {
             return;
@@ -378,20 +596,18 @@ impl Cluster {
             return;
         }
         let delay = 1 + self.random.below(3) as i64 * STEP_MS;
-        if self.random.chance(self.faults.duplicate_percent) {
-            self.network.push_back(InFlight {
-                from,
-                to,
-                deliver_at_ms: self.now_ms + delay + STEP_MS,
-                message: message.clone(),
-            });
+        let link_last = self.link_last.entry((from, to)).or_insert(0);
+        let deliver_at_ms = (self.now_ms + delay).max(*link_last);
+        *link_last = deliver_at_ms;
+        let duplicate = matches!(message, PeerMessage::Raft(_)) && self.random.chance(self.faults.duplicate_percent);
+        if duplicate {
+            self.network.push_back(InFlight { from, to, deliver_at_ms, message: message.clone() });
         }
-        self.network.push_back(InFlight { from, to, deliver_at_ms: self.now_ms + delay, message });
+        self.network.push_back(InFlight { from, to, deliver_at_ms, message });
     }
 
     fn deliver(&mut self) {
-        let now = self.now();
-        let mut due = Vec::new();
+        let mut due: Vec<InFlight> = Vec::new();
         let mut kept = VecDeque::new();
         while let Some(message) = self.network.pop_front() {
             if message.deliver_at_ms <= self.now_ms {
@@ -400,14 +616,27 @@ impl Cluster {
                 kept.push_back(message);
             }
         }
-        self.network = kept;
-        // Reordering: shuffle part of what is due.
+        // Reordering: interleave the links at random, each link in order.
         if due.len() > 1 && self.random.chance(self.faults.reorder_percent) {
-            for index in (1..due.len()).rev() {
-                let other = self.random.below(index as u64 + 1) as usize;
-                due.swap(index, other);
+            let mut links: BTreeMap<(u64, u64), VecDeque<InFlight>> = BTreeMap::new();
+            for message in due.drain(..) {
+                links.entry((message.from, message.to)).or_default().push_back(message);
+            }
+            while !links.is_empty() {
+                let pick = self.random.below(links.len() as u64) as usize;
+                let Some(key) = links.keys().nth(pick).copied() else { break };
+                if let Some(queue) = links.get_mut(&key) {
+                    if let Some(message) = queue.pop_front() {
+                        due.push(message);
+                    }
+                    if queue.is_empty() {
+                        links.remove(&key);
+                    }
+                }
             }
         }
+        // Messages for a busy node wait, ahead of the later ones on their link.
+        let mut waiting = Vec::new();
         for InFlight { from, to, message, deliver_at_ms } in due {
             if self.cuts.contains_key(&(from, to)) {
                 continue;
@@ -415,15 +644,56 @@ impl Cluster {
             if self.busy(to) {
                 // A node waits for its sync before it takes more input
                 // (raft-rs hands out one Ready at a time).
-                self.network.push_back(InFlight { from, to, deliver_at_ms, message });
+                waiting.push(InFlight { from, to, deliver_at_ms, message });
                 continue;
             }
+            let now = self.now_of(to);
+            if self.servers.get(&to).is_some_and(|server| server.node.is_some()) {
+                if let PeerMessage::Forward(items) = &message {
+                    for item in items {
+                        match item {
+                            Forwarded::Write { session_id, .. }
+                            | Forwarded::CreateSession { session_id, .. }
+                            | Forwarded::Revalidate { session_id, .. } => {
+                                self.heard.insert((to, *session_id), now.monotonic_ms);
+                            }
+                            Forwarded::Touch(sessions) => {
+                                for session_id in sessions {
+                                    self.heard.insert((to, *session_id), now.monotonic_ms);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let message = match message {
+                PeerMessage::Forward(items) if self.faults.broken_ignore_touches => PeerMessage::Forward(
+                    items.into_iter().filter(|item| !matches!(item, Forwarded::Touch(_))).collect(),
+                ),
+                message => message,
+            };
             let Some(node) = self.servers.get_mut(&to).and_then(|server| server.node.as_mut()) else {
                 continue;
             };
             if let Err(error) = node.step_peer(from, message, now) {
-                self.violations.push(format!("server {to} failed on a message from {from}: {error}"));
+                self.violation(format!("server {to} failed on a message from {from}: {error}"));
             }
+            self.observe_office(to);
+        }
+        waiting.extend(kept);
+        self.network = waiting.into();
+    }
+
+    /// Notes when server `id` took office, as soon as the harness can see
+    /// it (after every input), so the expiry check counts from then.
+    fn observe_office(&mut self, id: u64) {
+        let now = self.now_of(id);
+        let Some(server) = self.servers.get_mut(&id) else { return };
+        let leading = server.node.as_ref().is_some_and(|node| node.role() == super::Role::Leader);
+        if !leading {
+            server.office_since_ms = None;
+        } else if server.office_since_ms.is_none() {
+            server.office_since_ms = Some(now.monotonic_ms);
         }
     }
 
@@ -432,8 +702,32 @@ impl Cluster {
         self.servers.get(&id).is_some_and(|server| !server.syncing.is_empty())
     }
 
+    /// Hands `input` about `session_id` to server `id`, noting that it heard of the session.
+    fn hand_to(&mut self, id: u64, session_id: i64, input: ClientInput) -> bool {
+        let now = self.now_of(id);
+        let Some(node) = self.servers.get_mut(&id).and_then(|server| server.node.as_mut()) else {
+            return false;
+        };
+        // The deaf leader: followers still gather and forward touches.
+        // Only a touch surely reaches the leader's tracker: a write on a
+        // connection the server already closed, or a handshake it refuses,
+        // does not, and counting them would blame the leader wrongly.
+        let touch = matches!(input, ClientInput::Touch(_));
+        let deaf = self.faults.broken_ignore_touches
+            && node.role() == super::Role::Leader
+            && matches!(input, ClientInput::Touch(_));
+        let result = if deaf { Ok(()) } else { node.step_client(input, now) };
+        if touch && session_id != 0 {
+            self.heard.insert((id, session_id), now.monotonic_ms);
+        }
+        if let Err(error) = result {
+            self.violation(format!("server {id} failed on client input: {error}"));
+        }
+        self.observe_office(id);
+        true
+    }
+
     fn clients_act(&mut self, faulty: bool) {
-        let now = self.now();
         let server_ids: Vec<u64> = self.servers.keys().copied().collect();
         for index in 0..self.clients.len() {
             if self.busy(self.clients[index].server) {
@@ -455,10 +749,10 @@ impl Cluster {
                 client.connection = Some(connection);
                 client.connecting = true;
                 let (session_id, password) = client.session.map_or((0, Vec::new()), |(id, pw)| (id, pw.to_vec()));
-                let input = ClientInput::Connect { connection, session_id, password, timeout_ms: 4_000 };
-                if let Some(node) = self.servers.get_mut(&server).and_then(|server| server.node.as_mut()) {
-                    let _ = node.step_client(input, now);
-                } else {
+                let input = ClientInput::Connect { connection, session_id, password, timeout_ms: SESSION_TIMEOUT_MS };
+                let client_id = client.id;
+                self.note(format!("t={} c{client_id} connects to {server} (session 0x{session_id:x})", self.now_ms));
+                if !self.hand_to(server, session_id, input) {
                     self.clients[index].connection = None;
                     self.clients[index].connecting = false;
                 }
@@ -466,69 +760,166 @@ impl Cluster {
             }
             let client = &self.clients[index];
             let write_now = !self.writes_paused && self.random.chance(if faulty { 30 } else { 5 });
-            if client.connecting || client.in_flight.len() >= 4 || !write_now {
+            if client.connecting || client.in_flight.len() >= CLIENT_IN_FLIGHT_MAX || !write_now {
                 // Touch to keep the session alive.
                 if let (Some((session_id, _)), false) = (client.session, client.connecting) {
                     let server = client.server;
-                    if let Some(node) = self.servers.get_mut(&server).and_then(|server| server.node.as_mut()) {
-                        let _ = node.step_client(ClientInput::Touch(vec![session_id]), now);
-                    }
+                    self.hand_to(server, session_id, ClientInput::Touch(vec![session_id]));
                 }
                 continue;
             }
+            let (Some((session_id, _)), Some(connection)) = (client.session, client.connection) else { continue };
+            let (request, pending, line) = self.choose_operation(index);
             let client = &mut self.clients[index];
-            let Some((session_id, _)) = client.session else { continue };
-            let Some(connection) = client.connection else { continue };
             let xid = client.next_xid;
             client.next_xid += 1;
-            let path = format!("/c{}-{}", client.id, client.written);
-            client.written += 1;
-            client.in_flight.insert(xid, path.clone());
-            let request = Request::Create(CreateRequest {
+            client.in_flight.insert(xid, pending);
+            let server = client.server;
+            let client_id = client.id;
+            self.operations_sent += 1;
+            self.note(format!("t={} c{client_id}@{server} xid {xid}: {line}", self.now_ms));
+            let input = ClientInput::Write { connection, session_id, xid, request, auth: Arc::from(Vec::new()) };
+            self.hand_to(server, session_id, input);
+        }
+    }
+
+    /// Picks client `index`'s next operation and records it in the histories.
+    fn choose_operation(&mut self, index: usize) -> (Request, Pending, String) {
+        let roll = self.random.below(100);
+        let key = shared_key(self.random.below(SHARED_KEYS));
+        let other = shared_key(self.random.below(SHARED_KEYS));
+        let client = &mut self.clients[index];
+        let value = format!("c{}-{}", client.id, client.written).into_bytes();
+        client.written += 1;
+        let client_id = client.id;
+        // A known version half the time, any version (-1) otherwise.
+        let any_version = self.random.chance(50);
+        let version_of = |client: &Client, key: &str| {
+            if any_version {
+                -1
+            } else {
+                client.versions.get(key).copied().unwrap_or(0)
+            }
+        };
+        let client = &self.clients[index];
+        let create = |path: String, data: Vec<u8>| {
+            Request::Create(CreateRequest {
                 opcode: op::CREATE,
                 path,
-                data: Some(vec![1, 2, 3]),
+                data: Some(data),
                 acl: Acl::open_unsafe(),
                 flags: 0,
                 ttl_ms: -1,
-            });
-            let server = client.server;
-            if let Some(node) = self.servers.get_mut(&server).and_then(|server| server.node.as_mut()) {
-                let input = ClientInput::Write { connection, session_id, xid, request, auth: Arc::from(Vec::new()) };
-                if let Err(error) = node.step_client(input, now) {
-                    self.violations.push(format!("server {server} failed on a client write: {error}"));
-                }
+            })
+        };
+        let (request, ops, line) = match roll {
+            0..=24 => {
+                let path = format!("/c{}-{}", client.id, client.written);
+                let line = format!("create {path}");
+                return (create(path.clone(), vec![1, 2, 3]), Pending::Unique(path), line);
             }
+            25..=39 => {
+                let line = format!("create {key} {}", String::from_utf8_lossy(&value));
+                (create(key.clone(), value.clone()), vec![(key.clone(), Op::Create { data: value })], line)
+            }
+            40..=59 => {
+                let version = version_of(client, &key);
+                let line = format!("setData {key} {} version {version}", String::from_utf8_lossy(&value));
+                let request = Request::SetData { path: key.clone(), data: Some(value.clone()), version };
+                (request, vec![(key.clone(), Op::SetData { data: value, version })], line)
+            }
+            60..=69 => {
+                let version = version_of(client, &key);
+                let request = Request::Delete { path: key.clone(), version };
+                (request, vec![(key.clone(), Op::Delete { version })], format!("delete {key} version {version}"))
+            }
+            70..=79 if key != other => {
+                let version = version_of(client, &key);
+                let line = format!(
+                    "multi(check {key} version {version}, setData {other} {})",
+                    String::from_utf8_lossy(&value)
+                );
+                let request = Request::Multi(vec![
+                    MultiOp::Check { path: key.clone(), version },
+                    MultiOp::SetData { path: other.clone(), data: Some(value.clone()), version: -1 },
+                ]);
+                let ops = vec![(key, Op::Check { version }), (other, Op::SetData { data: value, version: -1 })];
+                (request, ops, line)
+            }
+            _ => {
+                let invoke = self.tick_history();
+                let events = self.histories.entry(key.clone()).or_default();
+                events.push(Event { client: client_id, op: Op::Read, outcome: None, invoke, response: None });
+                let event = events.len() - 1;
+                let line = format!("sync {key}, then read it");
+                return (Request::Sync { path: key.clone() }, Pending::SyncRead(key, event), line);
+            }
+        };
+        let invoke = self.tick_history();
+        let mut recorded = Vec::new();
+        for (key, op) in ops {
+            let events = self.histories.entry(key.clone()).or_default();
+            events.push(Event { client: client_id, op, outcome: None, invoke, response: None });
+            recorded.push((key, events.len() - 1));
         }
+        (request, Pending::Shared(recorded), line)
     }
 
     /// Runs one node's ready loop: some work is made durable now, some later
     /// (a sync in flight that a crash loses).
     fn drive(&mut self, id: u64) {
-        let now = self.now();
+        let now = self.now_of(id);
         let finish_in_flight = self.random.chance(70);
         let keep_next_in_flight = self.random.chance(30);
+        let flush_broken_cache = self.random.chance(50);
+        let now_ms = self.now_ms;
+        let broken = self.faults.broken_ack_before_durable;
         let Some(server) = self.servers.get_mut(&id) else { return };
-        let Some(node) = server.node.as_mut() else { return };
+        if server.node.is_none() {
+            return;
+        }
+        if flush_broken_cache {
+            for (entries, hard_state) in server.unflushed.drain(..) {
+                server.disk.append(&entries);
+                if let Some(state) = hard_state {
+                    server.disk.hard_state = state;
+                }
+            }
+        }
         // raft-rs hands out one Ready at a time: the one in flight must be
         // durable before the node takes any other input. A sync that does
         // not finish this step stays in flight, and a crash loses it.
         if let Some(work) = server.syncing.pop() {
-            if !finish_in_flight {
+            if !finish_in_flight || server.slow_until_ms > now_ms {
                 server.syncing.push(work);
                 return;
             }
-            if let Err(error) = persist(&mut server.disk, node, work, now) {
-                self.violations.push(format!("server {id} failed after a sync: {error}"));
+            if let Err(error) = persist(server, work, now, broken) {
+                self.violation(format!("server {id} failed after a sync: {error}"));
                 return;
             }
         }
+        let Some(node) = server.node.as_mut() else { return };
+        // Only a leader expires sessions: which ones this tick expires (a
+        // leader that stays leader of the same term across the tick).
+        let office_before = (node.role(), node.term());
+        let tracked_before: BTreeSet<i64> =
+            node.session_buckets().into_iter().flat_map(|(_, sessions)| sessions).collect();
         if let Err(error) = node.tick(now) {
-            self.violations.push(format!("server {id} failed on a tick: {error}"));
+            self.violation(format!("server {id} failed on a tick: {error}"));
             return;
         }
+        let tracked_after: BTreeSet<i64> =
+            node.session_buckets().into_iter().flat_map(|(_, sessions)| sessions).collect();
+        let is_leader = node.role() == super::Role::Leader;
+        let expired: Vec<i64> = if office_before == (super::Role::Leader, node.term()) && is_leader {
+            tracked_before.difference(&tracked_after).copied().collect()
+        } else {
+            Vec::new()
+        };
         let mut sends = Vec::new();
-        loop {
+        let mut failure = None;
+        while let Some(node) = server.node.as_mut() {
             match node.ready(now) {
                 Ok(Some(mut work)) => {
                     sends.append(&mut work.messages);
@@ -541,61 +932,178 @@ impl Cluster {
                         server.syncing.push(work);
                         break;
                     }
-                    if let Err(error) = persist(&mut server.disk, node, work, now) {
-                        self.violations.push(format!("server {id} failed after a sync: {error}"));
-                        return;
+                    if let Err(error) = persist(server, work, now, broken) {
+                        failure = Some(format!("server {id} failed after a sync: {error}"));
+                        break;
                     }
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    self.violations.push(format!("server {id}: {error}"));
-                    return;
+                    failure = Some(format!("server {id}: {error}"));
+                    break;
                 }
             }
         }
+        if let Some(failure) = failure {
+            self.violation(failure);
+            return;
+        }
+        let Some(node) = server.node.as_mut() else { return };
+        let role = node.role();
         let output = node.take_output();
         if let Some(order) = output.snapshot {
             server.disk.snapshot = Some(((*order.tree).clone(), order.index, order.term));
             let _ = node.snapshot_written(order.index);
         }
+        // A leader that took office in this tick or ready loop starts now.
+        if role != super::Role::Leader {
+            server.office_since_ms = None;
+        } else if server.office_since_ms.is_none() {
+            server.office_since_ms = Some(now.monotonic_ms);
+        }
+        let office_since = server.office_since_ms;
+        if output.sessions_expired > 0 && role != super::Role::Leader && !is_leader {
+            self.violation(format!("server {id} expired a session while not the leader"));
+        }
+        self.check_expiries(id, &expired, office_since, now);
         sends.extend(output.messages);
         for (to, message) in sends {
             self.send(id, to, message);
         }
-        for reply in output.replies {
-            self.client_reply(reply.connection, reply.body);
+        let mut replies = output.replies;
+        if self.faults.broken_reverse_replies {
+            replies.reverse();
+        }
+        for reply in replies {
+            self.client_reply(id, reply.connection, reply.body);
         }
     }
 
-    fn client_reply(&mut self, connection: ConnectionId, body: ReplyBody) {
-        let Some(client) = self.clients.iter_mut().find(|client| client.connection == Some(connection)) else {
+    /// A leader expired `expired` at `now`: each must have been silent, as
+    /// far as this server heard, for its whole timeout since it took office.
+    fn check_expiries(&mut self, id: u64, expired: &[i64], office_since: Option<i64>, now: Now) {
+        for session_id in expired {
+            self.note(format!("t={} leader {id} expires session 0x{session_id:x}", self.now_ms));
+            let heard = self.heard.get(&(id, *session_id)).copied().unwrap_or(i64::MIN);
+            let since = heard.max(office_since.unwrap_or(i64::MIN));
+            let silent = now.monotonic_ms.saturating_sub(since);
+            if office_since.is_none() || silent < SESSION_TIMEOUT_MS as i64 {
+                self.violation(format!(
+                    "server {id} expired session 0x{session_id:x} after {silent} ms of silence (timeout {SESSION_TIMEOUT_MS} ms, leader: {})",
+                    office_since.is_some()
+                ));
+            }
+        }
+    }
+
+    fn client_reply(&mut self, server: u64, connection: ConnectionId, body: ReplyBody) {
+        let Some(index) = self.clients.iter().position(|client| client.connection == Some(connection)) else {
             return;
         };
+        let client_id = self.clients[index].id;
         match body {
             ReplyBody::Connected { session_id, password, .. } => {
+                let client = &mut self.clients[index];
+                if client.session.map(|(id, _)| id) != Some(session_id) {
+                    client.last_zxid = 0;
+                }
                 client.session = Some((session_id, password));
                 client.connecting = false;
+                self.note(format!("t={} c{client_id} connected to {server}: session 0x{session_id:x}", self.now_ms));
             }
             ReplyBody::Refused => {
                 // Expired: start a new session next time.
+                let client = &mut self.clients[index];
                 client.session = None;
                 client.connection = None;
                 client.connecting = false;
                 client.in_flight.clear();
+                self.note(format!("t={} c{client_id} refused by {server}: session expired", self.now_ms));
             }
-            ReplyBody::Close { .. } => {
+            ReplyBody::Close { reason } => {
+                let client = &mut self.clients[index];
                 client.connection = None;
                 client.connecting = false;
                 client.in_flight.clear();
+                if reason == "session expired" {
+                    client.session = None;
+                }
+                self.note(format!("t={} c{client_id} closed by {server}: {reason}", self.now_ms));
             }
-            ReplyBody::Response { xid, zxid, err, .. } => {
-                if let Some(path) = client.in_flight.remove(&xid) {
-                    if err == ErrorCode::Ok {
-                        self.acknowledged.insert(path, zxid);
+            ReplyBody::Response { xid, zxid, err, response } => self.response(index, server, xid, zxid, err, response),
+        }
+    }
+
+    fn response(&mut self, index: usize, server: u64, xid: i32, zxid: i64, err: ErrorCode, response: Response) {
+        let client = &mut self.clients[index];
+        let client_id = client.id;
+        let session = client.session.map_or(0, |(id, _)| id);
+        // Per-session FIFO: the reply is for the oldest request outstanding.
+        let oldest = client.in_flight.keys().next().copied();
+        if oldest != Some(xid) {
+            let sentence = format!(
+                "session 0x{session:x} got the reply to xid {xid} while xid {oldest:?} was the oldest outstanding"
+            );
+            self.violation(sentence);
+            return;
+        }
+        let last = client.last_zxid;
+        client.last_zxid = last.max(zxid);
+        let Some(pending) = client.in_flight.remove(&xid) else { return };
+        if zxid < last {
+            self.violation(format!("session 0x{session:x}: reply to xid {xid} carries zxid {zxid} after {last}"));
+        }
+        self.operations_answered += 1;
+        self.note(format!("t={} c{client_id}@{server} xid {xid} -> {err:?} zxid {zxid}", self.now_ms));
+        let response_at = self.tick_history();
+        match pending {
+            Pending::Unique(path) => {
+                if err == ErrorCode::Ok {
+                    self.acknowledged.insert(path, zxid);
+                }
+            }
+            Pending::SyncRead(key, event) => {
+                if err != ErrorCode::Ok {
+                    return;
+                }
+                let state = self.read(server, &key);
+                self.note(format!("t={} c{client_id} reads {key} at {server}: {}", self.now_ms, show(&state)));
+                if let Some((_, version)) = &state {
+                    self.clients[index].versions.insert(key.clone(), *version);
+                }
+                if let Some(event) = self.histories.get_mut(&key).and_then(|events| events.get_mut(event)) {
+                    event.outcome = Some(Outcome::Read(state));
+                    event.response = Some(response_at);
+                }
+            }
+            Pending::Shared(events) => {
+                let outcomes = outcomes(&events, err, &response);
+                for ((key, event), outcome) in events.into_iter().zip(outcomes) {
+                    if let Some(Outcome::Version(version)) = &outcome {
+                        self.clients[index].versions.insert(key.clone(), *version);
+                    }
+                    let Some(event) = self.histories.get_mut(&key).and_then(|events| events.get_mut(event)) else {
+                        continue;
+                    };
+                    match outcome {
+                        Some(outcome) => {
+                            event.outcome = Some(outcome);
+                            event.response = Some(response_at);
+                        }
+                        // Took no effect (a multi rolled back, a session
+                        // moved): a read with no answer constrains nothing.
+                        None => event.op = Op::Read,
                     }
                 }
             }
         }
+    }
+
+    /// What server `id` holds at `key`.
+    fn read(&self, id: u64, key: &str) -> State {
+        let node = self.servers.get(&id)?.node.as_ref()?;
+        let znode = node.committed().get(key)?;
+        Some((znode.data.as_ref().map_or_else(Vec::new, |data| data.to_vec()), znode.version))
     }
 
     /// Committed prefixes of every pair of durable logs agree.
@@ -617,10 +1125,8 @@ impl Cluster {
                 for (index, entry) in log_a {
                     if let Some(other) = log_b.get(index) {
                         if other != entry {
-                            self.violations.push(format!(
-                                "t={}: committed entry {index} differs between servers {a} and {b}",
-                                self.now_ms
-                            ));
+                            let sentence = format!("committed entry {index} differs between servers {a} and {b}");
+                            self.violation(sentence);
                             return;
                         }
                     }
@@ -629,8 +1135,8 @@ impl Cluster {
         }
     }
 
-    /// After healing: one leader, every server at the same index with the
-    /// same tree, and every acknowledged write in it.
+    /// After healing: every server at the same index with the same tree,
+    /// and every acknowledged write in it.
     fn check_converged(&mut self) {
         let trees: Vec<(u64, u64, Tree)> = self
             .servers
@@ -640,29 +1146,53 @@ impl Cluster {
             })
             .collect();
         if trees.len() != self.servers.len() {
-            self.violations.push("a server did not come back after healing".to_string());
+            self.violation("a server did not come back after healing".to_string());
             return;
         }
         let (first_id, first_index, first_tree) = &trees[0];
         for (id, index, tree) in &trees[1..] {
             if index != first_index {
-                self.violations
-                    .push(format!("servers {first_id} and {id} did not converge: applied {first_index} vs {index}"));
+                self.violation(format!(
+                    "servers {first_id} and {id} did not converge: applied {first_index} vs {index}"
+                ));
                 continue;
             }
             if fingerprint(tree) != fingerprint(first_tree) {
-                self.violations.push(format!("servers {first_id} and {id} hold different trees at index {index}"));
+                self.violation(format!("servers {first_id} and {id} hold different trees at index {index}"));
             }
         }
+        let mut missing = Vec::new();
         for (path, zxid) in &self.acknowledged {
             for (id, _, tree) in &trees {
                 if tree.get(path).is_none() {
-                    self.violations.push(format!("acknowledged create {path} (zxid {zxid}) is missing on server {id}"));
+                    missing.push(format!("acknowledged create {path} (zxid {zxid}) is missing on server {id}"));
                 }
             }
         }
-        if self.leader().is_none() {
-            self.violations.push("no leader after the faults healed".to_string());
+        for sentence in missing {
+            self.violation(sentence);
+        }
+    }
+
+    /// Once quiet, every server's value of each shared key is read into its
+    /// history: an acknowledged write that was lost shows up there.
+    fn final_reads(&mut self) {
+        let ids: Vec<u64> = self.servers.keys().copied().collect();
+        let keys: Vec<String> = self.histories.keys().cloned().collect();
+        for key in keys {
+            for id in &ids {
+                let state = self.read(*id, &key);
+                let invoke = self.tick_history();
+                let response = self.tick_history();
+                let event = Event {
+                    client: u64::MAX,
+                    op: Op::Read,
+                    outcome: Some(Outcome::Read(state)),
+                    invoke,
+                    response: Some(response),
+                };
+                self.histories.entry(key.clone()).or_default().push(event);
+            }
         }
     }
 
@@ -675,13 +1205,60 @@ impl Cluster {
     }
 }
 
-/// Makes `work` durable on `disk` and hands it back to the node.
-fn persist(disk: &mut Disk, node: &mut Node, work: super::Work, now: Now) -> Result<(), super::NodeError> {
-    disk.append(&work.entries);
-    if let Some(state) = &work.hard_state {
-        disk.hard_state = state.clone();
+/// Each shared operation's outcome from a reply; None where the operation
+/// took no effect and says nothing about the znode.
+fn outcomes(events: &[(String, usize)], err: ErrorCode, response: &Response) -> Vec<Option<Outcome>> {
+    let simple = |err: ErrorCode| match err {
+        ErrorCode::Ok => Some(Outcome::Ok),
+        ErrorCode::NodeExists => Some(Outcome::NodeExists),
+        ErrorCode::NoNode => Some(Outcome::NoNode),
+        ErrorCode::BadVersion => Some(Outcome::BadVersion),
+        _ => None,
+    };
+    match response {
+        Response::Multi(results) if err == ErrorCode::Ok => results
+            .iter()
+            .map(|result| match result {
+                OpResult::Check => Some(Outcome::Ok),
+                OpResult::SetData(stat) => Some(Outcome::Version(stat.version)),
+                OpResult::Delete => Some(Outcome::Ok),
+                OpResult::Create(_) | OpResult::Create2(..) => Some(Outcome::Ok),
+                // The operation that failed says why; the others were rolled back.
+                OpResult::Error(0) => None,
+                OpResult::Error(code) => ErrorCode::from_code(*code).and_then(simple),
+                _ => None,
+            })
+            .chain(std::iter::repeat(None))
+            .take(events.len())
+            .collect(),
+        Response::Stat(stat) if err == ErrorCode::Ok => vec![Some(Outcome::Version(stat.version))],
+        _ if events.len() == 1 => vec![simple(err)],
+        _ => vec![None; events.len()],
     }
-    node.persisted(work, now)
+}
+
+fn show(state: &State) -> String {
+    match state {
+        Some((data, version)) => format!("{} (version {version})", String::from_utf8_lossy(data)),
+        None => "no node".to_string(),
+    }
+}
+
+/// Makes `work` durable on the server's disk and hands it back to the node;
+/// a broken disk hands it back first and keeps it in a cache a crash loses.
+fn persist(server: &mut Server, work: super::Work, now: Now, broken: bool) -> Result<(), super::NodeError> {
+    if broken {
+        server.unflushed.push((work.entries.clone(), work.hard_state.clone()));
+    } else {
+        server.disk.append(&work.entries);
+        if let Some(state) = &work.hard_state {
+            server.disk.hard_state = state.clone();
+        }
+    }
+    match server.node.as_mut() {
+        Some(node) => node.persisted(work, now),
+        None => Ok(()),
+    }
 }
 
 /// What a tree holds, comparable across servers.

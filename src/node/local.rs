@@ -28,7 +28,6 @@ pub(super) struct Waiting {
 #[derive(Debug)]
 pub(super) struct Answered {
     pub after_index: u64,
-    pub zxid: Option<i64>,
     pub err: ErrorCode,
     pub response: Response,
 }
@@ -120,7 +119,12 @@ impl LocalSessions {
                 connection: session.connection,
                 body: ReplyBody::Response {
                     xid,
-                    zxid: answer.zxid.unwrap_or(applied_zxid),
+                    // ZooKeeper's reply header carries the last zxid the
+                    // tree processed when the reply is built, for writes
+                    // too: a write released behind a sync whose answer came
+                    // late would otherwise carry a zxid below the sync's,
+                    // and the client's last-seen zxid would go back.
+                    zxid: applied_zxid,
                     err: answer.err,
                     response: answer.response,
                 },

@@ -623,12 +623,8 @@ impl Node {
                         Request::Sync { path } => path.clone(),
                         _ => String::new(),
                     };
-                    waiting.answer = Some(Answered {
-                        after_index: index,
-                        zxid: None,
-                        err: ErrorCode::Ok,
-                        response: Response::Path(path),
-                    });
+                    waiting.answer =
+                        Some(Answered { after_index: index, err: ErrorCode::Ok, response: Response::Path(path) });
                 }
                 self.release(session_id);
             }
@@ -902,7 +898,7 @@ impl Node {
         }
         if let Some(waiting) = self.local.unanswered(session_id, header.cxid) {
             let (err, response) = crate::reply::build(&waiting.request, txn, applied);
-            waiting.answer = Some(Answered { after_index: header.zxid as u64, zxid: Some(header.zxid), err, response });
+            waiting.answer = Some(Answered { after_index: header.zxid as u64, err, response });
             self.release(session_id);
         }
         if let Txn::CloseSession { session_id: closed } = txn {
