@@ -384,38 +384,71 @@ class ZkEnsemble(Ensemble):
     def __init__(self, options, work):
         super().__init__(options, work)
         self.root = os.path.join(work, "zkref")
-        base = options.zk_ensemble_base
-        self.client_ports = {i: base + i - 1 for i in self.members()}
+        self.start_script = os.path.join(options.zkref, "start-ensemble.sh")
+        self.shift = 0
+        self.client_ports = {i: options.zk_ensemble_base + i - 1 for i in self.members()}
+
+    def fixed_ports(self):
+        return [port + self.shift for port in self.FIXED_PORTS] + list(self.client_ports.values())
+
+    def use_shifted_ports(self, shift):
+        """zkref's ensemble ports are fixed in start-ensemble.sh; when
+        another ensemble holds them, run a copy of that script (made at run
+        time, in the temporary directory) with every port `shift` higher,
+        sourcing zkref's own common.sh."""
+        with open(os.path.join(self.options.zkref, "start-ensemble.sh")) as handle:
+            text = handle.read()
+        replacements = [
+            ('here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"', f'here="{self.options.zkref}"'),
+            ("28880", str(28880 + shift)),
+            ("38880", str(38880 + shift)),
+            ("echo $((8080 + $1))", f"echo $(({8080 + shift} + $1))"),
+        ]
+        for before, after in replacements:
+            if before not in text:
+                raise RuntimeError(f"zkref's start-ensemble.sh changed: no {before!r} to shift its ports")
+            text = text.replace(before, after)
+        self.start_script = os.path.join(self.work, "start-ensemble-shifted.sh")
+        with open(self.start_script, "w") as handle:
+            handle.write(text)
+        os.chmod(self.start_script, 0o755)
+        self.shift = shift
+        self.client_ports = {i: self.options.zk_ensemble_base + shift + i - 1 for i in self.members()}
+        warn(
+            f"running zkref's start-ensemble.sh with every port {shift} higher (clients on "
+            f"{self.hosts()}, quorum {28881 + shift}-{28883 + shift}, election {38881 + shift}-{38883 + shift}, "
+            f"admin {8081 + shift}-{8083 + shift})"
+        )
 
     def env(self):
         env = dict(os.environ)
         env["ZKREF_ROOT"] = self.root
         env["ZKREF_FORCE_SYNC"] = "yes"
         env["ZKREF_HEAP"] = self.options.zk_ensemble_heap
-        env["ZKREF_ENSEMBLE_BASE"] = str(self.options.zk_ensemble_base)
+        env["ZKREF_ENSEMBLE_BASE"] = str(self.options.zk_ensemble_base + self.shift)
         if self.options.zk_jvm_extra:
             env["ZKREF_JVM_EXTRA"] = self.options.zk_jvm_extra
         return env
 
     def wait_ports_free(self, limit_s):
         """zkref's fixed ports may be held by someone else's ensemble: wait
-        (bounded) rather than fail at once."""
-        ports = self.FIXED_PORTS + list(self.client_ports.values())
+        (bounded) rather than fail at once; returns whether they are free."""
         deadline = time.monotonic() + limit_s
         warned = False
         while True:
-            busy = [port for port in ports if port_open(port)]
+            busy = [port for port in self.fixed_ports() if port_open(port)]
             if not busy:
-                return
+                return True
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"ports {busy} still in use after {limit_s:.0f}s (another ZooKeeper ensemble?)")
+                warn(f"ports {busy} still in use after {limit_s:.0f}s (another ZooKeeper ensemble?)")
+                return False
             if not warned:
                 warn(f"ports {busy} in use (another ZooKeeper ensemble?); waiting up to {limit_s:.0f}s")
                 warned = True
             time.sleep(1)
 
     def script(self, args):
-        command = [os.path.join(self.options.zkref, "start-ensemble.sh")] + args
+        command = [self.start_script] + args
         log(f"ZKREF_ROOT={self.root} {' '.join(command)}")
         result = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=120)
         sys.stderr.write(result.stdout + result.stderr)
@@ -433,7 +466,12 @@ class ZkEnsemble(Ensemble):
                     self.pids[i] = pid
 
     def start(self):
-        self.wait_ports_free(self.options.wait_ports)
+        if not self.wait_ports_free(self.options.wait_ports):
+            if not self.options.zk_port_shift:
+                raise RuntimeError("zkref's ensemble ports are in use (--zk-port-shift runs it on others)")
+            self.use_shifted_ports(self.options.zk_port_shift)
+            if not self.wait_ports_free(0):
+                raise RuntimeError(f"the shifted ports {self.fixed_ports()} are in use too")
         self.script([])
 
     def restart(self, member):
@@ -1094,8 +1132,15 @@ def parse_args():
     parser.add_argument(
         "--wait-ports",
         type=float,
-        default=120.0,
-        help="--ensemble: seconds to wait for zkref's fixed ensemble ports to be free (default 120)",
+        default=30.0,
+        help="--ensemble: seconds to wait for zkref's fixed ensemble ports to be free (default 30)",
+    )
+    parser.add_argument(
+        "--zk-port-shift",
+        type=int,
+        default=100,
+        help="--ensemble: when zkref's ensemble ports stay in use, run a copy of start-ensemble.sh with every "
+        "port this much higher (default 100; 0: fail instead)",
     )
     parser.add_argument("--zk-ensemble-base", type=int, default=2181, help="--ensemble: ZooKeeper's first client port")
     parser.add_argument("--zk-ensemble-heap", default="512m", help="--ensemble: heap per ZooKeeper member (zkref's)")
