@@ -727,58 +727,32 @@ def ensemble_main(options, out, busy):
                 )
             for op in options.ops:
                 mix = ["--mix", f"{op}=100"]
-                workloads = [(f"{op}-closed-{options.connections}x{options.outstanding}", mix + ["--outstanding", str(options.outstanding)])]
+                workload = f"{op}-closed-{options.connections}x{options.outstanding}"
+                workloads = [(workload, mix + ["--outstanding", str(options.outstanding)])]
                 for rate in options.rates:
-                    if rate.endswith("%"):
-                        if op not in peaks:
+                    workloads.append((rate, mix))
+                for workload, extra in workloads:
+                    if extra is mix:
+                        # An open loop; ZooKeeper's peak is known by now (its
+                        # closed loop ran first, and ZooKeeper before zoocore).
+                        rate = workload
+                        if rate.endswith("%"):
+                            offered = int(peaks[op] * float(rate[:-1]) / 100)
+                            workload = f"{op}-open-{rate[:-1]}pct-zkpeak-{fmt_rate(offered)}"
+                        else:
+                            offered = parse_rate(rate)
+                            workload = f"{op}-open-{fmt_rate(offered)}"
+                        if offered < 1:
+                            warn(f"skipping {workload}: rate {offered}")
                             continue
-                        offered = int(peaks[op] * float(rate[:-1]) / 100)
-                        workload = f"{op}-open-{rate[:-1]}pct-zkpeak-{fmt_rate(offered)}"
-                    else:
-                        offered = parse_rate(rate)
-                        workload = f"{op}-open-{fmt_rate(offered)}"
-                    workloads.append((workload, mix + ["--rate", str(offered)]))
-                for index, (workload, extra) in enumerate(workloads):
-                    if options.wait_idle > 0:
-                        wait_until_idle(pids, options.busy_threshold, options.wait_idle)
+                        extra = mix + ["--rate", str(offered)]
                     stem = os.path.join(out, f"{name}.{workload}")
-                    label = f"{name} {workload}"
-                    summary = run_loadgen(options, pids, cluster.hosts(), label, extra, stem + ".json", stem)
-                    compare = summary["compare"]
-                    log(
-                        f"{label:40} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
-                        f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
-                        f"errors {summary['errors']}  servers {compare['server_cores_each']} "
-                        f"loadgen {compare['loadgen_cores']:.2f} irq {compare['interrupt_cores']:.2f} "
-                        f"other {compare['other_cores']:.2f} cores"
-                    )
+                    summary = measured_run(options, pids, pids, cluster.hosts(), f"{name} {workload}", extra, stem)
                     results[(name, workload)] = summary
                     if name == "zookeeper":
                         order.append(workload)
-                        if index == 0:
+                        if "closed" in workload:
                             peaks[op] = summary["ops_per_sec"]
-                # ZooKeeper's workload list was built before its peak was known.
-                if name == "zookeeper":
-                    for rate in options.rates:
-                        if not rate.endswith("%"):
-                            continue
-                        offered = int(peaks[op] * float(rate[:-1]) / 100)
-                        workload = f"{op}-open-{rate[:-1]}pct-zkpeak-{fmt_rate(offered)}"
-                        stem = os.path.join(out, f"{name}.{workload}")
-                        if options.wait_idle > 0:
-                            wait_until_idle(pids, options.busy_threshold, options.wait_idle)
-                        summary = run_loadgen(
-                            options, pids, cluster.hosts(), f"{name} {workload}", mix + ["--rate", str(offered)],
-                            stem + ".json", stem,
-                        )
-                        log(
-                            f"{name} {workload:33} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
-                            f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
-                            f"errors {summary['errors']}  servers {summary['compare']['server_cores_each']}  "
-                            f"other {summary['compare']['other_cores']:.2f} cores"
-                        )
-                        results[(name, workload)] = summary
-                        order.append(workload)
             if options.kills > 0:
                 failovers[name] = failover_runs(options, cluster, out)
             cluster.stop()
@@ -1016,6 +990,42 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
         "other_processes": consumers,
     }
     with open(json_path, "w") as handle:
+        json.dump(summary, handle, indent=1)
+    return summary
+
+
+def measured_run(options, idle_pids, server_pid, port, label, extra, stem):
+    """run_loadgen, after waiting (--wait-idle) for the machine to be idle
+    but for `idle_pids`, run again (--retries) when other processes
+    disturbed it; keeps the least disturbed attempt's files at `stem`."""
+    best = None
+    for attempt in range(options.retries + 1):
+        if options.wait_idle > 0:
+            wait_until_idle(idle_pids, options.busy_threshold, options.wait_idle)
+        summary = run_loadgen(options, server_pid, port, label, extra, stem + ".json", stem)
+        compare = summary["compare"]
+        log(
+            f"{label:40} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
+            f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
+            f"errors {summary['errors']}  server {compare['server_cores']:.2f} {compare['server_cores_each']} "
+            f"loadgen {compare['loadgen_cores']:.2f} irq {compare['interrupt_cores']:.2f} "
+            f"other {compare['other_cores']:.2f} cores"
+        )
+        if best is None or compare["other_cores"] < best[0]["compare"]["other_cores"]:
+            best = (summary, attempt)
+            keep_attempt(stem, "best")
+        if compare["other_cores"] <= options.busy_threshold:
+            break
+        warn(
+            f"{label}: other processes used {compare['other_cores']:.2f} cores during the run "
+            f"({compare['other_processes'] or 'short-lived processes'})"
+            + ("; running it again" if attempt < options.retries else "")
+        )
+    summary, kept = best
+    keep_attempt(stem, "restore")
+    summary["compare"]["attempts"] = attempt + 1
+    summary["compare"]["kept_attempt"] = kept + 1
+    with open(stem + ".json", "w") as handle:
         json.dump(summary, handle, indent=1)
     return summary
 
@@ -1266,35 +1276,7 @@ def main():
             for name, (pid, port) in targets.items():
                 label = f"{name} {workload}"
                 stem = os.path.join(out, f"{name}.{workload}")
-                best = None
-                for attempt in range(options.retries + 1):
-                    if options.wait_idle > 0:
-                        wait_until_idle(server_pids, options.busy_threshold, options.wait_idle)
-                    summary = run_loadgen(options, pid, port, label, extra, stem + ".json", stem)
-                    compare = summary["compare"]
-                    log(
-                        f"{label:40} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
-                        f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
-                        f"errors {summary['errors']}  server {compare['server_cores']:.2f} "
-                        f"loadgen {compare['loadgen_cores']:.2f} irq {compare['interrupt_cores']:.2f} "
-                        f"other {compare['other_cores']:.2f} cores"
-                    )
-                    if best is None or compare["other_cores"] < best[0]["compare"]["other_cores"]:
-                        best = (summary, attempt)
-                        keep_attempt(stem, "best")
-                    if compare["other_cores"] <= options.busy_threshold:
-                        break
-                    warn(
-                        f"{label}: other processes used {compare['other_cores']:.2f} cores during the run "
-                        f"({compare['other_processes'] or 'short-lived processes'})"
-                        + ("; running it again" if attempt < options.retries else "")
-                    )
-                summary, kept = best
-                keep_attempt(stem, "restore")
-                summary["compare"]["attempts"] = attempt + 1
-                summary["compare"]["kept_attempt"] = kept + 1
-                with open(stem + ".json", "w") as handle:
-                    json.dump(summary, handle, indent=1)
+                summary = measured_run(options, server_pids, pid, port, label, extra, stem)
                 result[name] = summary
                 summaries.append(stem + ".json")
             rows.append((workload, result["zookeeper"], result["zoocore"]))
