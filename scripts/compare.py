@@ -651,7 +651,10 @@ def failover_runs(options, cluster, out):
                     errors[w[3]] = errors.get(w[3], 0) + 1
             if recovered is None:
                 result = {"kill": number + 1, "leader": leader, "failover_ms": None, "errors": errors}
-                warn(f"{cluster.name}: no write succeeded within {options.failover_limit:.0f}s of killing member {leader}")
+                warn(
+                    f"{cluster.name}: no write succeeded within {options.failover_limit:.0f}s "
+                    f"of killing member {leader}"
+                )
             else:
                 # Writes that were in flight at the kill and still succeeded.
                 in_flight_ok = [w for w in writes if w[2] == "1" and float(w[0]) < moment]
@@ -785,9 +788,11 @@ def ensemble_main(options, out, busy):
         for workload, zk, zc in rows:
             factor = ratio(zc["ops_per_sec"], zk["ops_per_sec"])
             if "closed" in workload and workload.startswith("get"):
-                text.append(f"target getData >= 5x ZooKeeper's ensemble: {factor:.2f}x {'met' if factor >= 5 else 'NOT met'}")
+                verdict = "met" if factor >= 5 else "NOT met"
+                text.append(f"target getData >= 5x ZooKeeper's ensemble: {factor:.2f}x {verdict}")
             if "closed" in workload and workload.startswith("set"):
-                text.append(f"target setData >= 3x ZooKeeper's ensemble: {factor:.2f}x {'met' if factor >= 3 else 'NOT met'}")
+                verdict = "met" if factor >= 3 else "NOT met"
+                text.append(f"target setData >= 3x ZooKeeper's ensemble: {factor:.2f}x {verdict}")
         if failovers:
             text.append("")
             text.append(
@@ -813,7 +818,9 @@ def ensemble_main(options, out, busy):
             zc = summary_failover.get("zoocore", {}).get("ms")
             if zc:
                 verdict = "met" if zc["max"] < 200 else ("met at the median" if zc["median"] < 200 else "NOT met")
-                text.append(f"target failover < 200 ms: zoocore max {zc['max']:.0f} ms, median {zc['median']:.0f} ms: {verdict}")
+                text.append(
+                    f"target failover < 200 ms: zoocore max {zc['max']:.0f} ms, median {zc['median']:.0f} ms: {verdict}"
+                )
             with open(os.path.join(out, "failover.json"), "w") as handle:
                 json.dump(summary_failover, handle, indent=1)
         max_other = max(max(zk["compare"]["other_cores"], zc["compare"]["other_cores"]) for _, zk, zc in rows)
@@ -838,9 +845,9 @@ def ensemble_main(options, out, busy):
                 indent=1,
             )
         subprocess.run(
-            [options.loadgen_bin, "report", "--title", "zoocore vs ZooKeeper, 3-node ensembles", "-o",
-             os.path.join(out, "report.html")]
-            + [os.path.join(out, f"{name}.{workload}.json") for workload in order for name in ("zookeeper", "zoocore")],
+            [options.loadgen_bin, "report", "--title", "zoocore vs ZooKeeper, 3-node ensembles"]
+            + ["-o", os.path.join(out, "report.html")]
+            + [os.path.join(out, f"{name}.{run}.json") for run in order for name in ("zookeeper", "zoocore")],
             capture_output=True,
         )
     except KeyboardInterrupt as interrupt:
