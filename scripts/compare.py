@@ -635,6 +635,12 @@ def failover_runs(options, cluster, out):
             time.sleep(options.failover_settle)
             ports_before = [w[4] for w in lines() if len(w) == 5 and w[2] == "1"]
             writer_port = ports_before[-1] if ports_before else "?"
+            # The client's own write time when nothing fails, for scale.
+            steady = sorted(
+                float(w[1]) - float(w[0])
+                for w in lines()
+                if len(w) == 5 and w[2] == "1" and float(w[0]) >= time.monotonic() - options.failover_settle
+            )
             moment = cluster.kill(leader)
             deadline = time.monotonic() + options.failover_limit
             recovered = None
@@ -666,6 +672,7 @@ def failover_runs(options, cluster, out):
                     "errors": errors,
                     "in_flight_at_kill_ok": len(in_flight_ok),
                     "recovered_on_port": recovered[4],
+                    "steady_write_p50_ms": round(steady[len(steady) // 2] * 1000, 2) if steady else None,
                 }
             log(f"{cluster.name} kill {number + 1}: {result}")
             kills.append(result)
@@ -808,10 +815,12 @@ def ensemble_main(options, out, busy):
                 for kill in kills:
                     for error, count in kill["errors"].items():
                         errors[error] = errors.get(error, 0) + count
+                steady = stats_ms(kill.get("steady_write_p50_ms") for kill in kills)
                 if figures:
                     text.append(
                         f"  {name:10} min {figures['min']:.0f} ms, median {figures['median']:.0f} ms, max "
-                        f"{figures['max']:.0f} ms (each: {each}); client errors before recovery: {errors or 'none'}"
+                        f"{figures['max']:.0f} ms (each: {each}); client errors before recovery: {errors or 'none'}; "
+                        f"a write when nothing fails: {steady['median'] if steady else '?'} ms (p50)"
                     )
                 else:
                     text.append(f"  {name:10} no write succeeded after any kill")
