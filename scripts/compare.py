@@ -641,6 +641,7 @@ def failover_runs(options, cluster, out):
                 for w in lines()
                 if len(w) == 5 and w[2] == "1" and float(w[0]) >= time.monotonic() - options.failover_settle
             )
+            wall = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
             moment = cluster.kill(leader)
             deadline = time.monotonic() + options.failover_limit
             recovered = None
@@ -656,7 +657,7 @@ def failover_runs(options, cluster, out):
                 if w[2] == "0" and (recovered is None or float(w[1]) <= float(recovered[1])):
                     errors[w[3]] = errors.get(w[3], 0) + 1
             if recovered is None:
-                result = {"kill": number + 1, "leader": leader, "failover_ms": None, "errors": errors}
+                result = {"kill": number + 1, "leader": leader, "killed_at": wall, "failover_ms": None, "errors": errors}
                 warn(
                     f"{cluster.name}: no write succeeded within {options.failover_limit:.0f}s "
                     f"of killing member {leader}"
@@ -667,6 +668,8 @@ def failover_runs(options, cluster, out):
                 result = {
                     "kill": number + 1,
                     "leader": leader,
+                    # UTC, to find the kill in the members' logs.
+                    "killed_at": wall,
                     "writer_on_leader": writer_port == str(cluster.client_ports[leader]),
                     "failover_ms": round((float(recovered[1]) - moment) * 1000, 1),
                     "errors": errors,
