@@ -657,7 +657,8 @@ def failover_runs(options, cluster, out):
                 if w[2] == "0" and (recovered is None or float(w[1]) <= float(recovered[1])):
                     errors[w[3]] = errors.get(w[3], 0) + 1
             if recovered is None:
-                result = {"kill": number + 1, "leader": leader, "killed_at": wall, "failover_ms": None, "errors": errors}
+                result = {"kill": number + 1, "leader": leader, "killed_at": wall, "failover_ms": None}
+                result["errors"] = errors
                 warn(
                     f"{cluster.name}: no write succeeded within {options.failover_limit:.0f}s "
                     f"of killing member {leader}"
