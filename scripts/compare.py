@@ -308,6 +308,580 @@ class Servers:
             self.zk_pid = None
 
 
+def srvr_mode(port):
+    """The Mode line of `srvr` on 127.0.0.1:port ("" if it does not answer)."""
+    for line in four_letter_word(port, "srvr").splitlines():
+        if line.startswith("Mode: "):
+            return line[len("Mode: ") :].strip()
+    return ""
+
+
+class Ensemble:
+    """Three members of one server kind; subclasses start and stop them.
+
+    `stop` is safe to call any number of times. Members are numbered 1..3 as
+    in their server.N lines; `pids[i]` is None while member i is down.
+    """
+
+    SIZE = 3
+    name = "?"
+
+    def __init__(self, options, work):
+        self.options = options
+        self.work = work
+        self.pids = {}
+        self.client_ports = {}
+
+    def hosts(self):
+        return ",".join(f"127.0.0.1:{self.client_ports[i]}" for i in self.members())
+
+    def members(self):
+        return range(1, self.SIZE + 1)
+
+    def live_pids(self):
+        return [pid for pid in self.pids.values() if pid is not None]
+
+    def modes(self):
+        return {i: (srvr_mode(self.client_ports[i]) if self.pids.get(i) else "") for i in self.members()}
+
+    def wait_settled(self, limit_s):
+        """Waits until every member runs, one leads and the others follow;
+        returns the leader's number."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            modes = self.modes()
+            leaders = [i for i, mode in modes.items() if mode == "leader"]
+            if len(leaders) == 1 and all(mode in ("leader", "follower") for mode in modes.values()):
+                return leaders[0]
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{self.name} ensemble did not settle within {limit_s:.0f}s: {modes}")
+            for i, pid in self.pids.items():
+                if pid is not None and not pid_alive(pid):
+                    raise RuntimeError(f"{self.name} member {i} (pid {pid}) died; modes {modes}")
+            time.sleep(0.05)
+
+    def kill(self, member):
+        """SIGKILL of one member, by its PID; returns the monotonic time just before."""
+        pid = self.pids[member]
+        moment = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        self.reap(member)
+        self.pids[member] = None
+        return moment
+
+    def reap(self, member):
+        pass
+
+
+class ZkEnsemble(Ensemble):
+    """ZooKeeper 3.8's 3-node ensemble through zkref's start-ensemble.sh, in
+    its own ZKREF_ROOT (its quorum, election and admin ports are zkref's
+    fixed ones: 28881-28883, 38881-38883, 8081-8083)."""
+
+    name = "ZooKeeper"
+    FIXED_PORTS = [28880 + i for i in (1, 2, 3)] + [38880 + i for i in (1, 2, 3)] + [8080 + i for i in (1, 2, 3)]
+
+    def __init__(self, options, work):
+        super().__init__(options, work)
+        self.root = os.path.join(work, "zkref")
+        self.start_script = os.path.join(options.zkref, "start-ensemble.sh")
+        self.shift = 0
+        self.client_ports = {i: options.zk_ensemble_base + i - 1 for i in self.members()}
+
+    def fixed_ports(self):
+        return [port + self.shift for port in self.FIXED_PORTS] + list(self.client_ports.values())
+
+    def use_shifted_ports(self, shift):
+        """zkref's ensemble ports are fixed in start-ensemble.sh; when
+        another ensemble holds them, run a copy of that script (made at run
+        time, in the temporary directory) with every port `shift` higher,
+        sourcing zkref's own common.sh."""
+        with open(os.path.join(self.options.zkref, "start-ensemble.sh")) as handle:
+            text = handle.read()
+        replacements = [
+            ('here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"', f'here="{self.options.zkref}"'),
+            ("28880", str(28880 + shift)),
+            ("38880", str(38880 + shift)),
+            ("echo $((8080 + $1))", f"echo $(({8080 + shift} + $1))"),
+        ]
+        for before, after in replacements:
+            if before not in text:
+                raise RuntimeError(f"zkref's start-ensemble.sh changed: no {before!r} to shift its ports")
+            text = text.replace(before, after)
+        self.start_script = os.path.join(self.work, "start-ensemble-shifted.sh")
+        with open(self.start_script, "w") as handle:
+            handle.write(text)
+        os.chmod(self.start_script, 0o755)
+        self.shift = shift
+        self.client_ports = {i: self.options.zk_ensemble_base + shift + i - 1 for i in self.members()}
+        warn(
+            f"running zkref's start-ensemble.sh with every port {shift} higher (clients on "
+            f"{self.hosts()}, quorum {28881 + shift}-{28883 + shift}, election {38881 + shift}-{38883 + shift}, "
+            f"admin {8081 + shift}-{8083 + shift})"
+        )
+
+    def env(self):
+        env = dict(os.environ)
+        env["ZKREF_ROOT"] = self.root
+        env["ZKREF_FORCE_SYNC"] = "yes"
+        env["ZKREF_HEAP"] = self.options.zk_ensemble_heap
+        env["ZKREF_ENSEMBLE_BASE"] = str(self.options.zk_ensemble_base + self.shift)
+        if self.options.zk_jvm_extra:
+            env["ZKREF_JVM_EXTRA"] = self.options.zk_jvm_extra
+        return env
+
+    def wait_ports_free(self, limit_s):
+        """zkref's fixed ports may be held by someone else's ensemble: wait
+        (bounded) rather than fail at once; returns whether they are free."""
+        deadline = time.monotonic() + limit_s
+        warned = False
+        while True:
+            busy = [port for port in self.fixed_ports() if port_open(port)]
+            if not busy:
+                return True
+            if time.monotonic() >= deadline:
+                warn(f"ports {busy} still in use after {limit_s:.0f}s (another ZooKeeper ensemble?)")
+                return False
+            if not warned:
+                warn(f"ports {busy} in use (another ZooKeeper ensemble?); waiting up to {limit_s:.0f}s")
+                warned = True
+            time.sleep(1)
+
+    def script(self, args):
+        command = [self.start_script] + args
+        log(f"ZKREF_ROOT={self.root} {' '.join(command)}")
+        result = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=120)
+        sys.stderr.write(result.stdout + result.stderr)
+        self.read_pids()
+        if result.returncode != 0:
+            raise RuntimeError(f"ZooKeeper: {' '.join(command)} failed")
+
+    def read_pids(self):
+        for i in self.members():
+            pid_file = os.path.join(self.root, "ensemble", f"n{i}", "zk.pid")
+            if os.path.exists(pid_file) and self.pids.get(i) is None:
+                with open(pid_file) as handle:
+                    pid = int(handle.read().strip())
+                if pid_alive(pid):
+                    self.pids[i] = pid
+
+    def start(self):
+        if not self.wait_ports_free(self.options.wait_ports):
+            if not self.options.zk_port_shift:
+                raise RuntimeError("zkref's ensemble ports are in use (--zk-port-shift runs it on others)")
+            self.use_shifted_ports(self.options.zk_port_shift)
+            if not self.wait_ports_free(0):
+                raise RuntimeError(f"the shifted ports {self.fixed_ports()} are in use too")
+        self.script([])
+
+    def restart(self, member):
+        self.script(["node", str(member)])
+
+    def stop(self):
+        if not self.pids:
+            return
+        try:
+            subprocess.run(
+                [os.path.join(self.options.zkref, "stop.sh"), "ensemble"],
+                env=self.env(),
+                capture_output=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            warn(f"stop.sh failed: {error}")
+        for i, pid in self.pids.items():
+            stop_pid(pid, f"ZooKeeper member {i}")
+        self.pids = {}
+
+    def logs(self):
+        return [
+            (os.path.join(self.root, "ensemble", f"n{i}", name), f"zookeeper-n{i}-{name}")
+            for i in self.members()
+            for name in ("zookeeper.log", "stdout.log", "zoo.cfg")
+        ]
+
+
+class ZoocoreEnsemble(Ensemble):
+    """Three zoocore processes (release build) on free loopback ports, each
+    with its own dataDir and myid, as tests/common's Cluster writes them;
+    default fsync settings (forceSync=yes)."""
+
+    name = "zoocore"
+
+    def __init__(self, options, work):
+        super().__init__(options, work)
+        self.children = {}
+        self.log_files = {}
+        ports = {i: (free_port(), free_port(), free_port()) for i in self.members()}
+        self.client_ports = {i: ports[i][0] for i in self.members()}
+        self.server_lines = [
+            f"server.{i}=127.0.0.1:{quorum}:{election}:participant;127.0.0.1:{client}"
+            for i, (client, quorum, election) in ports.items()
+        ]
+
+    def dir(self, member):
+        return os.path.join(self.work, f"zoocore-n{member}")
+
+    def spawn(self, member):
+        directory = self.dir(member)
+        data = os.path.join(directory, "data")
+        os.makedirs(data, exist_ok=True)
+        with open(os.path.join(data, "myid"), "w") as handle:
+            handle.write(f"{member}\n")
+        config = os.path.join(directory, "zoo.cfg")
+        lines = [
+            "tickTime=2000",
+            "initLimit=10",
+            "syncLimit=5",
+            f"dataDir={data}",
+            f"clientPort={self.client_ports[member]}",
+            "clientPortAddress=127.0.0.1",
+            "maxClientCnxns=0",
+            "4lw.commands.whitelist=*",
+            # info: role changes and elections are logged with their duration.
+            "zoocore.logLevel=info",
+            "admin.enableServer=false",
+        ] + self.server_lines
+        if self.options.zoocore_shards:
+            lines.append(f"zoocore.shards={self.options.zoocore_shards}")
+        with open(config, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        command = [self.options.zoocore_bin, "--config", config]
+        log(f"starting zoocore member {member}: {' '.join(command)}")
+        self.log_files[member] = open(os.path.join(directory, "zoocore.log"), "a")
+        child = subprocess.Popen(
+            command, stdout=self.log_files[member], stderr=subprocess.STDOUT, cwd=directory, stdin=subprocess.DEVNULL
+        )
+        self.children[member] = child
+        self.pids[member] = child.pid
+
+    def wait_listening(self, member, limit_s=30):
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            child = self.children[member]
+            if child.poll() is not None:
+                raise RuntimeError(f"zoocore member {member} exited with {child.returncode}")
+            if four_letter_word(self.client_ports[member], "ruok") == "imok":
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"zoocore member {member} not answering ruok within {limit_s}s")
+
+    def start(self):
+        for i in self.members():
+            self.spawn(i)
+        for i in self.members():
+            self.wait_listening(i)
+
+    def restart(self, member):
+        self.spawn(member)
+        self.wait_listening(member)
+
+    def reap(self, member):
+        try:
+            self.children[member].wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            warn(f"zoocore member {member} still alive 10 s after SIGKILL")
+
+    def stop(self):
+        for i, pid in list(self.pids.items()):
+            if pid is not None:
+                stop_pid(pid, f"zoocore member {i}")
+        self.pids = {}
+        for handle in self.log_files.values():
+            handle.close()
+
+    def logs(self):
+        return [
+            (os.path.join(self.dir(i), name), f"zoocore-n{i}-{name}")
+            for i in self.members()
+            for name in ("zoocore.log", "zoo.cfg")
+        ]
+
+
+def failover_runs(options, cluster, out):
+    """Kills the leader --kills times while a kazoo client
+    (scripts/failover_writer.py) writes back to back through the connect
+    string of all three; per kill, the time from SIGKILL to the completion
+    of the first write issued after it that succeeded. Between kills the
+    killed member is restarted and the ensemble waited for until it has one
+    leader and two followers again."""
+    log_path = os.path.join(out, f"{cluster.name.lower()}.failover.writes.txt")
+    command = [
+        options.python,
+        os.path.join(ROOT, "scripts", "failover_writer.py"),
+        "--hosts",
+        cluster.hosts(),
+        "--value-size",
+        str(options.value_size),
+    ]
+    log(f"{cluster.name} failover: {' '.join(command)}")
+    handle = open(log_path, "w")
+    writer = subprocess.Popen(command, stdout=handle, stderr=open(log_path + ".stderr", "w"))
+
+    def lines():
+        with open(log_path) as reader:
+            return [line.split() for line in reader.read().splitlines()]
+
+    kills = []
+    try:
+        deadline = time.monotonic() + 30
+        while not any(line == ["READY"] for line in lines()):
+            if writer.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"failover writer did not start; see {log_path}.stderr")
+            time.sleep(0.05)
+        for number in range(options.kills):
+            leader = cluster.wait_settled(60)
+            # Steady writes before the kill.
+            time.sleep(options.failover_settle)
+            ports_before = [w[4] for w in lines() if len(w) == 5 and w[2] == "1"]
+            writer_port = ports_before[-1] if ports_before else "?"
+            # The client's own write time when nothing fails, for scale.
+            steady = sorted(
+                float(w[1]) - float(w[0])
+                for w in lines()
+                if len(w) == 5 and w[2] == "1" and float(w[0]) >= time.monotonic() - options.failover_settle
+            )
+            wall = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+            moment = cluster.kill(leader)
+            deadline = time.monotonic() + options.failover_limit
+            recovered = None
+            while recovered is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                for fields in lines():
+                    if len(fields) == 5 and fields[2] == "1" and float(fields[0]) >= moment:
+                        recovered = fields
+                        break
+            writes = [w for w in lines() if len(w) == 5 and float(w[1]) >= moment]
+            errors = {}
+            for w in writes:
+                if w[2] == "0" and (recovered is None or float(w[1]) <= float(recovered[1])):
+                    errors[w[3]] = errors.get(w[3], 0) + 1
+            if recovered is None:
+                result = {"kill": number + 1, "leader": leader, "killed_at": wall, "failover_ms": None}
+                result["errors"] = errors
+                warn(
+                    f"{cluster.name}: no write succeeded within {options.failover_limit:.0f}s "
+                    f"of killing member {leader}"
+                )
+            else:
+                # Writes that were in flight at the kill and still succeeded.
+                in_flight_ok = [w for w in writes if w[2] == "1" and float(w[0]) < moment]
+                result = {
+                    "kill": number + 1,
+                    "leader": leader,
+                    # UTC, to find the kill in the members' logs.
+                    "killed_at": wall,
+                    "writer_on_leader": writer_port == str(cluster.client_ports[leader]),
+                    "failover_ms": round((float(recovered[1]) - moment) * 1000, 1),
+                    "errors": errors,
+                    "in_flight_at_kill_ok": len(in_flight_ok),
+                    "recovered_on_port": recovered[4],
+                    "steady_write_p50_ms": round(steady[len(steady) // 2] * 1000, 2) if steady else None,
+                }
+            log(f"{cluster.name} kill {number + 1}: {result}")
+            kills.append(result)
+            cluster.restart(leader)
+            cluster.wait_settled(60)
+    finally:
+        writer.send_signal(signal.SIGTERM)
+        try:
+            writer.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            writer.wait()
+        handle.close()
+    return kills
+
+
+def stats_ms(values):
+    values = sorted(value for value in values if value is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+    return {"min": values[0], "median": median, "max": values[-1], "n": len(values)}
+
+
+def ensemble_main(options, out, busy):
+    """--ensemble: ZooKeeper's 3-node ensemble, then zoocore's, never both at
+    once; on each, the loads with connections spread over the three
+    members, then failover by SIGKILL of the leader."""
+    work = tempfile.mkdtemp(prefix="zoocore-compare-ensemble-")
+
+    def on_signal(number, _frame):
+        raise KeyboardInterrupt(f"signal {number}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    status = 0
+    results = {}
+    failovers = {}
+    peaks = {}
+    order = []
+    current = None
+    try:
+        for cluster_class in (ZkEnsemble, ZoocoreEnsemble):
+            current = cluster = cluster_class(options, work)
+            cluster.start()
+            leader = cluster.wait_settled(60)
+            name = "zookeeper" if cluster_class is ZkEnsemble else "zoocore"
+            log(f"{cluster.name} ensemble up, leader member {leader}, pids {cluster.pids}, hosts {cluster.hosts()}")
+            pids = cluster.live_pids()
+            if seconds(options.server_warmup) > 0:
+                warm_options = argparse.Namespace(**dict(vars(options)))
+                warm_options.warmup, warm_options.duration = "0s", options.server_warmup
+                log(f"warming {cluster.name} up for {options.server_warmup}")
+                run_loadgen(
+                    warm_options,
+                    pids,
+                    cluster.hosts(),
+                    f"{name}-warmup",
+                    ["--mix", "get=50,set=50", "--outstanding", str(options.outstanding)],
+                    os.path.join(work, f"{name}.warmup.json"),
+                )
+            for op in options.ops:
+                mix = ["--mix", f"{op}=100"]
+                workload = f"{op}-closed-{options.connections}x{options.outstanding}"
+                workloads = [(workload, mix + ["--outstanding", str(options.outstanding)])]
+                for rate in options.rates:
+                    workloads.append((rate, mix))
+                for workload, extra in workloads:
+                    if extra is mix:
+                        # An open loop; ZooKeeper's peak is known by now (its
+                        # closed loop ran first, and ZooKeeper before zoocore).
+                        rate = workload
+                        if rate.endswith("%"):
+                            offered = int(peaks[op] * float(rate[:-1]) / 100)
+                            workload = f"{op}-open-{rate[:-1]}pct-zkpeak-{fmt_rate(offered)}"
+                        else:
+                            offered = parse_rate(rate)
+                            workload = f"{op}-open-{fmt_rate(offered)}"
+                        if offered < 1:
+                            warn(f"skipping {workload}: rate {offered}")
+                            continue
+                        extra = mix + ["--rate", str(offered)]
+                    stem = os.path.join(out, f"{name}.{workload}")
+                    summary = measured_run(options, pids, pids, cluster.hosts(), f"{name} {workload}", extra, stem)
+                    results[(name, workload)] = summary
+                    if name == "zookeeper":
+                        order.append(workload)
+                        if "closed" in workload:
+                            peaks[op] = summary["ops_per_sec"]
+            if options.kills > 0:
+                failovers[name] = failover_runs(options, cluster, out)
+            cluster.stop()
+            for source, target in cluster.logs():
+                if os.path.exists(source):
+                    shutil.copy(source, os.path.join(out, target))
+            current = None
+
+        rows = [(workload, results[("zookeeper", workload)], results[("zoocore", workload)]) for workload in order]
+        text = [
+            f"zoocore vs Apache ZooKeeper 3.8, 3-node ensembles (forceSync=yes on both), one after the other, "
+            f"{os.cpu_count()} CPUs, {options.duration} per run after {options.warmup} warm-up, "
+            f"{options.value_size}-byte values, {options.keys} keys, {options.connections} connections "
+            "round-robin over the 3 members",
+            "x thr = zoocore ops/s / ZooKeeper ops/s; "
+            "x pNN = ZooKeeper latency / zoocore latency (above 1: zoocore faster)",
+            f"other cores = CPU used by other processes during the run (BUSY above {options.busy_threshold})",
+            "",
+            table(rows, options.busy_threshold),
+            "",
+            "server CPU per member (cores, members 1/2/3), ZooKeeper | zoocore; loadgen cores ZK/zc:",
+        ]
+        for workload, zk, zc in rows:
+            text.append(
+                f"  {workload:34} {'/'.join(f'{c:.2f}' for c in zk['compare']['server_cores_each'])} | "
+                f"{'/'.join(f'{c:.2f}' for c in zc['compare']['server_cores_each'])}; "
+                f"loadgen {zk['compare']['loadgen_cores']:.2f}/{zc['compare']['loadgen_cores']:.2f}"
+            )
+        text.append("")
+        for workload, zk, zc in rows:
+            factor = ratio(zc["ops_per_sec"], zk["ops_per_sec"])
+            if "closed" in workload and workload.startswith("get"):
+                verdict = "met" if factor >= 5 else "NOT met"
+                text.append(f"target getData >= 5x ZooKeeper's ensemble: {factor:.2f}x {verdict}")
+            if "closed" in workload and workload.startswith("set"):
+                verdict = "met" if factor >= 3 else "NOT met"
+                text.append(f"target setData >= 3x ZooKeeper's ensemble: {factor:.2f}x {verdict}")
+        if failovers:
+            text.append("")
+            text.append(
+                f"failover: SIGKILL of the leader to the first write issued after it that succeeds, as a kazoo "
+                f"client writing through all three sees it ({options.kills} kills each)"
+            )
+            summary_failover = {}
+            for name, kills in failovers.items():
+                figures = stats_ms(kill["failover_ms"] for kill in kills)
+                summary_failover[name] = {"kills": kills, "ms": figures}
+                each = ", ".join("-" if kill["failover_ms"] is None else f"{kill['failover_ms']:.0f}" for kill in kills)
+                errors = {}
+                for kill in kills:
+                    for error, count in kill["errors"].items():
+                        errors[error] = errors.get(error, 0) + count
+                steady = stats_ms(kill.get("steady_write_p50_ms") for kill in kills)
+                if figures:
+                    text.append(
+                        f"  {name:10} min {figures['min']:.0f} ms, median {figures['median']:.0f} ms, max "
+                        f"{figures['max']:.0f} ms (each: {each}); client errors before recovery: {errors or 'none'}; "
+                        f"a write when nothing fails: {steady['median'] if steady else '?'} ms (p50)"
+                    )
+                else:
+                    text.append(f"  {name:10} no write succeeded after any kill")
+            zc = summary_failover.get("zoocore", {}).get("ms")
+            if zc:
+                verdict = "met" if zc["max"] < 200 else ("met at the median" if zc["median"] < 200 else "NOT met")
+                text.append(
+                    f"target failover < 200 ms: zoocore max {zc['max']:.0f} ms, median {zc['median']:.0f} ms: {verdict}"
+                )
+            with open(os.path.join(out, "failover.json"), "w") as handle:
+                json.dump(summary_failover, handle, indent=1)
+        max_other = max(max(zk["compare"]["other_cores"], zc["compare"]["other_cores"]) for _, zk, zc in rows)
+        text.append(f"machine: {busy:.2f} cores busy before start; at most {max_other:.2f} other cores during a run")
+        text.append(f"results: {out}")
+        report = "\n".join(text)
+        print(report)
+        with open(os.path.join(out, "summary.md"), "w") as handle:
+            handle.write(report + "\n")
+        with open(os.path.join(out, "summary.json"), "w") as handle:
+            json.dump(
+                [
+                    {
+                        "workload": workload,
+                        "zookeeper": {k: zk[k] for k in ("ops_per_sec", "errors", "latency_us", "compare")},
+                        "zoocore": {k: zc[k] for k in ("ops_per_sec", "errors", "latency_us", "compare")},
+                        "throughput_ratio": ratio(zc["ops_per_sec"], zk["ops_per_sec"]),
+                    }
+                    for workload, zk, zc in rows
+                ],
+                handle,
+                indent=1,
+            )
+        subprocess.run(
+            [options.loadgen_bin, "report", "--title", "zoocore vs ZooKeeper, 3-node ensembles"]
+            + ["-o", os.path.join(out, "report.html")]
+            + [os.path.join(out, f"{name}.{run}.json") for run in order for name in ("zookeeper", "zoocore")],
+            capture_output=True,
+        )
+    except KeyboardInterrupt as interrupt:
+        warn(f"interrupted ({interrupt}); stopping the servers")
+        status = 130
+    except (RuntimeError, OSError, subprocess.SubprocessError, KeyError) as error:
+        warn(f"{type(error).__name__}: {error}")
+        status = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if current is not None:
+            current.stop()
+            for source, target in current.logs():
+                if os.path.exists(source):
+                    shutil.copy(source, os.path.join(out, target))
+        # The data of both ensembles goes with the run.
+        shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
 def wait_until_idle(server_pids, threshold, limit_s):
     """Waits (at most limit_s) for a 2 s sample in which processes other than
     the servers use at most `threshold` cores. Returns the last sample."""
@@ -353,7 +927,7 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
         options.loadgen_bin,
         "run",
         "--hosts",
-        f"127.0.0.1:{port}",
+        port if isinstance(port, str) else f"127.0.0.1:{port}",
         "--label",
         label,
         "--quiet",
@@ -380,10 +954,12 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
         command = ["taskset", "-c", options.loadgen_cpus] + command
     # Setup (1000 creates) and teardown plus warm-up, duration and drain.
     timeout = seconds(options.warmup) + seconds(options.duration) + 120
+    # An ensemble: every member's CPU is the server's, per member in the summary too.
+    server_pids = list(server_pid) if isinstance(server_pid, (list, tuple)) else [server_pid]
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy_before, interrupt_before = machine_seconds()
     processes_before = process_times()
-    server_before = measure.process_seconds(server_pid)
+    servers_before = [measure.process_seconds(pid) for pid in server_pids]
     started = time.monotonic()
     with open(json_path + ".log", "w") as output:
         child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
@@ -402,8 +978,9 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
     wall = time.monotonic() - started
     busy_after, interrupt_after = machine_seconds()
     busy, interrupt = busy_after - busy_before, interrupt_after - interrupt_before
-    processes, consumers = other_processes(processes_before, process_times(), {server_pid, os.getpid()}, wall)
-    server = measure.process_seconds(server_pid) - server_before
+    processes, consumers = other_processes(processes_before, process_times(), {*server_pids, os.getpid()}, wall)
+    each = [measure.process_seconds(pid) - before for pid, before in zip(server_pids, servers_before)]
+    server = sum(each)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     loadgen = (children_after.ru_utime - children_before.ru_utime) + (
         children_after.ru_stime - children_before.ru_stime
@@ -417,6 +994,7 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
     summary["compare"] = {
         "wall_s": round(wall, 2),
         "server_cores": round(server / wall, 3),
+        "server_cores_each": [round(used / wall, 3) for used in each],
         "loadgen_cores": round(loadgen / wall, 3),
         # Two views of the CPU used by anything but the server and the
         # loadgen: the sum over the other processes (misses processes that
@@ -432,6 +1010,42 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
         "other_processes": consumers,
     }
     with open(json_path, "w") as handle:
+        json.dump(summary, handle, indent=1)
+    return summary
+
+
+def measured_run(options, idle_pids, server_pid, port, label, extra, stem):
+    """run_loadgen, after waiting (--wait-idle) for the machine to be idle
+    but for `idle_pids`, run again (--retries) when other processes
+    disturbed it; keeps the least disturbed attempt's files at `stem`."""
+    best = None
+    for attempt in range(options.retries + 1):
+        if options.wait_idle > 0:
+            wait_until_idle(idle_pids, options.busy_threshold, options.wait_idle)
+        summary = run_loadgen(options, server_pid, port, label, extra, stem + ".json", stem)
+        compare = summary["compare"]
+        log(
+            f"{label:40} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
+            f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
+            f"errors {summary['errors']}  server {compare['server_cores']:.2f} {compare['server_cores_each']} "
+            f"loadgen {compare['loadgen_cores']:.2f} irq {compare['interrupt_cores']:.2f} "
+            f"other {compare['other_cores']:.2f} cores"
+        )
+        if best is None or compare["other_cores"] < best[0]["compare"]["other_cores"]:
+            best = (summary, attempt)
+            keep_attempt(stem, "best")
+        if compare["other_cores"] <= options.busy_threshold:
+            break
+        warn(
+            f"{label}: other processes used {compare['other_cores']:.2f} cores during the run "
+            f"({compare['other_processes'] or 'short-lived processes'})"
+            + ("; running it again" if attempt < options.retries else "")
+        )
+    summary, kept = best
+    keep_attempt(stem, "restore")
+    summary["compare"]["attempts"] = attempt + 1
+    summary["compare"]["kept_attempt"] = kept + 1
+    with open(stem + ".json", "w") as handle:
         json.dump(summary, handle, indent=1)
     return summary
 
@@ -489,7 +1103,9 @@ def parse_args():
     parser.add_argument("--out", help="output directory (default compare-results/YYYYmmdd-HHMMSS)")
     parser.add_argument("--ops", default="get,set", help="ops to compare, of get,set (default both)")
     parser.add_argument("--rates", default="10000,50%,90%", help="open-loop rates: numbers, or %% of ZooKeeper's peak")
-    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--connections", type=int, help="connections (default 4; 6 with --ensemble, 2 per member, round-robin)"
+    )
     parser.add_argument("--outstanding", type=int, default=8, help="closed loop: requests in flight per connection")
     parser.add_argument("--value-size", type=int, default=100)
     parser.add_argument("--keys", type=int, default=1000)
@@ -530,7 +1146,42 @@ def parse_args():
         help="run a workload again (up to this many times) when other processes disturbed it; the least "
         "disturbed attempt is kept",
     )
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="3-node ensembles instead of standalone servers: ZooKeeper's (zkref start-ensemble.sh), then "
+        "zoocore's, never both at once; then failover by SIGKILL of the leader",
+    )
+    parser.add_argument("--kills", type=int, default=5, help="--ensemble: leader kills per server (default 5, 0: none)")
+    parser.add_argument(
+        "--failover-settle", type=float, default=1.0, help="--ensemble: seconds of steady writes before each kill"
+    )
+    parser.add_argument(
+        "--failover-limit", type=float, default=30.0, help="--ensemble: seconds to wait for a write after a kill"
+    )
+    parser.add_argument(
+        "--wait-ports",
+        type=float,
+        default=30.0,
+        help="--ensemble: seconds to wait for zkref's fixed ensemble ports to be free (default 30)",
+    )
+    parser.add_argument(
+        "--zk-port-shift",
+        type=int,
+        default=100,
+        help="--ensemble: when zkref's ensemble ports stay in use, run a copy of start-ensemble.sh with every "
+        "port this much higher (default 100; 0: fail instead)",
+    )
+    parser.add_argument("--zk-ensemble-base", type=int, default=2181, help="--ensemble: ZooKeeper's first client port")
+    parser.add_argument("--zk-ensemble-heap", default="512m", help="--ensemble: heap per ZooKeeper member (zkref's)")
+    parser.add_argument(
+        "--python",
+        default=os.path.join(ROOT, ".venv", "bin", "python"),
+        help="--ensemble: a Python with kazoo for the failover writer (default .venv/bin/python, .ci/setup.sh)",
+    )
     options = parser.parse_args()
+    if options.connections is None:
+        options.connections = 6 if options.ensemble else 4
     options.ops = [op.strip() for op in options.ops.split(",") if op.strip()]
     for op in options.ops:
         if op not in OPS:
@@ -579,6 +1230,8 @@ def main():
             sys.exit(
                 f"{binary} not found: build with cargo build --release --workspace, or pass --zoocore-bin/--loadgen-bin"
             )
+    if options.ensemble and options.kills > 0 and not os.access(options.python, os.X_OK):
+        sys.exit(f"{options.python} not found: run .ci/setup.sh (kazoo in .venv) or pass --python")
     for name in ("zk_port", "zk_admin_port", "zoocore_port"):
         if not getattr(options, name):
             setattr(options, name, free_port())
@@ -598,6 +1251,9 @@ def main():
 
     with open(os.path.join(out, "env.txt"), "w") as handle:
         handle.write(environment(options) + f"busy cores before start: {busy:.2f}\n")
+
+    if options.ensemble:
+        sys.exit(ensemble_main(options, out, busy))
 
     work = tempfile.mkdtemp(prefix="zoocore-compare-")
     servers = Servers(options, work)
@@ -640,35 +1296,7 @@ def main():
             for name, (pid, port) in targets.items():
                 label = f"{name} {workload}"
                 stem = os.path.join(out, f"{name}.{workload}")
-                best = None
-                for attempt in range(options.retries + 1):
-                    if options.wait_idle > 0:
-                        wait_until_idle(server_pids, options.busy_threshold, options.wait_idle)
-                    summary = run_loadgen(options, pid, port, label, extra, stem + ".json", stem)
-                    compare = summary["compare"]
-                    log(
-                        f"{label:40} {summary['ops_per_sec']:>9.0f} ops/s  p50 {summary['latency_us']['p50']:.0f}us  "
-                        f"p99 {summary['latency_us']['p99']:.0f}us  p99.9 {summary['latency_us']['p999']:.0f}us  "
-                        f"errors {summary['errors']}  server {compare['server_cores']:.2f} "
-                        f"loadgen {compare['loadgen_cores']:.2f} irq {compare['interrupt_cores']:.2f} "
-                        f"other {compare['other_cores']:.2f} cores"
-                    )
-                    if best is None or compare["other_cores"] < best[0]["compare"]["other_cores"]:
-                        best = (summary, attempt)
-                        keep_attempt(stem, "best")
-                    if compare["other_cores"] <= options.busy_threshold:
-                        break
-                    warn(
-                        f"{label}: other processes used {compare['other_cores']:.2f} cores during the run "
-                        f"({compare['other_processes'] or 'short-lived processes'})"
-                        + ("; running it again" if attempt < options.retries else "")
-                    )
-                summary, kept = best
-                keep_attempt(stem, "restore")
-                summary["compare"]["attempts"] = attempt + 1
-                summary["compare"]["kept_attempt"] = kept + 1
-                with open(stem + ".json", "w") as handle:
-                    json.dump(summary, handle, indent=1)
+                summary = measured_run(options, server_pids, pid, port, label, extra, stem)
                 result[name] = summary
                 summaries.append(stem + ".json")
             rows.append((workload, result["zookeeper"], result["zoocore"]))

@@ -951,6 +951,11 @@ impl Cluster {
         let Some(node) = server.node.as_mut() else { return };
         let role = node.role();
         let output = node.take_output();
+        // No disk here is ever emptied on purpose: a server the leader
+        // believes holds more than it does lost acknowledged entries.
+        let amnesia = output.log_behind_leader.map(|(commit, last)| {
+            format!("server {id} lost entries it acknowledged: the leader committed {commit}, its log ends at {last}")
+        });
         if let Some(order) = output.snapshot {
             server.disk.snapshot = Some(((*order.tree).clone(), order.index, order.term));
             let _ = node.snapshot_written(order.index);
@@ -964,6 +969,9 @@ impl Cluster {
         let office_since = server.office_since_ms;
         if output.sessions_expired > 0 && role != super::Role::Leader && !is_leader {
             self.violation(format!("server {id} expired a session while not the leader"));
+        }
+        if let Some(amnesia) = amnesia {
+            self.violation(amnesia);
         }
         self.check_expiries(id, &expired, office_since, now);
         sends.extend(output.messages);

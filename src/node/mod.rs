@@ -133,6 +133,10 @@ pub struct Output {
     pub role_changes: Vec<RoleChange>,
     /// Sessions this leader expired since the last output.
     pub sessions_expired: u64,
+    /// The leader committed past this server's log: (its commit index, the
+    /// last index here). This server has lost entries it acknowledged (a
+    /// disk that lied about a sync, or a data directory emptied by hand).
+    pub log_behind_leader: Option<(u64, u64)>,
 }
 
 /// This server's role as ZooKeeper names it.
@@ -412,8 +416,10 @@ impl Node {
                     // holds; raft-rs would abort on a heartbeat committing
                     // past its log. The commit index is only news: the
                     // appends and the snapshot that follow bring the rest.
-                    if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
-                        message.commit = message.commit.min(self.replica.last_index());
+                    let last = self.replica.last_index();
+                    if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat && message.commit > last {
+                        self.output.log_behind_leader.get_or_insert((message.commit, last));
+                        message.commit = last;
                     }
                     // A message for an old term or from an unknown member is
                     // raft's to ignore; an error here is not ours to stop on.

@@ -198,6 +198,7 @@ fn a_disk_that_acknowledges_before_it_is_durable_is_caught() {
     let faults = Faults { broken_ack_before_durable: true, ..Faults::hostile() };
     let found = some_seed_violates(faults, 10, |violation| {
         violation.contains("panic")
+            || violation.contains("lost entries it acknowledged")
             || violation.contains("missing")
             || violation.contains("not linearizable")
             || violation.contains("differs")

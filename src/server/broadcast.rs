@@ -424,6 +424,14 @@ impl BroadcastCore {
     /// replies: every shard hears of a changed tree (to fire its watches),
     /// the others only when they have replies.
     async fn deliver(&mut self, output: Output, shards: &[ConnectedSender<Commit>]) -> Result<(), String> {
+        if let Some((commit, last)) = output.log_behind_leader {
+            warn!(
+                leader_commit = commit,
+                last_index = last,
+                "this server holds less of the log than it acknowledged to the leader (an emptied data directory, \
+                 or a disk that lost synced writes); it catches up from the leader"
+            );
+        }
         if output.sessions_expired > 0 {
             self.shared.metrics.sessions_expired.fetch_add(output.sessions_expired as i64, Ordering::Relaxed);
         }
