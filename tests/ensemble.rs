@@ -94,8 +94,19 @@ async fn a_session_moves_between_servers_with_its_ephemerals_and_watches() {
 /// surviving server.
 #[tokio::test]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    kill_under_load(true).await;
+}
+
+/// The same with a follower killed: the others go on without an election.
+#[tokio::test]
+async fn killing_a_follower_under_load_loses_no_acknowledged_write() {
+    kill_under_load(false).await;
+}
+
+async fn kill_under_load(kill_the_leader: bool) {
     let mut cluster = Cluster::start(3, 0);
     let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let victim = if kill_the_leader { leader } else { (leader + 1) % 3 };
     let root = unique("kill");
     connect(cluster.servers[0].addr()).await.create(&root, b"", &persistent()).await.expect("root");
     let acknowledged = Arc::new(std::sync::Mutex::new(BTreeMap::<String, i64>::new()));
@@ -142,17 +153,17 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     }
     wait_until(Duration::from_secs(20), || acknowledged.lock().unwrap().len() >= 200).await;
     let before_kill = acknowledged.lock().unwrap().len();
-    cluster.servers[leader].kill();
-    // Writes continue after the election.
+    cluster.servers[victim].kill();
+    // Writes continue (after the election, if the leader was killed).
     let resumed = wait_until(Duration::from_secs(30), || acknowledged.lock().unwrap().len() >= before_kill + 200).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for writer in writers {
         let _ = writer.await;
     }
-    assert!(resumed, "writes did not resume after the leader was killed");
+    assert!(resumed, "writes did not resume after server {victim} was killed");
     let acknowledged = acknowledged.lock().unwrap().clone();
     for (index, server) in cluster.servers.iter().enumerate() {
-        if index == leader {
+        if index == victim {
             continue;
         }
         let client = connect(server.addr()).await;
@@ -164,9 +175,9 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
             assert!(children.contains(name), "acknowledged {path} is missing on server {index}");
         }
     }
-    // The killed leader restarts, catches up and agrees.
-    cluster.servers[leader].restart();
-    let client = connect(cluster.servers[leader].addr()).await;
+    // The killed server restarts, catches up and agrees.
+    cluster.servers[victim].restart();
+    let client = connect(cluster.servers[victim].addr()).await;
     client.sync(&root).await.expect("sync on the restarted server");
     let children = client.list_children(&root).await.expect("children");
     assert!(children.len() >= acknowledged.len(), "the restarted server caught up");
