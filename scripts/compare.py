@@ -836,27 +836,7 @@ def ensemble_main(options, out, busy):
                 )
             with open(os.path.join(out, "failover.json"), "w") as handle:
                 json.dump(summary_failover, handle, indent=1)
-        max_other = max(max(zk["compare"]["other_cores"], zc["compare"]["other_cores"]) for _, zk, zc in rows)
-        text.append(f"machine: {busy:.2f} cores busy before start; at most {max_other:.2f} other cores during a run")
-        text.append(f"results: {out}")
-        report = "\n".join(text)
-        print(report)
-        with open(os.path.join(out, "summary.md"), "w") as handle:
-            handle.write(report + "\n")
-        with open(os.path.join(out, "summary.json"), "w") as handle:
-            json.dump(
-                [
-                    {
-                        "workload": workload,
-                        "zookeeper": {k: zk[k] for k in ("ops_per_sec", "errors", "latency_us", "compare")},
-                        "zoocore": {k: zc[k] for k in ("ops_per_sec", "errors", "latency_us", "compare")},
-                        "throughput_ratio": ratio(zc["ops_per_sec"], zk["ops_per_sec"]),
-                    }
-                    for workload, zk, zc in rows
-                ],
-                handle,
-                indent=1,
-            )
+        write_summary(out, text, rows, busy, f"results: {out}", latency_ratios=False)
         subprocess.run(
             [options.loadgen_bin, "report", "--title", "zoocore vs ZooKeeper, 3-node ensembles"]
             + ["-o", os.path.join(out, "report.html")]
@@ -1056,6 +1036,34 @@ def fmt_rate(value):
 
 def fmt_us(value):
     return f"{value / 1000:.2f}ms" if value >= 10000 else f"{value:.0f}us"
+
+
+def write_summary(out, text, rows, busy, results_line, latency_ratios):
+    """Ends the report with the machine's load and where the results are,
+    prints it, and writes it as summary.md and the rows as summary.json
+    (both modes)."""
+    max_other = max(max(zk["compare"]["other_cores"], zc["compare"]["other_cores"]) for _, zk, zc in rows)
+    text.append(f"machine: {busy:.2f} cores busy before start; at most {max_other:.2f} other cores during a run")
+    text.append(results_line)
+    report = "\n".join(text)
+    print(report)
+    with open(os.path.join(out, "summary.md"), "w") as handle:
+        handle.write(report + "\n")
+    summary = []
+    for workload, zk, zc in rows:
+        row = {
+            "workload": workload,
+            "zookeeper": {k: zk[k] for k in ("ops_per_sec", "errors", "latency_us", "compare")},
+            "zoocore": {k: zc[k] for k in ("ops_per_sec", "errors", "latency_us", "compare")},
+            "throughput_ratio": ratio(zc["ops_per_sec"], zk["ops_per_sec"]),
+        }
+        if latency_ratios:
+            row["latency_ratio"] = {
+                key: ratio(zk["latency_us"][key], zc["latency_us"][key]) for key in ("p50", "p99", "p999")
+            }
+        summary.append(row)
+    with open(os.path.join(out, "summary.json"), "w") as handle:
+        json.dump(summary, handle, indent=1)
 
 
 def ratio(numerator, denominator):
@@ -1375,30 +1383,9 @@ def main():
                     "NOTE: zoocore wrote nothing to its dataDir: its log is in memory in this build, so its setData "
                     "is not fsynced while ZooKeeper's is (forceSync=yes)."
                 )
-        max_other = max(max(zk["compare"]["other_cores"], zc["compare"]["other_cores"]) for _, zk, zc in rows)
-        text.append(f"machine: {busy:.2f} cores busy before start; at most {max_other:.2f} other cores during a run")
-        text.append(f"results: {out} (JSON, .hgrm, report.html and report.<workload>.html)")
-        report = "\n".join(text)
-        print(report)
-        with open(os.path.join(out, "summary.md"), "w") as handle:
-            handle.write(report + "\n")
-        with open(os.path.join(out, "summary.json"), "w") as handle:
-            json.dump(
-                [
-                    {
-                        "workload": workload,
-                        "zookeeper": {k: zk[k] for k in ("ops_per_sec", "errors", "latency_us", "compare")},
-                        "zoocore": {k: zc[k] for k in ("ops_per_sec", "errors", "latency_us", "compare")},
-                        "throughput_ratio": ratio(zc["ops_per_sec"], zk["ops_per_sec"]),
-                        "latency_ratio": {
-                            key: ratio(zk["latency_us"][key], zc["latency_us"][key]) for key in ("p50", "p99", "p999")
-                        },
-                    }
-                    for workload, zk, zc in rows
-                ],
-                handle,
-                indent=1,
-            )
+        write_summary(
+            out, text, rows, busy, f"results: {out} (JSON, .hgrm, report.html and report.<workload>.html)", True
+        )
     except KeyboardInterrupt as interrupt:
         warn(f"interrupted ({interrupt}); stopping the servers")
         status = 130

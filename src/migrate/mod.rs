@@ -402,16 +402,8 @@ fn write_zoocore(directories: &ZoocoreDirectories, tree: &Tree, index: u64) -> R
     let cluster_id = new_cluster_id()?;
     let cluster_file = directories.data.join(CLUSTER_ID_FILE);
     fs::write(&cluster_file, format!("{cluster_id:016x}\n")).map_err(io_error(&cluster_file, "write"))?;
-    let meta = SnapshotMeta {
-        index,
-        term: IMPORT_TERM,
-        cluster_id,
-        voters: vec![1],
-        learners: Vec::new(),
-        voters_outgoing: Vec::new(),
-        learners_next: Vec::new(),
-        auto_leave: false,
-    };
+    // A standalone (one-voter) group; no joint consensus.
+    let meta = SnapshotMeta { index, term: IMPORT_TERM, cluster_id, voters: vec![1], ..SnapshotMeta::default() };
     snapshot::write(&directories.snapshots, tree, &meta).map_err(|error| MigrateError::Zoocore(error.to_string()))?;
     let log = canonical(&directories.log)?;
     on_executor(move || {

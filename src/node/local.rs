@@ -155,12 +155,4 @@ impl LocalSessions {
             })
             .sum()
     }
-
-    /// Sessions whose head waits for an index, with that index.
-    pub fn heads_waiting(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
-        self.sessions.iter().filter_map(|(id, session)| {
-            let answer = session.queue.front()?.answer.as_ref()?;
-            Some((*id, answer.after_index))
-        })
-    }
 }

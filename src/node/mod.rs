@@ -258,6 +258,10 @@ pub struct Node {
     random: u64,
     /// The tree of a snapshot the leader sent, until raft installs it.
     incoming_snapshot: Option<(u64, Arc<Tree>)>,
+    /// Answered syncs that wait for this server to apply their index:
+    /// (index, session). Applying looks here instead of at every session.
+    waiting_syncs: BTreeSet<(u64, i64)>,
+    next_stall_check_ms: i64,
 }
 
 impl Node {
@@ -300,6 +304,8 @@ impl Node {
             snapshot_in_flight: false,
             random,
             incoming_snapshot: None,
+            waiting_syncs: BTreeSet::new(),
+            next_stall_check_ms: now.monotonic_ms + settings.touch_interval_ms,
             settings,
         };
         node.observe_role(now);
@@ -456,7 +462,15 @@ impl Node {
             self.next_raft_tick_ms += self.settings.raft_tick_ms;
         }
         self.observe_role(now);
-        for session_id in self.local.stalled(now.monotonic_ms) {
+        // Stalls are judged in seconds: looking at every session once per
+        // touch interval is enough, not at every raft tick.
+        let stalled = if now.monotonic_ms >= self.next_stall_check_ms {
+            self.next_stall_check_ms = now.monotonic_ms + self.settings.touch_interval_ms;
+            self.local.stalled(now.monotonic_ms)
+        } else {
+            Vec::new()
+        };
+        for session_id in stalled {
             tracing::warn!(
                 session = format_args!("0x{session_id:x}"),
                 "a request waited longer than its session's timeout; closing the connection so the client retries"
@@ -631,6 +645,9 @@ impl Node {
                     };
                     waiting.answer =
                         Some(Answered { after_index: index, err: ErrorCode::Ok, response: Response::Path(path) });
+                    if index > self.applied_index {
+                        self.waiting_syncs.insert((index, session_id));
+                    }
                 }
                 self.release(session_id);
             }
@@ -863,14 +880,9 @@ impl Node {
             self.triggers.append(&mut applied.triggers);
             self.answer_applied(&header, &txn, &applied);
         }
-        // Syncs waiting for this far.
-        let ready: Vec<i64> = self
-            .local
-            .heads_waiting()
-            .filter(|(_, index)| *index <= self.applied_index)
-            .map(|(session, _)| session)
-            .collect();
-        for session_id in ready {
+        // Syncs waiting for this far (a session gone since is skipped by release).
+        let later = self.waiting_syncs.split_off(&(self.applied_index + 1, i64::MIN));
+        for (_, session_id) in std::mem::replace(&mut self.waiting_syncs, later) {
             self.release(session_id);
         }
         Ok(())

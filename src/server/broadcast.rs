@@ -18,7 +18,7 @@ use glommio::timer::Timer;
 use tracing::{debug, error, info, warn};
 
 use super::control::CoreQuery;
-use super::log::{self, Log};
+use super::log::Log;
 use super::messages::{shard_of, Commit, Reply, ToBroadcast};
 use super::peer::{PeerInbox, PeerLimits, PeerLinks};
 use super::queue::BatchQueue;
@@ -357,11 +357,17 @@ impl BroadcastCore {
         Ok(())
     }
 
+    /// The group at the snapshot's index (no joint consensus: reconfig is
+    /// not supported).
     fn snapshot_meta(&self, index: u64, term: u64) -> snapshot::SnapshotMeta {
-        let mut meta = log::snapshot_meta(index, term, self.log.cluster_id());
-        meta.voters = self.voters.clone();
-        meta.learners = self.learners.clone();
-        meta
+        snapshot::SnapshotMeta {
+            index,
+            term,
+            cluster_id: self.log.cluster_id(),
+            voters: self.voters.clone(),
+            learners: self.learners.clone(),
+            ..snapshot::SnapshotMeta::default()
+        }
     }
 
     /// Logs role changes and keeps the operations view current.

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::replica::{Recovered, SnapshotPoint};
-use crate::snapshot::{self, SnapshotMeta};
+use crate::snapshot;
 use crate::tree::Tree;
 use crate::wal::{self, Record, Wal, WalError, WalOptions};
 
@@ -308,19 +308,5 @@ impl Log {
 
     pub async fn close(self) -> Result<(), String> {
         self.wal.close().await.map_err(|error| error.to_string())
-    }
-}
-
-/// Builds a snapshot's metadata for a standalone (one-voter) group.
-pub fn snapshot_meta(index: u64, term: u64, cluster_id: u64) -> SnapshotMeta {
-    SnapshotMeta {
-        index,
-        term,
-        cluster_id,
-        voters: vec![1],
-        learners: Vec::new(),
-        voters_outgoing: Vec::new(),
-        learners_next: Vec::new(),
-        auto_leave: false,
     }
 }
