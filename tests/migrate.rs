@@ -19,13 +19,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::raw::{Conn, Enc, RawStat};
-use common::Server;
+use common::{free_port, Server};
 
 /// zoocore's settings that match the reference server's: TTL nodes and the
 /// same super digest (user super, password test).
@@ -261,10 +260,6 @@ fn recorded_snappy_snapshot() {
 
 // ---------------------------------------------------------------------------
 // The live reference.
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn zkref() -> PathBuf {
     // The project's root sits beside shared/ (../shared/tools/zkref); a

@@ -155,6 +155,14 @@ impl Server {
     }
 
     fn spawn(&mut self, client_port: u16) {
+        if let Err(tail) = self.try_spawn(client_port) {
+            panic!("zoocore exited before listening\n{tail}");
+        }
+    }
+
+    /// Starts the server; Err(the tail of its stderr) if it exits before
+    /// it listens (other failures to start panic).
+    fn try_spawn(&mut self, client_port: u16) -> Result<(), String> {
         let cfg = self.write_config(client_port);
         let dir = self.dir.clone().unwrap();
         let stderr = fs::OpenOptions::new()
@@ -207,7 +215,7 @@ impl Server {
                 Ok(addresses) => break addresses,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = child.try_wait() {
-                        panic!("zoocore exited before listening: {status}\n{}", self.stderr_tail());
+                        return Err(format!("exit status {status}\n{}", self.stderr_tail()));
                     }
                     if Instant::now() > deadline {
                         let _ = child.kill();
@@ -230,6 +238,7 @@ impl Server {
         self.admin = admin;
         self.metrics = metrics;
         self.child = Some(child);
+        Ok(())
     }
 
     /// Sends the server `signal` (e.g. `libc::SIGTERM`) and waits up to `deadline` for it to
@@ -288,7 +297,18 @@ impl Server {
         assert!(!self.external, "cannot restart an external server");
         self.kill();
         let port = self.port;
-        self.spawn(port);
+        // The port is ours, but a moment after a kill another process may
+        // still hold it (a standalone server's port came from the
+        // ephemeral range); a few tries cover that.
+        for attempt in 1.. {
+            match self.try_spawn(port) {
+                Ok(()) => break,
+                Err(tail) if attempt < 20 && tail.contains("Address already in use") => {
+                    std::thread::sleep(Duration::from_millis(250))
+                }
+                Err(tail) => panic!("zoocore exited before listening\n{tail}"),
+            }
+        }
         assert_eq!(self.port, port, "restarted server must listen on the same port");
     }
 
@@ -313,9 +333,25 @@ impl Server {
 }
 
 /// A port free on 127.0.0.1 a moment ago (the ensemble's server lines name
-/// every member's ports before any member starts).
+/// every member's ports before any member starts). It is taken from below
+/// the kernel's ephemeral range (32768 and up on Linux), so no outbound
+/// connection (a peer redialling a killed member, another test's client)
+/// can take it between a kill and a restart on the same port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port()
+    const LOW: u32 = 20_000;
+    const HIGH: u32 = 32_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Each test process starts at its own offset so that parallel test
+    // binaries do not probe the same ports in the same order.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % (HIGH - LOW);
+    for _ in 0..(HIGH - LOW) {
+        let step = NEXT.fetch_add(1, Ordering::SeqCst) as u32;
+        let port = (LOW + (start + step.wrapping_mul(7)) % (HIGH - LOW)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {HIGH} on 127.0.0.1");
 }
 
 /// An ensemble of zoocore processes on loopback, each started from its own
