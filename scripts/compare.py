@@ -1042,7 +1042,8 @@ def write_summary(out, text, rows, busy, results_line, latency_ratios):
     """Ends the report with the machine's load and where the results are,
     prints it, and writes it as summary.md and the rows as summary.json
     (both modes)."""
-    max_other = max(max(zk["compare"]["other_cores"], zc["compare"]["other_cores"]) for _, zk, zc in rows)
+    # No rows when only the failover ran (--ensemble --ops "").
+    max_other = max((max(zk["compare"]["other_cores"], zc["compare"]["other_cores"]) for _, zk, zc in rows), default=0.0)
     text.append(f"machine: {busy:.2f} cores busy before start; at most {max_other:.2f} other cores during a run")
     text.append(results_line)
     report = "\n".join(text)

@@ -424,8 +424,17 @@ impl Cluster {
                 self.note(format!("t={} crash {id}: {why}", self.now_ms));
             }
         }
-        // Its links break: what was in flight to or from it is gone.
+        // Its links break: what was in flight to or from it is gone, and
+        // its peers see their connections to it close, as TCP shows a dead
+        // process's peers at once (a partition, by contrast, is silent).
         self.network.retain(|message| message.from != id && message.to != id);
+        let peers: Vec<u64> = self.servers.keys().copied().filter(|&peer| peer != id).collect();
+        for peer in peers {
+            let now = self.now_of(peer);
+            if let Some(node) = self.servers.get_mut(&peer).and_then(|server| server.node.as_mut()) {
+                node.peer_link_lost(id, now);
+            }
+        }
         for client in &mut self.clients {
             if client.server == id && client.connection.is_some() {
                 client.connection = None;
@@ -433,6 +442,11 @@ impl Cluster {
                 client.in_flight.clear();
             }
         }
+    }
+
+    /// Kills server `id` as SIGKILL would: what it had not synced is lost.
+    pub fn kill(&mut self, id: u64) {
+        self.crash(id, "killed by the test");
     }
 
     /// The current leader, if exactly one live node says it leads.

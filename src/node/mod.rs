@@ -50,6 +50,12 @@ use crate::tree::{Tree, Trigger, Txn};
 use local::{Answered, LocalSessions};
 pub use wire::{Answer, Forwarded, PeerMessage};
 
+/// Ticks between the surviving voters' campaigns after their leader's link
+/// fell: enough for the first candidate's pre-vote to cross the network and
+/// be granted before the next would campaign (a tick is 10 ms in production,
+/// a loopback or LAN message well under 1 ms).
+pub const LINK_LOSS_CAMPAIGN_SPACING_TICKS: usize = 3;
+
 /// A client connection's id, unique on its server (the shell puts the
 /// shard in the top 16 bits).
 pub type ConnectionId = u64;
@@ -251,6 +257,8 @@ pub struct Node {
     triggers: Vec<Trigger>,
     tree_changed: bool,
     next_raft_tick_ms: i64,
+    /// When this follower campaigns after its leader's link fell.
+    campaign_at_ms: Option<i64>,
     next_touch_ms: i64,
     last_snapshot_index: u64,
     snapshot_every: u64,
@@ -283,6 +291,7 @@ impl Node {
             id: settings.replica.id,
             next_session_id: settings.session_id_seed,
             next_raft_tick_ms: now.monotonic_ms + settings.raft_tick_ms,
+            campaign_at_ms: None,
             next_touch_ms: now.monotonic_ms + settings.touch_interval_ms,
             replica,
             last_snapshot_index: applied_index,
@@ -454,12 +463,43 @@ impl Node {
         Ok(())
     }
 
+    /// The shell saw its link to `peer` fall (the connection closed or
+    /// failed). When that peer is our leader, we go looking at once instead
+    /// of waiting out the election timeout (see
+    /// `Replica::leader_link_lost`): a leader killed by a crash is replaced
+    /// in a few ticks. The surviving voters campaign in id order,
+    /// `LINK_LOSS_CAMPAIGN_SPACING_TICKS` apart, so the first one's pre-vote
+    /// is granted by the others before they would campaign themselves (two
+    /// candidates at once split the vote and cost a whole election timeout).
+    pub fn peer_link_lost(&mut self, peer: u64, now: Now) {
+        if self.replica.leader_link_lost(peer) {
+            let voters = &self.settings.replica.voters;
+            let rank = voters.iter().filter(|&&voter| voter != peer && voter < self.id).count();
+            let ticks = 1 + rank * LINK_LOSS_CAMPAIGN_SPACING_TICKS;
+            self.campaign_at_ms = Some(now.monotonic_ms + ticks as i64 * self.settings.raft_tick_ms);
+            tracing::info!(
+                leader = peer,
+                campaign_in_ticks = ticks,
+                "the link to the leader fell; looking for a new leader"
+            );
+        }
+        self.observe_role(now);
+    }
+
     /// The passing of time: raft ticks, session expiry, containers,
     /// followers' session touches.
     pub fn tick(&mut self, now: Now) -> Result<(), NodeError> {
         while now.monotonic_ms >= self.next_raft_tick_ms {
             self.replica.tick();
             self.next_raft_tick_ms += self.settings.raft_tick_ms;
+        }
+        if self.campaign_at_ms.is_some_and(|at| now.monotonic_ms >= at) {
+            self.campaign_at_ms = None;
+            // Someone else may have won meanwhile, or the old leader spoke
+            // again: then there is nothing to campaign for.
+            if self.replica.may_campaign() {
+                self.replica.campaign().map_err(NodeError::Raft)?;
+            }
         }
         self.observe_role(now);
         // Stalls are judged in seconds: looking at every session once per

@@ -142,6 +142,36 @@ fn three_nodes_elect_a_leader_and_replicate_without_faults() {
     assert!(cluster.acknowledged.len() > 20, "clients made progress: {}", cluster.acknowledged.len());
 }
 
+/// A leader whose process dies is replaced within a few ticks, not an
+/// election timeout: its peers see its links close and the survivors
+/// campaign in turn (simulated time; the harness's election timeout is 10
+/// ticks of 10 ms, plus up to 9 ticks of spread).
+#[test]
+fn a_dead_leader_is_replaced_before_an_election_timeout() {
+    for seed in 0..8 {
+        let mut cluster = Cluster::new(3, 2, seed, Faults::none());
+        let violations = cluster.run(400).to_vec();
+        assert!(violations.is_empty(), "seed {seed}: {violations:?}");
+        let old = cluster.leader().expect("a leader before the kill");
+        cluster.kill(old);
+        let killed_at = cluster.now_ms();
+        let mut elected = None;
+        for _ in 0..200 {
+            cluster.step(false);
+            if let Some(leader) = cluster.leader().filter(|&leader| leader != old) {
+                elected = Some((leader, cluster.now_ms() - killed_at));
+                break;
+            }
+        }
+        let (leader, took_ms) =
+            elected.unwrap_or_else(|| panic!("seed {seed}: no new leader\n{}", cluster.trace.join("\n")));
+        assert_ne!(leader, old);
+        // Rank 0 campaigns after one tick, rank 1 after four: well under
+        // the 100 ms election timeout even when the first loses its turn.
+        assert!(took_ms < 100, "seed {seed}: a new leader only after {took_ms} ms\n{}", cluster.trace.join("\n"));
+    }
+}
+
 /// Every checker over seeds of drops, duplicates, reordering, partitions,
 /// crashes that lose unsynced writes, slow disks, failed fsyncs and clock
 /// jumps: committed logs agree, acknowledged writes survive, replies are

@@ -211,6 +211,32 @@ impl Replica {
         self.node.tick();
     }
 
+    /// The link to `peer` fell. If `peer` is the leader this follower knows,
+    /// the leader is most likely gone (a dead process's sockets close at
+    /// once), so this follower forgets it: with no leader it no longer
+    /// honours the old leader's lease and grants its vote to an up-to-date
+    /// candidate at once, as ZooKeeper's followers go looking as soon as
+    /// the leader's socket closes. A leader still alive loses nothing: its
+    /// next heartbeat makes it this follower's leader again, and pre-vote
+    /// keeps a candidate from disturbing followers that still hear it.
+    /// Returns whether the leader was forgotten; the caller then campaigns
+    /// (`campaign`) when its turn comes.
+    pub fn leader_link_lost(&mut self, peer: u64) -> bool {
+        let raft = &mut self.node.raft;
+        if raft.state != StateRole::Follower || raft.leader_id != peer || peer == raft.id {
+            return false;
+        }
+        raft.leader_id = raft::INVALID_ID;
+        true
+    }
+
+    /// Whether this replica may campaign (a voter that neither leads nor
+    /// knows a leader).
+    pub fn may_campaign(&self) -> bool {
+        let raft = &self.node.raft;
+        raft.promotable() && raft.state != StateRole::Leader && raft.leader_id == raft::INVALID_ID
+    }
+
     pub fn step(&mut self, message: Message) -> Result<(), String> {
         self.node.step(message).map_err(|error| format!("step: {error}"))
     }

@@ -218,6 +218,11 @@ impl BroadcastCore {
                 peer_inbox.try_recv_batch(&mut frames, PEER_FRAMES_PER_ROUND_MAX);
             }
             let now = self.now();
+            if let Some((_, peer_inbox)) = &self.peers {
+                for peer in peer_inbox.take_lost() {
+                    self.node.peer_link_lost(peer, now);
+                }
+            }
             let mut stepped = Ok(());
             for (from, frame) in frames.drain(..) {
                 match PeerMessage::decode(&frame) {

@@ -46,7 +46,7 @@
 pub mod wire;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::io::{FromRawFd, IntoRawFd};
@@ -296,6 +296,9 @@ struct Inner {
     next_generation: Cell<u64>,
     handshakes_pending: Cell<usize>,
     inbox: RefCell<VecDeque<(u64, Vec<u8>)>>,
+    /// Peers whose inbound link fell since the driver last looked (a
+    /// leader's death shows here first: its links to us close).
+    lost: RefCell<BTreeSet<u64>>,
     inbox_arrived: Signal,
     inbox_space: Signal,
     stopped: Cell<bool>,
@@ -402,6 +405,7 @@ impl PeerLinks {
             next_generation: Cell::new(0),
             handshakes_pending: Cell::new(0),
             inbox: RefCell::new(VecDeque::new()),
+            lost: RefCell::new(BTreeSet::new()),
             inbox_arrived: Signal::default(),
             inbox_space: Signal::default(),
             stopped: Cell::new(false),
@@ -511,10 +515,16 @@ impl PeerInbox {
         count
     }
 
-    /// Completes when a frame is waiting (or the transport stopped), to be
-    /// combined with other wakeups in `futures_lite::future::or`.
+    /// The peers whose inbound link fell since the last call, in id order.
+    pub fn take_lost(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.inner.lost.borrow_mut()).into_iter().collect()
+    }
+
+    /// Completes when a frame is waiting or a link fell (or the transport
+    /// stopped), to be combined with other wakeups in
+    /// `futures_lite::future::or`.
     pub async fn ready(&self) {
-        while self.inner.inbox.borrow().is_empty() && !self.inner.stopped.get() {
+        while self.inner.inbox.borrow().is_empty() && self.inner.lost.borrow().is_empty() && !self.inner.stopped.get() {
             self.inner.inbox_arrived.wait().await;
         }
     }
@@ -630,6 +640,10 @@ async fn serve_inbound(inner: Rc<Inner>, stream: TcpStream, remote: Option<Socke
     if inbound.get(&sender).is_some_and(|current| current.generation == generation) {
         inbound.remove(&sender);
         link.inbound_connected.set(false);
+        if !inner.stopped.get() {
+            inner.lost.borrow_mut().insert(sender);
+            inner.inbox_arrived.notify();
+        }
     }
     if reason.starts_with("bad frame") {
         warn!(peer = sender, ?remote, %reason, "inbound peer link closed");
