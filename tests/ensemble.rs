@@ -314,3 +314,54 @@ async fn a_session_resumed_elsewhere_ends_its_old_connection() {
     }
     assert!(seen.contains(&zk::SessionState::Disconnected), "the old connection was not ended: {seen:?}");
 }
+
+/// Sends SIGCONT to the stopped servers when dropped, so a failing test
+/// leaves no stopped process behind.
+struct Stopped(Vec<u32>);
+
+impl Stopped {
+    fn stop(pids: Vec<u32>) -> Stopped {
+        for &pid in &pids {
+            // SAFETY: kill only sends a signal to our own child's pid.
+            unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        }
+        Stopped(pids)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        }
+    }
+}
+
+/// A leader cut off from every follower (here: both followers frozen with
+/// SIGSTOP, so nothing closes and the leader does not know yet) must not
+/// answer a sync: the others may already have elected a new leader and
+/// committed writes it has not seen, and a read after sync must show them.
+/// The sync waits for a quorum to confirm the leader (ReadIndex) and is
+/// never answered Ok; once the followers run again, syncs work.
+#[tokio::test]
+async fn a_leader_without_its_quorum_does_not_answer_sync() {
+    let cluster = Cluster::start(3, 0);
+    let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let root = unique("readindex");
+    let client = connect(cluster.servers[leader].addr()).await;
+    client.create(&root, b"", &persistent()).await.expect("root");
+    client.sync(&root).await.expect("a sync with the quorum up");
+
+    let followers: Vec<u32> =
+        (0..3).filter(|&index| index != leader).filter_map(|index| cluster.servers[index].pid()).collect();
+    let frozen = Stopped::stop(followers);
+    let answer = tokio::time::timeout(Duration::from_secs(2), client.sync(&root)).await;
+    assert!(!matches!(answer, Ok(Ok(_))), "an isolated leader answered a sync: {answer:?}");
+    drop(frozen);
+
+    let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let after = connect(cluster.servers[leader].addr()).await;
+    after.sync(&root).await.expect("a sync once the quorum is back");
+    assert!(after.check_stat(&root).await.expect("stat").is_some());
+}

@@ -56,6 +56,10 @@ pub use wire::{Answer, Forwarded, PeerMessage};
 /// a loopback or LAN message well under 1 ms).
 pub const LINK_LOSS_CAMPAIGN_SPACING_TICKS: usize = 3;
 
+/// Ticks after which a leader asks again to be confirmed for syncs still
+/// waiting (a heartbeat is 3 ticks in production).
+pub const READ_INDEX_RETRY_TICKS: usize = 10;
+
 /// A client connection's id, unique on its server (the shell puts the
 /// shard in the top 16 bits).
 pub type ConnectionId = u64;
@@ -232,6 +236,23 @@ struct Leading {
     /// The server each session is attached to, as last told.
     owners: BTreeMap<i64, u64>,
     last_container_check_ms: i64,
+    /// Syncs waiting for a quorum to confirm this leader (ReadIndex), by
+    /// context: a deposed leader that does not know it yet must not answer
+    /// a sync with its stale view.
+    reads: BTreeMap<u64, PendingRead>,
+    next_read: u64,
+    /// Contexts up to this one were asked for; when last asked.
+    read_asked: u64,
+    read_asked_ms: i64,
+}
+
+/// A sync at the leader: the index its client's server must apply before
+/// answering (every write prepared before it).
+struct PendingRead {
+    origin: u64,
+    session_id: i64,
+    xid: i32,
+    index: u64,
 }
 
 pub struct Node {
@@ -546,6 +567,7 @@ impl Node {
     /// are applied at once (they were committed before).
     pub fn ready(&mut self, now: Now) -> Result<Option<Work>, NodeError> {
         self.flush_forwarded();
+        self.ask_reads(now);
         let Some(mut inner) = self.replica.ready() else {
             self.observe_role(now);
             return Ok(None);
@@ -556,6 +578,9 @@ impl Node {
         };
         let committed = std::mem::take(&mut inner.committed);
         self.apply_committed(&committed)?;
+        for (context, index) in std::mem::take(&mut inner.read_states) {
+            self.confirmed_reads(context, index);
+        }
         let messages = self.group(std::mem::take(&mut inner.messages));
         let entries = std::mem::take(&mut inner.entries);
         let hard_state = inner.hard_state.clone();
@@ -816,12 +841,48 @@ impl Node {
             }
             Prepared::Reply { .. } => {
                 // A sync: everything prepared before it must be applied
-                // where the client is before it is answered.
+                // where the client is before it is answered, and a quorum
+                // must first confirm that this server still leads
+                // (`ask_reads`, `confirmed_reads`).
                 let index = leading.prep.last_zxid().max(0) as u64;
-                self.answer(origin, Answer::Synced { session_id, xid, index });
+                let context = leading.next_read;
+                leading.next_read += 1;
+                leading.reads.insert(context, PendingRead { origin, session_id, xid, index });
             }
         }
         Ok(())
+    }
+
+    /// Asks raft to confirm this leader for the syncs waiting, once per
+    /// batch: for new ones at once, for ones still unconfirmed again after
+    /// `READ_INDEX_RETRY_TICKS` (raft-rs drops a request made before the
+    /// leader's first commit in its term, and a lost heartbeat answer
+    /// leaves one pending).
+    fn ask_reads(&mut self, now: Now) {
+        let retry_ms = READ_INDEX_RETRY_TICKS as i64 * self.settings.raft_tick_ms;
+        let Some(leading) = self.leading.as_mut() else { return };
+        let Some(&newest) = leading.reads.keys().next_back() else { return };
+        let fresh = newest > leading.read_asked;
+        if !self.replica.committed_in_current_term() || !(fresh || now.monotonic_ms - leading.read_asked_ms >= retry_ms)
+        {
+            return;
+        }
+        leading.read_asked = newest;
+        leading.read_asked_ms = now.monotonic_ms;
+        self.replica.read_index(newest);
+    }
+
+    /// A quorum confirmed this leader for `context` and every earlier one:
+    /// those syncs are answered with what their clients' servers must
+    /// apply first.
+    fn confirmed_reads(&mut self, context: u64, commit_index: u64) {
+        let Some(leading) = self.leading.as_mut() else { return };
+        let later = leading.reads.split_off(&(context + 1));
+        let confirmed = std::mem::replace(&mut leading.reads, later);
+        for (_, read) in confirmed {
+            let index = read.index.max(commit_index);
+            self.answer(read.origin, Answer::Synced { session_id: read.session_id, xid: read.xid, index });
+        }
     }
 
     fn propose(&mut self, header: &crate::tree::TxnHeader, txn: &Txn) -> Result<(), NodeError> {
@@ -1026,7 +1087,16 @@ impl Node {
         }
         let mut prep = Preparer::new(speculative, self.settings.prep.clone());
         prep.set_next_zxid(self.replica.next_index() as i64);
-        Leading { prep, tracker, owners: BTreeMap::new(), last_container_check_ms: now.monotonic_ms }
+        Leading {
+            prep,
+            tracker,
+            owners: BTreeMap::new(),
+            last_container_check_ms: now.monotonic_ms,
+            reads: BTreeMap::new(),
+            next_read: 1,
+            read_asked: 0,
+            read_asked_ms: now.monotonic_ms,
+        }
     }
 
     // ----- snapshots ----------------------------------------------------

@@ -67,6 +67,9 @@ pub struct ToPersist {
     pub must_sync: bool,
     /// A snapshot the leader sent to install, if any (its metadata).
     pub snapshot: Option<Snapshot>,
+    /// Reads confirmed by a quorum (`read_index`): (context, commit index
+    /// when it was asked).
+    pub read_states: Vec<(u64, u64)>,
     persisted_messages: Vec<Message>,
     ready: Ready,
 }
@@ -241,6 +244,24 @@ impl Replica {
         self.node.step(message).map_err(|error| format!("step: {error}"))
     }
 
+    /// Asks the group to confirm this leader (raft's ReadIndex, safe mode:
+    /// a heartbeat round that a quorum answers). The confirmation comes out
+    /// of a later `ready` as `(context, index)` in `read_states`; it also
+    /// confirms every earlier context. raft-rs drops the request while the
+    /// leader has no commit of its own term yet (see
+    /// `committed_in_current_term`), and a lost heartbeat answer leaves it
+    /// pending: the caller asks again.
+    pub fn read_index(&mut self, context: u64) {
+        self.node.read_index(context.to_be_bytes().to_vec());
+    }
+
+    /// Whether this leader has committed an entry of its own term, which
+    /// raft requires before it confirms reads.
+    pub fn committed_in_current_term(&self) -> bool {
+        let raft = &self.node.raft;
+        raft.raft_log.term(raft.raft_log.committed).is_ok_and(|term| term == raft.term)
+    }
+
     /// Appends a transaction payload; returns the index (zxid) it got.
     pub fn propose(&mut self, payload: Vec<u8>) -> Result<u64, String> {
         let expected = self.next_index();
@@ -265,6 +286,16 @@ impl Replica {
         let persisted_messages = ready.take_persisted_messages();
         let must_sync = ready.must_sync();
         let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+        let read_states = ready
+            .take_read_states()
+            .into_iter()
+            .filter_map(|state| {
+                // Only this node asks, always with 8 bytes; anything else
+                // would be a bug, and is skipped rather than misread.
+                let context: [u8; 8] = state.request_ctx.as_slice().try_into().ok()?;
+                Some((u64::from_be_bytes(context), state.index))
+            })
+            .collect();
         {
             let store = self.node.mut_store();
             let mut core = store.wl();
@@ -283,7 +314,17 @@ impl Replica {
                 core.set_hardstate(hard_state.clone());
             }
         }
-        Some(ToPersist { messages, committed, entries, hard_state, must_sync, snapshot, persisted_messages, ready })
+        Some(ToPersist {
+            messages,
+            committed,
+            entries,
+            hard_state,
+            must_sync,
+            snapshot,
+            read_states,
+            persisted_messages,
+            ready,
+        })
     }
 
     /// Tells raft that `work`'s entries and hard state are durable.
