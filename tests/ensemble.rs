@@ -230,9 +230,11 @@ async fn a_server_started_empty_after_compaction_catches_up_by_snapshot() {
     let client = connect(cluster.servers[leader].addr()).await;
     client.create(&root, b"", &persistent()).await.expect("root");
     // Enough writes for several snapshots (snapCount 100), so the log the
-    // empty server would need is gone.
+    // empty server would need is gone, and a tree of several MiB, so the
+    // snapshot crosses the link in several chunks (1 MiB each).
+    let value = vec![b'd'; 8 << 10];
     for index in 0..400 {
-        client.create(&format!("{root}/n{index}"), b"d", &persistent()).await.expect("create");
+        client.create(&format!("{root}/n{index}"), &value, &persistent()).await.expect("create");
     }
     cluster.servers[lagging].restart();
     let rejoined = connect(cluster.servers[lagging].addr()).await;
@@ -245,6 +247,8 @@ async fn a_server_started_empty_after_compaction_catches_up_by_snapshot() {
             other => panic!("the empty server did not catch up: {:?}", other.map(|children| children.len())),
         }
     }
+    let (data, _) = rejoined.get_data(&format!("{root}/n399")).await.expect("a streamed znode");
+    assert_eq!(data, value);
     // And it follows what comes after.
     client.create(&format!("{root}/after"), b"", &persistent()).await.expect("create after");
     rejoined.sync(&root).await.expect("sync");

@@ -28,6 +28,7 @@ const TAG_RAFT: u8 = 1;
 const TAG_FORWARD: u8 = 2;
 const TAG_ANSWER: u8 = 3;
 const TAG_SNAPSHOT: u8 = 4;
+const TAG_CHUNK: u8 = 5;
 
 const FORWARD_WRITE: u8 = 1;
 const FORWARD_CREATE_SESSION: u8 = 2;
@@ -305,6 +306,58 @@ fn decode_answer(reader: &mut Reader<'_>) -> DecodeResult<Answer> {
     })
 }
 
+/// A piece of one encoded peer message too large for one frame (a
+/// snapshot): the shell streams it in order and reassembles it before the
+/// node sees it, so the node only ever handles whole messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// The whole message's length in bytes.
+    pub total: u64,
+    /// Where `bytes` starts in it.
+    pub offset: u64,
+    pub bytes: &'a [u8],
+}
+
+impl Chunk<'_> {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(PEER_FORMAT_VERSION);
+        let mut writer = Writer::new(out);
+        writer.write_u8(TAG_CHUNK);
+        writer.write_i32(1);
+        writer.write_i64(self.total as i64);
+        writer.write_i64(self.offset as i64);
+        writer.write_buffer(self.bytes);
+    }
+
+    /// The chunk in `frame`, None if `frame` is another message, or why it
+    /// does not decode.
+    pub fn decode(frame: &[u8]) -> Option<DecodeResult<Chunk<'_>>> {
+        match frame {
+            [PEER_FORMAT_VERSION, TAG_CHUNK, rest @ ..] => Some(Chunk::decode_body(rest)),
+            _ => None,
+        }
+    }
+
+    fn decode_body(rest: &[u8]) -> DecodeResult<Chunk<'_>> {
+        let mut reader = Reader::new(rest);
+        let count = reader.read_i32()?;
+        if count != 1 {
+            return Err(DecodeError::BadLength(count));
+        }
+        let total = u64::try_from(reader.read_i64()?).map_err(|_| DecodeError::Invalid("negative chunk total"))?;
+        let offset = u64::try_from(reader.read_i64()?).map_err(|_| DecodeError::Invalid("negative chunk offset"))?;
+        let bytes = reader.read_buffer_slice()?;
+        if !reader.is_empty() {
+            return Err(DecodeError::Invalid("trailing bytes after the chunk"));
+        }
+        let end = offset.checked_add(bytes.len() as u64).ok_or(DecodeError::Invalid("chunk past its total"))?;
+        if end > total || bytes.is_empty() {
+            return Err(DecodeError::Invalid("chunk past its total, or empty"));
+        }
+        Ok(Chunk { total, offset, bytes })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +438,33 @@ mod tests {
                 // Either refused or decoded into something; never a panic.
                 let _ = PeerMessage::decode(&damaged);
             }
+        }
+    }
+
+    #[test]
+    fn a_chunk_round_trips_and_damage_is_an_error() {
+        let chunk = Chunk { total: 10, offset: 4, bytes: b"abc" };
+        let mut bytes = Vec::new();
+        chunk.encode(&mut bytes);
+        assert_eq!(Chunk::decode(&bytes), Some(Ok(chunk)));
+        // Other messages are not chunks.
+        let mut other = Vec::new();
+        PeerMessage::Answer(Vec::new()).encode(&mut other);
+        assert_eq!(Chunk::decode(&other), None);
+        for cut in 2..bytes.len() {
+            assert!(matches!(Chunk::decode(&bytes[..cut]), Some(Err(_))), "cut at {cut}");
+        }
+        // Past its total, or empty: refused.
+        for (offset, total, piece) in [(8, 10, &b"abc"[..]), (0, 10, &b""[..]), (u64::MAX as i64 as u64, 10, &b"a"[..])]
+        {
+            let mut bytes = Vec::new();
+            Chunk { total, offset, bytes: piece }.encode(&mut bytes);
+            assert!(matches!(Chunk::decode(&bytes), Some(Err(_))), "offset {offset} total {total}");
+        }
+        for position in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[position] ^= 0xff;
+            let _ = Chunk::decode(&damaged);
         }
     }
 }

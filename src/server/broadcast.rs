@@ -23,7 +23,9 @@ use super::messages::{shard_of, Commit, Reply, ToBroadcast};
 use super::peer::{PeerInbox, PeerLimits, PeerLinks};
 use super::queue::BatchQueue;
 use super::shared::{Shared, Version};
+use super::snapshot_stream::SnapshotStreams;
 use crate::ensemble::Ensemble;
+use crate::node::wire::Chunk;
 use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder};
 use crate::prep::Preparer;
 use crate::replica::ReplicaConfig;
@@ -71,6 +73,7 @@ pub struct BroadcastCore {
     last_view: Instant,
     /// When the server last lost its leader (for the election's duration).
     leaderless_since_ms: Option<i64>,
+    streams: SnapshotStreams,
 }
 
 impl BroadcastCore {
@@ -160,6 +163,7 @@ impl BroadcastCore {
             peers,
             last_view: Instant::now(),
             leaderless_since_ms: Some(0),
+            streams: SnapshotStreams::default(),
             shared,
         })
     }
@@ -220,12 +224,21 @@ impl BroadcastCore {
             let now = self.now();
             if let Some((_, peer_inbox)) = &self.peers {
                 for peer in peer_inbox.take_lost() {
+                    self.streams.forget(peer);
                     self.node.peer_link_lost(peer, now);
                 }
             }
             let mut stepped = Ok(());
             for (from, frame) in frames.drain(..) {
-                match PeerMessage::decode(&frame) {
+                let decoded = match Chunk::decode(&frame) {
+                    None => PeerMessage::decode(&frame),
+                    Some(Ok(chunk)) => match self.streams.receive(from, chunk) {
+                        Some(whole) => PeerMessage::decode(&whole),
+                        None => continue,
+                    },
+                    Some(Err(error)) => Err(error),
+                };
+                match decoded {
                     Ok(message) => {
                         stepped = self.node.step_peer(from, message, now);
                         if stepped.is_err() {
@@ -334,6 +347,15 @@ impl BroadcastCore {
             return;
         };
         for (to, message) in messages {
+            if matches!(message, PeerMessage::Snapshot { .. }) {
+                self.streams.send(links, to, message);
+                continue;
+            }
+            if self.streams.is_sending(to) {
+                // Behind the snapshot stream, or it would overtake it;
+                // raft sends again what matters.
+                continue;
+            }
             let mut frame = Vec::with_capacity(256);
             message.encode(&mut frame);
             links.send(to, frame);

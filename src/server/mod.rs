@@ -14,6 +14,7 @@ mod queue;
 mod shard;
 mod shared;
 mod signals;
+mod snapshot_stream;
 
 pub use fourletter::{full_version, ZOOKEEPER_API_VERSION};
 pub use shared::{EnsembleView, Shared};

@@ -446,6 +446,26 @@ impl PeerLinks {
         true
     }
 
+    /// Whether a frame of `bytes` would be queued for `to` now (the link is
+    /// up and its queue has room): a long stream waits on this instead of
+    /// filling the queue and dropping.
+    pub fn has_room(&self, to: u64, bytes: usize) -> bool {
+        let inner = &self.inner;
+        let Some(link) = inner.links.get(&to) else {
+            return false;
+        };
+        let limits = &inner.limits;
+        !inner.stopped.get()
+            && link.connected.get()
+            && link.queue.borrow().len() < limits.send_queue_frames_max
+            && link.queue_bytes.get().saturating_add(bytes) <= limits.send_queue_bytes_max
+    }
+
+    /// Whether the outbound link to `to` is up.
+    pub fn is_connected(&self, to: u64) -> bool {
+        self.inner.links.get(&to).is_some_and(|link| link.connected.get()) && !self.inner.stopped.get()
+    }
+
     /// Per peer, by ascending id: link state, queue depth and counters.
     pub fn stats(&self) -> Vec<PeerStats> {
         self.inner
