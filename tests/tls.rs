@@ -232,6 +232,24 @@ fn four_letter_words_answer_over_tls_and_conf_shows_the_port() {
     assert!(answer.contains("Zookeeper version:"), "{answer}");
     let answer = four_letter_over_tls(&secure, client_config(&certificates, Some("client")), "ruok").unwrap();
     assert_eq!(answer, "imok");
+    // openssl s_client, as an operator would check the port.
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &secure, "-quiet", "-verify_return_error"])
+        .args(["-CAfile", &certificates.path("ca.pem")])
+        .args(["-cert", &certificates.path("client.crt"), "-key", &certificates.path("client.key")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // stdin stays open until the server has answered and closed.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"srvr").unwrap();
+    let mut answer = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut answer).unwrap();
+    drop(stdin);
+    child.wait().unwrap();
+    assert!(answer.contains("Zookeeper version:"), "openssl s_client: {answer}");
     let port = secure.rsplit(':').next().unwrap();
     let conf = server.four_letter("conf");
     assert!(conf.lines().any(|line| line == format!("secureClientPort={port}")), "{conf}");
@@ -353,9 +371,10 @@ fn bad_settings_stop_the_start_with_a_clear_error() {
     assert!(error.contains("ssl.keyStore.location"), "{error}");
     let error = run(&[pem("server.pem")]);
     assert!(error.contains("ssl.trustStore.location"), "{error}");
-    let error = run(&[pem("server.crt"), trust.clone()]);
+    let pem_type = "ssl.keyStore.type=PEM".to_string();
+    let error = run(&[pem("server.crt"), pem_type.clone(), trust.clone()]);
     assert!(error.contains("ssl.keyStore.location") && error.contains("PRIVATE KEY"), "{error}");
-    let error = run(&[pem("server.key"), trust.clone()]);
+    let error = run(&[pem("server.key"), pem_type.clone(), trust.clone()]);
     assert!(error.contains("ssl.keyStore.location") && error.contains("CERTIFICATE"), "{error}");
     let error = run(&[pem("server.p12"), "ssl.keyStore.password=wrong-password".into(), trust.clone()]);
     assert!(error.contains("ssl.keyStore") && error.contains("server.p12"), "{error}");
@@ -406,19 +425,39 @@ fn kazoo_over_tls() {
     );
 }
 
+/// zkCli with the Netty client socket: Debian's netty-all.jar is a
+/// manifest-only jar, so the module jars are named one by one.
+fn zkcli_classpath() -> String {
+    let mut jars = vec!["zookeeper".to_string(), "zookeeper-jute".to_string()];
+    for module in [
+        "buffer",
+        "codec",
+        "common",
+        "handler",
+        "resolver",
+        "transport",
+        "transport-native-epoll",
+        "transport-native-unix-common",
+    ] {
+        jars.push(format!("netty-{module}"));
+    }
+    jars.push("slf4j-nop".into());
+    jars.iter().map(|jar| format!("/usr/share/java/{jar}.jar")).collect::<Vec<_>>().join(":")
+}
+
 /// Debian's Java zkCli over TLS: the Netty client socket with PEM stores,
 /// as `zookeeper.client.secure=true` configures it.
 #[test]
 fn zkcli_over_tls() {
     assert!(
-        Path::new("/usr/share/java/zookeeper.jar").exists() && Path::new("/usr/share/java/netty-all.jar").exists(),
+        Path::new("/usr/share/java/zookeeper.jar").exists() && Path::new("/usr/share/java/netty-handler.jar").exists(),
         "Debian's zookeeper package (with its netty jars) is missing: run .ci/setup.sh first"
     );
     let certificates = Certificates::make();
     let (server, secure) = tls_server(&certificates, "need", &[]);
     let mut child = Command::new(std::env::var("JAVA").unwrap_or_else(|_| "java".into()))
         .arg("-cp")
-        .arg("/usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/netty-all.jar:/usr/share/java/slf4j-nop.jar")
+        .arg(zkcli_classpath())
         .arg("-Dzookeeper.client.secure=true")
         .arg("-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty")
         .arg(format!("-Dzookeeper.ssl.keyStore.location={}", certificates.path("client.pem")))
@@ -431,15 +470,17 @@ fn zkcli_over_tls() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let commands = format!(
-        "create /tlsnode data x509:{CLIENT_SUBJECT}:cdrwa\ngetAcl /tlsnode\nget /tlsnode\nwhoami\ndelete /tlsnode\nquit\n"
-    );
+    // zkCli splits ACLs at commas, so an x509 ACL naming a subject with
+    // several parts is written with the auth scheme, which becomes it.
+    let commands = "create /tlsnode data auth::cdrwa\ngetAcl /tlsnode\nget /tlsnode\nwhoami\ndelete /tlsnode\nquit\n";
     child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     let output = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     let context = format!("{output}\n--- server log ---\n{}", server.stderr_tail());
     assert!(output.contains("Created /tlsnode"), "{context}");
-    assert!(output.contains(&format!("'x509,'{CLIENT_SUBJECT}\n: cdrwa")), "{context}");
+    // zkCli prints the id with its commas escaped.
+    let escaped = CLIENT_SUBJECT.replace(',', "%2C");
+    assert!(output.contains(&format!("'x509,'{escaped}\n: cdrwa")), "{context}");
     assert!(output.lines().any(|line| line == "data"), "{context}");
     assert!(output.contains(&format!("x509: {CLIENT_SUBJECT}")), "{context}");
 }

@@ -288,7 +288,7 @@ fn store(config: &Config, key: &'static str) -> Result<Option<Store>, ConfigErro
         None => {
             let extension = Path::new(&location).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
             match extension.as_deref() {
-                Some("pem") | Some("crt") => StoreType::Pem,
+                Some("pem") => StoreType::Pem,
                 Some("p12") | Some("pfx") => StoreType::Pkcs12,
                 Some("jks") => StoreType::Jks,
                 Some("bcfks") => StoreType::Bcfks,
