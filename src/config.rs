@@ -473,6 +473,10 @@ pub struct Config {
     pub truncate_corrupt: bool,
     /// Unrecognised keys, as ZooKeeper's system properties `zookeeper.<key>`.
     pub system_properties: BTreeMap<String, String>,
+    /// The system properties whose name ends in `password`
+    /// (`ssl.keyStore.password`, ...), kept apart so that nothing that
+    /// lists the properties (`sysp`, `envi`, Debug output, logs) shows them.
+    pub secret_properties: BTreeMap<String, Secret>,
     /// SASL and enforced authentication.
     pub auth: AuthConfig,
     /// Values that were corrected or ignored, for the caller to log.
@@ -531,6 +535,7 @@ impl Default for Config {
             log_level: None,
             truncate_corrupt: false,
             system_properties: BTreeMap::new(),
+            secret_properties: BTreeMap::new(),
             auth: AuthConfig::default(),
             warnings: Vec::new(),
             initial_configuration: String::new(),
@@ -613,7 +618,8 @@ impl Config {
             }
         }
         config.repeated_server_ids = repeated_server_ids(&entries);
-        config.initial_configuration = text.to_string();
+        config.initial_configuration = mask_passwords(text);
+        config.take_secrets();
         config.resolve_auth()?;
         config.resolve_tls()?;
         Ok(config)
@@ -638,10 +644,30 @@ impl Config {
             }
         }
         for (name, value) in from_flags {
-            self.system_properties.entry(name).or_insert(value);
+            if !self.secret_properties.contains_key(&name) {
+                self.system_properties.entry(name).or_insert(value);
+            }
         }
+        self.take_secrets();
         self.resolve_auth()?;
         self.resolve_tls()
+    }
+
+    /// Moves the password properties into `secret_properties`.
+    fn take_secrets(&mut self) {
+        let names: Vec<String> = self.system_properties.keys().filter(|name| is_password_key(name)).cloned().collect();
+        for name in names {
+            if let Some(value) = self.system_properties.remove(&name) {
+                self.secret_properties.insert(name, Secret(value));
+            }
+        }
+    }
+
+    /// A password property, by either name (see [`Config::property`]).
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secret_properties
+            .get(name)
+            .or_else(|| self.secret_properties.get(&format!("{SYSTEM_PROPERTY_PREFIX}{name}")))
     }
 
     /// Checks the secure port's `ssl.*` keys (crate::tls); nothing is read
@@ -969,6 +995,48 @@ fn read_entries(text: &str) -> Result<Vec<Entry<'_>>, ConfigError> {
         entries.push(Entry { line: line_number, key, value: trim_java(value) });
     }
     Ok(entries)
+}
+
+/// A password, kept out of `Debug` output (and so out of every log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The password itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(***)")
+    }
+}
+
+/// Whether a key names a password (`ssl.keyStore.password`,
+/// `ssl.quorum.trustStore.password`, ...).
+fn is_password_key(key: &str) -> bool {
+    key.to_ascii_lowercase().ends_with("password")
+}
+
+/// The file's text with the values of password keys replaced, for the
+/// AdminServer's `initial_configuration`.
+fn mask_passwords(text: &str) -> String {
+    let mut masked = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        match line.split_once('=') {
+            Some((key, _)) if is_password_key(trim_java(key)) && !trim_java(key).starts_with(['#', '!']) => {
+                masked.push_str(key);
+                masked.push_str("=********");
+                if line.ends_with('\n') {
+                    masked.push('\n');
+                }
+            }
+            _ => masked.push_str(line),
+        }
+    }
+    masked
 }
 
 /// The configuration under construction, with what must wait for all keys.

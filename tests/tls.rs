@@ -40,11 +40,7 @@ fn openssl(directory: &Path, arguments: &[&str]) {
         .current_dir(directory)
         .output()
         .unwrap_or_else(|error| panic!("openssl is missing ({error}): run .ci/setup.sh first"));
-    assert!(
-        output.status.success(),
-        "openssl {arguments:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "openssl {arguments:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
 impl Certificates {
@@ -367,7 +363,7 @@ fn bad_settings_stop_the_start_with_a_clear_error() {
     let missing = certificates.path("missing.pem");
     let error = run(&[format!("ssl.keyStore.location={missing}"), trust.clone()]);
     assert!(error.contains("ssl.keyStore.location") && error.contains(&missing), "{error}");
-    let error = run(&[trust.clone()]);
+    let error = run(std::slice::from_ref(&trust));
     assert!(error.contains("ssl.keyStore.location"), "{error}");
     let error = run(&[pem("server.pem")]);
     assert!(error.contains("ssl.trustStore.location"), "{error}");
@@ -483,4 +479,52 @@ fn zkcli_over_tls() {
     assert!(output.contains(&format!("'x509,'{escaped}\n: cdrwa")), "{context}");
     assert!(output.lines().any(|line| line == "data"), "{context}");
     assert!(output.contains(&format!("x509: {CLIENT_SUBJECT}")), "{context}");
+}
+
+/// `secureClientPort` without `clientPort`: TLS clients only, as in
+/// ZooKeeper; stdout's last line is the secure one.
+#[test]
+fn secure_port_alone() {
+    let certificates = Certificates::make();
+    let directory = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut text = format!(
+        "admin.enableServer=false\n4lw.commands.whitelist=*\ndataDir={}\n",
+        directory.path().join("data").display()
+    );
+    for line in certificates.server_lines(port, "need") {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let config = directory.path().join("zoo.cfg");
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("SERVER_JVMFLAGS")
+        .env_remove("JVMFLAGS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0 {
+        lines.push(line.trim().to_string());
+        if line.starts_with("zoocore secure listening on ") {
+            break;
+        }
+        line.clear();
+    }
+    let address = format!("127.0.0.1:{port}");
+    let answer = four_letter_over_tls(&address, client_config(&certificates, Some("client")), "ruok");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Both lines are printed at once; the rest of stdout shows no plain one.
+    let mut rest = String::new();
+    let _ = stdout.read_to_string(&mut rest);
+    assert_eq!(lines, vec![format!("zoocore secure listening on {address}")]);
+    assert!(!rest.contains("zoocore listening on"), "{rest}");
+    assert_eq!(answer.unwrap(), "imok");
 }

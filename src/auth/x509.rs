@@ -125,8 +125,11 @@ fn decode_string(value: &Any<'_>) -> Option<String> {
         // T.61 as ISO-8859-1, which is how Java reads it.
         Tag::TeletexString => Some(data.iter().map(|&byte| byte as char).collect()),
         Tag::BmpString => {
-            let units: Vec<u16> =
-                data.chunks(2).filter(|pair| pair.len() == 2).map(|pair| u16::from_be_bytes([pair[0], pair[1]])).collect();
+            let units: Vec<u16> = data
+                .chunks(2)
+                .filter(|pair| pair.len() == 2)
+                .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+                .collect();
             String::from_utf16(&units).ok()
         }
         Tag::UniversalString => data

@@ -554,10 +554,7 @@ pub async fn serve_tls(
             return refused(format!("TLS handshake failed: {error}"));
         }
         None => {
-            return refused(format!(
-                "TLS handshake not finished within {} s",
-                crate::tls::HANDSHAKE_TIMEOUT.as_secs()
-            ))
+            return refused(format!("TLS handshake not finished within {} s", crate::tls::HANDSHAKE_TIMEOUT.as_secs()))
         }
     };
     // ZooKeeper's X509AuthenticationProvider: the first certificate of the
@@ -664,11 +661,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(connection: Rc<Connection>, mut write
     let _ = writer.close().await;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    shard: &Rc<Shard>,
-    connection: &Rc<Connection>,
-    reader: &mut R,
-) -> String {
+async fn read_loop<R: AsyncRead + Unpin>(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut R) -> String {
     match session_loop(shard, connection, reader).await {
         Ok(()) => String::new(),
         Err(reason) => reason,

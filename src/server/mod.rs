@@ -166,10 +166,7 @@ pub fn run(
     for (id, (sender, receiver)) in to_broadcast_senders.into_iter().zip(to_shard_receivers).enumerate() {
         let (bound_sender, bound_receiver) = std::sync::mpsc::channel();
         let shared = shared.clone();
-        let listen = shard::Listen {
-            plain: plain_listen,
-            secure: secure_listen.zip(tls.clone()),
-        };
+        let listen = shard::Listen { plain: plain_listen, secure: secure_listen.zip(tls.clone()) };
         let placement = if shard_count <= cpus { Placement::Fixed(id) } else { Placement::Unbound };
         executors.push(
             LocalExecutorBuilder::new(placement)

@@ -219,7 +219,8 @@ pub struct Bound {
 }
 
 fn bind(address: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), String> {
-    let listener = TcpListener::bind(address).map_err(|error| format!("cannot listen on {address} ({what}): {error}"))?;
+    let listener =
+        TcpListener::bind(address).map_err(|error| format!("cannot listen on {address} ({what}): {error}"))?;
     let local = listener.local_addr().unwrap_or(address);
     Ok((listener, local))
 }
@@ -252,10 +253,8 @@ pub async fn run(
             return;
         }
     };
-    let bound_addresses = Bound {
-        plain: plain.as_ref().map(|(_, local)| *local),
-        secure: secure.as_ref().map(|(_, local, _)| *local),
-    };
+    let bound_addresses =
+        Bound { plain: plain.as_ref().map(|(_, local)| *local), secure: secure.as_ref().map(|(_, local, _)| *local) };
     let shard_count = shared.shard_stats.len().max(1) as u64;
     let limit = (shared.config.global_outstanding_limit as u64).div_ceil(shard_count).max(1);
     let connection_memory = shared.config.connection_memory_bytes_max.unwrap_or(CONNECTION_MEMORY_BYTES_MAX_DEFAULT);
@@ -368,7 +367,9 @@ async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener, tls: Option<crate
                 let id = shard.next_connection_id();
                 debug!(%peer, shard = shard.id, tls = tls.is_some(), "connection accepted");
                 match &tls {
-                    None => glommio::spawn_local(connection::serve(shard.clone(), stream, peer, id, Vec::new())).detach(),
+                    None => {
+                        glommio::spawn_local(connection::serve(shard.clone(), stream, peer, id, Vec::new())).detach()
+                    }
                     Some(context) => {
                         glommio::spawn_local(connection::serve_tls(shard.clone(), stream, peer, id, context.clone()))
                             .detach()

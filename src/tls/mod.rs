@@ -47,7 +47,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use thiserror::Error;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Secret};
 
 /// A TLS handshake that takes longer than this closes its connection:
 /// Netty's `SslHandler` default, which ZooKeeper's secure port uses. The
@@ -62,22 +62,6 @@ pub const STORE_FILE_BYTES_MAX: u64 = 1 << 20;
 pub const CONNECTION_TLS_BYTES: usize = 40 << 10;
 /// The class `authProvider.N` names for the `x509` scheme.
 pub const X509_AUTHENTICATION_PROVIDER: &str = "org.apache.zookeeper.server.auth.X509AuthenticationProvider";
-
-/// A password, kept out of `Debug` output (and so out of every log).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("Secret(***)")
-    }
-}
 
 /// Where a store's password comes from: ZooKeeper's `*.password` or
 /// `*.passwordPath` (a file holding it, read at [`load`]).
@@ -189,7 +173,8 @@ impl TlsSettings {
             return Err(ConfigError::InvalidValue {
                 key: "ssl.trustStore.location".into(),
                 value: String::new(),
-                expected: "the CA certificates client certificates are verified against (ssl.clientAuth is need or want; \
+                expected:
+                    "the CA certificates client certificates are verified against (ssl.clientAuth is need or want; \
                      set ssl.clientAuth=none to ask clients for no certificate)",
             });
         }
@@ -264,8 +249,8 @@ fn store(config: &Config, key: &'static str) -> Result<Option<Store>, ConfigErro
         config.property(&format!("{key}.{suffix}")).map(str::trim).filter(|value| !value.is_empty()).map(str::to_string)
     };
     let Some(location) = property("location") else { return Ok(None) };
-    let password = match (property("password"), property("passwordPath")) {
-        (Some(text), _) => Password::Text(Secret(text)),
+    let password = match (config.secret(&format!("{key}.password")).cloned(), property("passwordPath")) {
+        (Some(secret), _) => Password::Text(secret),
         (None, Some(path)) => Password::File(PathBuf::from(path)),
         (None, None) => Password::None,
     };
@@ -376,8 +361,9 @@ pub fn load(settings: &TlsSettings) -> Result<TlsContext, TlsError> {
         .iter()
         .map(|protocol| if *protocol == "TLSv1.3" { &rustls::version::TLS13 } else { &rustls::version::TLS12 })
         .collect();
-    let builder =
-        ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(&versions).map_err(TlsError::Versions)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(TlsError::Versions)?;
     let builder = match (&settings.trust_store, settings.client_auth) {
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
         (Some(trust), client_auth) => {
@@ -457,12 +443,16 @@ fn key_pair(store: &Store) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDe
             }
             let chain = pem_certificates(store, &bytes)?;
             if chain.is_empty() {
-                return Err(store_error(store, "no CERTIFICATE block: a PEM key store holds the private key and its certificate chain"));
+                return Err(store_error(
+                    store,
+                    "no CERTIFICATE block: a PEM key store holds the private key and its certificate chain",
+                ));
             }
             let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|error| match error {
-                rustls::pki_types::pem::Error::NoItemsFound => {
-                    store_error(store, "no PRIVATE KEY block: a PEM key store holds the private key and its certificate chain")
-                }
+                rustls::pki_types::pem::Error::NoItemsFound => store_error(
+                    store,
+                    "no PRIVATE KEY block: a PEM key store holds the private key and its certificate chain",
+                ),
                 other => store_error(store, format!("the private key does not parse: {other}")),
             })?;
             Ok((chain, key))
@@ -489,11 +479,16 @@ fn trust_roots(store: &Store) -> Result<RootCertStore, TlsError> {
         _ => pem_certificates(store, &bytes)?,
     };
     if certificates.is_empty() {
-        return Err(store_error(store, "no certificates: a trust store holds the CA certificates clients are verified against"));
+        return Err(store_error(
+            store,
+            "no certificates: a trust store holds the CA certificates clients are verified against",
+        ));
     }
     let mut roots = RootCertStore::empty();
     for certificate in certificates {
-        roots.add(certificate).map_err(|error| store_error(store, format!("a certificate is not usable as a CA: {error}")))?;
+        roots
+            .add(certificate)
+            .map_err(|error| store_error(store, format!("a certificate is not usable as a CA: {error}")))?;
     }
     Ok(roots)
 }
@@ -544,4 +539,82 @@ fn pkcs12_certificates(store: &Store, bytes: &[u8], password: &str) -> Result<Ve
         }
     }
     Ok(certificates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(lines: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("secureClientPort=2281\n{lines}"))
+    }
+
+    #[test]
+    fn reads_zookeepers_keys() {
+        let config = parse(
+            "ssl.keyStore.location=/etc/zk/server.pem\nssl.keyStore.password=hidden\n\
+             ssl.trustStore.location=/etc/zk/ca.p12\nssl.clientAuth=want\nssl.protocol=TLSv1.2\n\
+             ssl.ciphersuites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\nX509AuthenticationProvider.superUser=CN=admin",
+        )
+        .unwrap();
+        let tls = config.tls.clone().unwrap();
+        assert_eq!(tls.key_store.store_type, StoreType::Pem);
+        assert_eq!(tls.trust_store.as_ref().unwrap().store_type, StoreType::Pkcs12);
+        assert_eq!(tls.client_auth, ClientAuth::Want);
+        assert_eq!(tls.protocols, vec!["TLSv1.2"]);
+        assert_eq!(tls.cipher_suites, Some(vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_string()]));
+        assert_eq!(tls.x509_super_user.as_deref(), Some("CN=admin"));
+        assert!(!format!("{config:?}").contains("hidden"), "a password reached Debug output");
+        assert!(config.initial_configuration.contains("ssl.keyStore.password=********"));
+        assert!(!config.system_properties.keys().any(|key| key.contains("password")));
+        assert!(config.render_conf().contains(&("secureClientPort".to_string(), "2281".to_string())));
+        assert!(!config.plain_client_port_enabled());
+        let both =
+            Config::parse("clientPort=2181\nsecureClientPort=2281\nssl.keyStore.location=a.pem\nssl.clientAuth=none")
+                .unwrap();
+        assert!(both.plain_client_port_enabled());
+        assert_eq!(both.tls.unwrap().protocols, vec!["TLSv1.3", "TLSv1.2"]);
+    }
+
+    #[test]
+    fn the_system_property_form_works_too() {
+        let mut config = Config::parse("secureClientPort=2281\nssl.clientAuth=none").unwrap_err();
+        assert!(config.to_string().contains("ssl.keyStore.location"), "{config}");
+        let mut parsed = Config::parse("clientPort=2181").unwrap();
+        parsed.secure_client_port = Some(0);
+        parsed.apply_jvm_flags(&["-Dzookeeper.ssl.keyStore.location=/k.pem -Dzookeeper.ssl.clientAuth=none"]).unwrap();
+        assert_eq!(parsed.tls.unwrap().key_store.location, PathBuf::from("/k.pem"));
+        config = Config::parse("secureClientPort=1\nssl.keyStore.location=k.pem\nssl.clientAuth=maybe").unwrap_err();
+        assert!(config.to_string().contains("ssl.clientAuth") && config.to_string().contains("maybe"));
+    }
+
+    #[test]
+    fn refuses_what_rustls_cannot_do() {
+        let base = "ssl.keyStore.location=k.pem\nssl.clientAuth=none\n";
+        for (line, key) in [
+            ("ssl.enabledProtocols=TLSv1.1", "ssl.enabledProtocols"),
+            ("ssl.protocol=SSLv3", "ssl.protocol"),
+            ("ssl.ciphersuites=TLS_RSA_WITH_RC4_128_SHA", "ssl.ciphersuites"),
+            ("ssl.keyStore.type=BKS", "ssl.keyStore.type"),
+            ("ssl.ocsp=true", "ssl.ocsp"),
+            ("ssl.authProvider=custom", "ssl.authProvider"),
+        ] {
+            let error = parse(&format!("{base}{line}")).unwrap_err().to_string();
+            assert!(error.contains(key), "{line}: {error}");
+        }
+        let error = parse("ssl.keyStore.location=server.keystore\nssl.clientAuth=none").unwrap_err().to_string();
+        assert!(error.contains("ssl.keyStore.type"), "{error}");
+        let error = parse("ssl.keyStore.location=k.pem").unwrap_err().to_string();
+        assert!(error.contains("ssl.trustStore.location"), "{error}");
+    }
+
+    #[test]
+    fn load_names_the_key_and_the_file() {
+        let settings = parse("ssl.keyStore.location=/nonexistent/k.pem\nssl.clientAuth=none").unwrap().tls.unwrap();
+        let error = load(&settings).err().unwrap().to_string();
+        assert!(error.contains("ssl.keyStore.location") && error.contains("/nonexistent/k.pem"), "{error}");
+        let settings = parse("ssl.keyStore.location=/nonexistent/k.jks\nssl.clientAuth=none").unwrap().tls.unwrap();
+        let error = load(&settings).err().unwrap().to_string();
+        assert!(error.contains("keytool -importkeystore"), "{error}");
+    }
 }
