@@ -1773,10 +1773,10 @@ skipACL=yes
 
     #[test]
     fn unsupported_and_unknown_zoocore_keys_warn() {
-        let config = parse("secureClientPort=2281\nzoocore.shard=3\ngroup.1=1:2:3\n");
+        let config = parse("sslQuorum=true\nzoocore.shard=3\ngroup.1=1:2:3\n");
         assert!(config.system_properties.is_empty());
         assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
-        assert!(config.warnings.iter().any(|warning| warning.contains("secureClientPort")));
+        assert!(config.warnings.iter().any(|warning| warning.contains("sslQuorum")));
         assert!(config.warnings.iter().any(|warning| warning.contains("zoocore.shard")));
         assert!(config.warnings.iter().any(|warning| warning.contains("group.1")));
     }
