@@ -528,3 +528,23 @@ fn secure_port_alone() {
     assert!(!rest.contains("zoocore listening on"), "{rest}");
     assert_eq!(answer.unwrap(), "imok");
 }
+
+/// The x509 identity as ZooKeeper's X509AuthenticationProvider gives it:
+/// the subject in RFC 2253 order, and `super` first for the super user.
+#[test]
+fn x509_identities_of_a_real_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    use zoocore::auth::x509;
+    let certificates = Certificates::make();
+    let der = rustls::pki_types::CertificateDer::from_pem_file(certificates.path("client.crt")).unwrap();
+    assert_eq!(x509::subject_name(&der).unwrap(), CLIENT_SUBJECT);
+    let ids = x509::identities(&der, None).unwrap();
+    assert_eq!(
+        ids.iter().map(|id| (id.scheme.as_str(), id.id.as_str())).collect::<Vec<_>>(),
+        [("x509", CLIENT_SUBJECT)]
+    );
+    let ids = x509::identities(&der, Some(CLIENT_SUBJECT)).unwrap();
+    let schemes: Vec<&str> = ids.iter().map(|id| id.scheme.as_str()).collect();
+    assert_eq!(schemes, ["super", "x509"]);
+    assert!(x509::identities(&der[..der.len() / 2], None).is_err());
+}

@@ -575,18 +575,24 @@ pub async fn serve_tls(
             }
         },
     };
-    serve(shard, stream, peer, id, ids).await;
+    serve(shard, stream, peer, id, ids, crate::tls::CONNECTION_TLS_BYTES).await;
 }
 
 /// Serves one connection until it closes; `ids` are identities its
 /// transport established (a TLS client certificate's), added to its
-/// connection's `ip`.
-pub async fn serve<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, id: ConnectionId, ids: Vec<Id>)
-where
+/// connection's `ip`, and `transport_bytes` what the transport holds per
+/// connection (rustls's state; 0 for a plain socket).
+pub async fn serve<S>(
+    shard: Rc<Shard>,
+    stream: S,
+    peer: SocketAddr,
+    id: ConnectionId,
+    ids: Vec<Id>,
+    transport_bytes: usize,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let tls = std::any::TypeId::of::<S>() != std::any::TypeId::of::<TcpStream>();
-    let fixed_bytes = CONNECTION_FIXED_BYTES + if tls { crate::tls::CONNECTION_TLS_BYTES } else { 0 };
+    let fixed_bytes = CONNECTION_FIXED_BYTES + transport_bytes;
     let (mut reader, writer) = futures_lite::io::split(stream);
     let connection = Rc::new(Connection::new(id, peer, fixed_bytes));
     if !ids.is_empty() {

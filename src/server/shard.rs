@@ -368,7 +368,7 @@ async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener, tls: Option<crate
                 debug!(%peer, shard = shard.id, tls = tls.is_some(), "connection accepted");
                 match &tls {
                     None => {
-                        glommio::spawn_local(connection::serve(shard.clone(), stream, peer, id, Vec::new())).detach()
+                        glommio::spawn_local(connection::serve(shard.clone(), stream, peer, id, Vec::new(), 0)).detach()
                     }
                     Some(context) => {
                         glommio::spawn_local(connection::serve_tls(shard.clone(), stream, peer, id, context.clone()))
