@@ -201,6 +201,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let (Some(settings), Some(context)) = (config.tls.as_ref().filter(|settings| settings.cert_reload), &tls) {
+        if let Err(error) = zoocore::tls::spawn_reloader(settings.clone(), context) {
+            eprintln!("zoocore: cannot start the certificate reload thread (client.certReload): {error}");
+            return ExitCode::from(1);
+        }
+    }
     // Scripts and tests read these lines; the client line comes last (the
     // plain port's, or the secure port's when it is the only one).
     let result = zoocore::server::run(config, ensemble, tls, |listening| {

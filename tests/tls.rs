@@ -46,6 +46,7 @@ fn openssl(directory: &Path, arguments: &[&str]) {
 impl Certificates {
     /// A CA; the server's key and certificate (for 127.0.0.1 and
     /// localhost) as a PEM key store and a PKCS12 one (password `secret`);
+    /// `server2`, a second server certificate for reloads;
     /// the client certificates `client` (CLIENT_SUBJECT) and `other` from
     /// that CA; and `rogue`, a client certificate from another CA.
     fn make() -> Certificates {
@@ -119,6 +120,7 @@ impl Certificates {
             std::fs::write(path.join(format!("{name}.pem")), format!("{key}{certificate}")).unwrap();
         };
         leaf("server", "/CN=localhost", "ca", Some("server.ext"));
+        leaf("server2", "/CN=localhost", "ca", Some("server.ext"));
         leaf("client", "/C=US/O=Zoocore Test/OU=Tests/CN=client", "ca", Some("client.ext"));
         leaf("other", "/CN=other", "ca", Some("client.ext"));
         leaf("rogue", "/CN=rogue", "rogue-ca", Some("client.ext"));
@@ -547,4 +549,46 @@ fn x509_identities_of_a_real_certificate() {
     let schemes: Vec<&str> = ids.iter().map(|id| id.scheme.as_str()).collect();
     assert_eq!(schemes, ["super", "x509"]);
     assert!(x509::identities(&der[..der.len() / 2], None).is_err());
+}
+
+/// The certificate the server presents to a client trusting the test CA.
+fn presented_certificate(address: &str, config: Arc<rustls::ClientConfig>) -> Option<Vec<u8>> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut connection = rustls::ClientConnection::new(config, name).ok()?;
+    let mut socket = TcpStream::connect(address).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while connection.is_handshaking() {
+        connection.complete_io(&mut socket).ok()?;
+    }
+    connection.peer_certificates().and_then(|chain| chain.first()).map(|certificate| certificate.to_vec())
+}
+
+/// `client.certReload=true`: renewed stores are taken without a restart,
+/// as ZooKeeper 3.8.1+ does; connections made before keep theirs.
+#[test]
+fn client_cert_reload_takes_renewed_stores() {
+    use rustls::pki_types::pem::PemObject;
+    let certificates = Certificates::make();
+    let (server, secure) = tls_server(&certificates, "need", &["client.certReload=true"]);
+    let der = |name: &str| rustls::pki_types::CertificateDer::from_pem_file(certificates.path(name)).unwrap().to_vec();
+    let trusting_client = || client_config(&certificates, Some("client"));
+    assert_eq!(presented_certificate(&secure, trusting_client()), Some(der("server.crt")));
+    let rogue = four_letter_over_tls(&secure, client_config(&certificates, Some("rogue")), "ruok");
+    assert!(rogue.as_ref().map_or(true, |answer| answer.is_empty()), "{rogue:?}");
+    // Renew: a new server certificate, and a trust store that also holds
+    // the other CA.
+    let both_cas = format!(
+        "{}{}",
+        std::fs::read_to_string(certificates.path("ca.pem")).unwrap(),
+        std::fs::read_to_string(certificates.path("rogue-ca.pem")).unwrap()
+    );
+    std::fs::write(certificates.path("ca.pem"), both_cas).unwrap();
+    std::fs::copy(certificates.path("server2.pem"), certificates.path("server.pem")).unwrap();
+    let reloaded = common::wait_for(Duration::from_secs(15), || {
+        presented_certificate(&secure, trusting_client()) == Some(der("server2.crt"))
+            && four_letter_over_tls(&secure, client_config(&certificates, Some("rogue")), "ruok").as_deref()
+                == Ok("imok")
+    });
+    assert!(reloaded, "the renewed stores were not taken\n{}", server.stderr_tail());
+    assert!(server.stderr_tail().contains("TLS stores reloaded"));
 }

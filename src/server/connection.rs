@@ -539,7 +539,7 @@ pub async fn serve_tls(
     id: ConnectionId,
     context: crate::tls::TlsContext,
 ) {
-    let handshake = futures_lite::future::or(async { Some(context.acceptor.accept(stream).await) }, async {
+    let handshake = futures_lite::future::or(async { Some(context.acceptor().accept(stream).await) }, async {
         glommio::timer::Timer::new(crate::tls::HANDSHAKE_TIMEOUT).await;
         None
     })

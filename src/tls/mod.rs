@@ -29,6 +29,11 @@
 //! JKS and BCFKS are Java's own formats with no maintained Rust reader; they
 //! are refused with the `keytool` command that converts them to PKCS12.
 //!
+//! `client.certReload=true` (ZooKeeper 3.8.1+) reloads the stores when their
+//! files change: a thread polls their modification times and swaps the
+//! whole rustls configuration, which each handshake loads once; a store
+//! that does not load is logged and the previous one kept.
+//!
 //! `ssl.clientAuth`: `need` (ZooKeeper's default) verifies a client
 //! certificate against the trust store and refuses a client without one;
 //! `want` verifies one if offered; `none` asks for none. A verified
@@ -112,6 +117,8 @@ pub struct TlsSettings {
     /// `zookeeper.X509AuthenticationProvider.superUser`: the subject that is
     /// also `super`.
     pub x509_super_user: Option<String>,
+    /// `client.certReload`: reload the stores when their files change.
+    pub cert_reload: bool,
 }
 
 /// What stops the TLS listener from starting; each names the key and file.
@@ -235,6 +242,12 @@ impl TlsSettings {
             protocols,
             cipher_suites,
             x509_super_user: property("zookeeper.X509AuthenticationProvider.superUser").map(str::to_string),
+            cert_reload: match property("client.certReload") {
+                None => false,
+                Some(value) if value.eq_ignore_ascii_case("true") => true,
+                Some(value) if value.eq_ignore_ascii_case("false") => false,
+                Some(_) => return Err(invalid(config, "client.certReload", "true or false")),
+            },
         })
     }
 }
@@ -342,15 +355,85 @@ fn find_cipher_suite(name: &str) -> Option<SupportedCipherSuite> {
 }
 
 /// The rustls configuration the secure listener accepts with, and the
-/// x509 super user, shared by every shard.
+/// x509 super user, shared by every shard. The configuration is swapped
+/// whole when `client.certReload` sees a store change; a handshake takes
+/// the current one (one atomic load), so a reload never reaches a
+/// connection already running.
 #[derive(Clone)]
 pub struct TlsContext {
-    pub acceptor: futures_rustls::TlsAcceptor,
+    config: Arc<arc_swap::ArcSwap<ServerConfig>>,
     pub x509_super_user: Option<Arc<str>>,
 }
 
+impl TlsContext {
+    /// The acceptor for one new connection.
+    pub fn acceptor(&self) -> futures_rustls::TlsAcceptor {
+        futures_rustls::TlsAcceptor::from(self.config.load_full())
+    }
+}
+
+/// How often `client.certReload` looks at the stores' files.
+pub const CERT_RELOAD_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Reads the stores and builds the server configuration (see the module essay).
 pub fn load(settings: &TlsSettings) -> Result<TlsContext, TlsError> {
+    Ok(TlsContext {
+        config: Arc::new(arc_swap::ArcSwap::from(server_config(settings)?)),
+        x509_super_user: settings.x509_super_user.as_deref().map(Arc::from),
+    })
+}
+
+/// The files a configuration is read from, with what identifies their
+/// contents' version (modification time and length).
+fn store_files(settings: &TlsSettings) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for store in std::iter::once(&settings.key_store).chain(settings.trust_store.as_ref()) {
+        files.push(store.location.clone());
+        if let Password::File(path) = &store.password {
+            files.push(path.clone());
+        }
+    }
+    files
+}
+
+fn file_versions(files: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|file| std::fs::metadata(file).ok().and_then(|meta| Some((meta.modified().ok()?, meta.len()))))
+        .collect()
+}
+
+/// ZooKeeper's `client.certReload`: a thread that looks at the stores'
+/// files every `CERT_RELOAD_POLL_INTERVAL` and, when one changed, reads
+/// them again and swaps the configuration new handshakes use. A store that
+/// fails to load (say, caught half-written) is logged and the previous
+/// configuration kept; the next change is tried again.
+pub fn spawn_reloader(settings: TlsSettings, context: &TlsContext) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let config = context.config.clone();
+    std::thread::Builder::new().name("zoocore-cert-reload".into()).spawn(move || {
+        let files = store_files(&settings);
+        let mut seen = file_versions(&files);
+        loop {
+            std::thread::sleep(CERT_RELOAD_POLL_INTERVAL);
+            let now = file_versions(&files);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match server_config(&settings) {
+                Ok(fresh) => {
+                    config.store(fresh);
+                    tracing::info!(files = ?files, "TLS stores reloaded (client.certReload)");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "TLS stores changed but do not load; the previous ones stay in use");
+                }
+            }
+        }
+    })
+}
+
+fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
     let mut provider = crypto_provider();
     if let Some(names) = &settings.cipher_suites {
         provider.cipher_suites.retain(|suite| names.contains(&suite_name(*suite)));
@@ -382,10 +465,7 @@ pub fn load(settings: &TlsSettings) -> Result<TlsContext, TlsError> {
     let config = builder
         .with_single_cert(chain, key)
         .map_err(|error| TlsError::KeyPair { path: settings.key_store.location.clone(), error })?;
-    Ok(TlsContext {
-        acceptor: futures_rustls::TlsAcceptor::from(Arc::new(config)),
-        x509_super_user: settings.x509_super_user.as_deref().map(Arc::from),
-    })
+    Ok(Arc::new(config))
 }
 
 fn read_store(store: &Store) -> Result<Vec<u8>, TlsError> {
