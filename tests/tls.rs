@@ -48,7 +48,8 @@ impl Certificates {
     /// localhost) as a PEM key store and a PKCS12 one (password `secret`);
     /// `server2`, a second server certificate for reloads;
     /// the client certificates `client` (CLIENT_SUBJECT) and `other` from
-    /// that CA; and `rogue`, a client certificate from another CA.
+    /// that CA; `expired`, one from that CA that expires at once; and
+    /// `rogue`, a client certificate from another CA.
     fn make() -> Certificates {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path();
@@ -79,7 +80,7 @@ impl Certificates {
                 &format!("/CN=zoocore test {ca}"),
             ]);
         }
-        let leaf = |name: &str, subject: &str, ca: &str, extensions: Option<&str>| {
+        let leaf_for_days = |name: &str, subject: &str, ca: &str, extensions: Option<&str>, days: &str| {
             run(&[
                 "req",
                 "-newkey",
@@ -107,7 +108,7 @@ impl Certificates {
                 "-out".into(),
                 format!("{name}.crt"),
                 "-days".into(),
-                "2".into(),
+                days.into(),
             ];
             if let Some(extensions) = extensions {
                 arguments.extend(["-extfile".into(), extensions.into()]);
@@ -119,6 +120,11 @@ impl Certificates {
             let certificate = std::fs::read_to_string(path.join(format!("{name}.crt"))).unwrap();
             std::fs::write(path.join(format!("{name}.pem")), format!("{key}{certificate}")).unwrap();
         };
+        let leaf = |name: &str, subject: &str, ca: &str, extensions: Option<&str>| {
+            leaf_for_days(name, subject, ca, extensions, "2")
+        };
+        // Valid for no time at all: expired a second after it was made.
+        leaf_for_days("expired", "/CN=expired", "ca", Some("client.ext"), "0");
         leaf("server", "/CN=localhost", "ca", Some("server.ext"));
         leaf("server2", "/CN=localhost", "ca", Some("server.ext"));
         leaf("client", "/C=US/O=Zoocore Test/OU=Tests/CN=client", "ca", Some("client.ext"));
@@ -275,6 +281,19 @@ fn an_untrusted_certificate_is_refused() {
     // Under want, no certificate at all is fine.
     let answer = four_letter_over_tls(&secure, client_config(&certificates, None), "ruok").unwrap();
     assert_eq!(answer, "imok");
+}
+
+#[test]
+fn an_expired_certificate_is_refused() {
+    let certificates = Certificates::make();
+    let (server, secure) = tls_server(&certificates, "need", &[]);
+    // The certificate's validity ends the second it was made.
+    let refused = common::wait_for(Duration::from_secs(10), || {
+        four_letter_over_tls(&secure, client_config(&certificates, Some("expired")), "ruok")
+            .map_or(true, |answer| answer.is_empty())
+    });
+    assert!(refused, "an expired certificate was accepted");
+    assert!(wait_for_log(&server, "certificate expired"), "{}", server.stderr_tail());
 }
 
 #[test]
