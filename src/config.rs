@@ -26,7 +26,12 @@
 //! `authProvider.1` or `DigestAuthenticationProvider.superDigest` reach the
 //! rest of the server. zoocore keeps those entries in
 //! [`Config::system_properties`] under the same prefixed names, and
-//! [`Config::property`] finds them by either name. Keys that ZooKeeper itself
+//! [`Config::property`] finds them by either name. Those whose name ends in
+//! `password` (`ssl.keyStore.password`) go to [`Config::secret_properties`]
+//! instead, whose values print as `***`, so that nothing listing the
+//! properties (the AdminServer's `system_properties`, Debug output, logs)
+//! shows them; `initial_configuration` keeps the file's text with their
+//! values masked. Keys that ZooKeeper itself
 //! interprets but zoocore does not implement (quorum TLS, SASL between
 //! peers and so on) are ignored with a warning rather
 //! than silently treated as system properties, because pretending to honour

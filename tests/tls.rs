@@ -29,6 +29,9 @@ fn repository() -> PathBuf {
 /// `X500Principal.getName()` prints it (the `x509` id ZooKeeper gives).
 pub const CLIENT_SUBJECT: &str = "CN=client,OU=Tests,O=Zoocore Test,C=US";
 
+/// The PKCS12 key store's password: distinctive, so a leak is found.
+const P12_PASSWORD: &str = "p12-Pass-7781";
+
 /// Certificates made for one test, in a directory that lives as long as it.
 struct Certificates {
     directory: tempfile::TempDir,
@@ -45,7 +48,7 @@ fn openssl(directory: &Path, arguments: &[&str]) {
 
 impl Certificates {
     /// A CA; the server's key and certificate (for 127.0.0.1 and
-    /// localhost) as a PEM key store and a PKCS12 one (password `secret`);
+    /// localhost) as a PEM key store and a PKCS12 one (password `P12_PASSWORD`);
     /// `server2`, a second server certificate for reloads;
     /// the client certificates `client` (CLIENT_SUBJECT) and `other` from
     /// that CA; `expired`, one from that CA that expires at once; and
@@ -140,7 +143,7 @@ impl Certificates {
             "-out",
             "server.p12",
             "-passout",
-            "pass:secret",
+            &format!("pass:{P12_PASSWORD}"),
         ]);
         Certificates { directory }
     }
@@ -341,15 +344,26 @@ fn a_pkcs12_key_store_serves_too() {
     let lines = [
         format!("secureClientPort={port}"),
         format!("ssl.keyStore.location={}", certificates.path("server.p12")),
-        "ssl.keyStore.password=secret".to_string(),
+        format!("ssl.keyStore.password={P12_PASSWORD}"),
         format!("ssl.trustStore.location={}", certificates.path("ca.pem")),
     ];
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let _server = Server::start_with(&lines);
+    let server = Server::start_with(&lines);
     let answer =
         four_letter_over_tls(&format!("127.0.0.1:{port}"), client_config(&certificates, Some("client")), "ruok")
             .unwrap();
     assert_eq!(answer, "imok");
+    // The password shows nowhere an operator looks (issue 11, item 6).
+    let admin = server.admin_addr().unwrap();
+    for command in ["system_properties", "initial_configuration", "configuration", "environment"] {
+        let (status, _, body) = common::http(admin, "GET", &format!("/commands/{command}"));
+        assert_eq!(status, 200, "{command}");
+        assert!(!body.contains(P12_PASSWORD), "{command} shows the password: {body}");
+    }
+    for word in ["conf", "envi"] {
+        assert!(!server.four_letter(word).contains(P12_PASSWORD), "{word} shows the password");
+    }
+    assert!(!server.stderr_tail().contains(P12_PASSWORD), "the log shows the password");
 }
 
 /// A bad store or setting stops the start, naming the key and the file or
