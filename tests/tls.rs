@@ -625,3 +625,57 @@ fn client_cert_reload_takes_renewed_stores() {
     assert!(reloaded, "the renewed stores were not taken\n{}", server.stderr_tail());
     assert!(server.stderr_tail().contains("TLS stores reloaded"));
 }
+
+/// A subject with everything RFC 2253 escapes (`#`, `=`, `;`, quotes, a
+/// comma in a value), a multi-valued RDN, and an attribute without an
+/// RFC 2253 keyword (emailAddress, printed as its OID and DER in hex): the
+/// x509 id must be the string ZooKeeper 3.8 gives the same certificate,
+/// recorded here from `whoami` in zkCli over TLS against zkref.
+#[test]
+fn x509_id_of_an_unusual_subject_is_zookeepers() {
+    use rustls::pki_types::pem::PemObject;
+    const ZOOKEEPER_SAYS: &str =
+        r#"DC=example,1.2.840.113549.1.9.1=#16057840792e7a,CN=a\#b \= c\; \"q\",O=Org+OU=Unit,ST=Some\, State,C=US"#;
+    let certificates = Certificates::make();
+    let path = certificates.directory.path();
+    openssl(
+        path,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "odd.key",
+            "-out",
+            "odd.csr",
+            "-multivalue-rdn",
+            "-subj",
+            r#"/C=US/ST=Some, State/O=Org+OU=Unit/CN=a#b = c; "q"/emailAddress=x@y.z/DC=example"#,
+        ],
+    );
+    openssl(
+        path,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "odd.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "odd.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    let der = rustls::pki_types::CertificateDer::from_pem_file(certificates.path("odd.crt")).unwrap();
+    assert_eq!(zoocore::auth::x509::subject_name(&der).unwrap(), ZOOKEEPER_SAYS);
+}
