@@ -679,3 +679,34 @@ fn x509_id_of_an_unusual_subject_is_zookeepers() {
     let der = rustls::pki_types::CertificateDer::from_pem_file(certificates.path("odd.crt")).unwrap();
     assert_eq!(zoocore::auth::x509::subject_name(&der).unwrap(), ZOOKEEPER_SAYS);
 }
+
+/// What a handshake negotiated: the protocol version and cipher suite.
+fn negotiated(address: &str, config: Arc<rustls::ClientConfig>) -> Option<(String, String)> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut connection = rustls::ClientConnection::new(config, name).ok()?;
+    let mut socket = TcpStream::connect(address).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while connection.is_handshaking() {
+        connection.complete_io(&mut socket).ok()?;
+    }
+    let protocol = format!("{:?}", connection.protocol_version()?);
+    let suite = format!("{:?}", connection.negotiated_cipher_suite()?.suite());
+    Some((protocol, suite))
+}
+
+/// `ssl.enabledProtocols` and `ssl.ciphersuites` bound what a handshake
+/// may choose; by default TLSv1.3 is chosen.
+#[test]
+fn protocols_and_cipher_suites_are_the_configured_ones() {
+    let certificates = Certificates::make();
+    let (_server, secure) = tls_server(&certificates, "need", &[]);
+    let (protocol, _) = negotiated(&secure, client_config(&certificates, Some("client"))).unwrap();
+    assert_eq!(protocol, "TLSv1_3");
+    let (_server, secure) = tls_server(
+        &certificates,
+        "need",
+        &["ssl.enabledProtocols=TLSv1.2", "ssl.ciphersuites=TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"],
+    );
+    let (protocol, suite) = negotiated(&secure, client_config(&certificates, Some("client"))).unwrap();
+    assert_eq!((protocol.as_str(), suite.as_str()), ("TLSv1_2", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"));
+}
