@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the interop suites (tests/interop) need, on a Debian 12 machine that
-# already has Rust, git, gcc, Python 3.11 and Java 17. Idempotent: safe to re-run.
+# Installs what the interop suites (tests/interop) and tests/tls.rs need, on a Debian 12
+# machine that already has Rust, git, gcc, Python 3.11 and Java 17. Idempotent: safe to re-run.
+#   - the openssl command line tool (tests/tls.rs makes certificates with it)
 #   - Debian's ZooKeeper client jars (package "zookeeper", for the Java zkCli;
 #     NOT zookeeperd, which would start a server), only if
 #     /usr/share/java/zookeeper.jar is missing
@@ -27,6 +28,20 @@ for j in /usr/share/java/zookeeper.jar /usr/share/java/slf4j-nop.jar; do
   [ -r "$j" ] || { echo "setup: $j still missing after the install" >&2; exit 1; }
 done
 command -v java >/dev/null || { echo "setup: java not found (install a JRE 11+)" >&2; exit 1; }
+# zkCli over TLS (tests/tls.rs) uses the Netty client socket: Debian's
+# libnetty-java, a dependency of the zookeeper package, has its module jars.
+for j in /usr/share/java/netty-handler.jar /usr/share/java/netty-codec.jar /usr/share/java/netty-transport.jar; do
+  [ -r "$j" ] || { echo "setup: $j missing (Debian package libnetty-java)" >&2; exit 1; }
+done
+
+# --- openssl CLI (tests/tls.rs makes its CA and certificates with it) --------
+if command -v openssl >/dev/null; then
+  say "openssl present: $(openssl version)"
+else
+  say "installing Debian package openssl (tests/tls.rs makes certificates with it)"
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl
+fi
 say "java: $(java -version 2>&1 | head -1)"
 
 # --- Python venv with kazoo --------------------------------------------------

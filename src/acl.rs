@@ -82,6 +82,7 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Option<Vec<Acl>> {
             "digest" if entry.id.id.split(':').count() == 2 => fixed.push(entry.clone()),
             "ip" if parse_ip_pattern(&entry.id.id).is_some() => fixed.push(entry.clone()),
             "sasl" if crate::auth::is_valid_sasl_id(&entry.id.id) => fixed.push(entry.clone()),
+            "x509" if crate::auth::x509::is_valid_id(&entry.id.id) => fixed.push(entry.clone()),
             _ => return None,
         }
     }

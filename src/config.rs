@@ -26,9 +26,14 @@
 //! `authProvider.1` or `DigestAuthenticationProvider.superDigest` reach the
 //! rest of the server. zoocore keeps those entries in
 //! [`Config::system_properties`] under the same prefixed names, and
-//! [`Config::property`] finds them by either name. Keys that ZooKeeper itself
-//! interprets but zoocore does not implement (TLS, SASL between peers
-//! and so on) are ignored with a warning rather
+//! [`Config::property`] finds them by either name. Those whose name ends in
+//! `password` (`ssl.keyStore.password`) go to [`Config::secret_properties`]
+//! instead, whose values print as `***`, so that nothing listing the
+//! properties (the AdminServer's `system_properties`, Debug output, logs)
+//! shows them; `initial_configuration` keeps the file's text with their
+//! values masked. Keys that ZooKeeper itself
+//! interprets but zoocore does not implement (quorum TLS, SASL between
+//! peers and so on) are ignored with a warning rather
 //! than silently treated as system properties, because pretending to honour
 //! `secureClientPort` would be worse than saying it is not honoured.
 //!
@@ -106,8 +111,6 @@ const JAVA_INT_MAX: i64 = i32::MAX as i64;
 /// They are ignored with a warning: ZooKeeper does not turn them into system
 /// properties, and accepting them silently would hide missing features.
 const UNSUPPORTED_ZOOKEEPER_KEYS: &[&str] = &[
-    "secureClientPort",
-    "secureClientPortAddress",
     "observerMasterPort",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
@@ -385,6 +388,15 @@ pub struct Config {
     pub client_port_address: IpAddr,
     /// `clientPortListenBacklog`: `None` (written -1) leaves the system default.
     pub client_port_listen_backlog: Option<u32>,
+    /// `secureClientPort`: a TLS listener serving the client protocol; 0
+    /// asks for an ephemeral port. Without `clientPort` beside it, the only
+    /// client listener, as in ZooKeeper.
+    pub secure_client_port: Option<u16>,
+    /// `secureClientPortAddress`: defaults to `clientPortAddress`.
+    pub secure_client_port_address: Option<IpAddr>,
+    /// The `ssl.*` settings of the secure port, checked when
+    /// `secureClientPort` is set (crate::tls).
+    pub tls: Option<crate::tls::TlsSettings>,
     /// `minSessionTimeout`: defaults to two ticks.
     pub session_timeout_min_ms: u32,
     /// `maxSessionTimeout`: defaults to twenty ticks.
@@ -466,6 +478,10 @@ pub struct Config {
     pub truncate_corrupt: bool,
     /// Unrecognised keys, as ZooKeeper's system properties `zookeeper.<key>`.
     pub system_properties: BTreeMap<String, String>,
+    /// The system properties whose name ends in `password`
+    /// (`ssl.keyStore.password`, ...), kept apart so that nothing that
+    /// lists the properties (`sysp`, `envi`, Debug output, logs) shows them.
+    pub secret_properties: BTreeMap<String, Secret>,
     /// SASL and enforced authentication.
     pub auth: AuthConfig,
     /// Values that were corrected or ignored, for the caller to log.
@@ -487,6 +503,9 @@ impl Default for Config {
             client_port: DEFAULT_CLIENT_PORT,
             client_port_address: loopback,
             client_port_listen_backlog: None,
+            secure_client_port: None,
+            secure_client_port_address: None,
+            tls: None,
             session_timeout_min_ms: default_session_timeout_min_ms(DEFAULT_TICK_TIME_MS),
             session_timeout_max_ms: default_session_timeout_max_ms(DEFAULT_TICK_TIME_MS),
             client_connections_per_host_max: DEFAULT_CLIENT_CONNECTIONS_PER_HOST_MAX,
@@ -521,6 +540,7 @@ impl Default for Config {
             log_level: None,
             truncate_corrupt: false,
             system_properties: BTreeMap::new(),
+            secret_properties: BTreeMap::new(),
             auth: AuthConfig::default(),
             warnings: Vec::new(),
             initial_configuration: String::new(),
@@ -603,8 +623,10 @@ impl Config {
             }
         }
         config.repeated_server_ids = repeated_server_ids(&entries);
-        config.initial_configuration = text.to_string();
+        config.initial_configuration = mask_passwords(text);
+        config.take_secrets();
         config.resolve_auth()?;
+        config.resolve_tls()?;
         Ok(config)
     }
 
@@ -627,9 +649,59 @@ impl Config {
             }
         }
         for (name, value) in from_flags {
-            self.system_properties.entry(name).or_insert(value);
+            if !self.secret_properties.contains_key(&name) {
+                self.system_properties.entry(name).or_insert(value);
+            }
         }
-        self.resolve_auth()
+        self.take_secrets();
+        self.resolve_auth()?;
+        self.resolve_tls()
+    }
+
+    /// Moves the password properties into `secret_properties`.
+    fn take_secrets(&mut self) {
+        let names: Vec<String> = self.system_properties.keys().filter(|name| is_password_key(name)).cloned().collect();
+        for name in names {
+            if let Some(value) = self.system_properties.remove(&name) {
+                self.secret_properties.insert(name, Secret(value));
+            }
+        }
+    }
+
+    /// A password property, by either name (see [`Config::property`]).
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secret_properties
+            .get(name)
+            .or_else(|| self.secret_properties.get(&format!("{SYSTEM_PROPERTY_PREFIX}{name}")))
+    }
+
+    /// Checks the secure port's `ssl.*` keys (crate::tls); nothing is read
+    /// from disk yet.
+    fn resolve_tls(&mut self) -> Result<(), ConfigError> {
+        self.tls = crate::tls::settings_from_config(self)?;
+        if self.property("client.portUnification").is_some_and(|value| value.trim().eq_ignore_ascii_case("true")) {
+            let warning = "client.portUnification=true is not supported: TLS clients use secureClientPort, plain \
+                           clients clientPort"
+                .to_string();
+            if !self.warnings.contains(&warning) {
+                self.warnings.push(warning);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the plain client port listens: always, unless
+    /// `secureClientPort` is set and `clientPort` is not (ZooKeeper then
+    /// serves TLS clients only). An ensemble member's server line with a
+    /// client port counts as setting it.
+    pub fn plain_client_port_enabled(&self) -> bool {
+        self.secure_client_port.is_none() || self.client_port_set
+    }
+
+    /// Where the secure port listens, if it is on.
+    pub fn secure_client_socket_address(&self) -> Option<SocketAddr> {
+        self.secure_client_port
+            .map(|port| SocketAddr::new(self.secure_client_port_address.unwrap_or(self.client_port_address), port))
     }
 
     /// Reads the JAAS file named by `java.security.auth.login.config`, if
@@ -665,6 +737,9 @@ impl Config {
             let Some(_) = key.strip_prefix(&provider_prefix) else { continue };
             match class.trim() {
                 SASL_AUTHENTICATION_PROVIDER => auth.sasl_provider = true,
+                // Served on the secure client port (crate::tls); ZooKeeper
+                // registers it there by itself too.
+                crate::tls::X509_AUTHENTICATION_PROVIDER => {}
                 "org.apache.zookeeper.server.auth.DigestAuthenticationProvider"
                 | "org.apache.zookeeper.server.auth.IPAuthenticationProvider" => {}
                 other => {
@@ -775,13 +850,13 @@ impl Config {
     /// `electionPort`, `quorumPort`, `peerType`, `membership:`).
     ///
     /// As in ZooKeeper, the directories are printed as absolute paths with
-    /// `version-2` appended; `secureClientPort` and an unset backlog print -1,
+    /// `version-2` appended; an unset `secureClientPort` and an unset backlog print -1,
     /// and a standalone server's `serverId` is 0.
     pub fn render_conf(&self) -> Vec<(String, String)> {
         let pair = |key: &str, value: String| (key.to_string(), value);
         vec![
             pair("clientPort", self.client_port.to_string()),
-            pair("secureClientPort", "-1".to_string()),
+            pair("secureClientPort", self.secure_client_port.map_or_else(|| "-1".to_string(), |port| port.to_string())),
             pair("dataDir", render_version_directory(&self.data_dir)),
             pair("dataLogDir", render_version_directory(&self.data_log_dir)),
             pair("tickTime", self.tick_time_ms.to_string()),
@@ -927,6 +1002,48 @@ fn read_entries(text: &str) -> Result<Vec<Entry<'_>>, ConfigError> {
     Ok(entries)
 }
 
+/// A password, kept out of `Debug` output (and so out of every log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The password itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(***)")
+    }
+}
+
+/// Whether a key names a password (`ssl.keyStore.password`,
+/// `ssl.quorum.trustStore.password`, ...).
+fn is_password_key(key: &str) -> bool {
+    key.to_ascii_lowercase().ends_with("password")
+}
+
+/// The file's text with the values of password keys replaced, for the
+/// AdminServer's `initial_configuration`.
+fn mask_passwords(text: &str) -> String {
+    let mut masked = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        match line.split_once('=') {
+            Some((key, _)) if is_password_key(trim_java(key)) && !trim_java(key).starts_with(['#', '!']) => {
+                masked.push_str(key);
+                masked.push_str("=********");
+                if line.ends_with('\n') {
+                    masked.push('\n');
+                }
+            }
+            _ => masked.push_str(line),
+        }
+    }
+    masked
+}
+
 /// The configuration under construction, with what must wait for all keys.
 #[derive(Default)]
 struct Builder {
@@ -963,6 +1080,8 @@ impl Builder {
                     "a non-negative integer, or -1 for the system default",
                 )?;
             }
+            "secureClientPort" => config.secure_client_port = Some(parse_port(key, value)?),
+            "secureClientPortAddress" => config.secure_client_port_address = Some(parse_ip_address(key, value)?),
             "minSessionTimeout" => self.session_timeout_min_ms = parse_session_timeout(key, value)?,
             "maxSessionTimeout" => self.session_timeout_max_ms = parse_session_timeout(key, value)?,
             "maxClientCnxns" => {
@@ -1659,10 +1778,10 @@ skipACL=yes
 
     #[test]
     fn unsupported_and_unknown_zoocore_keys_warn() {
-        let config = parse("secureClientPort=2281\nzoocore.shard=3\ngroup.1=1:2:3\n");
+        let config = parse("sslQuorum=true\nzoocore.shard=3\ngroup.1=1:2:3\n");
         assert!(config.system_properties.is_empty());
         assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
-        assert!(config.warnings.iter().any(|warning| warning.contains("secureClientPort")));
+        assert!(config.warnings.iter().any(|warning| warning.contains("sslQuorum")));
         assert!(config.warnings.iter().any(|warning| warning.contains("zoocore.shard")));
         assert!(config.warnings.iter().any(|warning| warning.contains("group.1")));
     }

@@ -18,6 +18,7 @@ pub mod server;
 pub mod session;
 pub mod sim;
 pub mod snapshot;
+pub mod tls;
 pub mod tree;
 pub mod wal;
 pub mod watch;

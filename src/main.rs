@@ -192,15 +192,36 @@ fn main() -> ExitCode {
             "SASL DIGEST-MD5 enabled"
         );
     }
-    // Scripts and tests read these lines; the listening line comes last.
-    let result = zoocore::server::run(config, ensemble, |listening| {
+    // The secure port's stores are read now, so a bad file stops the start
+    // with the key and the file named, like any configuration error.
+    let tls = match config.tls.as_ref().map(zoocore::tls::load).transpose() {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("zoocore: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let (Some(settings), Some(context)) = (config.tls.as_ref().filter(|settings| settings.cert_reload), &tls) {
+        if let Err(error) = zoocore::tls::spawn_reloader(settings.clone(), context) {
+            eprintln!("zoocore: cannot start the certificate reload thread (client.certReload): {error}");
+            return ExitCode::from(1);
+        }
+    }
+    // Scripts and tests read these lines; the client line comes last (the
+    // plain port's, or the secure port's when it is the only one).
+    let result = zoocore::server::run(config, ensemble, tls, |listening| {
         if let Some(address) = listening.admin {
             println!("zoocore admin on {address}");
         }
         if let Some(address) = listening.metrics {
             println!("zoocore metrics on {address}");
         }
-        println!("zoocore listening on {}", listening.client);
+        if let Some(address) = listening.secure {
+            println!("zoocore secure listening on {address}");
+        }
+        if let Some(address) = listening.client {
+            println!("zoocore listening on {address}");
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

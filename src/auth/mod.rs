@@ -10,6 +10,7 @@
 
 pub mod jaas;
 pub mod sasl;
+pub mod x509;
 
 use std::collections::BTreeMap;
 

@@ -20,6 +20,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -98,10 +99,12 @@ pub struct Connection {
     reads_drained: Cell<Option<Waker>>,
     /// The read buffer's size, for the connection memory limit.
     read_buffer_bytes: Cell<usize>,
+    /// What the connection holds besides its buffers: more on TLS.
+    fixed_bytes: usize,
 }
 
 impl Connection {
-    fn new(id: ConnectionId, peer: SocketAddr) -> Self {
+    fn new(id: ConnectionId, peer: SocketAddr, fixed_bytes: usize) -> Self {
         Connection {
             id,
             peer,
@@ -117,13 +120,14 @@ impl Connection {
             waiting_reads: Cell::new(0),
             reads_drained: Cell::new(None),
             read_buffer_bytes: Cell::new(0),
+            fixed_bytes,
         }
     }
 
     /// Memory this connection holds, for the shard's connection memory
     /// limit: its buffers and a fixed estimate for the rest.
     pub fn memory_bytes(&self) -> usize {
-        CONNECTION_FIXED_BYTES + self.read_buffer_bytes.get() + self.outbox.held_bytes()
+        self.fixed_bytes + self.read_buffer_bytes.get() + self.outbox.held_bytes()
     }
 
     pub fn session_id(&self) -> i64 {
@@ -522,10 +526,78 @@ impl FrameReader {
     }
 }
 
-/// Serves one connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, id: ConnectionId) {
+/// Runs the TLS handshake of a connection on the secure port, bounded by
+/// `tls::HANDSHAKE_TIMEOUT` (rustls bounds its size), then serves it like
+/// any other, with the `x509` identity of a verified client certificate.
+/// A failed handshake (a plain-text client, an untrusted, expired or
+/// missing certificate under `ssl.clientAuth=need`) closes only this
+/// connection, with the reason logged.
+pub async fn serve_tls(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnectionId,
+    context: crate::tls::TlsContext,
+) {
+    let handshake = futures_lite::future::or(async { Some(context.acceptor().accept(stream).await) }, async {
+        glommio::timer::Timer::new(crate::tls::HANDSHAKE_TIMEOUT).await;
+        None
+    })
+    .await;
+    let refused = |reason: String| {
+        shard.shared.release_connection(peer.ip());
+        info!(%peer, reason, "TLS connection closed before a session");
+    };
+    let stream = match handshake {
+        Some(Ok(stream)) => stream,
+        Some(Err(error)) => {
+            return refused(format!("TLS handshake failed: {error}"));
+        }
+        None => {
+            return refused(format!("TLS handshake not finished within {} s", crate::tls::HANDSHAKE_TIMEOUT.as_secs()))
+        }
+    };
+    // ZooKeeper's X509AuthenticationProvider: the first certificate of the
+    // verified chain names the client; one that gives no name is an
+    // authentication failure that closes the connection.
+    let ids = match stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()) {
+        None => Vec::new(),
+        Some(certificate) => match crate::auth::x509::identities(certificate, context.x509_super_user.as_deref()) {
+            Ok(ids) => {
+                if let Some(id) = ids.last() {
+                    info!(%peer, id = %id.id, "authenticated id for scheme 'x509'");
+                }
+                ids
+            }
+            Err(error) => {
+                shard.shared.metrics.auth_failed.fetch_add(1, Ordering::Relaxed);
+                return refused(format!("x509 authentication failed: {error}"));
+            }
+        },
+    };
+    serve(shard, stream, peer, id, ids, crate::tls::CONNECTION_TLS_BYTES).await;
+}
+
+/// Serves one connection until it closes; `ids` are identities its
+/// transport established (a TLS client certificate's), added to its
+/// connection's `ip`, and `transport_bytes` what the transport holds per
+/// connection (rustls's state; 0 for a plain socket).
+pub async fn serve<S>(
+    shard: Rc<Shard>,
+    stream: S,
+    peer: SocketAddr,
+    id: ConnectionId,
+    ids: Vec<Id>,
+    transport_bytes: usize,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let fixed_bytes = CONNECTION_FIXED_BYTES + transport_bytes;
     let (mut reader, writer) = futures_lite::io::split(stream);
-    let connection = Rc::new(Connection::new(id, peer));
+    let connection = Rc::new(Connection::new(id, peer, fixed_bytes));
+    if !ids.is_empty() {
+        connection.add_auth_ids(ids);
+    }
     shard.register(connection.clone());
     let writer_task = glommio::spawn_local(write_loop(connection.clone(), writer));
     let reason = read_loop(&shard, &connection, &mut reader).await;
@@ -559,17 +631,27 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, id: Co
     }
 }
 
-async fn write_loop(connection: Rc<Connection>, mut writer: futures_lite::io::WriteHalf<TcpStream>) {
+async fn write_loop<W: AsyncWrite + Unpin>(connection: Rc<Connection>, mut writer: W) {
     let outbox = &connection.outbox;
     let mut spare = Vec::new();
     while let Some(chunk) = outbox.next(spare).await {
         outbox.set_in_flight(chunk.capacity());
         // A client that does not read would hold this write for ever: an
         // abort gives it up (the socket closes when the stream is dropped).
-        let written = futures_lite::future::or(async { Some(writer.write_all(&chunk).await) }, async {
-            outbox.aborted().await;
-            None
-        })
+        // The flush is free on a plain socket; on TLS it pushes out the
+        // records rustls still holds.
+        let written = futures_lite::future::or(
+            async {
+                match writer.write_all(&chunk).await {
+                    Ok(()) => Some(writer.flush().await),
+                    Err(error) => Some(Err(error)),
+                }
+            },
+            async {
+                outbox.aborted().await;
+                None
+            },
+        )
         .await;
         outbox.set_in_flight(0);
         match written {
@@ -585,21 +667,17 @@ async fn write_loop(connection: Rc<Connection>, mut writer: futures_lite::io::Wr
     let _ = writer.close().await;
 }
 
-async fn read_loop(
-    shard: &Rc<Shard>,
-    connection: &Rc<Connection>,
-    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
-) -> String {
+async fn read_loop<R: AsyncRead + Unpin>(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut R) -> String {
     match session_loop(shard, connection, reader).await {
         Ok(()) => String::new(),
         Err(reason) => reason,
     }
 }
 
-async fn session_loop(
+async fn session_loop<R: AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     connection: &Rc<Connection>,
-    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    reader: &mut R,
 ) -> Result<(), String> {
     let config = &shard.shared.config;
     let max = config.jute_max_buffer_bytes as usize;
@@ -683,10 +761,10 @@ async fn session_loop(
 /// Everything before a session: a four-letter word (answered, then
 /// `Ok(false)`: the connection closes) or a handshake (`Ok(true)` once the
 /// session is established). Bounded in time by the caller.
-async fn handshake(
+async fn handshake<R: AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     connection: &Rc<Connection>,
-    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    reader: &mut R,
     frames: &mut FrameReader,
     max: usize,
 ) -> Result<bool, String> {
@@ -734,9 +812,9 @@ async fn handshake(
 
 /// stmk's argument: the 8-byte mask that follows the word, if the client
 /// sent it promptly (ZooKeeper reads what has arrived and fails without it).
-async fn read_trace_mask(
+async fn read_trace_mask<R: AsyncRead + Unpin>(
     frames: &mut FrameReader,
-    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    reader: &mut R,
     connection: &Connection,
 ) -> Option<i64> {
     let filled = futures_lite::future::or(async { Some(frames.fill(reader, connection, 12).await) }, async {

@@ -80,7 +80,10 @@ fn random_secret() -> Result<[u8; 16], String> {
 /// Where a started server listens.
 #[derive(Debug, Clone, Copy)]
 pub struct Listening {
-    pub client: SocketAddr,
+    /// The plain client port; None when only `secureClientPort` is set.
+    pub client: Option<SocketAddr>,
+    /// The TLS client port (`secureClientPort`), if on.
+    pub secure: Option<SocketAddr>,
     /// The AdminServer, if on and bound.
     pub admin: Option<SocketAddr>,
     /// The Prometheus page, if on and bound.
@@ -89,10 +92,13 @@ pub struct Listening {
 
 /// Starts the server and blocks until it stops (SIGTERM or SIGINT stop it
 /// cleanly): standalone, or the member of `ensemble` this server is.
-/// `on_listening` is called once every shard accepts connections.
+/// `tls` is the secure client port's loaded configuration (crate::tls),
+/// given when `secureClientPort` is set. `on_listening` is called once
+/// every shard accepts connections.
 pub fn run(
     config: Config,
     ensemble: Option<crate::ensemble::Ensemble>,
+    tls: Option<crate::tls::TlsContext>,
     on_listening: impl FnOnce(&Listening),
 ) -> Result<(), String> {
     check_memlock()?;
@@ -106,10 +112,15 @@ pub fn run(
         enforce_quota: config.property("enforceQuota").is_some_and(|value| value.trim().eq_ignore_ascii_case("true")),
     };
     // An ensemble member serves clients where its server line says.
-    let address = ensemble
-        .as_ref()
-        .and_then(|ensemble| ensemble.me().client_address)
-        .unwrap_or_else(|| config.client_socket_address());
+    let member_address = ensemble.as_ref().and_then(|ensemble| ensemble.me().client_address);
+    let plain_address = match member_address {
+        Some(address) => Some(address),
+        None => config.plain_client_port_enabled().then(|| config.client_socket_address()),
+    };
+    let secure_address = config.secure_client_socket_address();
+    if secure_address.is_some() != tls.is_some() {
+        return Err("secureClientPort needs its loaded TLS configuration (and only it)".to_string());
+    }
     let shared = Shared::new(config, Tree::new(), shard_count);
     signals::install(shared.clone())?;
     let (admin, endpoints) = crate::admin::start(&shared)?;
@@ -151,11 +162,12 @@ pub fn run(
     );
     ready_receiver.recv().map_err(|_| "the broadcast core stopped during recovery".to_string())??;
 
-    let mut bound_address = address;
+    let mut plain_listen = plain_address;
+    let mut secure_listen = secure_address;
     for (id, (sender, receiver)) in to_broadcast_senders.into_iter().zip(to_shard_receivers).enumerate() {
         let (bound_sender, bound_receiver) = std::sync::mpsc::channel();
         let shared = shared.clone();
-        let listen = bound_address;
+        let listen = shard::Listen { plain: plain_listen, secure: secure_listen.zip(tls.clone()) };
         let placement = if shard_count <= cpus { Placement::Fixed(id) } else { Placement::Unbound };
         executors.push(
             LocalExecutorBuilder::new(placement)
@@ -163,15 +175,27 @@ pub fn run(
                 .spawn(move || shard::run(id, shared, listen, sender, receiver, bound_sender))
                 .map_err(|error| format!("cannot start shard {id}: {error}"))?,
         );
-        // The first shard may bind port 0; the others join its port.
-        bound_address = bound_receiver.recv().map_err(|_| format!("shard {id} stopped before listening"))??;
+        // The first shard may bind port 0; the others join its ports.
+        let bound = bound_receiver.recv().map_err(|_| format!("shard {id} stopped before listening"))??;
+        plain_listen = bound.plain;
+        secure_listen = bound.secure;
     }
     if let Ok(mut address) = shared.client_address.lock() {
-        *address = Some(bound_address);
+        *address = plain_listen;
     }
     signals::serving();
-    info!(address = %bound_address, shards = shard_count, "zoocore listening");
-    on_listening(&Listening { client: bound_address, admin: endpoints.admin, metrics: endpoints.metrics });
+    if let Some(address) = secure_listen {
+        info!(address = %address, shards = shard_count, "zoocore listening for TLS clients (secureClientPort)");
+    }
+    if let Some(address) = plain_listen {
+        info!(address = %address, shards = shard_count, "zoocore listening");
+    }
+    on_listening(&Listening {
+        client: plain_listen,
+        secure: secure_listen,
+        admin: endpoints.admin,
+        metrics: endpoints.metrics,
+    });
     for executor in executors {
         executor.join().map_err(|error| format!("executor failed: {error}"))?;
     }

@@ -204,24 +204,57 @@ impl Shard {
     }
 }
 
-/// Runs one shard until the server stops. `address` is where to listen;
-/// the bound address is reported through `bound`.
+/// Where one shard listens: the plain client port, the secure (TLS) one,
+/// or both.
+pub struct Listen {
+    pub plain: Option<SocketAddr>,
+    pub secure: Option<(SocketAddr, crate::tls::TlsContext)>,
+}
+
+/// The addresses a shard bound (port 0 resolved).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub plain: Option<SocketAddr>,
+    pub secure: Option<SocketAddr>,
+}
+
+fn bind(address: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), String> {
+    let listener =
+        TcpListener::bind(address).map_err(|error| format!("cannot listen on {address} ({what}): {error}"))?;
+    let local = listener.local_addr().unwrap_or(address);
+    Ok((listener, local))
+}
+
+/// Runs one shard until the server stops. `listen` is where to listen;
+/// the bound addresses are reported through `bound`.
 pub async fn run(
     id: usize,
     shared: Arc<Shared>,
-    address: SocketAddr,
+    listen: Listen,
     to_broadcast: SharedSender<ToBroadcast>,
     from_broadcast: SharedReceiver<Commit>,
-    bound: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
+    bound: std::sync::mpsc::Sender<Result<Bound, String>>,
 ) {
-    let listener = match TcpListener::bind(address) {
-        Ok(listener) => listener,
+    let plain = match listen.plain.map(|address| bind(address, "clientPort")).transpose() {
+        Ok(plain) => plain,
         Err(error) => {
-            let _ = bound.send(Err(format!("cannot listen on {address}: {error}")));
+            let _ = bound.send(Err(error));
             return;
         }
     };
-    let local = listener.local_addr().unwrap_or(address);
+    let secure = match listen
+        .secure
+        .map(|(address, context)| bind(address, "secureClientPort").map(|(listener, local)| (listener, local, context)))
+        .transpose()
+    {
+        Ok(secure) => secure,
+        Err(error) => {
+            let _ = bound.send(Err(error));
+            return;
+        }
+    };
+    let bound_addresses =
+        Bound { plain: plain.as_ref().map(|(_, local)| *local), secure: secure.as_ref().map(|(_, local, _)| *local) };
     let shard_count = shared.shard_stats.len().max(1) as u64;
     let limit = (shared.config.global_outstanding_limit as u64).div_ceil(shard_count).max(1);
     let connection_memory = shared.config.connection_memory_bytes_max.unwrap_or(CONNECTION_MEMORY_BYTES_MAX_DEFAULT);
@@ -241,7 +274,7 @@ pub async fn run(
     });
     let receiver = super::connecting(from_broadcast.connect()).await;
     let _running = Running::new(shard.shared.clone());
-    let _ = bound.send(Ok(local));
+    let _ = bound.send(Ok(bound_addresses));
 
     let commits = {
         let shard = shard.clone();
@@ -277,6 +310,26 @@ pub async fn run(
     touches.detach();
     queries.detach();
 
+    // Both listeners accept until the server stops; then they are closed
+    // and the shard's connections are drained.
+    let plain_loop = async {
+        if let Some((listener, _)) = plain {
+            accept_loop(&shard, listener, None).await;
+        }
+    };
+    let secure_loop = async {
+        if let Some((listener, _, context)) = secure {
+            accept_loop(&shard, listener, Some(context)).await;
+        }
+    };
+    futures_lite::future::zip(plain_loop, secure_loop).await;
+    shutdown(&shard).await;
+}
+
+/// Accepts connections on one listener until the server stops; a TLS
+/// listener's connections first go through the TLS handshake
+/// (`connection::serve_tls`), in their own task.
+async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener, tls: Option<crate::tls::TlsContext>) {
     loop {
         // An accept that is ready at once never yields by itself: under a
         // flood of new connections the shard's other tasks (established
@@ -288,8 +341,6 @@ pub async fn run(
         })
         .await;
         let Some(accepted) = accepted else {
-            drop(listener);
-            shutdown(&shard).await;
             return;
         };
         match accepted {
@@ -314,8 +365,16 @@ pub async fn run(
                 }
                 let _ = stream.set_nodelay(true);
                 let id = shard.next_connection_id();
-                debug!(%peer, shard = shard.id, "connection accepted");
-                glommio::spawn_local(connection::serve(shard.clone(), stream, peer, id)).detach();
+                debug!(%peer, shard = shard.id, tls = tls.is_some(), "connection accepted");
+                match &tls {
+                    None => {
+                        glommio::spawn_local(connection::serve(shard.clone(), stream, peer, id, Vec::new(), 0)).detach()
+                    }
+                    Some(context) => {
+                        glommio::spawn_local(connection::serve_tls(shard.clone(), stream, peer, id, context.clone()))
+                            .detach()
+                    }
+                };
             }
             Err(error) => {
                 warn!(%error, "accept failed; retrying");
