@@ -19,8 +19,10 @@
 //! never a walk of the tree. It lives in `Tree` as one integer, so every
 //! published version carries its own digest and a reader pays nothing.
 //! Unlike ZooKeeper, a node does not cache its hash: that would cost eight
-//! bytes a znode, and recomputing the old node's CRC (path, data and 60
-//! bytes) costs less than the cache miss of reading a cached one would.
+//! bytes a znode. The old version's hash is computed again instead, which
+//! for small data costs little more than reading a cached one; a node
+//! whose data did not change (a parent gaining or losing a child) shares
+//! one CRC of its path and data between its two versions.
 //!
 //! The history (ZooKeeper's `digestLog`, printed by the `hash` four-letter
 //! word and admin command) is the digest at every 128th zxid, the newest
@@ -55,11 +57,50 @@ pub struct ZxidDigest {
 
 /// One node's share of the tree's digest.
 pub(super) fn node_digest(node: &Node) -> u64 {
+    match content_crc(node) {
+        Some(crc) => finish(crc, node),
+        None => 0,
+    }
+}
+
+/// The shares of a node and of the version of it that it replaces. A
+/// parent changed by a create or delete of a child keeps its path and data
+/// (the same buffer): their CRC is then taken once for both versions, so a
+/// large parent costs one pass over its data per child, as it does in
+/// ZooKeeper (which caches the old version's share instead).
+pub(super) fn replacement_digests(new: &Node, old: &Node) -> (u64, u64) {
+    let Some(crc) = content_crc(new) else {
+        return (0, 0);
+    };
+    let same_data = match (&new.data, &old.data) {
+        (Some(new_data), Some(old_data)) => std::sync::Arc::ptr_eq(new_data, old_data),
+        (None, None) => true,
+        _ => false,
+    };
+    if new.path == old.path && same_data {
+        (finish(crc.clone(), new), finish(crc, old))
+    } else {
+        (finish(crc, new), node_digest(old))
+    }
+}
+
+/// The CRC of the path and data, None for a node left out of the digest.
+fn content_crc(node: &Node) -> Option<crc32fast::Hasher> {
     let path: &str = &node.path;
     if path.starts_with(EXCLUDED_SUBTREE) {
-        return 0;
+        return None;
     }
     let path = if path == "/" { "" } else { path };
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(path.as_bytes());
+    if let Some(data) = &node.data {
+        crc.update(data);
+    }
+    Some(crc)
+}
+
+/// Adds the Stat fields to a CRC of path and data.
+fn finish(mut crc: crc32fast::Hasher, node: &Node) -> u64 {
     let mut stat = [0u8; STAT_BYTES];
     let fields_64 = [node.czxid, node.mzxid, node.pzxid, node.ctime_ms, node.mtime_ms];
     for (index, field) in fields_64.iter().enumerate() {
@@ -70,11 +111,6 @@ pub(super) fn node_digest(node: &Node) -> u64 {
         stat[40 + index * 4..44 + index * 4].copy_from_slice(&field.to_be_bytes());
     }
     stat[52..60].copy_from_slice(&node.ephemeral_owner.to_be_bytes());
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(path.as_bytes());
-    if let Some(data) = &node.data {
-        crc.update(data);
-    }
     crc.update(&stat);
     u64::from(crc.finalize())
 }

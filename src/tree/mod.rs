@@ -270,9 +270,13 @@ impl Tree {
     /// Puts a node in the trie, moving the digest from the node it replaces
     /// (if any) to it.
     fn store(&mut self, node: Node) {
-        self.digest = self.digest.wrapping_add(digest::node_digest(&node));
-        if let Some(replaced) = self.nodes.insert(Arc::new(node)) {
-            self.digest = self.digest.wrapping_sub(digest::node_digest(&replaced));
+        let node = Arc::new(node);
+        match self.nodes.insert(node.clone()) {
+            Some(replaced) => {
+                let (added, removed) = digest::replacement_digests(&node, &replaced);
+                self.digest = self.digest.wrapping_add(added).wrapping_sub(removed);
+            }
+            None => self.digest = self.digest.wrapping_add(digest::node_digest(&node)),
         }
     }
 
