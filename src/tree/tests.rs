@@ -247,20 +247,21 @@ fn every_digested_field_changes_the_node_hash() {
     let mut tree = Tree::new();
     tree.apply(&header(1), &create("/a", 0));
     let base = Node::clone(tree.get("/a").unwrap());
-    let changes: Vec<(&str, Box<dyn Fn(&mut Node)>)> = vec![
-        ("path", Box::new(|node| node.path = Arc::from("/b"))),
-        ("data", Box::new(|node| node.data = Some(Arc::from(&b"datb"[..])))),
-        ("czxid", Box::new(|node| node.czxid += 1)),
-        ("mzxid", Box::new(|node| node.mzxid += 1)),
-        ("pzxid", Box::new(|node| node.pzxid += 1)),
-        ("ctime", Box::new(|node| node.ctime_ms += 1)),
-        ("mtime", Box::new(|node| node.mtime_ms += 1)),
-        ("version", Box::new(|node| node.version += 1)),
-        ("cversion", Box::new(|node| node.cversion += 1)),
-        ("aversion", Box::new(|node| node.aversion += 1)),
-        ("ephemeral owner", Box::new(|node| node.ephemeral_owner = 5)),
-        ("container marker", Box::new(|node| node.ephemeral_owner = ephemeral_owner::CONTAINER)),
-        ("ttl marker", Box::new(|node| node.ephemeral_owner = ephemeral_owner::ttl(1000))),
+    type Change = fn(&mut Node);
+    let changes: Vec<(&str, Change)> = vec![
+        ("path", |node| node.path = Arc::from("/b")),
+        ("data", |node| node.data = Some(Arc::from(&b"datb"[..]))),
+        ("czxid", |node| node.czxid += 1),
+        ("mzxid", |node| node.mzxid += 1),
+        ("pzxid", |node| node.pzxid += 1),
+        ("ctime", |node| node.ctime_ms += 1),
+        ("mtime", |node| node.mtime_ms += 1),
+        ("version", |node| node.version += 1),
+        ("cversion", |node| node.cversion += 1),
+        ("aversion", |node| node.aversion += 1),
+        ("ephemeral owner", |node| node.ephemeral_owner = 5),
+        ("container marker", |node| node.ephemeral_owner = ephemeral_owner::CONTAINER),
+        ("ttl marker", |node| node.ephemeral_owner = ephemeral_owner::ttl(1000)),
     ];
     for (field, change) in changes {
         let mut changed = base.clone();
@@ -297,12 +298,12 @@ fn every_change_moves_the_digest_and_no_op_leaves_it() {
     assert!(step(&mut tree, Txn::SetData { path: path("/"), data: None }));
     assert!(step(&mut tree, Txn::SetAcl { path: path("/a/b"), acl: Arc::from(Acl::read_unsafe()) }));
     assert!(step(&mut tree, Txn::Delete { path: path("/a/b") }));
-    assert!(step(&mut tree, Txn::CloseSession { session_id: 0x55 }) == false);
     assert!(step(&mut tree, create("/e", 0x56)));
     assert!(step(&mut tree, Txn::CloseSession { session_id: 0x56 }));
     assert!(step(&mut tree, Txn::Multi(vec![create("/m", 0), Txn::Delete { path: path("/m") }])));
     // Changes that change no node.
     assert!(!step(&mut tree, Txn::CreateSession { session_id: 0x57, timeout_ms: 4000, password: [0; 16] }));
+    assert!(!step(&mut tree, Txn::CloseSession { session_id: 0x57 }), "a session without ephemerals");
     assert!(!step(&mut tree, Txn::Check { path: path("/a") }));
     assert!(!step(&mut tree, Txn::Error { code: -101 }));
     assert!(!step(&mut tree, Txn::Delete { path: path("/missing") }));
