@@ -454,13 +454,19 @@ impl Tree {
     /// Applies one more part of the transaction at `header.zxid`, which may
     /// be the tree's last zxid: prep checks a multi's operations one at a
     /// time on a scratch tree, each at the multi's zxid, so each sees the
-    /// ones before it. The log and the committed tree use `apply`.
+    /// ones before it. The digest history is not written (it would hold the
+    /// digest after the first part only); prep's trees are never shown. The
+    /// log and the committed tree use `apply`.
     pub fn apply_continuing(&mut self, header: &TxnHeader, txn: &Txn) -> Applied {
-        if header.zxid > self.last_zxid {
-            return self.apply(header, txn);
-        }
-        assert_eq!(header.zxid, self.last_zxid, "a transaction continues only at the tree's last zxid");
-        self.apply_operations(header, txn)
+        assert!(
+            header.zxid >= self.last_zxid,
+            "transaction part at zxid {:#x} applied to a tree already at {:#x}: zxids must move forward",
+            header.zxid,
+            self.last_zxid
+        );
+        let applied = self.apply_operations(header, txn);
+        self.last_zxid = header.zxid;
+        applied
     }
 
     fn apply_operations(&mut self, header: &TxnHeader, txn: &Txn) -> Applied {

@@ -394,3 +394,11 @@ fn a_multi_is_checked_operation_by_operation_at_one_zxid() {
     whole.apply(&header(2), &Txn::Multi(vec![create("/a", 0), create("/a/b", 0)]));
     assert_eq!((scratch.digest(), scratch.last_zxid()), (whole.digest(), whole.last_zxid()));
 }
+
+#[test]
+#[should_panic(expected = "zxids must move forward")]
+fn a_multi_part_below_the_last_zxid_is_a_bug() {
+    let mut tree = Tree::new();
+    tree.apply(&header(3), &create("/a", 0));
+    tree.apply_continuing(&header(2), &create("/b", 0));
+}
