@@ -298,3 +298,71 @@ async fn a_member_without_a_quorum_is_looking_and_says_so() {
     let answer = admin(server, "zabstate");
     assert_eq!(answer["error"], "This ZooKeeper instance is not currently serving requests", "{answer}");
 }
+
+/// Every member's digest history (the `hash` word, tree/digest.rs) at the
+/// same zxid, once synced: the same digest on all three, equal to the
+/// digest recomputed from what each serves; and a member restarted from
+/// its own disk logs the same digests again.
+#[test]
+fn members_agree_on_the_tree_digest_at_each_zxid() {
+    use common::digest::{digest_by_reading, parse_hash, write_until_logged};
+    use common::raw::{op, Conn, Enc};
+
+    let mut cluster = Cluster::start(3, 0);
+    let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let follower = (leader + 1) % 3;
+    let mut writer = Conn::connect(cluster.servers[leader].addr());
+    assert_eq!(writer.create("/digest", b"x", 0).err, 0);
+    assert_eq!(writer.create("/digest/ephemeral", b"e", 1).err, 0);
+    for _ in 0..3 {
+        assert_eq!(writer.create("/digest/sequential-", b"s", 2).err, 0);
+    }
+    assert_eq!(writer.delete("/digest/sequential-0000000001", -1).err, 0);
+
+    // Sessions are log entries but change no znode: readers opened after
+    // the writes see the digest logged at the writes' last zxid.
+    let agree_at = |cluster: &Cluster, zxid: i64| -> Vec<(i64, u64)> {
+        let mut logged = Vec::new();
+        for (index, server) in cluster.servers.iter().enumerate() {
+            // A member just restarted may refuse sessions until it follows.
+            let mut reader = None;
+            assert!(
+                wait_for(ELECTION_DEADLINE, || {
+                    reader = Conn::handshake(server.addr(), 10_000, 0, &[0; 16], 0)
+                        .ok()
+                        .filter(|(_, answer)| answer.session_id != 0)
+                        .map(|(conn, _)| conn);
+                    reader.is_some()
+                }),
+                "member {index} takes no session"
+            );
+            let mut reader = reader.unwrap();
+            assert_eq!(reader.request(op::SYNC, &Enc::new().str("/").bytes()).err, 0, "sync on member {index}");
+            let history = parse_hash(&server.four_letter("hash"));
+            let at = *history
+                .iter()
+                .find(|(logged_zxid, _)| *logged_zxid == zxid)
+                .unwrap_or_else(|| panic!("member {index} logged no digest at {zxid:#x}: {history:?}"));
+            assert_eq!(at.1, digest_by_reading(&mut reader), "member {index}'s digest at {zxid:#x}");
+            logged.push(at);
+        }
+        assert!(logged.windows(2).all(|pair| pair[0] == pair[1]), "members disagree at {zxid:#x}: {logged:?}");
+        logged
+    };
+    let first = write_until_logged(&mut writer, "/digest", 256);
+    agree_at(&cluster, first);
+    let before_restart: Vec<Vec<(i64, u64)>> =
+        cluster.servers.iter().map(|server| parse_hash(&server.four_letter("hash"))).collect();
+    assert_eq!(before_restart[0], before_restart[1], "whole histories agree");
+    assert_eq!(before_restart[1], before_restart[2], "whole histories agree");
+
+    cluster.servers[follower].restart();
+    cluster.wait_for_leader(ELECTION_DEADLINE);
+    let second = write_until_logged(&mut writer, "/digest", first + 1);
+    agree_at(&cluster, second);
+    let replayed = parse_hash(&cluster.servers[follower].four_letter("hash"));
+    let leaders = parse_hash(&cluster.servers[leader].four_letter("hash"));
+    for entry in &replayed {
+        assert!(leaders.contains(entry), "the restarted member logged {entry:?}, the leader did not: {leaders:?}");
+    }
+}

@@ -186,8 +186,19 @@ async fn execute(
             None => Some("setTraceMask requires long traceMask argument".to_string()),
         },
         "hash" => {
-            // zoocore keeps no tree digests (see the four-letter word).
-            put(out, "digests", Value::Array(Vec::new()));
+            // ZooKeeper's ZxidDigest as its JSON shows it, oldest first.
+            let digests = shared
+                .tree()
+                .digest_log()
+                .map(|entry| {
+                    let mut item = Map::new();
+                    put(&mut item, "zxid", entry.zxid);
+                    put(&mut item, "digest", entry.digest);
+                    put(&mut item, "digest_version", crate::tree::DIGEST_VERSION);
+                    Value::Object(item)
+                })
+                .collect();
+            put(out, "digests", Value::Array(digests));
             None
         }
         "initial_configuration" => {

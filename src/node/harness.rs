@@ -1182,6 +1182,11 @@ impl Cluster {
             if fingerprint(tree) != fingerprint(first_tree) {
                 self.violation(format!("servers {first_id} and {id} hold different trees at index {index}"));
             }
+            // The rolling digest (tree/digest.rs) must agree too, whether a
+            // server applied the log or installed a snapshot.
+            if tree.digest() != first_tree.digest() {
+                self.violation(format!("servers {first_id} and {id} have different tree digests at index {index}"));
+            }
         }
         let mut missing = Vec::new();
         for (path, zxid) in &self.acknowledged {

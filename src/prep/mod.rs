@@ -273,7 +273,7 @@ impl Preparer {
             };
             match prepared {
                 Ok(txn) => {
-                    let mut applied = scratch.apply(&header, &txn);
+                    let mut applied = scratch.apply_continuing(&header, &txn);
                     outcomes.append(&mut applied.outcomes);
                     txns.push(txn);
                 }

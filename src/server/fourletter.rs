@@ -82,9 +82,10 @@ pub async fn respond(shared: &Arc<Shared>, word: &str, argument: Option<i64>) ->
             }
             None => String::new(),
         },
-        // zoocore keeps no tree digests: ZooKeeper prints one line per
-        // logged digest, none before the first is logged.
-        "hash" => String::new(),
+        // The committed tree's digest history (tree/digest.rs), one line
+        // per logged digest as ZooKeeper's DigestCommand prints it: hex
+        // zxid, then the digest in decimal; nothing before the first.
+        "hash" => shared.tree().digest_log().map(|entry| format!("{:x}: {}\n", entry.zxid, entry.digest)).collect(),
         _ => String::new(),
     }
 }

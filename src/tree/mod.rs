@@ -22,17 +22,25 @@
 //! snapshot restore. It never reads a clock (the transaction carries its time)
 //! and never fails on a transaction that prep produced; on one that does not
 //! fit (possible only for a damaged log) it skips that change and says so in
-//! the outcome rather than panicking.
+//! the outcome rather than panicking. Zxids move forward: applying one at
+//! or below the tree's last zxid is a programmer error and panics.
+//!
+//! The tree keeps ZooKeeper's rolling digest of itself (`digest`): one
+//! integer updated by every change of a node, and the history of it that
+//! the `hash` four-letter word prints.
 
+mod digest;
 pub mod quota;
 mod trie;
 mod txn;
 
+pub use digest::{ZxidDigest, DIGEST_LOG_INTERVAL, DIGEST_LOG_LIMIT, DIGEST_VERSION};
 pub use txn::{Applied, OpOutcome, Trigger, Txn, TxnHeader};
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
+use digest::DigestLog;
 use trie::Trie;
 
 use crate::proto::codes::ephemeral_owner;
@@ -150,6 +158,10 @@ pub struct Tree {
     last_zxid: i64,
     /// ZooKeeper's approximate_data_size: the sum of path and data lengths.
     approximate_data_bytes: i64,
+    /// The sum of every node's `digest::node_digest`, kept by `store` and
+    /// `unstore`, the only two ways a node enters or leaves `nodes`.
+    digest: u64,
+    digest_log: DigestLog,
 }
 
 impl Default for Tree {
@@ -205,6 +217,8 @@ impl Tree {
             acls: imbl::HashMap::new(),
             last_zxid,
             approximate_data_bytes: 0,
+            digest: 0,
+            digest_log: DigestLog::default(),
         }
     }
 
@@ -245,12 +259,32 @@ impl Tree {
         } else if let Some(session) = node.owner_session() {
             self.ephemerals.entry(session).or_default().insert(path.clone());
         }
-        self.nodes.insert(Arc::new(node));
+        self.store(node);
     }
 
     /// Replaces an existing node by its new version.
     fn replace(&mut self, node: Node) {
-        self.nodes.insert(Arc::new(node));
+        self.store(node);
+    }
+
+    /// Puts a node in the trie, moving the digest from the node it replaces
+    /// (if any) to it.
+    fn store(&mut self, node: Node) {
+        let node = Arc::new(node);
+        match self.nodes.insert(node.clone()) {
+            Some(replaced) => {
+                let (added, removed) = digest::replacement_digests(&node, &replaced);
+                self.digest = self.digest.wrapping_add(added).wrapping_sub(removed);
+            }
+            None => self.digest = self.digest.wrapping_add(digest::node_digest(&node)),
+        }
+    }
+
+    /// Takes a node out of the trie, and its share out of the digest.
+    fn unstore(&mut self, path: &str) {
+        if let Some(removed) = self.nodes.remove(path) {
+            self.digest = self.digest.wrapping_sub(digest::node_digest(&removed));
+        }
     }
 
     pub fn get(&self, path: &str) -> Option<&Arc<Node>> {
@@ -288,6 +322,18 @@ impl Tree {
 
     pub fn approximate_data_bytes(&self) -> i64 {
         self.approximate_data_bytes
+    }
+
+    /// The digest of the whole tree, as ZooKeeper's `DataTree.getTreeDigest`
+    /// computes it (see `digest`): equal on every server at the same zxid.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The digest at every `DIGEST_LOG_INTERVAL`th zxid this tree applied,
+    /// oldest first, at most `DIGEST_LOG_LIMIT` (ZooKeeper's digestLog).
+    pub fn digest_log(&self) -> impl Iterator<Item = &ZxidDigest> {
+        self.digest_log.iter()
     }
 
     pub fn session(&self, session_id: i64) -> Option<&Session> {
@@ -386,16 +432,49 @@ impl Tree {
         count
     }
 
-    /// Applies one transaction at `header.zxid`. See the module essay.
+    /// Applies one transaction at `header.zxid`, which must be above the
+    /// last one applied. See the module essay.
     pub fn apply(&mut self, header: &TxnHeader, txn: &Txn) -> Applied {
+        // Every server applies the same transactions in the same order, and
+        // its digest is compared with the others' at the same zxid: a
+        // transaction applied twice or out of order would make a tree no
+        // other server has, so that is a bug to stop at, not to skip.
+        assert!(
+            header.zxid > self.last_zxid,
+            "transaction at zxid {:#x} applied to a tree already at {:#x}: zxids must move forward",
+            header.zxid,
+            self.last_zxid
+        );
+        let applied = self.apply_operations(header, txn);
+        let previous = std::mem::replace(&mut self.last_zxid, header.zxid);
+        self.digest_log.record(previous, header.zxid, self.digest);
+        applied
+    }
+
+    /// Applies one more part of the transaction at `header.zxid`, which may
+    /// be the tree's last zxid: prep checks a multi's operations one at a
+    /// time on a scratch tree, each at the multi's zxid, so each sees the
+    /// ones before it. The digest history is not written (it would hold the
+    /// digest after the first part only); prep's trees are never shown. The
+    /// log and the committed tree use `apply`.
+    pub fn apply_continuing(&mut self, header: &TxnHeader, txn: &Txn) -> Applied {
+        assert!(
+            header.zxid >= self.last_zxid,
+            "transaction part at zxid {:#x} applied to a tree already at {:#x}: zxids must move forward",
+            header.zxid,
+            self.last_zxid
+        );
+        let applied = self.apply_operations(header, txn);
+        self.last_zxid = header.zxid;
+        applied
+    }
+
+    fn apply_operations(&mut self, header: &TxnHeader, txn: &Txn) -> Applied {
         // Quota stats follow the transaction's net change (tree/quota.rs).
         let quota = quota::Touched::before(self, txn);
         let mut applied = Applied::default();
         self.apply_one(header, txn, &mut applied);
         quota.after(self);
-        if header.zxid > self.last_zxid {
-            self.last_zxid = header.zxid;
-        }
         applied
     }
 
@@ -540,7 +619,7 @@ impl Tree {
             }
             None => Arc::from(parent_path),
         };
-        self.nodes.remove(path);
+        self.unstore(path);
         self.approximate_data_bytes -= (path.len() + node.data_len()) as i64;
         if node.is_container() {
             self.containers.remove(path);

@@ -381,7 +381,7 @@ fn set_data_in_place(tree: &mut Tree, path: &str, data: Vec<u8>) {
     let mut node = Node::clone(node);
     tree.approximate_data_bytes += data.len() as i64 - node.data_len() as i64;
     node.data = Some(Arc::from(data));
-    tree.nodes.insert(Arc::new(node));
+    tree.replace(node);
 }
 
 #[cfg(test)]

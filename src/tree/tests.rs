@@ -145,6 +145,7 @@ mod model {
         let mut paths: Vec<String> = tree.paths().map(|(path, _)| path.to_string()).collect();
         paths.sort();
         assert_eq!(paths, model.iter().cloned().collect::<Vec<_>>());
+        assert_eq!(tree.digest(), super::digest_by_walk(tree), "the rolling digest is the sum over the nodes");
     }
 
     fn path_of(choice: (u8, u8, u8)) -> String {
@@ -193,4 +194,211 @@ mod model {
             }
         }
     }
+}
+
+// ----- the digest -----------------------------------------------------------
+
+/// The digest computed the slow way: every node's hash, summed.
+fn digest_by_walk(tree: &Tree) -> u64 {
+    tree.paths().fold(0u64, |sum, (_, node)| sum.wrapping_add(digest::node_digest(node)))
+}
+
+/// CRC-32 (IEEE) written out bit by bit, to check the hash against the
+/// definition rather than against the crate that computes it.
+fn crc32_by_bits(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn node_hash_is_zookeepers_crc_of_path_data_and_stat() {
+    let mut tree = Tree::new();
+    tree.apply(&header(0x1_0000_0005), &create("/a", 0x77));
+    let node = tree.get("/a").unwrap();
+    let mut bytes = b"/adata".to_vec();
+    for field in [0x1_0000_0005i64, 0x1_0000_0005, 0x1_0000_0005, 1000 + 0x1_0000_0005, 1000 + 0x1_0000_0005] {
+        bytes.extend_from_slice(&field.to_be_bytes());
+    }
+    for field in [0i32, 0, 0] {
+        bytes.extend_from_slice(&field.to_be_bytes());
+    }
+    bytes.extend_from_slice(&0x77i64.to_be_bytes());
+    assert_eq!(bytes.len(), 6 + 60);
+    assert_eq!(digest::node_digest(node), u64::from(crc32_by_bits(&bytes)));
+    // The root hashes as "", and /zookeeper counts but what is below it
+    // does not (ZooKeeper's DigestCalculator).
+    let zeros = [0u8; 60];
+    let fresh = Tree::new();
+    let root = u64::from(crc32_by_bits(&zeros));
+    let zookeeper = u64::from(crc32_by_bits(&[b"/zookeeper".as_slice(), &zeros].concat()));
+    assert_eq!(fresh.digest(), root + zookeeper);
+    assert_eq!(digest::node_digest(fresh.get(QUOTA_PATH).unwrap()), 0);
+    assert_eq!(digest::node_digest(fresh.get(CONFIG_PATH).unwrap()), 0);
+}
+
+#[test]
+fn every_digested_field_changes_the_node_hash() {
+    let mut tree = Tree::new();
+    tree.apply(&header(1), &create("/a", 0));
+    let base = Node::clone(tree.get("/a").unwrap());
+    type Change = fn(&mut Node);
+    let changes: Vec<(&str, Change)> = vec![
+        ("path", |node| node.path = Arc::from("/b")),
+        ("data", |node| node.data = Some(Arc::from(&b"datb"[..]))),
+        ("czxid", |node| node.czxid += 1),
+        ("mzxid", |node| node.mzxid += 1),
+        ("pzxid", |node| node.pzxid += 1),
+        ("ctime", |node| node.ctime_ms += 1),
+        ("mtime", |node| node.mtime_ms += 1),
+        ("version", |node| node.version += 1),
+        ("cversion", |node| node.cversion += 1),
+        ("aversion", |node| node.aversion += 1),
+        ("ephemeral owner", |node| node.ephemeral_owner = 5),
+        ("container marker", |node| node.ephemeral_owner = ephemeral_owner::CONTAINER),
+        ("ttl marker", |node| node.ephemeral_owner = ephemeral_owner::ttl(1000)),
+    ];
+    for (field, change) in changes {
+        let mut changed = base.clone();
+        change(&mut changed);
+        assert_ne!(digest::node_digest(&changed), digest::node_digest(&base), "{field}");
+    }
+    // As in ZooKeeper, neither the ACL (aversion stands for it), the
+    // children count, nor null against empty data is hashed.
+    let mut same = base.clone();
+    same.acl = Arc::from(Acl::read_unsafe());
+    same.num_children = 3;
+    assert_eq!(digest::node_digest(&same), digest::node_digest(&base));
+    let (mut null, mut empty) = (base.clone(), base.clone());
+    null.data = None;
+    empty.data = Some(Arc::from(&[][..]));
+    assert_eq!(digest::node_digest(&null), digest::node_digest(&empty));
+}
+
+#[test]
+fn every_change_moves_the_digest_and_no_op_leaves_it() {
+    let mut tree = Tree::new();
+    let mut zxid = 0;
+    let mut step = |tree: &mut Tree, txn: Txn| {
+        zxid += 1;
+        let before = tree.digest();
+        tree.apply(&header(zxid), &txn);
+        assert_eq!(tree.digest(), digest_by_walk(tree), "{txn:?}");
+        before != tree.digest()
+    };
+    let path = |text: &str| -> Path { Arc::from(text) };
+    assert!(step(&mut tree, create("/a", 0)));
+    assert!(step(&mut tree, create("/a/b", 7)));
+    assert!(step(&mut tree, Txn::SetData { path: path("/a"), data: Some(Arc::from(&b"other"[..])) }));
+    assert!(step(&mut tree, Txn::SetData { path: path("/"), data: None }));
+    assert!(step(&mut tree, Txn::SetAcl { path: path("/a/b"), acl: Arc::from(Acl::read_unsafe()) }));
+    assert!(step(&mut tree, Txn::Delete { path: path("/a/b") }));
+    assert!(step(&mut tree, create("/e", 0x56)));
+    assert!(step(&mut tree, Txn::CloseSession { session_id: 0x56 }));
+    assert!(step(&mut tree, Txn::Multi(vec![create("/m", 0), Txn::Delete { path: path("/m") }])));
+    // Changes that change no node.
+    assert!(!step(&mut tree, Txn::CreateSession { session_id: 0x57, timeout_ms: 4000, password: [0; 16] }));
+    assert!(!step(&mut tree, Txn::CloseSession { session_id: 0x57 }), "a session without ephemerals");
+    assert!(!step(&mut tree, Txn::Check { path: path("/a") }));
+    assert!(!step(&mut tree, Txn::Error { code: -101 }));
+    assert!(!step(&mut tree, Txn::Delete { path: path("/missing") }));
+    assert!(!step(&mut tree, create("/a", 0)));
+    // Quota bookkeeping under /zookeeper/ is left out, as ZooKeeper leaves it.
+    assert!(!step(&mut tree, create("/zookeeper/quota/a", 0)));
+    assert!(!step(&mut tree, create("/zookeeper/quota/a/zookeeper_limits", 0)));
+}
+
+#[test]
+fn equal_content_gives_an_equal_digest_whatever_the_order() {
+    let mut tree = Tree::new();
+    tree.apply(&header(1), &Txn::CreateSession { session_id: 7, timeout_ms: 4000, password: [1; 16] });
+    for (zxid, path) in ["/a", "/a/b", "/c", "/a/b/d", "/e"].iter().enumerate() {
+        tree.apply(&header(zxid as i64 + 2), &create(path, if *path == "/e" { 7 } else { 0 }));
+    }
+    tree.apply(&header(9), &Txn::SetData { path: Arc::from("/c"), data: None });
+    let mut nodes: Vec<(Path, Node)> = tree.paths().map(|(path, node)| (path.clone(), Node::clone(node))).collect();
+    // Parents before children, in two different orders.
+    nodes.sort_by(|left, right| left.0.cmp(&right.0));
+    let forward = Tree::restore(nodes.clone(), Vec::new(), tree.last_zxid()).unwrap();
+    nodes.sort_by_key(|(path, _)| (path.matches('/').count(), std::cmp::Reverse(path.clone())));
+    let backward = Tree::restore(nodes, Vec::new(), tree.last_zxid()).unwrap();
+    assert_eq!(forward.digest(), tree.digest());
+    assert_eq!(backward.digest(), tree.digest());
+    // The same content reached by another history: a node created and
+    // deleted in between leaves the parent's pzxid and create counter
+    // changed, so ZooKeeper's digest (and ours) tells the two apart.
+    let mut detour = Tree::new();
+    detour.apply(&header(1), &create("/a", 0));
+    detour.apply(&header(2), &create("/tmp", 0));
+    detour.apply(&header(3), &Txn::Delete { path: Arc::from("/tmp") });
+    let mut direct = Tree::new();
+    direct.apply(&header(1), &create("/a", 0));
+    assert_ne!(detour.digest(), direct.digest());
+}
+
+#[test]
+fn the_history_keeps_every_128th_zxid_within_its_bound() {
+    let mut tree = Tree::new();
+    tree.apply(&header(1), &create("/a", 0));
+    assert_eq!(tree.digest_log().count(), 0);
+    for zxid in 2..=DIGEST_LOG_INTERVAL {
+        tree.apply(&header(zxid), &Txn::SetData { path: Arc::from("/a"), data: None });
+    }
+    let logged: Vec<ZxidDigest> = tree.digest_log().copied().collect();
+    assert_eq!(logged, vec![ZxidDigest { zxid: DIGEST_LOG_INTERVAL, digest: tree.digest() }]);
+    // A zxid that passes a multiple (its index carried no transaction)
+    // is logged in its place.
+    tree.apply(&header(2 * DIGEST_LOG_INTERVAL + 1), &Txn::Error { code: -101 });
+    assert_eq!(tree.digest_log().last().unwrap().zxid, 2 * DIGEST_LOG_INTERVAL + 1);
+    // Bounded: the oldest go first.
+    let first_zxid = 3 * DIGEST_LOG_INTERVAL;
+    let rounds = DIGEST_LOG_LIMIT as i64 + 10;
+    for round in 0..rounds {
+        tree.apply(&header(first_zxid + round * DIGEST_LOG_INTERVAL), &Txn::Error { code: -101 });
+    }
+    let logged: Vec<i64> = tree.digest_log().map(|entry| entry.zxid).collect();
+    assert_eq!(logged.len(), DIGEST_LOG_LIMIT);
+    assert_eq!(logged.last(), Some(&(first_zxid + (rounds - 1) * DIGEST_LOG_INTERVAL)));
+    assert!(logged.windows(2).all(|pair| pair[1] - pair[0] == DIGEST_LOG_INTERVAL));
+}
+
+#[test]
+#[should_panic(expected = "zxids must move forward")]
+fn applying_a_zxid_twice_is_a_bug() {
+    let mut tree = Tree::new();
+    tree.apply(&header(3), &create("/a", 0));
+    tree.apply(&header(3), &create("/b", 0));
+}
+
+#[test]
+#[should_panic(expected = "zxids must move forward")]
+fn applying_an_older_zxid_is_a_bug() {
+    let mut tree = Tree::new();
+    tree.apply(&header(3), &create("/a", 0));
+    tree.apply(&header(2), &create("/b", 0));
+}
+
+#[test]
+fn a_multi_is_checked_operation_by_operation_at_one_zxid() {
+    let mut tree = Tree::new();
+    tree.apply(&header(1), &create("/x", 0));
+    let mut scratch = tree.clone();
+    scratch.apply_continuing(&header(2), &create("/a", 0));
+    scratch.apply_continuing(&header(2), &create("/a/b", 0));
+    let mut whole = tree.clone();
+    whole.apply(&header(2), &Txn::Multi(vec![create("/a", 0), create("/a/b", 0)]));
+    assert_eq!((scratch.digest(), scratch.last_zxid()), (whole.digest(), whole.last_zxid()));
+}
+
+#[test]
+#[should_panic(expected = "zxids must move forward")]
+fn a_multi_part_below_the_last_zxid_is_a_bug() {
+    let mut tree = Tree::new();
+    tree.apply(&header(3), &create("/a", 0));
+    tree.apply_continuing(&header(2), &create("/b", 0));
 }

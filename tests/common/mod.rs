@@ -13,6 +13,7 @@
 //! tmpdir is kept; otherwise it is removed on drop.
 #![allow(dead_code)]
 
+pub mod digest;
 pub mod raw;
 
 use std::fs;
