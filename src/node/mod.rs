@@ -268,7 +268,7 @@ pub struct Node {
     local: LocalSessions,
     /// Handshakes waiting for the log (new sessions) or the leader
     /// (resumed ones): session -> (connection, timeout).
-    connecting: BTreeMap<i64, (ConnectionId, i32)>,
+    connecting: BTreeMap<i64, (ConnectionId, i32, Option<Vec<u8>>)>,
     /// Local sessions with signs of life since the last touch sent.
     touched: BTreeSet<i64>,
     next_session_id: i64,
@@ -433,7 +433,7 @@ impl Node {
             }
             ClientInput::Disconnected { connection, session_id } => {
                 self.local.detach_if(session_id, connection);
-                if self.connecting.get(&session_id).is_some_and(|(waiting, _)| *waiting == connection) {
+                if self.connecting.get(&session_id).is_some_and(|(waiting, _, _)| *waiting == connection) {
                     self.connecting.remove(&session_id);
                 }
                 Ok(())
@@ -640,7 +640,7 @@ impl Node {
             let session_id = self.next_session_id;
             self.next_session_id += 1;
             let password = Preparer::password(&self.settings.password_secret, session_id);
-            self.connecting.insert(session_id, (connection, timeout_ms));
+            self.connecting.insert(session_id, (connection, timeout_ms, None));
             if leader == self.id {
                 self.leader_create_session(self.id, session_id, timeout_ms, password, now)?;
             } else {
@@ -648,30 +648,49 @@ impl Node {
             }
             return Ok(());
         }
-        let known = self.committed.session(session_id).is_some_and(|session| session.password[..] == *password);
-        if !known {
+        // A session this server has not applied yet (created a moment ago
+        // elsewhere) is still the leader's to judge: only a wrong password
+        // is refused here at once.
+        if self.committed.session(session_id).is_some_and(|session| session.password[..] != *password) {
             self.reply(connection, ReplyBody::Refused);
             return Ok(());
         }
         if leader == self.id {
             let alive = self.leader_revalidate(self.id, session_id, timeout_ms, now);
-            self.revalidated(connection, session_id, timeout_ms, alive);
+            self.revalidated(connection, session_id, timeout_ms, password, alive);
         } else {
-            self.connecting.insert(session_id, (connection, timeout_ms));
+            self.connecting.insert(session_id, (connection, timeout_ms, Some(password.to_vec())));
             self.forward.push(Forwarded::Revalidate { session_id, timeout_ms });
         }
         Ok(())
     }
 
-    fn revalidated(&mut self, connection: ConnectionId, session_id: i64, timeout_ms: i32, alive: bool) {
+    fn revalidated(
+        &mut self,
+        connection: ConnectionId,
+        session_id: i64,
+        timeout_ms: i32,
+        presented: &[u8],
+        alive: bool,
+    ) {
         let password = self.committed.session(session_id).map(|session| session.password);
         match (alive, password) {
-            (true, Some(password)) => {
+            (true, Some(password)) if password[..] == *presented => {
                 if let Some(previous) = self.local.attach(session_id, connection, timeout_ms) {
                     self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
                 }
                 self.reply(connection, ReplyBody::Connected { session_id, timeout_ms, password });
             }
+            // Alive at the leader but not applied here yet: as ZooKeeper
+            // does with a client ahead of a server, close without an answer
+            // so the client tries again, here or elsewhere, rather than
+            // telling it its session expired.
+            (true, None) => self.reply(
+                connection,
+                ReplyBody::Close {
+                    reason: "this server has not applied the session's creation yet; the client retries",
+                },
+            ),
             _ => self.reply(connection, ReplyBody::Refused),
         }
     }
@@ -717,8 +736,8 @@ impl Node {
                 self.release(session_id);
             }
             Answer::Revalidated { session_id, alive } => {
-                if let Some((connection, timeout_ms)) = self.connecting.remove(&session_id) {
-                    self.revalidated(connection, session_id, timeout_ms, alive);
+                if let Some((connection, timeout_ms, presented)) = self.connecting.remove(&session_id) {
+                    self.revalidated(connection, session_id, timeout_ms, &presented.unwrap_or_default(), alive);
                 }
             }
             Answer::NotLeader { session_id } => {
@@ -995,7 +1014,7 @@ impl Node {
         let session_id = header.session_id;
         match txn {
             Txn::CreateSession { session_id, timeout_ms, password } => {
-                if let Some((connection, _)) = self.connecting.remove(session_id) {
+                if let Some((connection, _, _)) = self.connecting.remove(session_id) {
                     if let Some(previous) = self.local.attach(*session_id, connection, *timeout_ms) {
                         self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
                     }
@@ -1055,7 +1074,7 @@ impl Node {
             for connection in self.local.detach_all() {
                 self.reply(connection, ReplyBody::Close { reason: "the ensemble's leader changed" });
             }
-            for (_, (connection, _)) in std::mem::take(&mut self.connecting) {
+            for (_, (connection, _, _)) in std::mem::take(&mut self.connecting) {
                 self.reply(connection, ReplyBody::Close { reason: "the ensemble's leader changed" });
             }
             self.forward.clear();
