@@ -255,6 +255,60 @@ async fn a_server_started_empty_after_compaction_catches_up_by_snapshot() {
     assert!(rejoined.check_stat(&format!("{root}/after")).await.expect("stat").is_some());
 }
 
+/// A follower that had acknowledged everything loses its data directory
+/// (an operator resyncing it, as ZooKeeper's operators do) and restarts
+/// empty while the ensemble is idle: raft-rs alone would take its refusals
+/// for stale answers and never send it anything; it must catch up.
+#[tokio::test]
+async fn a_follower_emptied_after_acknowledging_everything_catches_up() {
+    let mut cluster = Cluster::start_with(3, 0, &["snapCount=100"]);
+    let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
+    let root = unique("amnesia");
+    let client = connect(cluster.servers[leader].addr()).await;
+    client.create(&root, b"", &persistent()).await.expect("root");
+    for index in 0..300 {
+        client.create(&format!("{root}/n{index}"), b"d", &persistent()).await.expect("create");
+    }
+    let emptied = (leader + 1) % 3;
+    let follower = connect(cluster.servers[emptied].addr()).await;
+    follower.sync(&root).await.expect("the follower has everything");
+    assert_eq!(follower.list_children(&root).await.expect("children").len(), 300);
+    drop(follower);
+    cluster.servers[emptied].kill();
+    let data = cluster.servers[emptied].dir().unwrap().join("data");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|name| name != "myid") {
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
+    cluster.servers[emptied].restart();
+    // No write meanwhile: the heartbeats alone must bring it back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let count = match connect_within(cluster.servers[emptied].addr(), Duration::from_secs(2)).await {
+            Some(rejoined) => rejoined.list_children(&root).await.map(|children| children.len()).ok(),
+            None => None,
+        };
+        match count {
+            Some(300) => break,
+            _ if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => {
+                panic!("the emptied follower did not catch up: {other:?}\n{}", cluster.servers[emptied].stderr_tail())
+            }
+        }
+    }
+}
+
+/// A session on `address`, or None if none opens within `limit` (a server
+/// without a leader yet closes new connections).
+async fn connect_within(address: &str, limit: Duration) -> Option<zk::Client> {
+    tokio::time::timeout(limit, zk::Client::connector().session_timeout(Duration::from_secs(4)).connect(address))
+        .await
+        .ok()?
+        .ok()
+}
+
 #[tokio::test]
 async fn five_servers_survive_two_failures() {
     let mut cluster = Cluster::start(5, 0);

@@ -454,8 +454,36 @@ impl Node {
                     // appends and the snapshot that follow bring the rest.
                     let last = self.replica.last_index();
                     if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat && message.commit > last {
-                        self.output.log_behind_leader.get_or_insert((message.commit, last));
+                        let commit = message.commit;
+                        self.output.log_behind_leader.get_or_insert((commit, last));
                         message.commit = last;
+                        // Tell the leader where this log really ends, as a
+                        // refused append says it (raft sends appends only
+                        // when there is news, and an idle ensemble has none):
+                        // the leader then sends entries or a snapshot
+                        // (`Replica::follower_lost_log`).
+                        let mut refusal = Message::default();
+                        refusal.set_msg_type(raft::eraftpb::MessageType::MsgAppendResponse);
+                        refusal.to = from;
+                        refusal.from = self.id;
+                        refusal.term = message.term;
+                        refusal.index = commit;
+                        refusal.reject = true;
+                        refusal.reject_hint = last;
+                        self.output.messages.push((from, PeerMessage::Raft(vec![refusal])));
+                    }
+                    // The leader's side of the same: a follower answering
+                    // that its log ends below what it acknowledged.
+                    if message.get_msg_type() == raft::eraftpb::MessageType::MsgAppendResponse
+                        && message.reject
+                        && self.replica.follower_lost_log(from, message.reject_hint)
+                    {
+                        tracing::warn!(
+                            follower = from,
+                            last_index = message.reject_hint,
+                            "a follower holds less of the log than it acknowledged (an emptied data directory?); \
+                             sending it entries or a snapshot from there"
+                        );
                     }
                     // A message for an old term or from an unknown member is
                     // raft's to ignore; an error here is not ours to stop on.

@@ -233,6 +233,31 @@ impl Replica {
         true
     }
 
+    /// Follower `id` answered an append saying its log ends at
+    /// `last_index`, below what it had acknowledged: its data directory was
+    /// emptied (an operator resyncing a server, as with ZooKeeper) or its
+    /// disk lost synced writes. raft-rs takes such an answer for a stale
+    /// one and would never send that follower anything again; this leader
+    /// forgets what the follower acknowledged instead, so raft probes back
+    /// from `last_index` and sends entries, or a snapshot where its log is
+    /// compacted. Lowering `matched` never lowers the commit index, and a
+    /// stale answer that gets here (a duplicate) only costs a resend.
+    /// Returns whether the progress was reset.
+    pub fn follower_lost_log(&mut self, id: u64, last_index: u64) -> bool {
+        if !self.is_leader() || id == self.id() {
+            return false;
+        }
+        let Some(progress) = self.node.raft.mut_prs().get_mut(id) else {
+            return false;
+        };
+        if progress.matched <= last_index {
+            return false;
+        }
+        progress.matched = last_index;
+        progress.become_probe();
+        true
+    }
+
     /// Whether this replica may campaign (a voter that neither leads nor
     /// knows a leader).
     pub fn may_campaign(&self) -> bool {
