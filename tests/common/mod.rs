@@ -369,6 +369,21 @@ impl Cluster {
     }
 
     pub fn start_with(voters: usize, observers: usize, extra_cfg_lines: &[&str]) -> Cluster {
+        // Every member's ports are written into every member's zoo.cfg
+        // before any starts, so a port another process takes in between
+        // cannot be swapped for one member alone: the whole ensemble starts
+        // again on fresh ports.
+        for attempt in 1.. {
+            match Self::try_start_with(voters, observers, extra_cfg_lines) {
+                Ok(cluster) => return cluster,
+                Err(tail) if attempt < 4 && tail.contains("Address already in use") => continue,
+                Err(tail) => panic!("an ensemble member exited before listening\n{tail}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn try_start_with(voters: usize, observers: usize, extra_cfg_lines: &[&str]) -> Result<Cluster, String> {
         let size = voters + observers;
         let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();
         let mut lines: Vec<String> = ports
@@ -399,10 +414,12 @@ impl Cluster {
                 admin: None,
                 metrics: None,
             };
-            server.spawn(*client);
+            // The members started so far are stopped (and their
+            // directories removed) when `servers` drops.
+            server.try_spawn(*client)?;
             servers.push(server);
         }
-        Cluster { servers }
+        Ok(Cluster { servers })
     }
 
     /// Every member's client address, as a connect string.
