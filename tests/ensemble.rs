@@ -218,14 +218,7 @@ async fn a_server_started_empty_after_compaction_catches_up_by_snapshot() {
     let mut cluster = Cluster::start_with(3, 0, &["snapCount=100"]);
     let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
     let lagging = (leader + 1) % 3;
-    cluster.servers[lagging].kill();
-    let data = cluster.servers[lagging].dir().unwrap().join("data");
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|name| name != "myid") {
-            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-        }
-    }
+    kill_and_empty(&mut cluster.servers[lagging]);
     let root = unique("catchup");
     let client = connect(cluster.servers[leader].addr()).await;
     client.create(&root, b"", &persistent()).await.expect("root");
@@ -274,14 +267,7 @@ async fn a_follower_emptied_after_acknowledging_everything_catches_up() {
     follower.sync(&root).await.expect("the follower has everything");
     assert_eq!(follower.list_children(&root).await.expect("children").len(), 300);
     drop(follower);
-    cluster.servers[emptied].kill();
-    let data = cluster.servers[emptied].dir().unwrap().join("data");
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|name| name != "myid") {
-            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-        }
-    }
+    kill_and_empty(&mut cluster.servers[emptied]);
     cluster.servers[emptied].restart();
     // No write meanwhile: the heartbeats alone must bring it back.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -296,6 +282,19 @@ async fn a_follower_emptied_after_acknowledging_everything_catches_up() {
             other => {
                 panic!("the emptied follower did not catch up: {other:?}\n{}", cluster.servers[emptied].stderr_tail())
             }
+        }
+    }
+}
+
+/// Kills `server` and empties its data directory but for `myid`, as an
+/// operator does to resync a server.
+fn kill_and_empty(server: &mut Server) {
+    server.kill();
+    let data = server.dir().unwrap().join("data");
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|name| name != "myid") {
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
         }
     }
 }
