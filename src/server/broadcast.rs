@@ -50,6 +50,9 @@ const PEER_FRAMES_PER_ROUND_MAX: usize = 1024;
 /// How often the operations view of the ensemble is refreshed.
 const VIEW_REFRESH: Duration = Duration::from_millis(500);
 
+/// How often a server behind its leader's commit says so in the log.
+const BEHIND_WARNING_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How often followers tell the leader which of their sessions are alive.
 const TOUCH_INTERVAL_MS: i64 = 250;
 
@@ -74,6 +77,7 @@ pub struct BroadcastCore {
     /// When the server last lost its leader (for the election's duration).
     leaderless_since_ms: Option<i64>,
     streams: SnapshotStreams,
+    last_behind_warning: Option<Instant>,
 }
 
 impl BroadcastCore {
@@ -164,6 +168,7 @@ impl BroadcastCore {
             last_view: Instant::now(),
             leaderless_since_ms: Some(0),
             streams: SnapshotStreams::default(),
+            last_behind_warning: None,
             shared,
         })
     }
@@ -457,7 +462,11 @@ impl BroadcastCore {
     /// replies: every shard hears of a changed tree (to fire its watches),
     /// the others only when they have replies.
     async fn deliver(&mut self, output: Output, shards: &[ConnectedSender<Commit>]) -> Result<(), String> {
-        if let Some((commit, last)) = output.log_behind_leader {
+        // Every heartbeat says so until the catch-up is in: one line a
+        // few seconds is enough.
+        let warn_again = self.last_behind_warning.is_none_or(|at| at.elapsed() >= BEHIND_WARNING_INTERVAL);
+        if let (Some((commit, last)), true) = (output.log_behind_leader, warn_again) {
+            self.last_behind_warning = Some(Instant::now());
             warn!(
                 leader_commit = commit,
                 last_index = last,
