@@ -284,7 +284,7 @@ pub const HEAL_LEADER_MS_MAX: i64 = 3_000;
 /// Lines of trace kept at most (the newest): a bound on a run's memory.
 const TRACE_LINES_MAX: usize = 20_000;
 
-fn settings(id: u64, voters: &[u64], seed: u64) -> NodeSettings {
+fn settings(id: u64, voters: &[u64], seed: u64, now: Now) -> NodeSettings {
     NodeSettings {
         replica: ReplicaConfig {
             id,
@@ -301,7 +301,11 @@ fn settings(id: u64, voters: &[u64], seed: u64) -> NodeSettings {
         snap_count: 200,
         container_check_interval_ms: 60_000,
         container_deletes_per_minute_max: 10_000,
-        session_id_seed: ((id as i64) << 56) | 1,
+        // As in production: the server id and the start time, so a
+        // restarted server never hands out a session id it gave before its
+        // crash (a fixed seed made it reuse them, and the leader then took
+        // the second creation for a duplicate of the first).
+        session_id_seed: crate::prep::Preparer::session_id_seed(id as u8, now.wall_ms),
         password_secret: [id as u8; 16],
         random_seed: seed ^ id,
     }
@@ -409,7 +413,7 @@ impl Cluster {
         server.unflushed.clear();
         server.office_since_ms = None;
         let (tree, recovered) = server.disk.recovered(&voters, &[]);
-        match Node::new(settings(id, &voters, seed), tree, recovered, now) {
+        match Node::new(settings(id, &voters, seed, now), tree, recovered, now) {
             Ok(node) => server.node = Some(node),
             Err(error) => self.violation(format!("server {id} cannot restart: {error}")),
         }
