@@ -139,9 +139,8 @@ impl SnapshotStreams {
 /// sent, or why it stopped.
 async fn stream(links: &PeerLinks, to: u64, bytes: &[u8]) -> Result<usize, String> {
     let total = bytes.len() as u64;
-    let mut frame = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 64);
     for (index, piece) in bytes.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
-        frame.clear();
+        let mut frame = Vec::with_capacity(piece.len() + 64);
         Chunk { total, offset: (index * SNAPSHOT_CHUNK_BYTES) as u64, bytes: piece }.encode(&mut frame);
         while !links.has_room(to, frame.len()) {
             if !links.is_connected(to) {
@@ -149,7 +148,7 @@ async fn stream(links: &PeerLinks, to: u64, bytes: &[u8]) -> Result<usize, Strin
             }
             Timer::new(STREAM_POLL).await;
         }
-        if !links.send(to, frame.clone()) {
+        if !links.send(to, frame) {
             return Err("the link refused a chunk".to_string());
         }
     }

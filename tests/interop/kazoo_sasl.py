@@ -11,26 +11,14 @@ Prints "ok <name>" or "FAIL <name>: <reason>" per check; exits 1 if any failed.
 Passes against Apache ZooKeeper 3.8 (tests/interop/README.md).
 """
 import argparse
-import sys
 import time
 import uuid
 
+from checks import check, exit_status
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 from kazoo.protocol.states import KeeperState
 from kazoo.security import make_acl
-
-FAILED = []
-
-
-def check(name, function):
-    try:
-        function()
-    except Exception as error:  # noqa: BLE001 - report any failure by name
-        FAILED.append(name)
-        print("FAIL %s: %r" % (name, error))
-    else:
-        print("ok %s" % name)
 
 
 def connect_sasl_auth(hosts, root, **client_options):
@@ -116,7 +104,7 @@ def main():
     cleanup.delete(root)
     cleanup.stop()
     cleanup.close()
-    sys.exit(1 if FAILED else 0)
+    exit_status()
 
 
 if __name__ == "__main__":

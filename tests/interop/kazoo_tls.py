@@ -10,25 +10,13 @@ Passes against Apache ZooKeeper 3.8 (tests/interop/README.md).
 """
 import argparse
 import os
-import sys
 import threading
 import uuid
 
+from checks import check, exit_status
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 from kazoo.security import make_acl
-
-FAILED = []
-
-
-def check(name, function):
-    try:
-        function()
-    except Exception as error:  # noqa: BLE001 - report any failure by name
-        FAILED.append(name)
-        print("FAIL %s: %r" % (name, error))
-    else:
-        print("ok %s" % name)
 
 
 def client(args, identity="client", timeout=10):
@@ -133,7 +121,7 @@ def main():
     check("x509_acl", lambda: x509_acl(args))
     check("auth_acl_takes_the_x509_id", lambda: auth_acl_takes_the_x509_id(args))
     check("no_certificate_refused", lambda: no_certificate_refused(args))
-    sys.exit(1 if FAILED else 0)
+    exit_status()
 
 
 if __name__ == "__main__":
