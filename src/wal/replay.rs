@@ -235,8 +235,12 @@ impl Replay {
     /// gap is taken when the gap lies within `covered` (the snapshot the
     /// server restores from): that snapshot's marker is applied first, so
     /// nothing the snapshot lacks is skipped. An entry at or below the
-    /// newest marker is settled and ignored. Any other broken rule is
-    /// returned, and the caller stops there.
+    /// newest marker is settled and ignored, and so is a marker below it:
+    /// a snapshot's marker reaches the log when its file is durable, which
+    /// may be after entries the covering snapshot already holds, so reading
+    /// on from a hole can meet an older marker after the one applied for
+    /// `covered`. Any other broken rule is returned, and the caller stops
+    /// there.
     pub fn apply_after_damage(
         &mut self,
         record: &Record<'_>,
@@ -245,7 +249,7 @@ impl Replay {
     ) -> Result<(), Violation> {
         match self.indexes.check(record) {
             Ok(()) => self.apply(record, position),
-            Err(Violation::EntryAtOrBelowSnapshot { .. }) => Ok(()),
+            Err(Violation::EntryAtOrBelowSnapshot { .. } | Violation::SnapshotRegressed { .. }) => Ok(()),
             Err(Violation::EntryGap { index, .. }) => match covered {
                 Some(marker)
                     if index - 1 <= marker.index
@@ -589,9 +593,10 @@ pub fn scan_past_damage(bytes: &[u8], from: u64) -> (Vec<ScannedRecord<'_>>, Vec
             at += BATCH_FRAME_BYTES;
             continue;
         }
-        if bytes[at..(at + FRAME_HEADER_BYTES).min(bytes.len())].iter().all(|&byte| byte == 0) {
-            // Zeros (padding, or the preallocated end): the next frame
-            // starts at most three bytes before the next nonzero byte.
+        if bytes[at] == 0 {
+            // Zeros (a batch's padding, which may be shorter than a frame
+            // header, or the preallocated end): the next frame starts at
+            // most three bytes before the next nonzero byte.
             let Some(nonzero) = first_nonzero(bytes, at) else { break };
             if let Some(next) = (nonzero.saturating_sub(3).max(at + 1)..=nonzero).find(|&position| frame_at(position)) {
                 at = next;
@@ -942,5 +947,51 @@ mod tests {
             .collect();
         assert_eq!(found, [2, 3]);
         assert!(holes.is_empty(), "{holes:?}");
+    }
+
+    /// A batch's padding (zeros before its commit frame, so the frame does
+    /// not straddle a sector) can be shorter than a frame header; reading
+    /// on past damage steps over it rather than calling it a hole.
+    #[test]
+    fn reading_on_steps_over_padding_of_every_length() {
+        let mut paddings = std::collections::BTreeSet::new();
+        for length in 0..600 {
+            let data = vec![0x5a; length];
+            let first: &[Record<'_>] = &[Record::Entry { index: 1, term: 1, entry_type: 0, data: &data }];
+            let second: &[Record<'_>] = &[entry(2, 1)];
+            let bytes = batched_segment(&[first, second], 16384);
+            let records_end = RECORDS_OFFSET as usize + BATCH_FRAME_BYTES + first[0].frame_bytes();
+            paddings.insert(super::super::record::encode_batch(&bytes[..0], records_end as u64).len());
+            let (records, holes) = scan_past_damage(&bytes, RECORDS_OFFSET);
+            assert_eq!(records.len(), 2, "data of {length} bytes");
+            assert!(holes.is_empty(), "data of {length} bytes: {holes:?}");
+        }
+        // Every padding length, zero to a frame less one byte, was met.
+        assert_eq!(paddings.len(), BATCH_PADDING_BYTES_MAX + 1);
+    }
+
+    /// A snapshot's marker is logged when its file is durable, after later
+    /// entries; reading on from a hole applies the covering snapshot's
+    /// marker first and then meets the older one, which changes nothing.
+    #[test]
+    fn reading_on_past_damage_ignores_a_late_older_marker() {
+        let covered = SnapshotMarker { index: 8, term: 1 };
+        let mut replay = Replay::new(LogIndexes::new_log()).keeping_above(Some(covered.index));
+        for index in 1..=4 {
+            replay.apply(&entry(index, 1), at(index)).unwrap();
+        }
+        // Entry 5 was in the hole.
+        let records: Vec<Record<'_>> = (6..=7)
+            .map(|index| entry(index, 1))
+            .chain([Record::SnapshotMarker(SnapshotMarker { index: 3, term: 1 })])
+            .chain((8..=12).map(|index| entry(index, 1)))
+            .collect();
+        for (number, record) in records.iter().enumerate() {
+            replay.apply_after_damage(record, at(100 + number as u64), Some(covered)).unwrap();
+        }
+        let replayed = replay.finish().unwrap();
+        assert_eq!(replayed.snapshot, Some(covered));
+        let indexes: Vec<u64> = replayed.entries.iter().map(|entry| entry.index).collect();
+        assert_eq!(indexes, (9..=12).collect::<Vec<_>>());
     }
 }
