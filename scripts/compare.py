@@ -34,6 +34,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZKREF_DEFAULT = os.path.normpath(os.path.join(ROOT, "..", "shared", "tools", "zkref"))
@@ -226,6 +228,7 @@ class Servers:
         self.zoocore = None
         self.zk_root = os.path.join(work, "zkref")
         self.zoocore_data = os.path.join(work, "zoocore-data")
+        self.metrics_port = free_port()
 
     def zk_env(self):
         env = dict(os.environ)
@@ -267,6 +270,9 @@ class Servers:
             "zoocore.logLevel=warn",
             # Its AdminServer would take 8080, which another server may hold.
             "admin.enableServer=false",
+            # The Prometheus page, for the write stages (zoocore_write_stage_seconds).
+            "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+            f"metricsProvider.httpPort={self.metrics_port}",
         ]
         if self.options.zoocore_shards:
             lines.append(f"zoocore.shards={self.options.zoocore_shards}")
@@ -994,6 +1000,50 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
     return summary
 
 
+def write_stages(metrics_port):
+    """{stage: {p50, p99, p999, count}} in µs, from zoocore's Prometheus
+    page (zoocore_write_stage_seconds), or {} when it cannot be read."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            page = response.read().decode()
+    except OSError as error:
+        warn(f"the write stages could not be read: {error}")
+        return {}
+    stages = {}
+    pattern = re.compile(r'^zoocore_write_stage_seconds(_count)?\{stage="(\w+)"(?:,quantile="([0-9.]+)")?\} (\S+)$')
+    for line in page.splitlines():
+        found = pattern.match(line)
+        if not found:
+            continue
+        count, stage, quantile, value = found.groups()
+        figures = stages.setdefault(stage, {})
+        if count:
+            figures["count"] = int(float(value))
+        elif quantile in ("0.5", "0.99", "0.999"):
+            key = {"0.5": "p50", "0.99": "p99", "0.999": "p999"}[quantile]
+            figures[key] = float(value) * 1e6
+    return stages
+
+
+def stage_table(stages_by_workload):
+    """The write stages per workload (µs, p50 / p99 / p99.9)."""
+    names = []
+    for stages in stages_by_workload.values():
+        names += [name for name in stages if name not in names]
+    header = "| workload | " + " | ".join(names) + " |"
+    lines = [header, "|" + "---|" * (len(names) + 1)]
+    for workload, stages in stages_by_workload.items():
+        cells = [workload]
+        for name in names:
+            figures = stages.get(name, {})
+            if not figures.get("count"):
+                cells.append("-")
+                continue
+            cells.append("/".join(f"{figures.get(key, 0):.0f}" for key in ("p50", "p99", "p999")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def measured_run(options, idle_pids, server_pid, port, label, extra, stem):
     """run_loadgen, after waiting (--wait-idle) for the machine to be idle
     but for `idle_pids`, run again (--retries) when other processes
@@ -1300,12 +1350,19 @@ def main():
 
         server_pids = [pid for pid, _ in targets.values()]
 
+        stages_by_workload = {}
+
         def pair(workload, extra):
             result = {}
             for name, (pid, port) in targets.items():
                 label = f"{name} {workload}"
                 stem = os.path.join(out, f"{name}.{workload}")
+                if name == "zoocore":
+                    # srst resets the stage histograms (warm-up included after it).
+                    four_letter_word(port, "srst")
                 summary = measured_run(options, server_pids, pid, port, label, extra, stem)
+                if name == "zoocore" and not workload.startswith("get"):
+                    stages_by_workload[workload] = write_stages(servers.metrics_port)
                 result[name] = summary
                 summaries.append(stem + ".json")
             rows.append((workload, result["zookeeper"], result["zoocore"]))
@@ -1360,6 +1417,16 @@ def main():
             table(rows, options.busy_threshold),
             "",
         ]
+        if stages_by_workload:
+            text += [
+                "zoocore's write stages, µs p50/p99/p99.9 (zoocore_write_stage_seconds: per message, round, "
+                "sync, commit or socket write; see docs/ARCHITECTURE.md)",
+                "",
+                stage_table(stages_by_workload),
+                "",
+            ]
+            with open(os.path.join(out, "stages.json"), "w") as handle:
+                json.dump(stages_by_workload, handle, indent=1)
         # The issue's targets.
         for workload, zk, zc in rows:
             if "closed" in workload and workload.startswith("get"):

@@ -74,6 +74,66 @@ impl ProposalClock {
     }
 }
 
+/// The stages a write passes through, in order, each timed into its own
+/// histogram (`zoocore_write_stage_seconds`) so that where a write's time
+/// goes can be read off a loaded server. Per-message stages time every
+/// message; per-round ones time the broadcast core's round, which all the
+/// writes of a batch share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteStage {
+    /// From the shard's send to the broadcast core's receipt (per message).
+    ToCore,
+    /// Waiting in the broadcast core's inbox for a round (per message).
+    Queue,
+    /// Stepping the round's messages into the node: prep and proposal.
+    Prep,
+    /// The log's write of a batch (per sync).
+    LogWrite,
+    /// The log's fdatasync of a batch (per sync).
+    Fsync,
+    /// The node taking the persisted batch: commit and apply.
+    Release,
+    /// Publishing the new version and handing shards their replies.
+    Publish,
+    /// From the broadcast core's send to the shard's receipt (per commit).
+    ToShard,
+    /// The shard catching up and queuing the replies (per commit).
+    ShardApply,
+    /// From a reply queued on a connection to the socket taking it (per
+    /// socket write).
+    SocketWrite,
+}
+
+impl WriteStage {
+    pub const ALL: [WriteStage; 10] = [
+        WriteStage::ToCore,
+        WriteStage::Queue,
+        WriteStage::Prep,
+        WriteStage::LogWrite,
+        WriteStage::Fsync,
+        WriteStage::Release,
+        WriteStage::Publish,
+        WriteStage::ToShard,
+        WriteStage::ShardApply,
+        WriteStage::SocketWrite,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteStage::ToCore => "to_core",
+            WriteStage::Queue => "queue",
+            WriteStage::Prep => "prep",
+            WriteStage::LogWrite => "log_write",
+            WriteStage::Fsync => "fsync",
+            WriteStage::Release => "release",
+            WriteStage::Publish => "publish",
+            WriteStage::ToShard => "to_shard",
+            WriteStage::ShardApply => "shard_apply",
+            WriteStage::SocketWrite => "socket_write",
+        }
+    }
+}
+
 /// A histogram and the exact sum of what it recorded.
 pub struct Recorder {
     inner: Mutex<(Histogram<u64>, u64)>,
@@ -245,6 +305,8 @@ pub struct Metrics {
     /// proposal_latency), timed by `proposal_clock`.
     pub proposal_latency_us: Recorder,
     proposal_clock: Mutex<ProposalClock>,
+    /// Microseconds per stage of a write, indexed by `WriteStage as usize`.
+    write_stages_us: Vec<Recorder>,
 }
 
 impl Metrics {
@@ -267,7 +329,17 @@ impl Metrics {
             election_time_ms: Recorder::new(LATENCY_US_MAX / 1000),
             proposal_latency_us: Recorder::new(LATENCY_US_MAX),
             proposal_clock: Mutex::new(ProposalClock::default()),
+            write_stages_us: WriteStage::ALL.iter().map(|_| Recorder::new(LATENCY_US_MAX)).collect(),
         }
+    }
+
+    /// One message, round or write spent `elapsed` in `stage`.
+    pub fn record_stage(&self, stage: WriteStage, elapsed: Duration) {
+        self.write_stages_us[stage as usize].record(elapsed.as_micros() as u64);
+    }
+
+    pub fn stage(&self, stage: WriteStage) -> Snapshot {
+        self.write_stages_us[stage as usize].snapshot()
     }
 
     /// The broadcast core ended a round at `now` with its log at
@@ -352,6 +424,9 @@ impl Metrics {
         self.group_commit_bytes.reset();
         self.fsync_us.reset();
         self.snapshot_us.reset();
+        for recorder in &self.write_stages_us {
+            recorder.reset();
+        }
     }
 }
 
@@ -799,6 +874,22 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
     ] {
         page.family(name, help, "summary");
         page.summary(name, &[], &recorder.snapshot(), &distribution_quantiles, scale);
+    }
+    page.family(
+        "zoocore_write_stage_seconds",
+        "time a write spends in each stage: per message (to_core, queue), per broadcast round (prep, release, \
+         publish), per log sync (log_write, fsync), per commit on a shard (to_shard, shard_apply), per socket \
+         write (socket_write)",
+        "summary",
+    );
+    for stage in WriteStage::ALL {
+        page.summary(
+            "zoocore_write_stage_seconds",
+            &[("stage", stage.name().to_string())],
+            &metrics.stage(stage),
+            &latency_quantiles,
+            1e-6,
+        );
     }
     page.family(
         "zoocore_slow_fsyncs_total",

@@ -19,12 +19,13 @@ use tracing::{debug, error, info, warn};
 
 use super::control::CoreQuery;
 use super::log::Log;
-use super::messages::{shard_of, Commit, Reply, ToBroadcast};
+use super::messages::{shard_of, Commit, Reply, Stamped};
 use super::peer::{PeerInbox, PeerLimits, PeerLinks};
 use super::queue::BatchQueue;
 use super::shared::{Shared, Version};
 use super::snapshot_stream::SnapshotStreams;
 use crate::ensemble::Ensemble;
+use crate::metrics::WriteStage;
 use crate::node::wire::Chunk;
 use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder};
 use crate::prep::Preparer;
@@ -178,16 +179,18 @@ impl BroadcastCore {
     }
 
     /// Runs the core until the server stops.
-    pub async fn run(mut self, receivers: Vec<SharedReceiver<ToBroadcast>>, senders: Vec<SharedSender<Commit>>) {
+    pub async fn run(mut self, receivers: Vec<SharedReceiver<Stamped>>, senders: Vec<SharedSender<Commit>>) {
         let inbox = Rc::new(BatchQueue::new(super::messages::TO_BROADCAST_QUEUE_MESSAGES_MAX));
         for (shard, receiver) in receivers.into_iter().enumerate() {
             let inbox = inbox.clone();
             let shared = self.shared.clone();
             glommio::spawn_local(async move {
                 let receiver = super::connecting(receiver.connect()).await;
-                while let Some(message) = receiver.recv().await {
+                while let Some(Stamped { message, at }) = receiver.recv().await {
                     shared.metrics.shards[shard].to_broadcast_received.fetch_add(1, Ordering::Relaxed);
-                    inbox.push(message).await;
+                    let received = Instant::now();
+                    shared.metrics.record_stage(WriteStage::ToCore, received.saturating_duration_since(at));
+                    inbox.push(Stamped { message, at: received }).await;
                 }
             })
             .detach();
@@ -223,6 +226,10 @@ impl BroadcastCore {
             }
             inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
             self.shared.metrics.record_write_batch(messages.len(), inbox.len());
+            let drained = Instant::now();
+            for stamped in &messages {
+                self.shared.metrics.record_stage(WriteStage::Queue, drained.saturating_duration_since(stamped.at));
+            }
             if let Some((_, peer_inbox)) = &self.peers {
                 peer_inbox.try_recv_batch(&mut frames, PEER_FRAMES_PER_ROUND_MAX);
             }
@@ -257,8 +264,9 @@ impl BroadcastCore {
                 }
             }
             let stepped = stepped
-                .and_then(|()| messages.drain(..).try_for_each(|message| self.node.step_client(message, now)))
+                .and_then(|()| messages.drain(..).try_for_each(|stamped| self.node.step_client(stamped.message, now)))
                 .and_then(|()| self.node.tick(now));
+            self.shared.metrics.record_stage(WriteStage::Prep, drained.elapsed());
             let result = match stepped {
                 Ok(()) => self.round(&shards).await,
                 Err(error) => Err(error.to_string()),
@@ -332,14 +340,20 @@ impl BroadcastCore {
                 if entries > 0 {
                     self.shared.metrics.record_group_commit(entries, bytes);
                     self.shared.metrics.record_fsync(self.log.last_fsync());
+                    self.shared.metrics.record_stage(WriteStage::LogWrite, self.log.last_write());
+                    self.shared.metrics.record_stage(WriteStage::Fsync, self.log.last_fsync());
                 }
             }
+            let released = Instant::now();
             self.node.persisted(work, now).map_err(|error| error.to_string())?;
+            self.shared.metrics.record_stage(WriteStage::Release, released.elapsed());
         }
         let mut output = self.node.take_output();
         self.send(std::mem::take(&mut output.messages));
         self.observe_roles(&output);
+        let delivered = Instant::now();
         self.deliver(output, shards).await?;
+        self.shared.metrics.record_stage(WriteStage::Publish, delivered.elapsed());
         self.finish_snapshot().await
     }
 
@@ -495,7 +509,7 @@ impl BroadcastCore {
                 continue;
             }
             self.shared.metrics.shards[shard].commits_sent.fetch_add(1, Ordering::Relaxed);
-            if sender.send(Commit { replies }).await.is_err() {
+            if sender.send(Commit { replies, sent: Instant::now() }).await.is_err() {
                 if self.shared.stopping.load(Ordering::Relaxed) {
                     debug!(shard, "shard gone: the server is stopping; its replies are dropped");
                     continue;

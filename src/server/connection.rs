@@ -29,8 +29,10 @@ use super::messages::{ConnectionId, ReplyBody, ToBroadcast};
 use super::outbox::Outbox;
 use super::shard::Shard;
 use super::shared::ConnectionInfo;
+use super::shared::Shared;
 use crate::acl;
 use crate::auth::sasl::{DigestMd5Server, Step};
+use crate::metrics::WriteStage;
 use crate::proto::codes::{add_watch_mode, four_letter_word, op, state};
 use crate::proto::jute::write_frame;
 use crate::proto::response::{write_event, write_reply};
@@ -599,7 +601,7 @@ pub async fn serve<S>(
         connection.add_auth_ids(ids);
     }
     shard.register(connection.clone());
-    let writer_task = glommio::spawn_local(write_loop(connection.clone(), writer));
+    let writer_task = glommio::spawn_local(write_loop(connection.clone(), writer, shard.shared.clone()));
     let reason = read_loop(&shard, &connection, &mut reader).await;
     connection.outbox.close("connection closing");
     let pending = connection.pending.borrow_mut().drain(..).count();
@@ -631,7 +633,7 @@ pub async fn serve<S>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(connection: Rc<Connection>, mut writer: W) {
+async fn write_loop<W: AsyncWrite + Unpin>(connection: Rc<Connection>, mut writer: W, shared: Arc<Shared>) {
     let outbox = &connection.outbox;
     let mut spare = Vec::new();
     while let Some(chunk) = outbox.next(spare).await {
@@ -655,7 +657,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(connection: Rc<Connection>, mut write
         .await;
         outbox.set_in_flight(0);
         match written {
-            Some(Ok(())) => {}
+            Some(Ok(())) => {
+                if let Some(queued) = outbox.take_writing_since() {
+                    shared.metrics.record_stage(WriteStage::SocketWrite, queued.elapsed());
+                }
+            }
             Some(Err(_)) => {
                 outbox.close("write failed: the client went away");
                 break;

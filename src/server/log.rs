@@ -284,6 +284,11 @@ impl Log {
         self.wal.counters().last_fdatasync_latency
     }
 
+    /// How long the latest sync's writes took (before its fdatasync).
+    pub fn last_write(&self) -> std::time::Duration {
+        self.wal.counters().last_write_latency
+    }
+
     /// Records that the state up to `index` is in a durable snapshot, and
     /// drops log segments no retained snapshot needs.
     pub async fn snapshot_taken(&mut self, index: u64, term: u64, retain_count: usize) -> Result<(), String> {

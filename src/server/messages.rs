@@ -6,6 +6,8 @@
 //! before it sends them, so no reply shows a change before its watch event
 //! is queued.
 
+use std::time::Instant;
+
 pub use crate::node::{ClientInput as ToBroadcast, ConnectionId, Reply, ReplyBody};
 
 /// The shard a connection lives on: the top 16 bits of its id.
@@ -18,6 +20,17 @@ pub fn shard_of(connection: ConnectionId) -> usize {
 #[derive(Debug)]
 pub struct Commit {
     pub replies: Vec<Reply>,
+    /// When the broadcast core sent it (the `to_shard` write stage).
+    pub sent: Instant,
+}
+
+/// A shard's message to the broadcast core and when it was sent (the
+/// `to_core` write stage); the broadcast core restamps it on receipt to time
+/// its inbox (`queue`).
+#[derive(Debug)]
+pub struct Stamped {
+    pub message: ToBroadcast,
+    pub at: Instant,
 }
 
 /// Bounds of the cross-core queues, in messages.

@@ -13,6 +13,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 #[derive(Default)]
 pub struct Outbox {
@@ -29,6 +30,10 @@ pub struct Outbox {
     /// Bytes the writer took and has not finished writing: they count
     /// against the connection's bounds as much as the queued ones.
     in_flight: Cell<usize>,
+    /// When the oldest bytes in `buffer` were queued, and when those of the
+    /// write in progress were (the `socket_write` write stage).
+    queued_at: Cell<Option<Instant>>,
+    writing_since: Cell<Option<Instant>>,
 }
 
 impl Outbox {
@@ -36,7 +41,12 @@ impl Outbox {
         if self.closing.get() {
             return;
         }
-        append(&mut self.buffer.borrow_mut());
+        let mut buffer = self.buffer.borrow_mut();
+        if buffer.is_empty() {
+            self.queued_at.set(Some(Instant::now()));
+        }
+        append(&mut buffer);
+        drop(buffer);
         if let Some(waker) = self.writer.take() {
             waker.wake();
         }
@@ -51,6 +61,11 @@ impl Outbox {
     /// progress.
     pub fn held_bytes(&self) -> usize {
         self.buffer.borrow().capacity() + self.in_flight.get()
+    }
+
+    /// When the bytes just written were first queued (taken once).
+    pub fn take_writing_since(&self) -> Option<Instant> {
+        self.writing_since.take()
     }
 
     /// The writer says how much it is writing (0 when done).
@@ -120,6 +135,7 @@ impl Outbox {
                 let mut out = spare.take().unwrap_or_default();
                 out.clear();
                 std::mem::swap(&mut *buffer, &mut out);
+                self.writing_since.set(self.queued_at.take());
                 if let Some(waker) = self.reader.take() {
                     waker.wake();
                 }

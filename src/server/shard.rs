@@ -20,8 +20,9 @@ use tracing::{debug, warn};
 
 use super::connection::{self, Connection};
 use super::control::{self, ShardQuery};
-use super::messages::{Commit, ConnectionId, ToBroadcast};
+use super::messages::{Commit, ConnectionId, Stamped, ToBroadcast};
 use super::shared::{Shared, Version};
+use crate::metrics::WriteStage;
 use crate::tree::Tree;
 use crate::watch::{Fired, WatchTable};
 
@@ -44,7 +45,7 @@ pub struct Shard {
     adopted: RefCell<Arc<Version>>,
     connections: RefCell<HashMap<ConnectionId, Rc<Connection>>>,
     pub watches: RefCell<WatchTable<ConnectionId>>,
-    to_broadcast: ConnectedSender<ToBroadcast>,
+    to_broadcast: ConnectedSender<Stamped>,
     touched: RefCell<HashSet<i64>>,
     next_connection: Cell<u64>,
     /// globalOutstandingLimit, split evenly across shards.
@@ -101,7 +102,7 @@ impl Shard {
 
     pub async fn send(&self, message: ToBroadcast) {
         self.shared.metrics.shards[self.id].to_broadcast_sent.fetch_add(1, Ordering::Relaxed);
-        if self.to_broadcast.send(message).await.is_err() {
+        if self.to_broadcast.send(Stamped { message, at: std::time::Instant::now() }).await.is_err() {
             if self.shared.stopping.load(Ordering::Relaxed) {
                 debug!(shard = self.id, "broadcast core gone: the server is stopping");
             } else {
@@ -231,7 +232,7 @@ pub async fn run(
     id: usize,
     shared: Arc<Shared>,
     listen: Listen,
-    to_broadcast: SharedSender<ToBroadcast>,
+    to_broadcast: SharedSender<Stamped>,
     from_broadcast: SharedReceiver<Commit>,
     bound: std::sync::mpsc::Sender<Result<Bound, String>>,
 ) {
@@ -280,8 +281,12 @@ pub async fn run(
         let shard = shard.clone();
         glommio::spawn_local(async move {
             while let Some(commit) = receiver.recv().await {
-                shard.shared.metrics.shards[shard.id].commits_received.fetch_add(1, Ordering::Relaxed);
+                let metrics = &shard.shared.metrics;
+                metrics.shards[shard.id].commits_received.fetch_add(1, Ordering::Relaxed);
+                let received = std::time::Instant::now();
+                metrics.record_stage(WriteStage::ToShard, received.saturating_duration_since(commit.sent));
                 shard.apply_commit(commit);
+                metrics.record_stage(WriteStage::ShardApply, received.elapsed());
             }
         })
     };

@@ -70,7 +70,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use glommio::io::{Directory, DmaFile, OpenOptions};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use record::{
     decode_record, decode_segment_header, encode_record, encode_segment_header, DecodeError, DecodeProblem, Decoded,
@@ -82,8 +82,9 @@ pub use replay::Violation;
 use record::{encode_batch, RecordTooLarge, BATCH_OVERHEAD_BYTES, BATCH_PADDING_BYTES_MAX};
 use replay::{judge, scan_segment_version, LogIndexes, Position, Replay, SegmentEnd, ValidAfter, Verdict};
 use segment::{
-    align_down, create_segment, io_error, is_temporary_file_name, lock_directory, parse_segment_file_name,
-    read_whole_file, remove_file, segment_file_name, settle_polled_io_probe, std_io_error, write_blocks,
+    align_down, create_segment, finish_prepared_segment, io_error, is_temporary_file_name, lock_directory,
+    parse_segment_file_name, prepare_segment, read_whole_file, remove_file, segment_file_name, settle_polled_io_probe,
+    std_io_error, write_blocks, PreparedSegment,
 };
 
 /// ZooKeeper's `zookeeper.preAllocSize` default.
@@ -227,8 +228,12 @@ pub struct WalCounters {
     /// Records made durable by the latest sync.
     pub last_sync_records: u64,
     pub last_fdatasync_latency: Duration,
+    /// The latest sync's writes, segment creation included.
+    pub last_write_latency: Duration,
     pub fdatasync_latency_max: Duration,
     pub segments_created: u64,
+    /// Segments that came from a file prepared ahead (see `prepare_next`).
+    pub segments_prepared: u64,
     pub segments_deleted: u64,
 }
 
@@ -313,6 +318,9 @@ pub struct Wal {
     hard_state: Option<HardState>,
     counters: WalCounters,
     failed: bool,
+    /// The next segment, being zero-filled by its own task (see
+    /// `prepare_next`).
+    next_segment: Option<glommio::Task<Result<Option<PreparedSegment>, WalError>>>,
     _lock: File,
 }
 
@@ -348,7 +356,11 @@ impl Wal {
                 names.push(first_index);
             } else if is_temporary_file_name(name) {
                 let path = item.path();
-                warn!(file = %path.display(), "removing a segment whose creation did not finish");
+                if parse_segment_file_name(name.trim_end_matches(".tmp")).is_some() {
+                    warn!(file = %path.display(), "removing a segment whose creation did not finish");
+                } else {
+                    debug!(file = %path.display(), "removing the segment prepared ahead by the last run");
+                }
                 std::fs::remove_file(&path).map_err(std_io_error(&path, "remove"))?;
             }
         }
@@ -408,7 +420,7 @@ impl Wal {
             )
             .await?;
             let tail_block = new_segment_tail(&current, cluster_id, 1);
-            let wal = Wal {
+            let mut wal = Wal {
                 directory_path,
                 directory,
                 cluster_id,
@@ -425,8 +437,10 @@ impl Wal {
                 hard_state: None,
                 counters: WalCounters { segments_created: 1, ..WalCounters::default() },
                 failed: false,
+                next_segment: None,
                 _lock: lock,
             };
+            wal.prepare_next();
             return Ok((wal, recovered));
         }
 
@@ -497,6 +511,7 @@ impl Wal {
             hard_state,
             counters: WalCounters::default(),
             failed: false,
+            next_segment: None,
             _lock: lock,
         };
         if last_version == FORMAT_VERSION_UNBATCHED {
@@ -507,6 +522,7 @@ impl Wal {
             info!(name, "the newest log segment has format version 1; new records go into a version 2 segment");
             wal.start_segment(name).await?;
         }
+        wal.prepare_next();
         Ok((wal, recovered))
     }
 
@@ -629,6 +645,7 @@ impl Wal {
 
     async fn write_pending(&mut self) -> Result<(), WalError> {
         let chunks = std::mem::take(&mut self.pending);
+        let started = Instant::now();
         let mut current_unsynced = false;
         for chunk in chunks {
             if let Some(name) = chunk.new_segment {
@@ -646,6 +663,7 @@ impl Wal {
                 segment.entry_index_max = Some(segment.entry_index_max.map_or(index, |max| max.max(index)));
             }
         }
+        self.counters.last_write_latency = started.elapsed();
         if self.options.force_sync {
             self.fdatasync().await?;
         }
@@ -692,17 +710,52 @@ impl Wal {
         Ok(())
     }
 
+    /// Starts zero-filling the next segment in a task of its own, beside
+    /// the log's writes, so that the rollover to it costs a header write
+    /// and a rename rather than a zero-fill of `preallocation_bytes` with
+    /// every write waiting (only where segments are zero-filled: a reserved
+    /// but unwritten segment is made at once anyway).
+    fn prepare_next(&mut self) {
+        if !self.options.preallocation_zero_fill || self.next_segment.is_some() {
+            return;
+        }
+        let task = prepare_segment(self.directory_path.clone(), self.options.preallocation_bytes);
+        self.next_segment = Some(glommio::spawn_local(task));
+    }
+
+    /// The prepared next segment, if its task made one. A preparation that
+    /// failed is not the log's failure: the rollover makes the segment
+    /// itself, and reports the error if it fails again.
+    async fn take_prepared(&mut self) -> Option<PreparedSegment> {
+        match self.next_segment.take()?.await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                warn!(%error, "preparing the next log segment ahead failed; it is made at the rollover instead");
+                None
+            }
+        }
+    }
+
     async fn start_segment(&mut self, name: u64) -> Result<(), WalError> {
-        let (file, path, capacity) = create_segment(
-            &self.directory,
-            &self.directory_path,
-            self.cluster_id,
-            name,
-            self.options.preallocation_bytes,
-            self.options.preallocation_zero_fill,
-            &[],
-        )
-        .await?;
+        let prepared = self.take_prepared().await;
+        let (file, path, capacity) = match prepared {
+            Some(prepared) => {
+                self.counters.segments_prepared += 1;
+                finish_prepared_segment(prepared, &self.directory, &self.directory_path, self.cluster_id, name).await?
+            }
+            None => {
+                create_segment(
+                    &self.directory,
+                    &self.directory_path,
+                    self.cluster_id,
+                    name,
+                    self.options.preallocation_bytes,
+                    self.options.preallocation_zero_fill,
+                    &[],
+                )
+                .await?
+            }
+        };
         self.tail_block = new_segment_tail(&file, self.cluster_id, name);
         let previous = std::mem::replace(&mut self.current, file);
         let previous_path = self.segments.last().map(|segment| segment.path.clone()).unwrap_or_default();
@@ -711,6 +764,7 @@ impl Wal {
         self.written_end = RECORDS_OFFSET;
         self.current_capacity = capacity;
         self.counters.segments_created += 1;
+        self.prepare_next();
         Ok(())
     }
 
@@ -761,6 +815,8 @@ impl Wal {
     /// Syncs anything buffered and closes the files.
     pub async fn close(mut self) -> Result<(), WalError> {
         self.sync().await?;
+        // A segment prepared ahead is not needed: the next start removes it.
+        drop(self.next_segment.take());
         let path = self.segments.last().map(|segment| segment.path.clone()).unwrap_or_default();
         self.current.close().await.map_err(io_error(&path, "close"))?;
         self.directory.close().await.map_err(io_error(&self.directory_path, "close"))

@@ -17,6 +17,18 @@ const LOCK_FILE_NAME: &str = "wal.lock";
 const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Zero-filling a new segment writes pieces of this size.
 const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
+/// Zero-filling the next segment ahead of time, beside the log's own
+/// writes, goes in smaller pieces: a sync's write queued behind one waits
+/// for at most this much.
+const PREPARE_CHUNK_BYTES: usize = 256 * 1024;
+/// The next segment is prepared ahead only while the filesystem has this
+/// many preallocations free: it holds a second segment's space, which a
+/// nearly full disk needs for snapshots (the rollover then makes the
+/// segment at once, as it always did, fitted to what is left).
+pub const PREPARE_FREE_PREALLOCATIONS_MIN: u64 = 4;
+/// The name of the segment prepared ahead; like a segment being created,
+/// it is removed if found at start.
+const PREPARED_FILE_NAME: &str = "next-segment.tmp";
 
 /// `log.` and the index in 16 lowercase hex digits, so that names sort as
 /// their indexes do (ZooKeeper's `log.<zxid hex>`, padded).
@@ -39,7 +51,7 @@ fn temporary_file_name(first_index: u64) -> String {
 }
 
 pub fn is_temporary_file_name(name: &str) -> bool {
-    name.strip_suffix(TEMPORARY_SUFFIX).and_then(parse_segment_file_name).is_some()
+    name == PREPARED_FILE_NAME || name.strip_suffix(TEMPORARY_SUFFIX).and_then(parse_segment_file_name).is_some()
 }
 
 pub fn align_down(value: u64, alignment: u64) -> u64 {
@@ -170,6 +182,72 @@ fn available_bytes(path: &Path) -> Option<u64> {
     Some((status.f_bavail as u64).saturating_mul(status.f_frsize as u64))
 }
 
+/// A segment file made ahead of need: preallocated, zero-filled and synced
+/// under [`PREPARED_FILE_NAME`], with no header yet (its first index is
+/// known only when the log rolls over to it).
+pub struct PreparedSegment {
+    file: DmaFile,
+    path: PathBuf,
+    capacity: u64,
+}
+
+/// Makes the next segment's file in the background of the log's writes
+/// (the broadcast core runs it as a separate task), so that a rollover
+/// never waits for a zero-fill. `None` when the filesystem is too full to
+/// hold a second segment (see [`PREPARE_FREE_PREALLOCATIONS_MIN`]).
+pub async fn prepare_segment(
+    directory_path: PathBuf,
+    preallocation_bytes: u64,
+) -> Result<Option<PreparedSegment>, WalError> {
+    let needed = preallocation_bytes.saturating_mul(PREPARE_FREE_PREALLOCATIONS_MIN);
+    if available_bytes(&directory_path).is_some_and(|available| available < needed) {
+        return Ok(None);
+    }
+    let path = directory_path.join(PREPARED_FILE_NAME);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(&path)
+        .await
+        .map_err(io_error(&path, "create"))?;
+    file.pre_allocate(preallocation_bytes, false).await.map_err(io_error(&path, "preallocate"))?;
+    write_zeros(&file, &path, 0, preallocation_bytes, PREPARE_CHUNK_BYTES).await?;
+    file.fdatasync().await.map_err(io_error(&path, "fdatasync"))?;
+    Ok(Some(PreparedSegment { file, path, capacity: preallocation_bytes }))
+}
+
+/// Turns a prepared file into the segment that starts at `first_index`:
+/// header written and synced, then renamed into place and the directory
+/// synced, the same order as [`create_segment`] keeps.
+pub async fn finish_prepared_segment(
+    prepared: PreparedSegment,
+    directory: &Directory,
+    directory_path: &Path,
+    cluster_id: u64,
+    first_index: u64,
+) -> Result<(DmaFile, PathBuf, u64), WalError> {
+    let PreparedSegment { file, path, capacity } = prepared;
+    let final_path = directory_path.join(segment_file_name(first_index));
+    write_blocks(&file, &path, 0, &[&encode_segment_header(cluster_id, first_index)]).await?;
+    file.fdatasync().await.map_err(io_error(&path, "fdatasync"))?;
+    file.rename(&final_path).await.map_err(io_error(&path, "rename"))?;
+    directory.sync().await.map_err(io_error(directory_path, "sync the directory"))?;
+    Ok((file, final_path, capacity))
+}
+
+/// Writes zeros over `[from, to)` of `file`, `chunk_bytes` at a time.
+async fn write_zeros(file: &DmaFile, path: &Path, from: u64, to: u64, chunk_bytes: usize) -> Result<(), WalError> {
+    let zeros = vec![0u8; chunk_bytes];
+    let mut position = align_up(from, file.alignment());
+    while position < to {
+        let length = chunk_bytes.min((to - position) as usize);
+        position += write_blocks(file, path, position, &[&zeros[..length]]).await?;
+    }
+    Ok(())
+}
+
 /// Creates a segment durably: header block and preallocation written and
 /// synced under a temporary name, then renamed into place and the directory
 /// synced. A segment under its real name always has a whole header, and
@@ -199,12 +277,8 @@ pub async fn create_segment(
     let header = encode_segment_header(cluster_id, first_index);
     write_blocks(&file, &temporary_path, 0, &[&header, initial]).await?;
     if zero_fill {
-        let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
-        let mut position = align_up(RECORDS_OFFSET + initial.len() as u64, file.alignment());
-        while position < preallocation_bytes {
-            let length = ZERO_FILL_CHUNK_BYTES.min((preallocation_bytes - position) as usize);
-            position += write_blocks(&file, &temporary_path, position, &[&zeros[..length]]).await?;
-        }
+        let from = RECORDS_OFFSET + initial.len() as u64;
+        write_zeros(&file, &temporary_path, from, preallocation_bytes, ZERO_FILL_CHUNK_BYTES).await?;
     }
     file.fdatasync().await.map_err(io_error(&temporary_path, "fdatasync"))?;
     file.rename(&final_path).await.map_err(io_error(&temporary_path, "rename"))?;
