@@ -169,6 +169,32 @@ async fn metrics_page_has_zookeepers_names_and_zoocores_own() {
     }
     assert_eq!(number(&scrape, "zoocore_shards", &[]), 2.0);
     assert!(matches!(value(&scrape, "zoocore_slow_fsyncs_total", &[]), Some(Value::Counter(_))));
+
+    // Issue 10: every stage of a write is timed. The per-message stages saw
+    // every write (and handshake); the per-sync ones every group commit.
+    let stage_count = |stage: &str| number(&scrape, "zoocore_write_stage_seconds_count", &[("stage", stage)]);
+    for stage in [
+        "to_core",
+        "queue",
+        "prep",
+        "log_write",
+        "fsync",
+        "release",
+        "publish",
+        "to_shard",
+        "shard_apply",
+        "socket_write",
+    ] {
+        let Some(Value::Summary(counts)) = value(&scrape, "zoocore_write_stage_seconds", &[("stage", stage)]) else {
+            panic!("the {stage} stage is a summary")
+        };
+        assert_eq!(counts.len(), 4, "{stage}: quantiles 0.5, 0.9, 0.99, 0.999");
+        assert!(stage_count(stage) > 0.0, "{stage} was timed");
+    }
+    assert!(stage_count("to_core") >= 20.0 && stage_count("queue") >= 20.0);
+    let syncs = number(&scrape, "zoocore_group_commit_entries_count", &[]);
+    assert_eq!(stage_count("log_write"), syncs, "one log_write per group commit");
+    assert_eq!(stage_count("fsync"), syncs, "one fsync per group commit");
 }
 
 #[test]
