@@ -4,7 +4,9 @@
 //! exchange establishes, see [`crate::auth`]), and the super user that a
 //! digest matching `DigestAuthenticationProvider.superDigest` makes.
 
-use std::net::IpAddr;
+// The address value only; core has no sockets (tests/tidy.rs keeps std::net
+// out of the IO-free modules).
+use core::net::IpAddr;
 
 use base64::Engine;
 use sha1::{Digest, Sha1};

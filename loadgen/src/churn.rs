@@ -12,17 +12,17 @@
 //! time, so a server that stalls is charged for the sessions it delayed.
 //! Setup creates only ROOT, and nothing in this workload writes nodes.
 
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use zoocore::proto::Request;
 
 use crate::cli::RunArgs;
+use crate::harness::{run_workers, session_timeout_ms, share_of, Plan, Window, Worker, WorkerEnd, CONNECT_TIMEOUT};
 use crate::keyspace::CALL_TIMEOUT;
 use crate::output::Summary;
-use crate::run::{label_of, new_summary, session_timeout_ms, supervise, CpuMeter, Window, CONNECT_TIMEOUT};
 use crate::stats::Recorder;
-use crate::timeline::{Aggregator, IntervalRecorder, IntervalReport, REPORTS_QUEUED_PER_WORKER};
+use crate::timeline::IntervalReport;
 use crate::wire::SyncClient;
 
 const SESSION_SLOT: usize = 0;
@@ -35,38 +35,19 @@ const LOCAL_ERROR_SESSION_FAILED: i32 = -1004;
 pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let threads = args.connections as usize;
     let window = Window::start(args.warmup, args.measure_duration());
-    let (sender, receiver) = sync_channel(REPORTS_QUEUED_PER_WORKER * threads);
-    let mut handles = Vec::with_capacity(threads);
-    for index in 0..threads {
-        let host = args.hosts[index % args.hosts.len()];
-        let thread_rate = args.rate.map(|rate| rate / threads as f64);
-        let budget = args.ops.map(|ops| ops / threads as u64 + u64::from((index as u64) < ops % threads as u64));
-        let timeout_ms = session_timeout_ms(args);
-        let sender = sender.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("churn-{index}"))
-            .spawn(move || churner(host, timeout_ms, thread_rate, budget, window, sender))
-            .map_err(|error| format!("cannot start a churn thread: {error}"))?;
-        handles.push(handle);
-    }
-    drop(sender);
-    let mut aggregator = Aggregator::new(receiver, threads, args.quiet, &label_of(args));
-    let mut cpu = CpuMeter::new();
-    supervise(&handles, &mut aggregator, &window, &mut cpu, |_| {});
-    let mut recorder = Recorder::new(&NAMES);
-    let mut stopped_ns = window.measure_start_ns;
-    for handle in handles {
-        let (thread_recorder, thread_stopped_ns) = handle.join().map_err(|_| "a churn thread panicked".to_string())?;
-        recorder.add(&thread_recorder);
-        stopped_ns = stopped_ns.max(thread_stopped_ns);
-    }
-    aggregator.finish();
-    let mut summary = new_summary(args);
-    let duration_s = stopped_ns.saturating_sub(window.measure_start_ns) as f64 / 1e9;
-    summary.fill(&recorder, duration_s, Some(SESSION_SLOT));
-    summary.loadgen_cpu = cpu.finish(&window, recorder.histograms[SESSION_SLOT].len());
-    summary.set_timeline(&aggregator.timeline);
-    Ok(summary)
+    let timeout_ms = session_timeout_ms(args);
+    let workers = (0..threads)
+        .map(|index| {
+            let host = args.hosts[index % args.hosts.len()];
+            let thread_rate = args.rate.map(|rate| rate / threads as f64);
+            let budget = args.ops.map(|ops| share_of(ops, threads, index));
+            Worker::new(format!("churn-{index}"), move |reports| {
+                Ok(churner(host, timeout_ms, thread_rate, budget, window, reports))
+            })
+        })
+        .collect();
+    let plan = Plan { window, workers, primary: Some(SESSION_SLOT), cpu_per: Some(SESSION_SLOT), step_seconds: None };
+    Ok(run_workers(args, plan, |_| {})?.summary)
 }
 
 fn churner(
@@ -75,11 +56,11 @@ fn churner(
     thread_rate: Option<f64>,
     budget: Option<u64>,
     window: Window,
-    sender: SyncSender<IntervalReport>,
-) -> (Recorder, u64) {
+    reports: SyncSender<IntervalReport>,
+) -> WorkerEnd<()> {
     let clock = window.clock;
     let mut recorder = Recorder::new(&NAMES);
-    let mut interval = IntervalRecorder::new(sender, window.measure_start_ns, clock.now_ns());
+    let mut interval = window.interval_recorder(reports);
     let start_ns = clock.now_ns();
     let mut started = 0u64;
     let mut measured = 0u64;
@@ -132,6 +113,11 @@ fn churner(
             measured += 1;
         }
     }
-    interval.finish();
-    (recorder, stopped_ns)
+    WorkerEnd {
+        recorder,
+        stopped_ns: Some(stopped_ns),
+        failures: Vec::new(),
+        dropped_reports: interval.finish(),
+        counts: (),
+    }
 }

@@ -24,7 +24,7 @@
 //! counted as `mutual_exclusion_violations` (it must stay 0).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,13 +32,11 @@ use zoocore::proto::codes::{event, CreateMode, ErrorCode};
 use zoocore::proto::{Request, Response};
 
 use crate::cli::RunArgs;
+use crate::harness::{connect, run_workers, setup_client, teardown, Plan, Window, Worker, WorkerEnd};
 use crate::keyspace::{create_all, create_request, CALL_TIMEOUT};
 use crate::output::Summary;
-use crate::run::{
-    label_of, new_summary, session_timeout_ms, setup_client, supervise, teardown, CpuMeter, Window, CONNECT_TIMEOUT,
-};
 use crate::stats::Recorder;
-use crate::timeline::{Aggregator, IntervalRecorder, IntervalReport, REPORTS_QUEUED_PER_WORKER};
+use crate::timeline::IntervalReport;
 use crate::wire::{ClientError, SyncClient};
 
 const HANDOFF_SLOT: usize = 0;
@@ -80,11 +78,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let contenders = args.connections as usize;
     let mut clients = Vec::with_capacity(contenders);
     for index in 0..contenders {
-        let host = args.hosts[index % args.hosts.len()];
-        clients.push(
-            SyncClient::connect(host, session_timeout_ms(args), CONNECT_TIMEOUT)
-                .map_err(|error| format!("contender {index} to {host}: {error}"))?,
-        );
+        clients.push(connect(args, "contender", index)?);
     }
     let shared = Arc::new(Shared {
         held: AtomicBool::new(false),
@@ -94,34 +88,20 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     });
     let window = Window::start(args.warmup, args.measure_duration());
     let give_up_ns = window.deadline_ns + args.drain_timeout.as_nanos() as u64;
-    let (sender, receiver) = sync_channel(REPORTS_QUEUED_PER_WORKER * contenders);
-    let mut handles = Vec::with_capacity(contenders);
-    for (index, client) in clients.into_iter().enumerate() {
-        let shared = Arc::clone(&shared);
-        let directory = directory.clone();
-        let sender = sender.clone();
-        let hold = args.hold;
-        let handle = std::thread::Builder::new()
-            .name(format!("lock-{index}"))
-            .spawn(move || contender(client, &directory, &shared, hold, window, give_up_ns, sender))
-            .map_err(|error| format!("cannot start a contender thread: {error}"))?;
-        handles.push(handle);
-    }
-    drop(sender);
-    let mut aggregator = Aggregator::new(receiver, contenders, args.quiet, &label_of(args));
-    let mut cpu = CpuMeter::new();
-    supervise(&handles, &mut aggregator, &window, &mut cpu, |_| {});
-    let mut recorder = Recorder::new(&NAMES);
-    let mut summary = new_summary(args);
-    for handle in handles {
-        let (thread_recorder, failure) = handle.join().map_err(|_| "a contender thread panicked".to_string())?;
-        recorder.add(&thread_recorder);
-        summary.notes.extend(failure);
-    }
-    aggregator.finish();
-    summary.fill(&recorder, args.measure_duration().as_secs_f64(), Some(HANDOFF_SLOT));
-    summary.loadgen_cpu = cpu.finish(&window, recorder.histograms[ACQUIRE_SLOT].len());
-    summary.set_timeline(&aggregator.timeline);
+    let workers = clients
+        .into_iter()
+        .enumerate()
+        .map(|(index, client)| {
+            let shared = Arc::clone(&shared);
+            let directory = directory.clone();
+            let hold = args.hold;
+            Worker::new(format!("lock-{index}"), move |reports| {
+                Ok(contender(client, &directory, &shared, hold, window, give_up_ns, reports))
+            })
+        })
+        .collect();
+    let plan = Plan { window, workers, primary: Some(HANDOFF_SLOT), cpu_per: Some(ACQUIRE_SLOT), step_seconds: None };
+    let mut summary = run_workers(args, plan, |_| {})?.summary;
     summary.counters.insert("mutual_exclusion_violations".into(), shared.violations.load(Ordering::Relaxed) as f64);
     summary.counters.insert("acquisitions_total".into(), shared.acquisitions.load(Ordering::Relaxed) as f64);
     teardown(args, &mut summary);
@@ -135,11 +115,11 @@ fn contender(
     hold: Duration,
     window: Window,
     give_up_ns: u64,
-    sender: SyncSender<IntervalReport>,
-) -> (Recorder, Option<String>) {
+    reports: SyncSender<IntervalReport>,
+) -> WorkerEnd<()> {
     let clock = window.clock;
     let mut recorder = Recorder::new(&NAMES);
-    let mut interval = IntervalRecorder::new(sender, window.measure_start_ns, clock.now_ns());
+    let mut interval = window.interval_recorder(reports);
     let prefix = format!("{directory}/{NODE_PREFIX}");
     let result = (|| -> Result<(), ClientError> {
         loop {
@@ -229,15 +209,17 @@ fn contender(
             }
         }
     })();
-    let failure = match result {
+    // A contender stops issuing at the deadline, or earlier if it failed;
+    // one that waited for the lock past the deadline still stopped there.
+    let stopped_ns = window.stopped_now_ns();
+    let failures = match result {
         Ok(()) => {
             let _ = client.close(CALL_TIMEOUT);
-            None
+            Vec::new()
         }
-        Err(error) => Some(format!("lock contender: {error}")),
+        Err(error) => vec![format!("lock contender: {error}")],
     };
-    interval.finish();
-    (recorder, failure)
+    WorkerEnd { recorder, stopped_ns: Some(stopped_ns), failures, dropped_reports: interval.finish(), counts: () }
 }
 
 #[cfg(test)]

@@ -12,13 +12,15 @@
 //! The modules, from the wire up: `wire` (framing, the blocking client,
 //! allocation-free reply checks), `sampler` (keys and operations),
 //! `keyspace` (node names, setup and teardown), `stats` and `timeline`
-//! (histograms, seconds, the shared clock and control), `mix` (the
-//! non-blocking engine), `watch`, `churn` and `lock` (the other
-//! workloads), `run` (orchestration), `output` (JSON, .hgrm, table) and
-//! `report` (HTML).
+//! (histograms, seconds, the shared clock and control), `harness` (what the
+//! workloads share, and `run_workers`, the one skeleton they run on), the
+//! workloads `mix` (with its non-blocking `engine` and the `ramp` judge),
+//! `watch`, `churn` and `lock`, `run` (picks the workload), `output` (JSON,
+//! .hgrm, table) and `report` (HTML).
 
 mod churn;
 mod cli;
+mod harness;
 mod keyspace;
 mod lock;
 mod mix;

@@ -85,7 +85,6 @@ impl Recorder {
         self.error_codes.clear();
     }
 
-    #[cfg(test)]
     pub fn total_count(&self) -> u64 {
         self.histograms.iter().map(Histogram::len).sum()
     }

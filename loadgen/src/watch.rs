@@ -27,7 +27,7 @@
 //! cheap at the event rates a watch test needs; the writer is one more.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,12 +35,11 @@ use zoocore::proto::codes::event;
 use zoocore::proto::Request;
 
 use crate::cli::RunArgs;
+use crate::harness::{connect, run_workers, setup_client, teardown, value_bytes, Plan, Window, Worker, WorkerEnd};
 use crate::keyspace::{create_all, CALL_TIMEOUT};
-use crate::run::{
-    new_summary, session_timeout_ms, setup_client, supervise, teardown, value_bytes, CpuMeter, Window, CONNECT_TIMEOUT,
-};
+use crate::output::Summary;
 use crate::stats::Recorder;
-use crate::timeline::{Aggregator, IntervalRecorder, IntervalReport, REPORTS_QUEUED_PER_WORKER};
+use crate::timeline::IntervalReport;
 use crate::wire::{ClientError, SyncClient};
 
 const EVENT_SLOT: usize = 0;
@@ -60,16 +59,28 @@ struct Shared {
     /// not yet read).
     send_ns: Vec<AtomicU64>,
     reply_ns: Vec<AtomicU64>,
+    /// Set when the writer's thread ends, however it ends.
+    writer_done: AtomicBool,
     stop: AtomicBool,
     events: AtomicU64,
     events_before_reply: AtomicU64,
 }
 
-struct WorkerResult {
-    recorder: Recorder,
-    failure: Option<String>,
+/// What the writer counts beside its recorder (watchers count nothing).
+#[derive(Default)]
+struct WriterCounts {
     writes: u64,
     writer_waits: u64,
+}
+
+/// Sets the writer's done flag when dropped, so the stop rule also sees a
+/// writer that panicked.
+struct WriterDone<'a>(&'a AtomicBool);
+
+impl Drop for WriterDone<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 fn node_of(path: &str) -> Option<usize> {
@@ -92,6 +103,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
         armed: (0..node_count).map(|_| AtomicU32::new(0)).collect(),
         send_ns: (0..node_count).map(|_| AtomicU64::new(0)).collect(),
         reply_ns: (0..node_count).map(|_| AtomicU64::new(0)).collect(),
+        writer_done: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         events: AtomicU64::new(0),
         events_before_reply: AtomicU64::new(0),
@@ -99,72 +111,47 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let paths = Arc::new(paths);
     let mut watchers = Vec::with_capacity(watcher_count);
     for index in 0..watcher_count {
-        let host = args.hosts[index % args.hosts.len()];
-        let client = SyncClient::connect(host, session_timeout_ms(args), CONNECT_TIMEOUT)
-            .map_err(|error| format!("watcher {index} to {host}: {error}"))?;
-        watchers.push(client);
+        watchers.push(connect(args, "watcher", index)?);
     }
-    let writer = SyncClient::connect(args.hosts[0], session_timeout_ms(args), CONNECT_TIMEOUT)
-        .map_err(|error| format!("writer: {error}"))?;
+    let writer = connect(args, "writer", 0)?;
 
     let window = Window::start(args.warmup, args.measure_duration());
-    let workers = watcher_count + 1;
-    let (sender, receiver) = sync_channel(REPORTS_QUEUED_PER_WORKER * workers);
-    let mut handles = Vec::with_capacity(workers);
+    let mut workers = Vec::with_capacity(watcher_count + 1);
     for (index, client) in watchers.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
         let paths = Arc::clone(&paths);
-        let sender = sender.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("watcher-{index}"))
-            .spawn(move || watcher(client, &shared, &paths, window, sender))
-            .map_err(|error| format!("cannot start a watcher thread: {error}"))?;
-        handles.push(handle);
+        workers.push(Worker::new(format!("watcher-{index}"), move |reports| {
+            Ok(watcher(client, &shared, &paths, window, reports))
+        }));
     }
     let rate = args.rate.unwrap_or(DEFAULT_WRITES_PER_SECOND);
     {
         let shared = Arc::clone(&shared);
         let paths = Arc::clone(&paths);
-        let sender = sender.clone();
         let value = value.clone();
-        let handle = std::thread::Builder::new()
-            .name("writer".into())
-            .spawn(move || writer_loop(writer, &shared, &paths, watcher_count as u32, rate, &value, window, sender))
-            .map_err(|error| format!("cannot start the writer thread: {error}"))?;
-        handles.push(handle);
+        workers.push(Worker::new("writer".into(), move |reports| {
+            let _done = WriterDone(&shared.writer_done);
+            Ok(writer_loop(writer, &shared, &paths, watcher_count as u32, rate, &value, window, reports))
+        }));
     }
-    drop(sender);
 
-    let mut aggregator = Aggregator::new(receiver, workers, args.quiet, &crate::run::label_of(args));
-    let mut cpu = CpuMeter::new();
-    let writer_index = handles.len() - 1;
+    // Watchers run until told to stop: once the writer is done and every
+    // change has reached every watcher, or the drain timeout has passed.
     let drain_ns = args.drain_timeout.as_nanos() as u64;
-    supervise(&handles, &mut aggregator, &window, &mut cpu, |_| {
+    let plan = Plan { window, workers, primary: Some(EVENT_SLOT), cpu_per: Some(EVENT_SLOT), step_seconds: None };
+    let finished = run_workers(args, plan, |_| {
         let now_ns = window.clock.now_ns();
-        let writer_done = handles[writer_index].is_finished();
+        let writer_done = shared.writer_done.load(Ordering::Acquire);
         let all_armed = shared.armed.iter().all(|armed| armed.load(Ordering::Acquire) >= watcher_count as u32);
         if writer_done && (all_armed || now_ns >= window.deadline_ns + drain_ns) {
             shared.stop.store(true, Ordering::Release);
         }
-    });
-    let mut recorder = Recorder::new(&NAMES);
-    let mut summary = new_summary(args);
-    let mut writes = 0;
-    let mut writer_waits = 0;
-    for handle in handles {
-        let result = handle.join().map_err(|_| "a watch thread panicked".to_string())?;
-        recorder.add(&result.recorder);
-        writes += result.writes;
-        writer_waits += result.writer_waits;
-        if let Some(failure) = result.failure {
-            summary.notes.push(failure);
-        }
-    }
-    aggregator.finish();
+    })?;
+    let mut summary = finished.summary;
+    let recorder = &finished.recorder;
+    let writes: u64 = finished.counts.iter().map(|counts| counts.writes).sum();
+    let writer_waits: u64 = finished.counts.iter().map(|counts| counts.writer_waits).sum();
     let measured_events = recorder.histograms[EVENT_SLOT].len();
-    summary.fill(&recorder, args.measure_duration().as_secs_f64(), Some(EVENT_SLOT));
-    summary.loadgen_cpu = cpu.finish(&window, measured_events);
-    summary.set_timeline(&aggregator.timeline);
     let expected = recorder.histograms[SET_SLOT].len() * watcher_count as u64;
     summary.counters.insert("writes_measured".into(), recorder.histograms[SET_SLOT].len() as f64);
     summary.counters.insert("writes_total".into(), writes as f64);
@@ -176,19 +163,17 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     Ok(summary)
 }
 
-use crate::output::Summary;
-
 fn watcher(
     mut client: SyncClient,
     shared: &Shared,
     paths: &[String],
     window: Window,
-    sender: SyncSender<IntervalReport>,
-) -> WorkerResult {
+    reports: SyncSender<IntervalReport>,
+) -> WorkerEnd<WriterCounts> {
     let clock = window.clock;
     let mut recorder = Recorder::new(&NAMES);
-    let mut interval = IntervalRecorder::new(sender, window.measure_start_ns, clock.now_ns());
-    let mut failure = None;
+    let mut interval = window.interval_recorder(reports);
+    let mut failures = Vec::new();
     let arm = |client: &mut SyncClient, node: usize| -> Result<(), ClientError> {
         let request = Request::GetData { path: paths[node].clone(), watch: true };
         client.call(&request, CALL_TIMEOUT)?;
@@ -239,12 +224,13 @@ fn watcher(
         Ok(())
     })();
     if let Err(error) = result {
-        failure = Some(format!("watcher: {error}"));
+        failures.push(format!("watcher: {error}"));
     } else {
         let _ = client.close(CALL_TIMEOUT);
     }
-    interval.finish();
-    WorkerResult { recorder, failure, writes: 0, writer_waits: 0 }
+    // A watcher issues nothing measured: the writer's window is the run's.
+    let dropped_reports = interval.finish();
+    WorkerEnd { recorder, stopped_ns: None, failures, dropped_reports, counts: WriterCounts::default() }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -256,11 +242,11 @@ fn writer_loop(
     rate: f64,
     value: &[u8],
     window: Window,
-    sender: SyncSender<IntervalReport>,
-) -> WorkerResult {
+    reports: SyncSender<IntervalReport>,
+) -> WorkerEnd<WriterCounts> {
     let clock = window.clock;
     let mut recorder = Recorder::new(&NAMES);
-    let mut interval = IntervalRecorder::new(sender, window.measure_start_ns, clock.now_ns());
+    let mut interval = window.interval_recorder(reports);
     let interval_ns = 1e9 / rate;
     let mut writes = 0u64;
     let mut writer_waits = 0u64;
@@ -318,11 +304,17 @@ fn writer_loop(
             }
         }
     }
+    let stopped_ns = window.stopped_now_ns();
     if failure.is_none() {
         let _ = client.close(CALL_TIMEOUT);
     }
-    interval.finish();
-    WorkerResult { recorder, failure, writes, writer_waits }
+    WorkerEnd {
+        recorder,
+        stopped_ns: Some(stopped_ns),
+        failures: failure.into_iter().collect(),
+        dropped_reports: interval.finish(),
+        counts: WriterCounts { writes, writer_waits },
+    }
 }
 
 #[cfg(test)]

@@ -299,6 +299,13 @@ fn watch_lock_and_churn_workloads_run() {
         assert!(number(&summary, "/ops") > 0.0, "{workload}: {summary:#}");
         assert_eq!(number(&summary, "/errors"), 0.0, "{workload}: {summary:#}");
         assert!(number(&summary, "/latency_us/max") > 0.0, "{workload}");
+        // Every workload divides by the duration it actually measured,
+        // which the one-second window bounds.
+        let duration_s = number(&summary, "/duration_s");
+        assert!(duration_s > 0.0 && duration_s <= 1.0, "{workload}: duration_s {duration_s}");
+        let ops = number(&summary, "/ops");
+        let expected_rate = ops / duration_s;
+        assert!((number(&summary, "/ops_per_sec") - expected_rate).abs() <= 1e-9 * expected_rate, "{workload}");
         if workload == "lock" {
             assert_eq!(number(&summary, "/counters/mutual_exclusion_violations"), 0.0);
         }

@@ -64,6 +64,7 @@ use zoocore::proto::codes::{op, xid};
 use zoocore::proto::records::REPLY_HEADER_BYTES;
 use zoocore::proto::{Acl, CreateRequest, MultiOp, Reader, ReplyHeader, Request};
 
+use crate::harness::WorkerEnd;
 use crate::keyspace::KeySpace;
 use crate::sampler::{KeySampler, Mix, Operation, Rng};
 use crate::stats::{new_histogram, Recorder};
@@ -113,15 +114,10 @@ pub struct OpenedConnection {
     pub stream: std::net::TcpStream,
 }
 
-/// What a worker hands back.
-pub struct WorkerOutcome {
-    pub recorder: Recorder,
-    pub measured_ops: u64,
-    /// When the worker stopped issuing (end of its measured window).
-    pub stopped_issuing_ns: u64,
+/// What a mix worker counts beside its recorder.
+pub struct MixCounts {
+    /// Watch notifications received, though the mix sets no watch.
     pub notifications: u64,
-    pub failures: Vec<String>,
-    pub dropped_reports: u64,
     /// Open loop: how late each measured request was sent after its due
     /// time (0 for early ones). A large tail means the loadgen, or the CPU
     /// it was given, could not keep the schedule.
@@ -279,7 +275,7 @@ pub fn run_worker(
     connections: Vec<OpenedConnection>,
     ops_budget: Option<u64>,
     reports: SyncSender<IntervalReport>,
-) -> io::Result<WorkerOutcome> {
+) -> io::Result<WorkerEnd<MixCounts>> {
     let poll = Poll::new()?;
     let timer = Timer::new()?;
     poll.registry().register(&mut SourceFd(&timer.fd.as_raw_fd()), TIMER_TOKEN, Interest::READABLE)?;
@@ -313,7 +309,6 @@ pub fn run_worker(
         interval: IntervalRecorder::new(reports, settings.measure_start_ns, now_ns),
         budget: ops_budget,
         issued_measured: 0,
-        measured_ops: 0,
         issuing: true,
         closing: false,
         stopped_issuing_ns: 0,
@@ -341,7 +336,6 @@ struct Worker {
     interval: IntervalRecorder,
     budget: Option<u64>,
     issued_measured: u64,
-    measured_ops: u64,
     issuing: bool,
     closing: bool,
     stopped_issuing_ns: u64,
@@ -353,7 +347,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self) -> WorkerOutcome {
+    fn run(mut self) -> WorkerEnd<MixCounts> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let start_ns = self.settings.clock.now_ns();
         if !self.settings.open_loop {
@@ -436,18 +430,16 @@ impl Worker {
                 let _ = self.poll.registry().deregister(&mut connection.stream);
             }
         }
-        WorkerOutcome {
+        WorkerEnd {
             recorder: self.recorder,
-            measured_ops: self.measured_ops,
-            stopped_issuing_ns: if self.stopped_issuing_ns == 0 {
+            stopped_ns: Some(if self.stopped_issuing_ns == 0 {
                 self.settings.clock.now_ns()
             } else {
                 self.stopped_issuing_ns
-            },
-            notifications: self.notifications,
+            }),
             failures: self.failures,
             dropped_reports: self.interval.finish(),
-            send_lag: self.send_lag,
+            counts: MixCounts { notifications: self.notifications, send_lag: self.send_lag },
         }
     }
 
@@ -728,7 +720,6 @@ impl Worker {
                 if code != 0 {
                     self.recorder.record_error(slot, code);
                 }
-                self.measured_ops += 1;
             }
             completed += 1;
         }
