@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 ///   (format.rs, the record layout, is pure);
 /// - config.rs, ensemble.rs, tls/: read files at start (dynamic config,
 ///   myid, key stores); ensemble.rs resolves host names;
-/// - metrics.rs, admin/: clocks, the admin HTTP server on glommio;
+/// - metrics/, admin/: clocks, the admin HTTP server on glommio;
 /// - migrate/mod.rs, migrate/inspect.rs: the import/export commands, which
 ///   read and write files (zkformat.rs and datatree.rs are pure);
 /// - server/: the glommio shell, except server/peer/wire.rs (the peer

@@ -167,6 +167,7 @@ impl Log {
             force_sync: config.force_sync,
             truncate_corrupt: config.truncate_corrupt,
             preallocation_zero_fill: true,
+            dsync_writes: std::env::var_os("ZOOCORE_WAL_DSYNC").is_some(),
             preallocation_bytes,
             covered_by_snapshot: found
                 .as_ref()

@@ -108,6 +108,10 @@ pub struct WalOptions {
     /// is `forceSync=no`: faster, and a power loss may lose acknowledged
     /// writes or leave damage that needs `truncate_corrupt`).
     pub force_sync: bool,
+    /// With `force_sync`: open segments with O_DSYNC, so each write is
+    /// durable when it completes and no fdatasync follows it (one IO per
+    /// sync instead of two).
+    pub dsync_writes: bool,
     /// Operator's flag: on corruption, drop the log from the damaged record
     /// on (logging what is dropped) instead of refusing to open.
     pub truncate_corrupt: bool,
@@ -143,6 +147,7 @@ impl Default for WalOptions {
             preallocation_bytes: PREALLOCATION_BYTES_DEFAULT,
             preallocation_zero_fill: false,
             force_sync: true,
+            dsync_writes: false,
             truncate_corrupt: false,
             pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
             covered_by_snapshot: None,
@@ -409,16 +414,8 @@ impl Wal {
             if !names.is_empty() {
                 warn!(directory = %directory_path.display(), "no segment survived recovery; starting an empty log");
             }
-            let (current, path, capacity) = create_segment(
-                &directory,
-                &directory_path,
-                cluster_id,
-                1,
-                options.preallocation_bytes,
-                options.preallocation_zero_fill,
-                &[],
-            )
-            .await?;
+            let (current, path, capacity) =
+                create_segment(&directory, &directory_path, cluster_id, 1, &options, &[]).await?;
             let tail_block = new_segment_tail(&current, cluster_id, 1);
             let mut wal = Wal {
                 directory_path,
@@ -470,6 +467,7 @@ impl Wal {
         let current = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(segment::open_flags(&options))
             .dma_open(&last.path)
             .await
             .map_err(io_error(&last.path, "open"))?;
@@ -649,7 +647,7 @@ impl Wal {
         let mut current_unsynced = false;
         for chunk in chunks {
             if let Some(name) = chunk.new_segment {
-                if current_unsynced && self.options.force_sync {
+                if current_unsynced && self.options.force_sync && !self.options.dsync_writes {
                     // The full segment must be durable before a later one
                     // holds records: damage may only be at the very end.
                     self.fdatasync().await?;
@@ -664,7 +662,7 @@ impl Wal {
             }
         }
         self.counters.last_write_latency = started.elapsed();
-        if self.options.force_sync {
+        if self.options.force_sync && !self.options.dsync_writes {
             self.fdatasync().await?;
         }
         self.counters.syncs += 1;
@@ -719,7 +717,11 @@ impl Wal {
         if !self.options.preallocation_zero_fill || self.next_segment.is_some() {
             return;
         }
-        let task = prepare_segment(self.directory_path.clone(), self.options.preallocation_bytes);
+        let task = prepare_segment(
+            self.directory_path.clone(),
+            self.options.preallocation_bytes,
+            segment::open_flags(&self.options),
+        );
         self.next_segment = Some(glommio::spawn_local(task));
     }
 
@@ -744,16 +746,7 @@ impl Wal {
                 finish_prepared_segment(prepared, &self.directory, &self.directory_path, self.cluster_id, name).await?
             }
             None => {
-                create_segment(
-                    &self.directory,
-                    &self.directory_path,
-                    self.cluster_id,
-                    name,
-                    self.options.preallocation_bytes,
-                    self.options.preallocation_zero_fill,
-                    &[],
-                )
-                .await?
+                create_segment(&self.directory, &self.directory_path, self.cluster_id, name, &self.options, &[]).await?
             }
         };
         self.tail_block = new_segment_tail(&file, self.cluster_id, name);
@@ -1154,16 +1147,9 @@ async fn carry_out_repair(
             next.max(names[before] + 1)
         }
     };
-    let (file, new_path, _) = create_segment(
-        directory,
-        directory_path,
-        cluster_id,
-        name,
-        options.preallocation_bytes,
-        options.preallocation_zero_fill,
-        &encode_batch(&body, RECORDS_OFFSET),
-    )
-    .await?;
+    let (file, new_path, _) =
+        create_segment(directory, directory_path, cluster_id, name, options, &encode_batch(&body, RECORDS_OFFSET))
+            .await?;
     file.close().await.map_err(io_error(&new_path, "close"))?;
     for &doomed_name in doomed {
         if doomed_name != name {

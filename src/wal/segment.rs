@@ -182,6 +182,16 @@ fn available_bytes(path: &Path) -> Option<u64> {
     Some((status.f_bavail as u64).saturating_mul(status.f_frsize as u64))
 }
 
+/// Flags a segment that will be written is opened with: O_DSYNC when
+/// every write is to be durable by itself (`dsync_writes`).
+pub fn open_flags(options: &super::WalOptions) -> i32 {
+    if options.force_sync && options.dsync_writes {
+        libc::O_DSYNC
+    } else {
+        0
+    }
+}
+
 /// A segment file made ahead of need: preallocated, zero-filled and synced
 /// under [`PREPARED_FILE_NAME`], with no header yet (its first index is
 /// known only when the log rolls over to it).
@@ -198,6 +208,7 @@ pub struct PreparedSegment {
 pub async fn prepare_segment(
     directory_path: PathBuf,
     preallocation_bytes: u64,
+    flags: i32,
 ) -> Result<Option<PreparedSegment>, WalError> {
     let needed = preallocation_bytes.saturating_mul(PREPARE_FREE_PREALLOCATIONS_MIN);
     if available_bytes(&directory_path).is_some_and(|available| available < needed) {
@@ -209,6 +220,7 @@ pub async fn prepare_segment(
         .write(true)
         .create(true)
         .truncate(true)
+        .custom_flags(flags)
         .dma_open(&path)
         .await
         .map_err(io_error(&path, "create"))?;
@@ -258,25 +270,25 @@ pub async fn create_segment(
     directory_path: &Path,
     cluster_id: u64,
     first_index: u64,
-    preallocation_bytes: u64,
-    zero_fill: bool,
+    options: &super::WalOptions,
     initial: &[u8],
 ) -> Result<(DmaFile, PathBuf, u64), WalError> {
     let final_path = directory_path.join(segment_file_name(first_index));
     let temporary_path = directory_path.join(temporary_file_name(first_index));
-    let preallocation_bytes = fitting_preallocation(directory_path, preallocation_bytes)?;
+    let preallocation_bytes = fitting_preallocation(directory_path, options.preallocation_bytes)?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
+        .custom_flags(open_flags(options))
         .dma_open(&temporary_path)
         .await
         .map_err(io_error(&temporary_path, "create"))?;
     file.pre_allocate(preallocation_bytes, false).await.map_err(io_error(&temporary_path, "preallocate"))?;
     let header = encode_segment_header(cluster_id, first_index);
     write_blocks(&file, &temporary_path, 0, &[&header, initial]).await?;
-    if zero_fill {
+    if options.preallocation_zero_fill {
         let from = RECORDS_OFFSET + initial.len() as u64;
         write_zeros(&file, &temporary_path, from, preallocation_bytes, ZERO_FILL_CHUNK_BYTES).await?;
     }
