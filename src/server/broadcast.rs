@@ -340,8 +340,11 @@ impl BroadcastCore {
                 if entries > 0 {
                     self.shared.metrics.record_group_commit(entries, bytes);
                     self.shared.metrics.record_fsync(self.log.last_fsync());
-                    self.shared.metrics.record_stage(WriteStage::LogWrite, self.log.last_write());
-                    self.shared.metrics.record_stage(WriteStage::Fsync, self.log.last_fsync());
+                    let (write, fdatasync) = self.log.last_write_and_fdatasync();
+                    self.shared.metrics.record_stage(WriteStage::LogWrite, write);
+                    if let Some(fdatasync) = fdatasync {
+                        self.shared.metrics.record_stage(WriteStage::Fsync, fdatasync);
+                    }
                 }
             }
             let released = Instant::now();

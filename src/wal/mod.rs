@@ -819,6 +819,11 @@ impl Wal {
         self.counters
     }
 
+    /// Whether syncs are O_DSYNC writes with no fdatasync after them.
+    pub fn dsync_writes(&self) -> bool {
+        self.options.force_sync && self.options.dsync_writes
+    }
+
     /// The last index of the log, buffered records included (`None` only
     /// for a log replayed from compacted segments that held no entry).
     pub fn last_index(&self) -> Option<u64> {
