@@ -261,6 +261,9 @@ pub struct Node {
     replica: Replica,
     committed: Tree,
     applied_index: u64,
+    /// The group is this server alone (standalone): raft's log cache is
+    /// compacted as soon as entries are applied.
+    single_voter: bool,
     leading: Option<Leading>,
     role: Role,
     leader: Option<u64>,
@@ -336,6 +339,7 @@ impl Node {
             incoming_snapshot: None,
             waiting_syncs: BTreeSet::new(),
             next_stall_check_ms: now.monotonic_ms + settings.touch_interval_ms,
+            single_voter,
             settings,
         };
         node.observe_role(now);
@@ -623,6 +627,13 @@ impl Node {
         let messages = self.group(after.messages);
         self.output.messages.extend(messages);
         self.apply_committed(&after.committed)?;
+        if self.single_voter {
+            // No follower will ever ask for an applied entry, and the WAL
+            // holds it durably: raft's in-memory copy of everything since
+            // the last snapshot (up to snapCount entries, 1 MiB each at
+            // worst) would only double the data's memory.
+            self.replica.compact(self.applied_index).map_err(NodeError::Raft)?;
+        }
         self.observe_role(now);
         self.snapshot_if_due();
         Ok(())

@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use super::control::CoreQuery;
 use super::log::Log;
+use super::memory::IdleCollector;
 use super::messages::{shard_of, Commit, Reply, Stamped};
 use super::peer::{PeerInbox, PeerLimits, PeerLinks};
 use super::queue::BatchQueue;
@@ -54,6 +55,10 @@ const VIEW_REFRESH: Duration = Duration::from_millis(500);
 /// How often a server behind its leader's commit says so in the log.
 const BEHIND_WARNING_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often the core looks whether it has been idle (to give freed
+/// memory back, server/memory.rs).
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How often followers tell the leader which of their sessions are alive.
 const TOUCH_INTERVAL_MS: i64 = 250;
 
@@ -79,6 +84,11 @@ pub struct BroadcastCore {
     leaderless_since_ms: Option<i64>,
     streams: SnapshotStreams,
     last_behind_warning: Option<Instant>,
+    /// Messages and peer frames taken so far, and when to look at that
+    /// count again (see `memory::IdleCollector`).
+    idle: IdleCollector,
+    activity: u64,
+    next_idle_check: Instant,
 }
 
 impl BroadcastCore {
@@ -170,6 +180,9 @@ impl BroadcastCore {
             leaderless_since_ms: Some(0),
             streams: SnapshotStreams::default(),
             last_behind_warning: None,
+            idle: IdleCollector::default(),
+            activity: 0,
+            next_idle_check: Instant::now() + IDLE_CHECK_INTERVAL,
             shared,
         })
     }
@@ -232,6 +245,11 @@ impl BroadcastCore {
             }
             if let Some((_, peer_inbox)) = &self.peers {
                 peer_inbox.try_recv_batch(&mut frames, PEER_FRAMES_PER_ROUND_MAX);
+            }
+            self.activity += (messages.len() + frames.len()) as u64;
+            if drained >= self.next_idle_check {
+                self.next_idle_check = drained + IDLE_CHECK_INTERVAL;
+                self.idle.check(self.activity);
             }
             let now = self.now();
             if let Some((_, peer_inbox)) = &self.peers {

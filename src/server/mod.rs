@@ -7,6 +7,7 @@ mod connection;
 pub mod control;
 pub mod fourletter;
 mod log;
+mod memory;
 mod messages;
 mod outbox;
 pub mod peer;

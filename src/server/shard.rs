@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 use super::connection::{self, Connection};
 use super::control::{self, ShardQuery};
 use super::messages::{Commit, ConnectionId, Stamped, ToBroadcast};
+use super::memory::IdleCollector;
 use super::shared::{Shared, Version};
 use crate::metrics::WriteStage;
 use crate::tree::Tree;
@@ -293,8 +294,12 @@ pub async fn run(
     let touches = {
         let shard = shard.clone();
         glommio::spawn_local(async move {
+            let mut idle = IdleCollector::default();
             loop {
                 Timer::new(TOUCH_INTERVAL).await;
+                let packets = shard.shared.shard_stats[shard.id].packets_received.load(Ordering::Relaxed);
+                let commits = shard.shared.metrics.shards[shard.id].commits_received.load(Ordering::Relaxed);
+                idle.check(packets.wrapping_add(commits));
                 let sessions: Vec<i64> = shard.touched.borrow_mut().drain().collect();
                 if !sessions.is_empty() {
                     shard.send(ToBroadcast::Touch(sessions)).await;
