@@ -467,4 +467,101 @@ mod tests {
             let _ = Chunk::decode(&damaged);
         }
     }
+
+    // Issue 14, item 6: the peer decoders' own fuzz test. Whatever bytes a
+    // peer sends, decoding answers Ok or Err and never panics or allocates
+    // by a length it was told; what decodes re-encodes to a message that
+    // decodes again to the same bytes.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn encoded_samples() -> Vec<Vec<u8>> {
+            samples()
+                .iter()
+                .map(|message| {
+                    let mut bytes = Vec::new();
+                    message.encode(&mut bytes);
+                    bytes
+                })
+                .collect()
+        }
+
+        /// Decodes `bytes` as the broadcast core does (a chunk, or a whole
+        /// message) and checks that what decodes is stable.
+        fn decode_like_the_core(bytes: &[u8]) {
+            match Chunk::decode(bytes) {
+                Some(Ok(chunk)) => {
+                    let mut again = Vec::new();
+                    chunk.encode(&mut again);
+                    assert_eq!(Chunk::decode(&again), Some(Ok(chunk)));
+                }
+                Some(Err(_)) => {}
+                None => {
+                    if let Ok(message) = PeerMessage::decode(bytes) {
+                        let mut again = Vec::new();
+                        message.encode(&mut again);
+                        let mut third = Vec::new();
+                        PeerMessage::decode(&again).expect("a re-encoded message decodes").encode(&mut third);
+                        assert_eq!(third, again);
+                    }
+                }
+            }
+        }
+
+        /// One edit of a valid message: a byte changed, a run inserted, a
+        /// run removed, or a length-sized field overwritten with extremes.
+        fn mutate(bytes: &mut Vec<u8>, kind: u8, at: usize, value: u32) {
+            if bytes.is_empty() {
+                bytes.push(value as u8);
+                return;
+            }
+            let at = at % bytes.len();
+            match kind % 4 {
+                0 => bytes[at] = value as u8,
+                1 => {
+                    let run = vec![value as u8; (value % 16) as usize + 1];
+                    bytes.splice(at..at, run);
+                }
+                2 => {
+                    let end = (at + (value % 16) as usize + 1).min(bytes.len());
+                    bytes.drain(at..end);
+                }
+                _ => {
+                    let extreme = [0u32, 1, 0x7fff_ffff, 0xffff_ffff, value][(value % 5) as usize];
+                    let end = (at + 4).min(bytes.len());
+                    let field = extreme.to_be_bytes();
+                    bytes[at..end].copy_from_slice(&field[..end - at]);
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                decode_like_the_core(&bytes);
+                // The same bytes behind each valid header byte pair.
+                for prefix in [[PEER_FORMAT_VERSION, TAG_RAFT], [PEER_FORMAT_VERSION, TAG_FORWARD]] {
+                    let mut framed = prefix.to_vec();
+                    framed.extend_from_slice(&bytes);
+                    decode_like_the_core(&framed);
+                }
+            }
+
+            #[test]
+            fn mutated_messages_never_panic(
+                sample in 0usize..4,
+                edits in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u32>()), 1..6),
+            ) {
+                let samples = encoded_samples();
+                let mut bytes = samples[sample % samples.len()].clone();
+                for (kind, at, value) in edits {
+                    mutate(&mut bytes, kind, at, value);
+                }
+                decode_like_the_core(&bytes);
+            }
+        }
+    }
 }

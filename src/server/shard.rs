@@ -20,8 +20,8 @@ use tracing::{debug, warn};
 
 use super::connection::{self, Connection};
 use super::control::{self, ShardQuery};
-use super::messages::{Commit, ConnectionId, Stamped, ToBroadcast};
 use super::memory::IdleCollector;
+use super::messages::{Commit, ConnectionId, Stamped, ToBroadcast};
 use super::shared::{Shared, Version};
 use crate::metrics::WriteStage;
 use crate::tree::Tree;

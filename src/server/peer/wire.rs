@@ -352,4 +352,35 @@ mod tests {
         let huge = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
         assert!(matches!(FrameHeader::decode(&huge, 64 << 20), Err(WireError::FrameTooLong { .. })));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Issue 14, item 6: the handshake and frame header decoders take
+            /// any bytes a connecting process sends without panicking, and a
+            /// header never admits a payload above the bound.
+            #[test]
+            fn any_handshake_or_header_bytes_are_judged(
+                hello in proptest::array::uniform32(any::<u8>()),
+                answer in proptest::collection::vec(any::<u8>(), ANSWER_BYTES),
+                header in proptest::array::uniform8(any::<u8>()),
+                bound in 0usize..(1 << 30),
+            ) {
+                if let Ok(decoded) = Hello::decode(&hello) {
+                    prop_assert_eq!(Hello::decode(&decoded.encode()).ok(), Some(decoded));
+                }
+                let answer: [u8; ANSWER_BYTES] = answer.try_into().unwrap();
+                if let Ok(decoded) = Answer::decode(&answer) {
+                    prop_assert_eq!(Answer::decode(&decoded.encode()).ok(), Some(decoded));
+                }
+                match FrameHeader::decode(&header, bound) {
+                    Ok(decoded) => prop_assert!(decoded.length <= bound),
+                    Err(WireError::FrameTooLong { length, .. }) => prop_assert!(length > bound),
+                    Err(other) => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+        }
+    }
 }
