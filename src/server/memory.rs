@@ -6,37 +6,44 @@
 //! large znodes, a snapshot, a client that sent a lot and left) would keep
 //! that memory for as long as it stays quiet: measured 188 MiB of RSS after
 //! loading 30 znodes of 1 MB instead of 113 MiB. Each executor therefore
-//! asks mimalloc to collect once after it has seen no activity for one of
-//! its periodic checks. Under load the allocator runs all the time and
-//! purges by itself, so nothing is done then.
+//! asks mimalloc to collect on its periodic checks while it sees no
+//! activity, a few times: blocks another thread frees (a shard dropping the
+//! last reference to an old tree version the broadcast core built) reach
+//! their owner's heap later, and mimalloc purges a page only after its
+//! delay has passed. Under load the allocator runs all the time and purges
+//! by itself, so nothing is done then.
+
+/// Idle checks in a row that collect, before the executor stops asking
+/// until it has worked again.
+pub const IDLE_COLLECTIONS_MAX: u32 = 4;
 
 /// Watches one executor's activity counter between periodic checks.
 #[derive(Debug, Default)]
 pub struct IdleCollector {
     last_activity: u64,
-    collected: bool,
+    idle_collections: u32,
 }
 
 impl IdleCollector {
     /// Called from the executor's own periodic task with a counter that
-    /// grows with its work; collects the first time it finds it unchanged.
+    /// grows with its work; collects on the first idle checks in a row.
     pub fn check(&mut self, activity: u64) {
         if activity != self.last_activity {
             self.last_activity = activity;
-            self.collected = false;
-        } else if !self.collected {
-            self.collected = true;
-            collect();
+            self.idle_collections = 0;
+        } else if self.idle_collections < IDLE_COLLECTIONS_MAX {
+            self.idle_collections += 1;
+            collect(self.idle_collections == IDLE_COLLECTIONS_MAX);
         }
     }
 }
 
 /// Asks mimalloc to purge what this thread freed (it acts on the calling
-/// thread's heap only). Harmless where mimalloc is not the global allocator:
+/// thread's heap only); `force` also purges at once what would wait for
+/// the purge delay. Harmless where mimalloc is not the global allocator:
 /// its own heap is then empty.
-fn collect() {
-    // SAFETY: mi_collect takes no pointers; `false` asks for the ordinary
-    // collection, not the forced one that also frees thread-local caches
-    // other threads may still be handing back.
-    unsafe { libmimalloc_sys::mi_collect(false) }
+fn collect(force: bool) {
+    // SAFETY: mi_collect takes no pointers and may be called from any
+    // thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(force) }
 }
