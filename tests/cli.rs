@@ -3,19 +3,19 @@
 //! ephemeral port, and the no-argument default (127.0.0.1:2181, ./zoocore-data in the current
 //! directory; skipped when port 2181 is taken).
 //!
-//! Every process this file starts is its own child, killed by PID (`Child::kill`) and reaped;
-//! every wait is bounded by a deadline.
+//! Every process this file starts goes through tests/common's `Process`: its own child, killed
+//! by PID and reaped; every wait is bounded by a deadline.
+
+mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_zoocore");
+use common::{four_letter, zoocore, Exited, Output, Process, TestDir, LISTENING};
+
 /// How long a run that must fail (bad arguments, bad config) may take.
 const EXIT_DEADLINE: Duration = Duration::from_secs(15);
 /// How long the server may take to print its listening line.
@@ -23,196 +23,34 @@ const LISTEN_DEADLINE: Duration = Duration::from_secs(20);
 /// README.md: "A bad value names the key and the value and exits with status 2."
 const CONFIG_ERROR_STATUS: i32 = 2;
 
-/// A fresh directory under cargo's per-target tmpdir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "zoocore-cli-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        fs::write(&path, text).expect("write file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs zoocore with `args` in `cwd` until it exits (killing it by PID after
-/// [`EXIT_DEADLINE`]), with stdout and stderr captured in files.
+/// Runs zoocore with `args` in `cwd` until it exits (killed after [`EXIT_DEADLINE`]).
 fn run_to_exit(args: &[&str], cwd: &Path) -> Output {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let out_path = cwd.join(format!(".run{n}.stdout"));
-    let err_path = cwd.join(format!(".run{n}.stderr"));
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("spawn zoocore");
-    let deadline = Instant::now() + EXIT_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "zoocore {args:?} did not exit within {EXIT_DEADLINE:?}; stdout: {:?} stderr: {:?}",
-                fs::read_to_string(&out_path).unwrap_or_default(),
-                fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let output = Output {
-        status,
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    };
-    let _ = fs::remove_file(out_path);
-    let _ = fs::remove_file(err_path);
-    output
+    Process::run(zoocore(args).current_dir(cwd), EXIT_DEADLINE)
 }
 
-/// A zoocore server started by this test; killed by PID and reaped on drop.
-struct Running {
-    child: Child,
-    stderr_path: PathBuf,
-    address: String,
-}
-
-enum Started {
-    Listening(Running),
-    /// The process exited before printing its listening line (status, stderr).
-    Exited(ExitStatus, String),
-}
-
-impl Running {
-    /// Starts zoocore and waits (bounded) for `zoocore listening on ADDRESS` on stdout.
-    fn start(args: &[&str], cwd: &Path) -> Started {
-        let stderr_path = cwd.join("zoocore.stderr.log");
-        let mut child = Command::new(BIN)
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("spawn zoocore");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        // Forwards stdout lines up to the listening line, then drains stdout
-        // until the child exits.
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).map_or(true, |read| read == 0) {
-                    return;
-                }
-                let listening = line.starts_with("zoocore listening on ");
-                let _ = tx.send(line);
-                if listening {
-                    break;
-                }
-            }
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
-        });
-        let deadline = Instant::now() + LISTEN_DEADLINE;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => {
-                    let line = line.trim_end_matches('\n').to_string();
-                    // The admin and metrics endpoints announce themselves first.
-                    if line.starts_with("zoocore admin on ") || line.starts_with("zoocore metrics on ") {
-                        continue;
-                    }
-                    let Some(address) = line.strip_prefix("zoocore listening on ") else {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        panic!("first stdout line is not the listening line: {line:?}");
-                    };
-                    return Started::Listening(Running { child, stderr_path, address: address.to_string() });
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if let Some(status) = child.try_wait().expect("try_wait") {
-                        return Started::Exited(status, fs::read_to_string(&stderr_path).unwrap_or_default());
-                    }
-                    if Instant::now() >= deadline {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        panic!(
-                            "zoocore {args:?} printed no listening line within {LISTEN_DEADLINE:?}; stderr:\n{}",
-                            fs::read_to_string(&stderr_path).unwrap_or_default()
-                        );
-                    }
-                }
-            }
-        }
+/// A zoocore server started by this test with `args` in `cwd`, and the
+/// address its listening line names; Err if it exits before it listens.
+fn start(args: &[&str], cwd: &Path) -> Result<(Process, String), Exited> {
+    let mut server = Process::start(zoocore(args).current_dir(cwd), Some(&cwd.join("zoocore.stderr.log")));
+    let address = server.wait_for_line(LISTENING, LISTEN_DEADLINE)?;
+    // The admin and metrics endpoints announce themselves first; nothing else comes before.
+    for line in server.stdout().lines().take_while(|line| !line.starts_with(LISTENING)) {
+        assert!(
+            line.starts_with("zoocore admin on ") || line.starts_with("zoocore metrics on "),
+            "a stdout line before the listening line: {line:?}"
+        );
     }
-
-    fn expect_listening(started: Started) -> Running {
-        match started {
-            Started::Listening(running) => running,
-            Started::Exited(status, stderr) => panic!("zoocore exited before listening ({status}):\n{stderr}"),
-        }
-    }
-
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!("zoocore exited ({status}):\n{}", fs::read_to_string(&self.stderr_path).unwrap_or_default());
-        }
-    }
+    Ok((server, address))
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SIGKILL to this child's PID, then reap it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn expect_listening(started: Result<(Process, String), Exited>) -> (Process, String) {
+    started.unwrap_or_else(|exited| panic!("zoocore exited before listening ({}):\n{}", exited.status, exited.stderr))
 }
 
-/// Sends a four-letter word and reads the whole answer (bounded by a 5 s read timeout).
-fn four_letter(address: &str, word: &str) -> String {
-    let mut stream = TcpStream::connect(address).expect("connect for a four-letter word");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(word.as_bytes()).unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
+fn assert_alive(server: &mut Process) {
+    if let Some(status) = server.try_status() {
+        panic!("zoocore exited ({status}):\n{}", server.stderr());
+    }
 }
 
 /// Opens a session with a minimal ConnectRequest and returns the session id (0 if refused).
@@ -240,7 +78,7 @@ fn handshake(address: &str) -> i64 {
 
 #[test]
 fn version_prints_the_version_and_exits_0() {
-    let dir = TempDir::new("version");
+    let dir = TestDir::new("version");
     for flag in ["--version", "-V"] {
         let out = run_to_exit(&[flag], dir.path());
         assert!(out.status.success(), "{flag}: {:?}, stderr {:?}", out.status, out.stderr);
@@ -253,7 +91,7 @@ fn version_prints_the_version_and_exits_0() {
 
 #[test]
 fn help_mentions_config_and_exits_0() {
-    let dir = TempDir::new("help");
+    let dir = TestDir::new("help");
     for flag in ["--help", "-h"] {
         let out = run_to_exit(&[flag], dir.path());
         assert!(out.status.success(), "{flag}: {:?}", out.status);
@@ -266,7 +104,7 @@ fn help_mentions_config_and_exits_0() {
 
 #[test]
 fn unknown_argument_is_a_usage_error() {
-    let dir = TempDir::new("badarg");
+    let dir = TestDir::new("badarg");
     let out = run_to_exit(&["--bogus-flag"], dir.path());
     assert_eq!(out.status.code(), Some(2), "clap's usage-error status");
     assert!(out.stderr.contains("--bogus-flag"), "stderr: {}", out.stderr);
@@ -280,7 +118,7 @@ fn unknown_argument_is_a_usage_error() {
 
 #[test]
 fn missing_config_file_names_the_path() {
-    let dir = TempDir::new("missing");
+    let dir = TestDir::new("missing");
     // Relative to the current directory, and absolute.
     let absolute = dir.path().join("nowhere").join("missing.cfg");
     for path in ["missing.cfg".to_string(), absolute.display().to_string()] {
@@ -298,7 +136,7 @@ fn missing_config_file_names_the_path() {
 
 #[test]
 fn bad_config_values_name_the_key_and_the_value() {
-    let dir = TempDir::new("badcfg");
+    let dir = TestDir::new("badcfg");
     let data = dir.path().join("data");
     let data = data.display();
     // (zoo.cfg body, what stderr must contain)
@@ -336,7 +174,7 @@ fn bad_config_values_name_the_key_and_the_value() {
 /// dynamic configuration file) are named before anything starts.
 #[test]
 fn ensemble_config_mistakes_are_named() {
-    let dir = TempDir::new("ensemble-errors");
+    let dir = TestDir::new("ensemble-errors");
     let data = dir.path().join("data");
     fs::create_dir_all(&data).unwrap();
     let data = data.display().to_string();
@@ -387,7 +225,7 @@ fn ensemble_config_mistakes_are_named() {
 
 #[test]
 fn valid_config_on_port_0_prints_the_address_and_serves() {
-    let dir = TempDir::new("valid");
+    let dir = TestDir::new("valid");
     let data = dir.path().join("data");
     let cfg = dir.write(
         "zoo.cfg",
@@ -396,18 +234,18 @@ fn valid_config_on_port_0_prints_the_address_and_serves() {
             data.display()
         ),
     );
-    let mut server = Running::expect_listening(Running::start(&["--config", cfg.to_str().unwrap()], dir.path()));
-    let (host, port) = server.address.rsplit_once(':').expect("host:port");
+    let (mut server, address) = expect_listening(start(&["--config", cfg.to_str().unwrap()], dir.path()));
+    let (host, port) = address.rsplit_once(':').expect("host:port");
     assert_eq!(host, "127.0.0.1");
     let port: u16 = port.parse().expect("numeric port");
     assert_ne!(port, 0, "the printed port is the one the OS picked");
-    assert_eq!(four_letter(&server.address, "ruok"), "imok");
+    assert_eq!(four_letter(&address, "ruok"), "imok");
     // srvr is always allowed (ZooKeeper adds it to any whitelist); stat is not in this one.
-    assert!(four_letter(&server.address, "srvr").contains("Mode: standalone"));
-    assert_eq!(four_letter(&server.address, "stat"), "stat is not executed because it is not in the whitelist.\n");
-    assert_ne!(handshake(&server.address), 0, "a client session can be opened");
+    assert!(four_letter(&address, "srvr").contains("Mode: standalone"));
+    assert_eq!(four_letter(&address, "stat"), "stat is not executed because it is not in the whitelist.\n");
+    assert_ne!(handshake(&address), 0, "a client session can be opened");
     assert!(data.is_dir(), "dataDir {} created", data.display());
-    server.assert_alive();
+    assert_alive(&mut server);
 }
 
 #[test]
@@ -419,16 +257,16 @@ fn default_run_listens_on_2181_with_data_in_the_current_directory() {
     }
     // (The probe listener is closed here; another process could still take the port before
     // zoocore binds it, which is reported as a skip below, not a failure.)
-    let dir = TempDir::new("default");
-    let mut server = match Running::start(&[], dir.path()) {
-        Started::Listening(server) => server,
-        Started::Exited(status, stderr) if stderr.contains("2181") && stderr.contains("cannot listen") => {
-            eprintln!("SKIP default run: port 2181 was taken meanwhile ({status}): {stderr}");
+    let dir = TestDir::new("default");
+    let (mut server, address) = match start(&[], dir.path()) {
+        Ok(started) => started,
+        Err(exited) if exited.stderr.contains("2181") && exited.stderr.contains("cannot listen") => {
+            eprintln!("SKIP default run: port 2181 was taken meanwhile ({}): {}", exited.status, exited.stderr);
             return;
         }
-        Started::Exited(status, stderr) => panic!("zoocore exited before listening ({status}):\n{stderr}"),
+        started => expect_listening(started),
     };
-    assert_eq!(server.address, DEFAULT);
+    assert_eq!(address, DEFAULT);
     let data = dir.path().join("zoocore-data");
     assert!(data.is_dir(), "./zoocore-data created in the current directory {}", dir.path().display());
     // The default whitelist is srvr only (as ZooKeeper 3.5+).
@@ -436,5 +274,5 @@ fn default_run_listens_on_2181_with_data_in_the_current_directory() {
     assert!(srvr.contains("Mode: standalone"), "srvr: {srvr}");
     assert_eq!(four_letter(DEFAULT, "ruok"), "ruok is not executed because it is not in the whitelist.\n");
     assert_ne!(handshake(DEFAULT), 0);
-    server.assert_alive();
+    assert_alive(&mut server);
 }

@@ -6,7 +6,7 @@
 //! server starts without any repair.
 //!
 //! Rounds: 20 by default, `ZOOCORE_CRASH_ROUNDS` for a long run; the seed is
-//! printed and `ZOOCORE_CRASH_SEED` replays one.
+//! printed and `ZOOCORE_TEST_SEED` replays one.
 
 mod common;
 
@@ -14,29 +14,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::raw::{Conn, Enc};
-use common::Server;
+use common::{zoocore, Process, Random, Server};
 
 use zoocore::proto::codes::op::{CREATE as OP_CREATE, GET_CHILDREN as OP_GET_CHILDREN, GET_DATA as OP_GET_DATA};
 use zoocore::proto::codes::op::{MULTI as OP_MULTI, SET_DATA as OP_SET_DATA};
 const NO_NODE: i32 = zoocore::proto::ErrorCode::NoNode as i32;
 const IN_FLIGHT_MAX: usize = 48;
 const COUNTERS: usize = 8;
-
-/// xorshift64*: enough randomness for crash timing, reproducible by seed.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 enum Sent {
     Create { path: String, data: Vec<u8> },
@@ -232,11 +216,8 @@ fn acknowledged_writes_survive_sigkill_during_rollovers_and_snapshots() {
 fn survive_sigkill(config: &[&str], default_rounds: usize) {
     let rounds: usize =
         std::env::var("ZOOCORE_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_rounds);
-    let seed: u64 = std::env::var("ZOOCORE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
-    eprintln!("crash test: {rounds} rounds, seed {seed} (ZOOCORE_CRASH_SEED={seed} replays it)");
-    let mut random = Random(seed);
+    eprintln!("crash test: {rounds} rounds");
+    let mut random = Random::from_env("crash test");
     let mut server = Server::start_with(config);
     {
         let mut conn = Conn::connect(server.addr());
@@ -314,15 +295,13 @@ fn survive_sigkill(config: &[&str], default_rounds: usize) {
 /// without ever printing its listening line.
 #[test]
 fn sigterm_during_recovery_exits_at_once() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     if common::skip_if_external("sigterm_during_recovery_exits_at_once", "needs its own data directory") {
         return;
     }
     const VALUES: usize = 120;
     const VALUE_BYTES: usize = 1_000_000;
     let mut server = Server::start();
-    let directory = server.dir().expect("spawned").clone();
+    let directory = server.dir().expect("spawned").to_path_buf();
     let mut conn = Conn::connect(server.addr());
     assert_eq!(conn.create("/big", b"", 0).err, 0);
     // About 120 MB of log: recovery reads and replays all of it.
@@ -334,35 +313,19 @@ fn sigterm_during_recovery_exits_at_once() {
     drop(conn);
     server.kill();
 
-    let stderr_path = directory.join("recovery.stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .arg("--config")
-        .arg(directory.join("zoo.cfg"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn zoocore");
+    let mut recovering = Process::start(
+        &mut zoocore(&["--config", directory.join("zoo.cfg").to_str().unwrap()]),
+        Some(&directory.join("recovery.stderr.log")),
+    );
     // Wait for recovery to begin, then ask the server to stop.
     let began = common::wait_for(Duration::from_secs(20), || {
-        std::fs::read_to_string(&stderr_path).unwrap_or_default().contains("recovering: reading snapshots and the log")
+        recovering.stderr().contains("recovering: reading snapshots and the log")
     });
     assert!(began, "recovery starts");
-    // SAFETY: kill only sends a signal to our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the server must exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stdout = String::new();
-    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
-        stdout.push_str(&line.unwrap_or_default());
-    }
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    recovering.signal(libc::SIGTERM);
+    let status = recovering.wait_exit(Duration::from_secs(30)).expect("the server must exit after SIGTERM");
+    let stdout = recovering.stdout();
+    let stderr = recovering.stderr();
     assert!(status.success(), "a requested stop exits 0: {status}\n{stderr}");
     assert!(!stdout.contains("listening"), "the server stopped before serving:\n{stdout}\n{stderr}");
     assert!(stderr.contains("stop signal during recovery"), "the early stop is logged:\n{stderr}");

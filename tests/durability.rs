@@ -6,13 +6,11 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::raw::{Conn, Enc};
-use common::{wait_for, Server};
+use common::{wait_for, zoocore, Process, Server, LISTENING};
 use zoocore::proto::codes::op;
 use zoocore::wal;
 
@@ -56,41 +54,12 @@ fn files(directory: &Path, prefix: &str) -> Vec<PathBuf> {
 /// prints its listening line; returns (listened, stderr).
 fn run_binary(config: &Path, extra: &[&str]) -> (bool, String) {
     let stderr_path = config.with_file_name("probe.stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .arg("--config")
-        .arg(config)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn zoocore");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let mut buffer = [0u8; 256];
-        while let Ok(read) = stdout.read(&mut buffer) {
-            if read == 0 {
-                break;
-            }
-            text.push_str(&String::from_utf8_lossy(&buffer[..read]));
-            if text.contains("zoocore listening on") {
-                return true;
-            }
-        }
-        false
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let listened = loop {
-        if reader.is_finished() {
-            break reader.join().unwrap_or(false);
-        }
-        assert!(Instant::now() < deadline, "zoocore neither exited nor listened");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    (listened, fs::read_to_string(&stderr_path).unwrap_or_default())
+    let _ = fs::remove_file(&stderr_path);
+    let mut command = zoocore(&["--config", config.to_str().expect("a UTF-8 path")]);
+    let mut process = Process::start(command.args(extra), Some(&stderr_path));
+    let listened = process.wait_for_line(LISTENING, Duration::from_secs(30)).is_ok();
+    process.kill();
+    (listened, process.stderr())
 }
 
 #[test]
@@ -135,7 +104,7 @@ fn a_torn_tail_is_cut_and_everything_acknowledged_stays() {
 #[test]
 fn a_corrupt_record_stops_the_server_naming_file_and_offset() {
     let mut server = Server::start();
-    let directory = server.dir().expect("spawned").clone();
+    let directory = server.dir().expect("spawned").to_path_buf();
     create_nodes(&server, "/corrupt", 100);
     server.kill();
     let segment = files(&directory.join("data/log"), "log.").pop().expect("a log segment");
@@ -156,7 +125,7 @@ fn a_corrupt_record_stops_the_server_naming_file_and_offset() {
 #[test]
 fn a_data_directory_of_another_cluster_is_refused() {
     let mut server = Server::start();
-    let directory = server.dir().expect("spawned").clone();
+    let directory = server.dir().expect("spawned").to_path_buf();
     create_nodes(&server, "/foreign", 10);
     server.kill();
     let id_file = directory.join("data/cluster-id");
@@ -191,7 +160,7 @@ fn snapshot_index(path: &Path) -> u64 {
 #[test]
 fn a_damaged_last_record_is_refused_not_cut_as_a_torn_tail() {
     let mut server = Server::start();
-    let directory = server.dir().expect("spawned").clone();
+    let directory = server.dir().expect("spawned").to_path_buf();
     create_nodes(&server, "/last", 300);
     server.kill();
     let segment = files(&directory.join("data/log"), "log.").pop().expect("a log segment");
@@ -224,7 +193,7 @@ fn a_damaged_last_record_is_refused_not_cut_as_a_torn_tail() {
 #[test]
 fn truncate_corrupt_keeps_every_record_the_snapshot_does_not_cover() {
     let mut server = Server::start_with(&["snapCount=200"]);
-    let directory = server.dir().expect("spawned").clone();
+    let directory = server.dir().expect("spawned").to_path_buf();
     let snapshots = directory.join("data/snapshot");
     create_nodes(&server, "/keep", NODES);
     let stderr_log = directory.join("zoocore.stderr.log");
@@ -279,7 +248,7 @@ fn truncate_corrupt_keeps_every_record_the_snapshot_does_not_cover() {
 #[test]
 fn a_damaged_newest_snapshot_falls_back_to_an_older_one() {
     let mut server = Server::start_with(&["snapCount=100"]);
-    let directory = server.dir().expect("spawned").clone();
+    let directory = server.dir().expect("spawned").to_path_buf();
     let snapshots = directory.join("data/snapshot");
     let complete = |path: &PathBuf| !path.to_string_lossy().ends_with(".tmp");
     create_nodes(&server, "/snap", NODES);

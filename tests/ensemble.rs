@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::future::ready;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,16 +69,15 @@ async fn a_session_moves_between_servers_with_its_ephemerals_and_watches() {
     // The session resumes on server 1 with its id; its ephemeral lives on,
     // and the session writes there. A request that raced the cut fails
     // with ConnectionLoss and is retried, as an application would.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    let resumed = wait_for_async(Duration::from_secs(15), || async {
         match client.create(&format!("{root}/after-move"), b"", &persistent()).await {
-            Ok(_) | Err(zk::Error::NodeExists) => break,
-            Err(zk::Error::ConnectionLoss) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Ok(_) | Err(zk::Error::NodeExists) => true,
+            Err(zk::Error::ConnectionLoss) => false,
             Err(error) => panic!("the session did not resume on server 1: {error}"),
         }
-    }
+    })
+    .await;
+    assert!(resumed, "the session did not resume on server 1 within 15 s");
     assert_eq!(client.session_id(), session, "the same session");
     assert_eq!(client.get_data(&format!("{root}/eph")).await.expect("the ephemeral lives on").0, b"e");
     // Closing the session deletes its ephemeral everywhere.
@@ -151,11 +151,14 @@ async fn kill_under_load(kill_the_leader: bool) {
             }
         }));
     }
-    wait_until(Duration::from_secs(20), || acknowledged.lock().unwrap().len() >= 200).await;
+    let started = wait_for_async(Duration::from_secs(20), || ready(acknowledged.lock().unwrap().len() >= 200)).await;
+    assert!(started, "the writers got 200 writes acknowledged before the kill");
     let before_kill = acknowledged.lock().unwrap().len();
     cluster.servers[victim].kill();
     // Writes continue (after the election, if the leader was killed).
-    let resumed = wait_until(Duration::from_secs(30), || acknowledged.lock().unwrap().len() >= before_kill + 200).await;
+    let resumed =
+        wait_for_async(Duration::from_secs(30), || ready(acknowledged.lock().unwrap().len() >= before_kill + 200))
+            .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for writer in writers {
         let _ = writer.await;
@@ -188,26 +191,17 @@ async fn an_observer_serves_clients_and_forwards_writes() {
     let cluster = Cluster::start(3, 1);
     cluster.wait_for_leader(ELECTION_DEADLINE);
     let observer = &cluster.servers[3];
-    assert!(wait_until(Duration::from_secs(10), || cluster.modes()[3] == "observer").await, "{:?}", cluster.modes());
+    assert!(
+        wait_for_async(Duration::from_secs(10), || ready(cluster.modes()[3] == "observer")).await,
+        "{:?}",
+        cluster.modes()
+    );
     let root = unique("obs");
     let client = connect(observer.addr()).await;
     client.create(&root, b"o", &persistent()).await.expect("a write through the observer");
     let other = connect(cluster.servers[0].addr()).await;
     other.sync(&root).await.expect("sync");
     assert_eq!(other.get_data(&root).await.expect("read").0, b"o");
-}
-
-async fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + deadline;
-    loop {
-        if condition() {
-            return true;
-        }
-        if std::time::Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A server that lost its data directory (or joins empty) after the others
@@ -231,15 +225,16 @@ async fn a_server_started_empty_after_compaction_catches_up_by_snapshot() {
     }
     cluster.servers[lagging].restart();
     let rejoined = connect(cluster.servers[lagging].addr()).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let last = std::cell::RefCell::new(None);
+    let caught_up = wait_for_async(Duration::from_secs(20), || async {
         let _ = rejoined.sync(&root).await;
-        match rejoined.list_children(&root).await {
-            Ok(children) if children.len() == 400 => break,
-            _ if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            other => panic!("the empty server did not catch up: {:?}", other.map(|children| children.len())),
-        }
-    }
+        let count = rejoined.list_children(&root).await.map(|children| children.len());
+        let done = matches!(count, Ok(400));
+        *last.borrow_mut() = Some(count);
+        done
+    })
+    .await;
+    assert!(caught_up, "the empty server did not catch up: {:?}", last.borrow());
     let (data, _) = rejoined.get_data(&format!("{root}/n399")).await.expect("a streamed znode");
     assert_eq!(data, value);
     // And it follows what comes after.
@@ -270,20 +265,22 @@ async fn a_follower_emptied_after_acknowledging_everything_catches_up() {
     kill_and_empty(&mut cluster.servers[emptied]);
     cluster.servers[emptied].restart();
     // No write meanwhile: the heartbeats alone must bring it back.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let last = std::cell::Cell::new(None);
+    let caught_up = wait_for_async(Duration::from_secs(20), || async {
         let count = match connect_within(cluster.servers[emptied].addr(), Duration::from_secs(2)).await {
             Some(rejoined) => rejoined.list_children(&root).await.map(|children| children.len()).ok(),
             None => None,
         };
-        match count {
-            Some(300) => break,
-            _ if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            other => {
-                panic!("the emptied follower did not catch up: {other:?}\n{}", cluster.servers[emptied].stderr_tail())
-            }
-        }
-    }
+        last.set(count);
+        count == Some(300)
+    })
+    .await;
+    assert!(
+        caught_up,
+        "the emptied follower did not catch up: {:?}\n{}",
+        last.get(),
+        cluster.servers[emptied].stderr_tail()
+    );
 }
 
 /// Kills `server` and empties its data directory but for `myid`, as an
@@ -319,15 +316,19 @@ async fn five_servers_survive_two_failures() {
     cluster.servers[leader].kill();
     cluster.servers[other].kill();
     let survivor = (0..5).find(|index| *index != leader && *index != other).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let client = connect_anywhere(&cluster, &[leader, other]).await;
-    loop {
+    let last = std::cell::RefCell::new(None);
+    let written = wait_for_async(Duration::from_secs(20), || async {
         match client.create(&format!("{root}/after-two-failures"), b"", &persistent()).await {
-            Ok(_) | Err(zk::Error::NodeExists) => break,
-            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(error) => panic!("no write with 3 of 5 servers up: {error}"),
+            Ok(_) | Err(zk::Error::NodeExists) => true,
+            Err(error) => {
+                *last.borrow_mut() = Some(error);
+                false
+            }
         }
-    }
+    })
+    .await;
+    assert!(written, "no write with 3 of 5 servers up: {:?}", last.borrow());
     let reader = connect(cluster.servers[survivor].addr()).await;
     reader.sync(&root).await.expect("sync");
     assert!(reader.check_stat(&format!("{root}/after-two-failures")).await.expect("stat").is_some());
@@ -363,12 +364,12 @@ async fn a_session_resumed_elsewhere_ends_its_old_connection() {
     // itself, taking the session back, as two ZooKeeper clients sharing a
     // session do).
     let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline && !seen.contains(&zk::SessionState::Disconnected) {
-        if let Ok(state) = tokio::time::timeout(Duration::from_millis(200), states.changed()).await {
-            seen.push(state);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while !seen.contains(&zk::SessionState::Disconnected) {
+            seen.push(states.changed().await);
         }
-    }
+    })
+    .await;
     assert!(seen.contains(&zk::SessionState::Disconnected), "the old connection was not ended: {seen:?}");
 }
 

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::raw::{Conn, Enc};
-use common::Server;
+use common::{zoocore, Output, Process, Server};
 use zoocore::proto::codes::op;
 
 /// The filesystem's size: smaller than one default 64 MiB segment.
@@ -131,21 +131,9 @@ admin.enableServer=false
         ),
     )
     .expect("write zoo.cfg");
-    let stderr_path = fresh.join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .expect("run zoocore");
-    let exited = common::wait_for(Duration::from_secs(30), || matches!(child.try_wait(), Ok(Some(_))));
-    if !exited {
-        let _ = child.kill();
-    }
-    let status = child.wait().expect("wait");
-    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
-    assert!(exited && !status.success(), "no start without space for a segment ({status}):\n{stderr}");
+    let Output { status, stderr, .. } =
+        Process::run(&mut zoocore(&["--config", config.to_str().unwrap()]), Duration::from_secs(30));
+    assert!(!status.success(), "no start without space for a segment ({status}):\n{stderr}");
     assert!(stderr.contains("ENOSPC") && stderr.contains("free space"), "the error says why and what to do:\n{stderr}");
     assert!(!stderr.contains("truncate-corrupt"), "a full disk is not damage:\n{stderr}");
 

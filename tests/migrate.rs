@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::raw::{Conn, Enc, RawStat};
-use common::{free_port, Server};
+use common::{free_port, zoocore, Output, Process, Server};
 
 /// zoocore's settings that match the reference server's: TTL nodes and the
 /// same super digest (user super, password test).
@@ -38,8 +38,12 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn zoocore_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_zoocore"))
+/// How long one run of `zoocore import`, `export` or `inspect` may take.
+const TOOL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs a zoocore subcommand to its end.
+fn zoocore_tool(arguments: &[&str]) -> Output {
+    Process::run(&mut zoocore(arguments), TOOL_DEADLINE)
 }
 
 fn fixtures() -> PathBuf {
@@ -201,21 +205,16 @@ fn decode_tree(text: &str) -> BTreeMap<String, Served> {
 // zoocore with imported data.
 
 fn run_zoocore(arguments: &[&str]) -> String {
-    let output = Command::new(zoocore_bin()).args(arguments).output().expect("run zoocore");
-    assert!(
-        output.status.success(),
-        "zoocore {arguments:?} failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let output = zoocore_tool(arguments);
+    assert!(output.status.success(), "zoocore {arguments:?} failed: {}\n{}", output.status, output.stderr);
+    output.stdout
 }
 
 /// A zoocore server whose data directory is `zookeeper_data` imported.
 fn zoocore_importing(zookeeper_data: &Path) -> (Server, String) {
     let mut server = Server::start_with(ZOOCORE_CFG);
     server.kill();
-    let dir = server.dir().unwrap().clone();
+    let dir = server.dir().unwrap().to_path_buf();
     fs::remove_dir_all(dir.join("data")).unwrap();
     fs::create_dir_all(dir.join("data")).unwrap();
     let report = run_zoocore(&[
@@ -634,13 +633,11 @@ fn import_fails(zookeeper_data: &Path) -> String {
     let data = scratch.path().join("data");
     let config = scratch.path().join("zoo.cfg");
     fs::write(&config, format!("dataDir={}\nclientPort=0\n", data.display())).unwrap();
-    let output = Command::new(zoocore_bin())
-        .args(["import", "--from", zookeeper_data.to_str().unwrap(), "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output =
+        zoocore_tool(&["import", "--from", zookeeper_data.to_str().unwrap(), "--config", config.to_str().unwrap()]);
     assert!(!output.status.success(), "the import of a damaged directory must fail");
     assert!(!data.join("cluster-id").exists() && !data.join("snapshot").exists(), "nothing may be written");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    output.stderr
 }
 
 /// A copy of a recorded variant's ZooKeeper files to damage.
@@ -745,12 +742,10 @@ fn a_torn_last_record_is_imported_up_to_it_and_reported() {
 fn an_import_refuses_a_data_directory_that_holds_zoocore_data() {
     let (server, _) = zoocore_importing(&fixtures().join("plain/zk"));
     let config = server.dir().unwrap().join("zoo.cfg");
-    let output = Command::new(zoocore_bin())
-        .args(["import", "--from", fixtures().join("plain/zk").to_str().unwrap(), "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let from = fixtures().join("plain/zk");
+    let output = zoocore_tool(&["import", "--from", from.to_str().unwrap(), "--config", config.to_str().unwrap()]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("already holds zoocore data"));
+    assert!(output.stderr.contains("already holds zoocore data"), "{}", output.stderr);
 }
 
 // ---------------------------------------------------------------------------
@@ -788,9 +783,9 @@ fn inspect_prints_zookeeper_logs_and_snapshots() {
     assert!(json["digest"].is_object(), "the plain variant was written with a digest");
 
     // Asking for the wrong kind is refused, saying what the file is.
-    let output = Command::new(zoocore_bin()).args(["inspect", "log", snapshot.to_str().unwrap()]).output().unwrap();
+    let output = zoocore_tool(&["inspect", "log", snapshot.to_str().unwrap()]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("is a snapshot"));
+    assert!(output.stderr.contains("is a snapshot"), "{}", output.stderr);
 }
 
 #[test]

@@ -4,11 +4,14 @@
 //!
 //! Every wait polls with a deadline; nothing asserts on time.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::wait_for;
 use glommio::{LocalExecutorBuilder, Placement};
 use zoocore::config::PeerRole;
 use zoocore::ensemble::{Ensemble, Member};
@@ -17,19 +20,6 @@ use zoocore::server::peer::{PeerInbox, PeerLimits, PeerLinks, PeerStats};
 
 /// How long any condition may take to become true.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// What the test thread asks a node's executor to do.
 enum Command {
@@ -160,7 +150,7 @@ impl Node {
     fn receive_count(&self, count: usize) -> Vec<(u64, Vec<u8>)> {
         let mut frames = Vec::new();
         assert!(
-            wait_for(|| {
+            wait_for(DEADLINE, || {
                 frames.extend(self.try_receive());
                 frames.len() >= count
             }),
@@ -238,7 +228,7 @@ fn wait_linked(nodes: &[(&Node, u64)]) {
     for (node, my_id) in nodes {
         for (_, other) in nodes {
             if other != my_id {
-                assert!(wait_for(|| node.stats(*other).connected), "server {my_id} never linked to {other}");
+                assert!(wait_for(DEADLINE, || node.stats(*other).connected), "server {my_id} never linked to {other}");
             }
         }
     }
@@ -321,7 +311,7 @@ fn frames_arrive_in_order_and_whole() {
     let stats = node2.stats(1);
     assert_eq!(stats.frames_received, u64::try_from(from1.len()).unwrap());
     assert_eq!(stats.bytes_received, u64::try_from(sent_bytes).unwrap());
-    assert!(wait_for(|| node1.stats(2).frames_sent == u64::try_from(from1.len()).unwrap()));
+    assert!(wait_for(DEADLINE, || node1.stats(2).frames_sent == u64::try_from(from1.len()).unwrap()));
     let stats = node1.stats(2);
     assert_eq!(stats.bytes_sent, u64::try_from(sent_bytes).unwrap());
     assert_eq!((stats.drops, stats.queue_frames, stats.queue_bytes), (0, 0, 0));
@@ -381,7 +371,7 @@ fn unknown_ids_itself_and_other_ensembles_are_refused() {
     assert_ne!(stranger_ensemble.identity, identity);
     let stranger = Node::start(stranger_ensemble, other_listeners.pop().unwrap(), PeerLimits::default());
     // The acceptor answers each attempt; the stranger retries with backoff.
-    assert!(wait_for(|| stranger.stats(1).refusals >= 2), "the stranger was never refused");
+    assert!(wait_for(DEADLINE, || stranger.stats(1).refusals >= 2), "the stranger was never refused");
     assert!(!stranger.stats(1).connected);
     assert_eq!(stranger.send(1, vec![b"x".to_vec()]), [false]);
     assert_eq!(stranger.stats(1).drops, 1);
@@ -400,18 +390,21 @@ fn a_restarted_peer_is_reconnected_and_sending_resumes() {
     assert_eq!(node2.receive_count(1)[0].1, frame(1, 0, 50));
 
     node2.stop();
-    assert!(wait_for(|| !node1.stats(2).connected), "the link to the stopped peer stays up");
+    assert!(wait_for(DEADLINE, || !node1.stats(2).connected), "the link to the stopped peer stays up");
     assert_eq!(node1.send(2, vec![frame(1, 1, 50)]), [false]);
     // The inbound side sees the close on its own, not necessarily before
     // the outbound one.
-    assert!(wait_for(|| !node1.stats(2).inbound_connected), "the inbound link from the stopped peer stays up");
+    assert!(
+        wait_for(DEADLINE, || !node1.stats(2).inbound_connected),
+        "the inbound link from the stopped peer stays up"
+    );
 
     // The same port again, as a restarted server has.
     let listener = TcpListener::bind(cluster.address(2)).expect("the quorum port can be bound again");
     let node2 = Node::start(cluster.ensemble(2), listener, PeerLimits::default());
-    assert!(wait_for(|| node1.stats(2).connected), "never reconnected to the restarted peer");
+    assert!(wait_for(DEADLINE, || node1.stats(2).connected), "never reconnected to the restarted peer");
     assert!(node1.stats(2).reconnects >= 1);
-    assert!(wait_for(|| node1.stats(2).inbound_connected), "the restarted peer never linked back");
+    assert!(wait_for(DEADLINE, || node1.stats(2).inbound_connected), "the restarted peer never linked back");
     let frames: Vec<Vec<u8>> = (2..12).map(|number| frame(1, number, 300)).collect();
     assert!(node1.send(2, frames.clone()).into_iter().all(|sent| sent));
     let received: Vec<Vec<u8>> = node2.receive_count(frames.len()).into_iter().map(|(_, frame)| frame).collect();
@@ -529,7 +522,7 @@ fn measure_throughput_and_reconnect() {
     }
     std::thread::sleep(PeerLimits::default().reconnect_backoff_max + Duration::from_millis(100));
     node2.stop();
-    assert!(wait_for(|| !node1.stats(2).connected));
+    assert!(wait_for(DEADLINE, || !node1.stats(2).connected));
     for down_ms in [0u64, 100, 300, 1000] {
         restart_node2(&cluster, &node1, down_ms);
     }
@@ -544,11 +537,11 @@ fn restart_node2(cluster: &Cluster, node1: &Node, down_ms: u64) {
     let listener = TcpListener::bind(address).unwrap();
     let start = Instant::now();
     let node2 = Node::start(cluster.ensemble(2), listener, PeerLimits::default());
-    assert!(wait_for(|| node1.stats(2).connected));
-    println!("peer down {down_ms} ms: link up again {:?} after its restart (polled every 5 ms)", start.elapsed());
+    assert!(wait_for(DEADLINE, || node1.stats(2).connected));
+    println!("peer down {down_ms} ms: link up again {:?} after its restart (polled every 20 ms)", start.elapsed());
     // A link that lived (at least reconnect_backoff_max) is retried at once
     // when it falls, as after a real crash; a shorter one backs off.
     std::thread::sleep(PeerLimits::default().reconnect_backoff_max + Duration::from_millis(100));
     node2.stop();
-    assert!(wait_for(|| !node1.stats(2).connected));
+    assert!(wait_for(DEADLINE, || !node1.stats(2).connected));
 }

@@ -138,21 +138,17 @@ fn is_closed_kind(kind: io::ErrorKind) -> bool {
 /// A new session, retrying (bounded) while the server is still releasing closed connections
 /// (maxClientCnxns counts them until it has seen them close).
 fn session(addr: &str) -> Conn {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Conn::handshake(addr, 10_000, 0, &[0u8; 16], 0) {
-            Ok((conn, response)) if response.session_id != 0 => {
-                conn.set_read_timeout(REPLY_TIMEOUT);
-                return conn;
-            }
-            other => {
-                if Instant::now() >= deadline {
-                    panic!("no new session within 10 s: {:?}", other.map(|(_, response)| response));
-                }
-            }
+    let mut last = None;
+    let conn = wait_for_some(Duration::from_secs(10), || match Conn::handshake(addr, 10_000, 0, &[0u8; 16], 0) {
+        Ok((conn, response)) if response.session_id != 0 => Some(conn),
+        other => {
+            last = Some(other.map(|(_, response)| response));
+            None
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
+    let conn = conn.unwrap_or_else(|| panic!("no new session within 10 s: {last:?}"));
+    conn.set_read_timeout(REPLY_TIMEOUT);
+    conn
 }
 
 /// Reads to the end of a connection that must be closed without a single byte sent to it.
@@ -268,28 +264,6 @@ fn assert_released(addr: &str, before: Option<i64>) {
         "outstanding requests leaked: srvr says {:?}",
         srvr_number(addr, "Outstanding")
     );
-}
-
-/// SplitMix64: a fixed-seed generator, so every run sends the same bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
 }
 
 /// Every client opcode of ZooKeeper 3.9, plus internal and unassigned ones.
@@ -433,7 +407,7 @@ fn garbage_bodies_for_every_opcode_apply_nothing_and_affect_only_their_connectio
     let mut healthy = Healthy::new(addr, "robust-garbage");
     let root_before = healthy.root_children();
     let connections_before = srvr_number(addr, "Connections");
-    let mut rng = Rng(0x0bad_b0d1);
+    let mut rng = Random::from_env_or("garbage bodies", 0x0bad_b0d1);
     let (mut closed, mut answered) = (0, 0);
     for &opcode in ALL_OPCODES {
         let kinds: Vec<(&str, Vec<u8>)> = vec![
@@ -731,13 +705,13 @@ const FUZZ_PATHS: &[&str] = &[
 
 /// A body made of jute-ish tokens (ints, small counts, paths, buffers, bad lengths), so that
 /// many frames get past the first field of their decoder.
-fn fuzz_body(rng: &mut Rng) -> Vec<u8> {
+fn fuzz_body(rng: &mut Random) -> Vec<u8> {
     let mut body = Enc::new();
     for _ in 0..rng.below(8) {
         body = match rng.below(10) {
-            0 => body.i32(rng.next() as i32),
+            0 => body.i32(rng.next_u64() as i32),
             1 | 2 => body.i32(rng.below(5) as i32 - 1),
-            3 => body.i64(rng.next() as i64),
+            3 => body.i64(rng.next_u64() as i64),
             4 => body.bool(rng.below(2) == 1),
             5 | 6 => body.str(rng.pick(FUZZ_PATHS)),
             7 => {
@@ -755,15 +729,15 @@ fn fuzz_body(rng: &mut Rng) -> Vec<u8> {
 }
 
 /// One fuzz frame and whether it is well framed (its length prefix matches its size).
-fn fuzz_frame(rng: &mut Rng) -> (Vec<u8>, bool) {
-    let random_xid = rng.next() as i32;
+fn fuzz_frame(rng: &mut Random) -> (Vec<u8>, bool) {
+    let random_xid = rng.next_u64() as i32;
     let mut xid = rng.pick(&[1, 2, 3, -2, -4, -8, random_xid]);
     if xid == SENTINEL_XID {
         xid = 5;
     }
     match rng.below(100) {
         0..=74 => {
-            let opcode = if rng.below(10) == 0 { rng.next() as i32 } else { rng.pick(ALL_OPCODES) };
+            let opcode = if rng.below(10) == 0 { rng.next_u64() as i32 } else { rng.pick(ALL_OPCODES) };
             (framed(xid, opcode, &fuzz_body(rng)), true)
         }
         75..=89 => {
@@ -798,7 +772,7 @@ fn fuzzed_frames_after_the_handshake_leave_the_server_sound() {
     let setup = healthy.conn.create("/fuzz", b"", 0).err;
     assert!(setup == err::OK || setup == -110, "create /fuzz: {setup}");
     let connections_before = srvr_number(addr, "Connections");
-    let mut rng = Rng(FUZZ_SEED);
+    let mut rng = Random::from_env_or("fuzzed frames", FUZZ_SEED);
     let started = Instant::now();
     let (mut sent, mut connections, mut closed_by_server) = (0usize, 0usize, 0usize);
     'connections: while sent < FUZZ_FRAMES && started.elapsed() < FUZZ_TIME {
@@ -899,16 +873,11 @@ fn max_client_cnxns_refuses_the_sixth_connection_only() {
     let dropped = conns.remove(0);
     let (dropped_id, dropped_password) = (dropped.session_id, dropped.passwd.clone());
     drop(dropped);
-    let mut admitted = None;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while admitted.is_none() && Instant::now() < deadline {
-        if let Ok((conn, response)) = Conn::handshake(addr, 10_000, dropped_id, &dropped_password, 0) {
-            assert_eq!(response.session_id, dropped_id, "resumed session");
-            admitted = Some(conn);
-        } else {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    let admitted = wait_for_some(Duration::from_secs(5), || {
+        let (conn, response) = Conn::handshake(addr, 10_000, dropped_id, &dropped_password, 0).ok()?;
+        assert_eq!(response.session_id, dropped_id, "resumed session");
+        Some(conn)
+    });
     let mut resumed = admitted.expect("no connection admitted within 5 s after one was closed");
     resumed.set_read_timeout(REPLY_TIMEOUT);
     let reply = resumed.get_data(&format!("{base}/c0"), false);

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::Server;
+use common::{zoocore, Process, Server, LISTENING, START_DEADLINE};
 use md5::{Digest, Md5};
 
 const SERVER_JAAS: &str = r#"Server {
@@ -297,7 +297,6 @@ fn enforced_digest_accepts_addauth() {
 /// The config and JAAS errors stop the start and name key, value or file.
 #[test]
 fn bad_settings_stop_the_start_with_a_clear_error() {
-    let binary = env!("CARGO_BIN_EXE_zoocore");
     let directory = tempfile::tempdir().unwrap();
     let run = |lines: &[&str], environment: &[(&str, &str)]| {
         let config = directory.path().join("zoo.cfg");
@@ -308,14 +307,11 @@ fn bad_settings_stop_the_start_with_a_clear_error() {
             text.push('\n');
         }
         std::fs::write(&config, text).unwrap();
-        let mut command = Command::new(binary);
-        command.arg("--config").arg(&config).env_remove("SERVER_JVMFLAGS").env_remove("JVMFLAGS");
-        for (name, value) in environment {
-            command.env(name, value);
-        }
-        let output = command.output().unwrap();
+        let mut command = zoocore(&["--config", config.to_str().unwrap()]);
+        command.envs(environment.iter().copied());
+        let output = Process::run(&mut command, START_DEADLINE);
         assert!(!output.status.success(), "{lines:?} started");
-        String::from_utf8_lossy(&output.stderr).to_string()
+        output.stderr
     };
     let error = run(&["enforce.auth.enabled=true"], &[]);
     assert!(error.contains("enforce.auth.schemes"), "{error}");
@@ -339,7 +335,6 @@ fn bad_settings_stop_the_start_with_a_clear_error() {
 #[test]
 fn jaas_file_through_jvmflags() {
     let (_directory, path) = jaas_file(SERVER_JAAS);
-    let binary = env!("CARGO_BIN_EXE_zoocore");
     let directory = tempfile::tempdir().unwrap();
     let config = directory.path().join("zoo.cfg");
     std::fs::write(
@@ -350,30 +345,15 @@ fn jaas_file_through_jvmflags() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(binary)
-        .arg("--config")
-        .arg(&config)
-        .env("JVMFLAGS", format!("-Xmx512m -Djava.security.auth.login.config={}", path.display()))
-        .env_remove("SERVER_JVMFLAGS")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut address = String::new();
-    let mut line = String::new();
-    while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0 {
-        if let Some(rest) = line.trim().strip_prefix("zoocore listening on ") {
-            address = rest.to_string();
-            break;
-        }
-        line.clear();
-    }
-    assert!(!address.is_empty(), "the server did not start");
+    let mut command = zoocore(&["--config", config.to_str().unwrap()]);
+    command.env("JVMFLAGS", format!("-Xmx512m -Djava.security.auth.login.config={}", path.display()));
+    let mut server = Process::start(&mut command, None);
+    let address = server.wait_for_line(LISTENING, START_DEADLINE);
+    let address =
+        address.unwrap_or_else(|exited| panic!("the server did not start ({}):\n{}", exited.status, exited.stderr));
     let mut client = Client::connect_to(&address);
     let (reply, _, _) = authenticate(&mut client, "jaasuser", "jaas_password");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     assert_eq!(reply.err, 0);
 }
 

@@ -19,7 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Server;
+use common::{zoocore, Process, Server, START_DEADLINE};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -371,7 +371,6 @@ fn a_pkcs12_key_store_serves_too() {
 #[test]
 fn bad_settings_stop_the_start_with_a_clear_error() {
     let certificates = Certificates::make();
-    let binary = env!("CARGO_BIN_EXE_zoocore");
     let directory = tempfile::tempdir().unwrap();
     let run = |lines: &[String]| {
         let config = directory.path().join("zoo.cfg");
@@ -383,15 +382,9 @@ fn bad_settings_stop_the_start_with_a_clear_error() {
             text.push('\n');
         }
         std::fs::write(&config, text).unwrap();
-        let output = Command::new(binary)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("SERVER_JVMFLAGS")
-            .env_remove("JVMFLAGS")
-            .output()
-            .unwrap();
+        let output = Process::run(&mut zoocore(&["--config", config.to_str().unwrap()]), START_DEADLINE);
         assert_eq!(output.status.code(), Some(2), "{lines:?}: {output:?}");
-        String::from_utf8_lossy(&output.stderr).to_string()
+        output.stderr
     };
     let pem = |name: &str| format!("ssl.keyStore.location={}", certificates.path(name));
     let trust = format!("ssl.trustStore.location={}", certificates.path("ca.pem"));
@@ -533,34 +526,17 @@ fn secure_port_alone() {
     }
     let config = directory.path().join("zoo.cfg");
     std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .arg("--config")
-        .arg(&config)
-        .env_remove("SERVER_JVMFLAGS")
-        .env_remove("JVMFLAGS")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0 {
-        lines.push(line.trim().to_string());
-        if line.starts_with("zoocore secure listening on ") {
-            break;
-        }
-        line.clear();
-    }
+    let mut server = Process::start(&mut zoocore(&["--config", config.to_str().unwrap()]), None);
+    let secure = server.wait_for_line("zoocore secure listening on ", START_DEADLINE);
+    let secure = secure.unwrap_or_else(|exited| panic!("zoocore exited ({}):\n{}", exited.status, exited.stderr));
     let address = format!("127.0.0.1:{port}");
     let answer = four_letter_over_tls(&address, client_config(&certificates, Some("client")), "ruok");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // Both lines are printed at once; the rest of stdout shows no plain one.
-    let mut rest = String::new();
-    let _ = stdout.read_to_string(&mut rest);
-    assert_eq!(lines, vec![format!("zoocore secure listening on {address}")]);
-    assert!(!rest.contains("zoocore listening on"), "{rest}");
+    server.kill();
+    // Both lines are printed at once: the secure one is the first, and stdout shows no plain one.
+    let stdout = server.stdout();
+    assert_eq!(secure, address);
+    assert_eq!(stdout.lines().next(), Some(format!("zoocore secure listening on {address}").as_str()), "{stdout}");
+    assert!(!stdout.contains("zoocore listening on"), "{stdout}");
     assert_eq!(answer.unwrap(), "imok");
 }
 

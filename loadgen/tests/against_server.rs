@@ -2,165 +2,51 @@
 //!
 //! The server comes from the environment when `ZOOCORE_LOADGEN_TEST_HOSTS`
 //! is set (for example a reference Apache ZooKeeper on 127.0.0.1:2681);
-//! otherwise each test starts the zoocore server itself with
-//! [`start_server`], which relies on the server's start-up contract:
-//! `zoocore --config <dir>/zoo.cfg` with `clientPort=0` binds an ephemeral
-//! port on 127.0.0.1 and prints `zoocore listening on 127.0.0.1:PORT` on
-//! stdout. The server binary is `ZOOCORE_BIN`, or `target/release/zoocore`
-//! or `target/debug/zoocore` under the workspace root (or under
-//! `CARGO_TARGET_DIR`).
+//! otherwise each test starts the zoocore server itself through the
+//! workspace's one test harness, tests/common/harness.rs (`Server`), shared
+//! here by path. The server binary is `ZOOCORE_BIN`, or the newer of
+//! `target/release/zoocore` and `target/debug/zoocore` in the target
+//! directory these tests were built in.
 //!
 //! Every run is bounded: a few thousand operations or one second of load,
 //! a `--max-duration`, and a wall-clock limit after which the loadgen is
 //! killed and the test fails. Each test uses its own `--root`, so the tests
 //! can share one server and run in parallel.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+#[path = "../../tests/common/harness.rs"]
+mod harness;
 
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{Process, Server, TestDir};
 use serde_json::Value;
 
 /// How long one loadgen run may take before the test kills it.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
-/// How long the server may take to announce its port.
-const SERVER_START_LIMIT: Duration = Duration::from_secs(30);
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("loadgen/ is inside the workspace").to_path_buf()
-}
-
-/// A directory of its own for each call: tests run in parallel, and a
-/// server refuses a data directory another server holds.
-fn scratch_directory(name: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let sequence = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let directory = std::env::temp_dir().join(format!("zoocore-loadgen-test-{}-{name}-{sequence}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("create a scratch directory");
-    directory
-}
-
-/// Kills the server when a test ends, however it ends.
-struct ServerGuard(Child);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn server_binary() -> PathBuf {
-    if let Some(binary) = std::env::var_os("ZOOCORE_BIN") {
-        return PathBuf::from(binary);
-    }
-    let mut target_directories = vec![workspace_root().join("target")];
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        target_directories.insert(0, PathBuf::from(target));
-    }
-    for target in &target_directories {
-        // The most recently built of the two, so a stale build is not used.
-        let newest = ["release", "debug"]
-            .into_iter()
-            .map(|profile| target.join(profile).join("zoocore"))
-            .filter(|candidate| candidate.is_file())
-            .max_by_key(|candidate| candidate.metadata().and_then(|meta| meta.modified()).ok());
-        if let Some(candidate) = newest {
-            return candidate;
-        }
-    }
-    panic!(
-        "no zoocore server binary: set ZOOCORE_LOADGEN_TEST_HOSTS to test against a running \
-         server, or ZOOCORE_BIN, or build it with `cargo build -p zoocore`"
-    );
-}
-
-// ---------------------------------------------------------------------------
-// start_server: the one place that knows how to start the zoocore server.
-// Contract: `zoocore --config <tmp>/zoo.cfg` with clientPort=0 prints
-// `zoocore listening on 127.0.0.1:PORT` on stdout once it accepts clients.
-// ---------------------------------------------------------------------------
-/// Starts the zoocore server on an ephemeral port and returns the child and
-/// its "127.0.0.1:PORT".
-fn start_server() -> (Child, String) {
-    let directory = scratch_directory("server");
-    let config = directory.join("zoo.cfg");
-    std::fs::write(
-        &config,
-        format!(
-            "tickTime=2000\ndataDir={}\nclientPort=0\nadmin.enableServer=false\n",
-            directory.join("data").display()
-        ),
-    )
-    .expect("write zoo.cfg");
-    let mut child = Command::new(server_binary())
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the zoocore server");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines, received) = mpsc::sync_channel::<String>(64);
-    // Keep reading stdout for the server's whole life so it never blocks on
-    // a full pipe; only the first lines are looked at.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.try_send(line);
-        }
-    });
-    let deadline = Instant::now() + SERVER_START_LIMIT;
-    while let Ok(line) = received.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if let Some(address) = line.trim().strip_prefix("zoocore listening on ") {
-            return (child, address.trim().to_string());
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the zoocore server did not print `zoocore listening on 127.0.0.1:PORT` within {SERVER_START_LIMIT:?}");
-}
-
-/// The server to test against, and a guard that stops it if we started it.
-fn server() -> (Option<ServerGuard>, String) {
+/// The server to test against: the one `ZOOCORE_LOADGEN_TEST_HOSTS` names
+/// (None), or one started here and stopped when the returned value drops.
+fn server() -> (Option<Server>, String) {
     match std::env::var("ZOOCORE_LOADGEN_TEST_HOSTS") {
         Ok(hosts) if !hosts.trim().is_empty() => (None, hosts),
         _ => {
-            let (child, address) = start_server();
-            (Some(ServerGuard(child)), address)
+            let server = Server::start();
+            let address = server.addr().to_string();
+            (Some(server), address)
         }
     }
 }
 
 /// Runs the loadgen with `arguments`, killing it past [`RUN_LIMIT`].
-fn loadgen(arguments: &[&str]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zoocore-loadgen"))
-        .args(arguments)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start zoocore-loadgen");
-    let deadline = Instant::now() + RUN_LIMIT;
-    loop {
-        if child.try_wait().expect("poll the loadgen").is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("zoocore-loadgen {arguments:?} ran past {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("collect the loadgen's output");
+fn loadgen(arguments: &[&str]) -> harness::Output {
+    let output = Process::run(Command::new(env!("CARGO_BIN_EXE_zoocore-loadgen")).args(arguments), RUN_LIMIT);
     assert!(
         output.status.success(),
         "zoocore-loadgen {arguments:?} failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        output.stdout,
+        output.stderr
     );
     output
 }
@@ -188,7 +74,8 @@ fn check_latency(summary: &Value, prefix: &str) {
 #[test]
 fn mix_run_writes_a_complete_summary() {
     let (_guard, hosts) = server();
-    let directory = scratch_directory("mix");
+    let scratch = TestDir::new("loadgen-mix");
+    let directory = scratch.path();
     let json = directory.join("mix.json");
     let hgrm = directory.join("mix");
     let root = format!("/zoocore-loadgen-test-{}-mix", std::process::id());
@@ -224,7 +111,7 @@ fn mix_run_writes_a_complete_summary() {
         "integration",
         "--quiet",
     ]);
-    let table = String::from_utf8_lossy(&output.stdout);
+    let table = &output.stdout;
     assert!(table.contains("p99.9 us") && table.contains("get"), "{table}");
 
     let summary = read_json(&json);
@@ -260,7 +147,6 @@ fn mix_run_writes_a_complete_summary() {
     loadgen(&["report", json.to_str().unwrap(), json.to_str().unwrap(), "-o", report.to_str().unwrap()]);
     let html = std::fs::read_to_string(&report).expect("report.html");
     assert_eq!(html.matches("<svg").count(), 3);
-    let _ = std::fs::remove_dir_all(&directory);
 }
 
 /// The other workloads, one short run each: they must finish, count no
@@ -268,7 +154,8 @@ fn mix_run_writes_a_complete_summary() {
 #[test]
 fn watch_lock_and_churn_workloads_run() {
     let (_guard, hosts) = server();
-    let directory = scratch_directory("workloads");
+    let scratch = TestDir::new("loadgen-workloads");
+    let directory = scratch.path();
     for (workload, extra) in [
         ("watch", vec!["--watchers", "3", "--watched-nodes", "4", "--rate", "200"]),
         ("lock", vec!["--connections", "3"]),
@@ -313,5 +200,4 @@ fn watch_lock_and_churn_workloads_run() {
             assert_eq!(number(&summary, "/counters/events_missing"), 0.0, "{summary:#}");
         }
     }
-    let _ = std::fs::remove_dir_all(&directory);
 }
