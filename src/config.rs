@@ -802,6 +802,12 @@ impl Config {
             .map(String::as_str)
     }
 
+    /// ZooKeeper's `readonlymode.enabled` (Java's `Boolean.getBoolean`:
+    /// "true" in any case), as a system property or a zoo.cfg key.
+    pub fn read_only_mode_enabled(&self) -> bool {
+        self.property("readonlymode.enabled").is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+    }
+
     /// Tells whether the server runs as a member of an ensemble, by
     /// ZooKeeper's rule: servers are listed and either there is more than one
     /// voting member or standalone mode is disabled.

@@ -206,7 +206,7 @@ async fn execute(
             None
         }
         "is_read_only" => {
-            put(out, "read_only", false);
+            put(out, "read_only", shared.read_only());
             None
         }
         "last_snapshot" => {
@@ -422,7 +422,7 @@ fn server_stats(shared: &Shared, out: &mut Map<String, Value>) {
     let (data, log) = metrics::directory_sizes(shared);
     let client_response = json!({ "last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1 });
     put(out, "version", fourletter::full_version());
-    put(out, "read_only", false);
+    put(out, "read_only", shared.read_only());
     let mut stats = Map::new();
     put(&mut stats, "packets_sent", shared.sum(|stats| &stats.packets_sent));
     put(&mut stats, "packets_received", shared.sum(|stats| &stats.packets_received));

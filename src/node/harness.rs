@@ -308,6 +308,7 @@ fn settings(id: u64, voters: &[u64], seed: u64, now: Now) -> NodeSettings {
         session_id_seed: crate::prep::Preparer::session_id_seed(id as u8, now.wall_ms),
         password_secret: [id as u8; 16],
         random_seed: seed ^ id,
+        read_only_grace_ms: None,
     }
 }
 
@@ -767,7 +768,13 @@ impl Cluster {
                 client.connection = Some(connection);
                 client.connecting = true;
                 let (session_id, password) = client.session.map_or((0, Vec::new()), |(id, pw)| (id, pw.to_vec()));
-                let input = ClientInput::Connect { connection, session_id, password, timeout_ms: SESSION_TIMEOUT_MS };
+                let input = ClientInput::Connect {
+                    connection,
+                    session_id,
+                    password,
+                    timeout_ms: SESSION_TIMEOUT_MS,
+                    read_only: false,
+                };
                 let client_id = client.id;
                 self.note(format!("t={} c{client_id} connects to {server} (session 0x{session_id:x})", self.now_ms));
                 if !self.hand_to(server, session_id, input) {

@@ -35,6 +35,7 @@
 
 pub mod harness;
 mod local;
+mod read_only;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +49,8 @@ use crate::replica::{carries_transaction, codec, Recovered, Replica, ReplicaConf
 use crate::session::SessionTracker;
 use crate::tree::{Tree, Trigger, Txn};
 use local::{Answered, LocalSessions};
+use read_only::ReadOnly;
+pub use read_only::READ_ONLY_GRACE_MS_MIN;
 pub use wire::{Answer, Forwarded, PeerMessage};
 
 /// Ticks between the surviving voters' campaigns after their leader's link
@@ -77,8 +80,9 @@ pub struct Now {
 #[derive(Debug)]
 pub enum ClientInput {
     /// A handshake: session 0 asks for a new session, any other id resumes
-    /// one with its password.
-    Connect { connection: ConnectionId, session_id: i64, password: Vec<u8>, timeout_ms: i32 },
+    /// one with its password. `read_only`: the client accepts a read-only
+    /// session (the ConnectRequest's readOnly flag).
+    Connect { connection: ConnectionId, session_id: i64, password: Vec<u8>, timeout_ms: i32, read_only: bool },
     /// A write (or sync, or closeSession), with the identities the
     /// connection had when it sent it.
     Write { connection: ConnectionId, session_id: i64, xid: i32, request: Request, auth: Arc<[Id]> },
@@ -100,6 +104,8 @@ pub enum ReplyBody {
         session_id: i64,
         timeout_ms: i32,
         password: [u8; 16],
+        /// A read-only session (the ConnectResponse's readOnly flag).
+        read_only: bool,
     },
     /// The session is unknown, expired or the password is wrong.
     Refused,
@@ -154,6 +160,9 @@ pub struct Output {
 pub enum Role {
     /// Without a known leader (ZooKeeper's LOOKING).
     Looking,
+    /// Without a known leader, serving read-only clients
+    /// (`readonlymode.enabled`, ZooKeeper's ReadOnlyZooKeeperServer).
+    ReadOnly,
     Leader,
     Follower,
     Observer,
@@ -168,7 +177,13 @@ impl Role {
             Role::Follower => "follower",
             Role::Observer => "observer",
             Role::Looking => "looking",
+            Role::ReadOnly => "read-only",
         }
+    }
+
+    /// Without a known leader, serving read-only clients or not.
+    pub fn leaderless(self) -> bool {
+        matches!(self, Role::Looking | Role::ReadOnly)
     }
 }
 
@@ -215,6 +230,10 @@ pub struct NodeSettings {
     pub password_secret: [u8; 16],
     /// Seeds the snapshot spread.
     pub random_seed: u64,
+    /// Read-only mode (`readonlymode.enabled`): how long to look for a
+    /// leader before serving read-only clients; None when off, as on a
+    /// standalone server.
+    pub read_only_grace_ms: Option<i64>,
 }
 
 /// Typed failures at the node's boundary.
@@ -269,6 +288,8 @@ pub struct Node {
     leader: Option<u64>,
     term: u64,
     local: LocalSessions,
+    /// Read-only mode's state and its sessions, apart from `local`.
+    read_only: ReadOnly,
     /// Handshakes waiting for the log (new sessions) or the leader
     /// (resumed ones): session -> (connection, timeout).
     connecting: BTreeMap<i64, (ConnectionId, i32, Option<Vec<u8>>)>,
@@ -326,6 +347,7 @@ impl Node {
             leader: None,
             term: 0,
             local: LocalSessions::default(),
+            read_only: ReadOnly::new(if single_voter { None } else { settings.read_only_grace_ms }, now.monotonic_ms),
             connecting: BTreeMap::new(),
             touched: BTreeSet::new(),
             forward: Vec::new(),
@@ -395,9 +417,10 @@ impl Node {
         self.leading.as_ref().map(|leading| leading.tracker.buckets()).unwrap_or_default()
     }
 
-    /// Sessions attached to this server's connections.
+    /// Sessions attached to this server's connections, read-only ones
+    /// included.
     pub fn local_session_count(&self) -> usize {
-        self.local.len()
+        self.local.len() + self.read_only.len()
     }
 
     // ----- inputs -------------------------------------------------------
@@ -405,8 +428,18 @@ impl Node {
     /// Client work from a shard.
     pub fn step_client(&mut self, input: ClientInput, now: Now) -> Result<(), NodeError> {
         match input {
-            ClientInput::Connect { connection, session_id, password, timeout_ms } => {
+            ClientInput::Connect { connection, session_id, password, timeout_ms, read_only } => {
+                if read_only && self.role == Role::ReadOnly {
+                    self.connect_read_only(connection, session_id, &password, timeout_ms);
+                    return Ok(());
+                }
                 self.connect(connection, session_id, &password, timeout_ms, now)
+            }
+            ClientInput::Write { connection, session_id, xid, request, .. }
+                if self.read_only.holds(session_id, connection) =>
+            {
+                self.read_only_write(connection, session_id, xid, &request);
+                Ok(())
             }
             ClientInput::Write { connection, session_id, xid, request, auth } => {
                 if self.local.connection(session_id) != Some(connection) {
@@ -437,6 +470,7 @@ impl Node {
             }
             ClientInput::Disconnected { connection, session_id } => {
                 self.local.detach_if(session_id, connection);
+                self.read_only.detach(session_id, connection, now.monotonic_ms);
                 if self.connecting.get(&session_id).is_some_and(|(waiting, _, _)| *waiting == connection) {
                     self.connecting.remove(&session_id);
                 }
@@ -555,6 +589,17 @@ impl Node {
             }
         }
         self.observe_role(now);
+        if self.role == Role::Looking && self.read_only.start_if_due(now.monotonic_ms) {
+            tracing::info!("no leader within the grace period: serving read-only clients (readonlymode.enabled)");
+            self.role = Role::ReadOnly;
+            self.output.role_changes.push(RoleChange {
+                role: Role::ReadOnly,
+                leader: None,
+                term: self.term,
+                at_ms: now.monotonic_ms,
+            });
+        }
+        self.read_only.expire(now.monotonic_ms);
         // Stalls are judged in seconds: looking at every session once per
         // touch interval is enough, not at every raft tick.
         let stalled = if now.monotonic_ms >= self.next_stall_check_ms {
@@ -718,7 +763,7 @@ impl Node {
                 if let Some(previous) = self.local.attach(session_id, connection, timeout_ms) {
                     self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
                 }
-                self.reply(connection, ReplyBody::Connected { session_id, timeout_ms, password });
+                self.reply(connection, ReplyBody::Connected { session_id, timeout_ms, password, read_only: false });
             }
             // Alive at the leader but not applied here yet: as ZooKeeper
             // does with a client ahead of a server, close without an answer
@@ -1058,7 +1103,7 @@ impl Node {
                         self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
                     }
                     let (session_id, timeout_ms, password) = (*session_id, *timeout_ms, *password);
-                    self.reply(connection, ReplyBody::Connected { session_id, timeout_ms, password });
+                    self.reply(connection, ReplyBody::Connected { session_id, timeout_ms, password, read_only: false });
                 }
                 return;
             }
@@ -1102,6 +1147,7 @@ impl Node {
             Some(id) if id == self.id && self.replica.is_leader() => Role::Leader,
             Some(_) if self.settings.replica.learners.contains(&self.id) => Role::Observer,
             Some(_) => Role::Follower,
+            None if self.read_only.serving() => Role::ReadOnly,
             None => Role::Looking,
         };
         let role_changed = role != self.role;
@@ -1118,6 +1164,14 @@ impl Node {
             }
             self.forward.clear();
             self.touched.clear();
+        }
+        if leader.is_some() {
+            // Read-only sessions end: their clients reconnect for real ones.
+            for connection in self.read_only.leave() {
+                self.reply(connection, ReplyBody::Close { reason: "a leader is known again: read-only mode ends" });
+            }
+        } else {
+            self.read_only.looking(now.monotonic_ms);
         }
         if role == Role::Leader {
             self.leading = Some(self.take_office(now));

@@ -10,10 +10,24 @@ fn now(ms: i64) -> Now {
 }
 
 fn standalone() -> Node {
+    let mut node = node_with(vec![1], None);
+    settle(&mut node, now(0));
+    node
+}
+
+/// Member 1 of a three-voter ensemble whose peers never answer, with
+/// read-only mode on after `grace_ms`.
+fn isolated_member(grace_ms: i64) -> Node {
+    let mut node = node_with(vec![1, 2, 3], Some(grace_ms));
+    drive(&mut node, now(0));
+    node
+}
+
+fn node_with(voters: Vec<u64>, read_only_grace_ms: Option<i64>) -> Node {
     let settings = NodeSettings {
         replica: ReplicaConfig {
             id: 1,
-            voters: vec![1],
+            voters,
             learners: vec![],
             election_ticks: 10,
             heartbeat_ticks: 2,
@@ -29,10 +43,17 @@ fn standalone() -> Node {
         session_id_seed: 1 << 56,
         password_secret: [5; 16],
         random_seed: 7,
+        read_only_grace_ms,
     };
-    let mut node = Node::new(settings, Tree::new(), Recovered::default(), now(0)).unwrap();
-    settle(&mut node, now(0));
-    node
+    Node::new(settings, Tree::new(), Recovered::default(), now(0)).unwrap()
+}
+
+/// The ready loop with an instant disk, dropping what goes to peers.
+fn drive(node: &mut Node, at: Now) -> Output {
+    while let Some(work) = node.ready(at).unwrap() {
+        node.persisted(work, at).unwrap();
+    }
+    node.take_output()
 }
 
 /// Runs the ready loop as a driver with an instant disk would.
@@ -56,7 +77,8 @@ fn create(path: &str) -> Request {
 }
 
 fn connect(node: &mut Node, connection: ConnectionId) -> i64 {
-    let input = ClientInput::Connect { connection, session_id: 0, password: Vec::new(), timeout_ms: 4000 };
+    let input =
+        ClientInput::Connect { connection, session_id: 0, password: Vec::new(), timeout_ms: 4000, read_only: false };
     node.step_client(input, now(1)).unwrap();
     let output = settle(node, now(1));
     match &output.replies[..] {
@@ -276,4 +298,78 @@ fn a_leader_that_hears_touches_keeps_idle_sessions() {
     }
     assert!(cluster.violations.is_empty(), "{:?}", cluster.violations);
     assert!(!cluster.trace.iter().any(|line| line.contains("expires session")), "a live session expired");
+}
+
+fn replies(output: &Output) -> Vec<(ConnectionId, &ReplyBody)> {
+    output.replies.iter().map(|reply| (reply.connection, &reply.body)).collect()
+}
+
+fn connect_input(connection: ConnectionId, session_id: i64, password: Vec<u8>, read_only: bool) -> ClientInput {
+    ClientInput::Connect { connection, session_id, password, timeout_ms: 4000, read_only }
+}
+
+#[test]
+fn a_member_without_a_leader_serves_read_only_clients_after_the_grace_period() {
+    let mut node = isolated_member(2000);
+    // During the grace period (ZooKeeper's max(2000 ms, tickTime)) nobody
+    // gets a session.
+    node.tick(now(1000)).unwrap();
+    assert_eq!(node.role(), Role::Looking);
+    node.step_client(connect_input(1, 0, Vec::new(), true), now(1000)).unwrap();
+    assert!(matches!(replies(&drive(&mut node, now(1000)))[..], [(1, ReplyBody::Close { .. })]));
+
+    node.tick(now(2000)).unwrap();
+    assert_eq!(node.role(), Role::ReadOnly);
+    let output = drive(&mut node, now(2000));
+    assert!(output.role_changes.iter().any(|change| change.role == Role::ReadOnly && change.leader.is_none()));
+    // A client that did not ask for read-only is still turned away.
+    node.step_client(connect_input(2, 0, Vec::new(), false), now(2000)).unwrap();
+    assert!(matches!(replies(&drive(&mut node, now(2000)))[..], [(2, ReplyBody::Close { .. })]));
+    node.step_client(connect_input(3, 0, Vec::new(), true), now(2000)).unwrap();
+    let output = drive(&mut node, now(2000));
+    let (session_id, password) = match replies(&output)[..] {
+        [(3, ReplyBody::Connected { session_id, password, read_only: true, .. })] => (*session_id, *password),
+        ref other => panic!("expected a read-only session, got {other:?}"),
+    };
+    assert_eq!(node.local_session_count(), 1);
+
+    // Everything that would change state, sync included, is NotReadOnly.
+    for (xid, request) in [(1, create("/a")), (2, Request::Sync { path: "/".into() })] {
+        write(&mut node, 3, session_id, xid, request);
+    }
+    let answers: Vec<(i32, ErrorCode)> = replies(&drive(&mut node, now(2)))
+        .into_iter()
+        .map(|(_, body)| match body {
+            ReplyBody::Response { xid, err, .. } => (*xid, *err),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(answers, vec![(1, ErrorCode::NotReadOnly), (2, ErrorCode::NotReadOnly)]);
+
+    // A resume on this server checks the password.
+    node.step_client(ClientInput::Disconnected { connection: 3, session_id }, now(2100)).unwrap();
+    node.step_client(connect_input(4, session_id, vec![0; 16], true), now(2100)).unwrap();
+    assert!(matches!(replies(&drive(&mut node, now(2100)))[..], [(4, ReplyBody::Refused)]));
+    node.step_client(connect_input(5, session_id, password.to_vec(), true), now(2100)).unwrap();
+    assert!(matches!(replies(&drive(&mut node, now(2100)))[..], [(5, ReplyBody::Connected { read_only: true, .. })]));
+
+    // A leader again (a heartbeat from member 2 in a later term): the
+    // read-only connection is closed so the client finds a real session.
+    let mut heartbeat = raft::eraftpb::Message::default();
+    heartbeat.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+    (heartbeat.from, heartbeat.to, heartbeat.term) = (2, 1, 5);
+    node.step_peer(2, PeerMessage::Raft(vec![heartbeat]), now(2200)).unwrap();
+    let output = drive(&mut node, now(2200));
+    assert_eq!(node.role(), Role::Follower);
+    assert!(replies(&output).iter().any(|reply| matches!(reply, (5, ReplyBody::Close { .. }))));
+    assert_eq!(node.local_session_count(), 0);
+}
+
+#[test]
+fn read_only_mode_off_keeps_turning_clients_away() {
+    let mut node = node_with(vec![1, 2, 3], None);
+    node.tick(now(60_000)).unwrap();
+    assert_eq!(node.role(), Role::Looking);
+    node.step_client(connect_input(1, 0, Vec::new(), true), now(60_000)).unwrap();
+    assert!(matches!(replies(&drive(&mut node, now(60_000)))[..], [(1, ReplyBody::Close { .. })]));
 }

@@ -28,7 +28,7 @@ use super::snapshot_stream::SnapshotStreams;
 use crate::ensemble::Ensemble;
 use crate::metrics::WriteStage;
 use crate::node::wire::Chunk;
-use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder};
+use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder, READ_ONLY_GRACE_MS_MIN};
 use crate::prep::Preparer;
 use crate::replica::ReplicaConfig;
 use crate::snapshot;
@@ -135,6 +135,8 @@ impl BroadcastCore {
             ),
             password_secret: secret,
             random_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or([7; 8])),
+            read_only_grace_ms: (ensemble.is_some() && config.read_only_mode_enabled())
+                .then(|| (config.tick_time_ms as i64).max(READ_ONLY_GRACE_MS_MIN)),
         };
         let now = Now { monotonic_ms: 0, wall_ms: wall_clock_ms() };
         let mut node = Node::new(node_settings, tree, recovered, now).map_err(|error| error.to_string())?;

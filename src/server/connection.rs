@@ -203,13 +203,15 @@ impl Connection {
         .await
     }
 
-    fn write_connect_response(&self, session_id: i64, timeout_ms: i32, password: [u8; 16]) {
+    /// The handshake's answer; its readOnly flag only if the client sent
+    /// one (older clients read no trailing byte).
+    fn write_connect_response(&self, session_id: i64, timeout_ms: i32, password: [u8; 16], read_only: bool) {
         let response = ConnectResponse {
             protocol_version: 0,
             timeout_ms,
             session_id,
             password: password.to_vec(),
-            read_only: self.sent_read_only_byte.get().then_some(false),
+            read_only: self.sent_read_only_byte.get().then_some(read_only),
         };
         self.outbox.push(|out| write_frame(out, |writer| response.encode(writer)));
     }
@@ -235,15 +237,15 @@ impl Connection {
                 }
                 self.serve_waiting_reads(shard);
             }
-            ReplyBody::Connected { session_id, timeout_ms, password } => {
+            ReplyBody::Connected { session_id, timeout_ms, password, read_only } => {
                 self.session_id.set(session_id);
                 self.info.session_id.store(session_id, Ordering::Relaxed);
                 self.info.timeout_ms.store(timeout_ms as i64, Ordering::Relaxed);
-                self.write_connect_response(session_id, timeout_ms, password);
+                self.write_connect_response(session_id, timeout_ms, password, read_only);
                 self.finish_handshake(true);
             }
             ReplyBody::Refused => {
-                self.write_connect_response(0, 0, [0; 16]);
+                self.write_connect_response(0, 0, [0; 16], false);
                 self.finish_handshake(false);
                 self.outbox.close("session expired, unknown or wrong password");
             }
@@ -808,6 +810,7 @@ async fn handshake<R: AsyncRead + Unpin>(
             session_id: request.session_id,
             password: request.password,
             timeout_ms,
+            read_only: request.read_only == Some(true),
         })
         .await;
     if !connection.handshake_result().await {

@@ -50,7 +50,8 @@ pub async fn respond(shared: &Arc<Shared>, word: &str, argument: Option<i64>) ->
     }
     match word {
         "ruok" => "imok".to_string(),
-        "isro" => "rw".to_string(),
+        // ZooKeeper answers "ro" from its ReadOnlyZooKeeperServer.
+        "isro" => if shared.read_only() { "ro" } else { "rw" }.to_string(),
         "srvr" => server_stats(shared, false),
         "stat" => server_stats(shared, true),
         "envi" => environment(),

@@ -252,12 +252,18 @@ pub struct EnsembleView {
 
 impl EnsembleView {
     /// ZooKeeper's name of this server's state: standalone, leader,
-    /// follower, observer, or looking.
+    /// follower, observer, looking, or read-only.
     pub fn mode(&self) -> &'static str {
         match self.role {
             None => "standalone",
             Some(role) => role.mode(!self.distributed),
         }
+    }
+
+    /// Whether this server serves read-only clients now
+    /// (`readonlymode.enabled`, no leader): `isro` answers "ro".
+    pub fn read_only(&self) -> bool {
+        self.role == Some(crate::node::Role::ReadOnly)
     }
 
     /// Whether this server is an ensemble member that leads.
@@ -271,7 +277,7 @@ impl EnsembleView {
     /// server is electing or broadcasting.
     pub fn zab_state(&self) -> &'static str {
         match self.role {
-            Some(crate::node::Role::Looking) => "election",
+            Some(role) if role.leaderless() => "election",
             _ => "broadcast",
         }
     }
@@ -282,7 +288,8 @@ impl EnsembleView {
             Some(crate::node::Role::Leader) => "leading",
             Some(crate::node::Role::Follower) => "following",
             Some(crate::node::Role::Observer) => "observing",
-            Some(crate::node::Role::Looking) | None => "looking",
+            // ZooKeeper's peer stays LOOKING while its read-only server runs.
+            Some(crate::node::Role::Looking | crate::node::Role::ReadOnly) | None => "looking",
         };
         format!("{state} - {}", self.zab_state())
     }
@@ -290,7 +297,7 @@ impl EnsembleView {
     /// Times this server has been without a leader: each election that
     /// ended, and the one under way (ZooKeeper's looking_count).
     pub fn looking_count(&self) -> u64 {
-        self.elections + u64::from(self.role == Some(crate::node::Role::Looking))
+        self.elections + u64::from(self.role.is_some_and(crate::node::Role::leaderless))
     }
 
     pub fn link(&self, id: u64) -> Option<&super::peer::PeerStats> {
@@ -342,9 +349,14 @@ impl EnsembleView {
 }
 
 impl Shared {
-    /// standalone, leader, follower, observer or looking.
+    /// standalone, leader, follower, observer, looking or read-only.
     pub fn mode(&self) -> &'static str {
         self.ensemble.lock().map(|view| view.mode()).unwrap_or("standalone")
+    }
+
+    /// Whether this server serves read-only clients now (never standalone).
+    pub fn read_only(&self) -> bool {
+        self.ensemble.lock().is_ok_and(|view| view.read_only())
     }
 
     pub fn new(config: Config, tree: Tree, shard_count: usize) -> Arc<Shared> {
@@ -481,6 +493,11 @@ mod tests {
         view.elections = 1;
         assert_eq!(view.looking_count(), 2);
         assert_eq!((view.peer_state().as_str(), view.zab_state()), ("looking - election", "election"));
+        assert!(!view.read_only());
+        view.role = Some(Role::ReadOnly);
+        assert_eq!(view.looking_count(), 2);
+        assert_eq!((view.mode(), view.peer_state().as_str()), ("read-only", "looking - election"));
+        assert!(view.read_only());
         let standalone = EnsembleView::default();
         assert_eq!(standalone.mode(), "standalone");
         assert!(!standalone.leading());

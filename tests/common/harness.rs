@@ -694,7 +694,7 @@ impl Cluster {
     }
 
     /// What `srvr` says each live member is (leader, follower, observer,
-    /// looking), or "" for a member that is down.
+    /// looking, read-only), or "" for a member that is down.
     pub fn modes(&self) -> Vec<String> {
         self.servers
             .iter()
@@ -724,7 +724,7 @@ impl Cluster {
             modes = self.modes();
             let leaders: Vec<usize> =
                 modes.iter().enumerate().filter(|(_, mode)| *mode == "leader").map(|(index, _)| index).collect();
-            let settled = modes.iter().all(|mode| mode.is_empty() || mode != "looking");
+            let settled = modes.iter().all(|mode| mode.is_empty() || !matches!(mode.as_str(), "looking" | "read-only"));
             (leaders.len() == 1 && settled).then(|| leaders[0])
         });
         leader.unwrap_or_else(|| {

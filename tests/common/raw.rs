@@ -31,6 +31,7 @@ pub mod err {
     pub const AUTH_FAILED: i32 = ErrorCode::AuthFailed as i32;
     pub const NO_WATCHER: i32 = ErrorCode::NoWatcher as i32;
     pub const RECONFIG_DISABLED: i32 = ErrorCode::ReconfigDisabled as i32;
+    pub const NOT_READ_ONLY: i32 = ErrorCode::NotReadOnly as i32;
 }
 
 /// Jute encoder.
@@ -222,10 +223,23 @@ impl Conn {
         passwd: &[u8],
         last_zxid: i64,
     ) -> io::Result<(Conn, ConnectResponse)> {
+        Self::handshake_as(addr, timeout_ms, session_id, passwd, last_zxid, false)
+    }
+
+    /// `handshake` with the ConnectRequest's readOnly flag: `read_only`
+    /// accepts a read-only session from a server without a quorum.
+    pub fn handshake_as(
+        addr: &str,
+        timeout_ms: i32,
+        session_id: i64,
+        passwd: &[u8],
+        last_zxid: i64,
+        read_only: bool,
+    ) -> io::Result<(Conn, ConnectResponse)> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let body = Enc::new().i32(0).i64(last_zxid).i32(timeout_ms).i64(session_id).buf(passwd).bool(false).bytes();
+        let body = Enc::new().i32(0).i64(last_zxid).i32(timeout_ms).i64(session_id).buf(passwd).bool(read_only).bytes();
         let mut frame = (body.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
         stream.write_all(&frame)?;
