@@ -672,6 +672,7 @@ impl Node {
         let messages = self.group(after.messages);
         self.output.messages.extend(messages);
         self.apply_committed(&after.committed)?;
+        self.rebase_prep();
         if self.single_voter {
             // No follower will ever ask for an applied entry, and the WAL
             // holds it durably: raft's in-memory copy of everything since
@@ -1179,6 +1180,28 @@ impl Node {
         if role_changed || had_leader || leader.is_some() {
             self.output.role_changes.push(RoleChange { role, leader, term, at_ms: now.monotonic_ms });
         }
+    }
+
+    /// Once everything the leader prepared is applied, prep continues from
+    /// the committed tree itself (see `Preparer::rebase`): measured 1M
+    /// znodes of 100 bytes in 401 MiB of RSS instead of 746 MiB after the fill.
+    fn rebase_prep(&mut self) {
+        let Some(leading) = self.leading.as_mut() else { return };
+        let speculative = leading.prep.speculative();
+        if speculative.last_zxid() != self.committed.last_zxid() {
+            return;
+        }
+        if speculative.digest() != self.committed.digest() {
+            // The same transactions gave different trees: prep and apply
+            // disagree (a bug), or a proposal raft dropped was applied to
+            // prep only. The committed tree is what every server holds.
+            tracing::warn!(
+                zxid = format_args!("0x{:x}", self.committed.last_zxid()),
+                "the leader's prepared state differs from its committed state at the same zxid; \
+                 prep continues from the committed state"
+            );
+        }
+        leading.prep.rebase(&self.committed);
     }
 
     /// A new leader's prep starts from its committed tree plus its

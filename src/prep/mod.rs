@@ -89,6 +89,16 @@ impl Preparer {
         &self.speculative
     }
 
+    /// Starts the speculative state over from `committed`, which must hold
+    /// everything prepared (its last zxid is the speculative one's). Both
+    /// trees applied the same transactions, but each built its own nodes:
+    /// without this the leader would keep two copies of every znode it
+    /// ever wrote. Sharing the committed tree's nodes costs an `Arc` clone.
+    pub fn rebase(&mut self, committed: &Tree) {
+        assert_eq!(committed.last_zxid(), self.speculative.last_zxid(), "rebase onto a tree that lacks prepared work");
+        self.speculative = committed.clone();
+    }
+
     /// Sets the zxid the next transaction gets: the replica's next log index.
     pub fn set_next_zxid(&mut self, zxid: i64) {
         self.next_zxid = zxid;
