@@ -717,11 +717,7 @@ impl Wal {
         if !self.options.preallocation_zero_fill || self.next_segment.is_some() {
             return;
         }
-        let task = prepare_segment(
-            self.directory_path.clone(),
-            self.options.preallocation_bytes,
-            segment::open_flags(&self.options),
-        );
+        let task = prepare_segment(self.directory_path.clone(), self.options.preallocation_bytes);
         self.next_segment = Some(glommio::spawn_local(task));
     }
 
@@ -743,7 +739,9 @@ impl Wal {
         let (file, path, capacity) = match prepared {
             Some(prepared) => {
                 self.counters.segments_prepared += 1;
-                finish_prepared_segment(prepared, &self.directory, &self.directory_path, self.cluster_id, name).await?
+                let flags = segment::open_flags(&self.options);
+                finish_prepared_segment(prepared, &self.directory, &self.directory_path, self.cluster_id, name, flags)
+                    .await?
             }
             None => {
                 create_segment(&self.directory, &self.directory_path, self.cluster_id, name, &self.options, &[]).await?

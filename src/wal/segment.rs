@@ -208,7 +208,6 @@ pub struct PreparedSegment {
 pub async fn prepare_segment(
     directory_path: PathBuf,
     preallocation_bytes: u64,
-    flags: i32,
 ) -> Result<Option<PreparedSegment>, WalError> {
     let needed = preallocation_bytes.saturating_mul(PREPARE_FREE_PREALLOCATIONS_MIN);
     if available_bytes(&directory_path).is_some_and(|available| available < needed) {
@@ -220,7 +219,6 @@ pub async fn prepare_segment(
         .write(true)
         .create(true)
         .truncate(true)
-        .custom_flags(flags)
         .dma_open(&path)
         .await
         .map_err(io_error(&path, "create"))?;
@@ -232,13 +230,15 @@ pub async fn prepare_segment(
 
 /// Turns a prepared file into the segment that starts at `first_index`:
 /// header written and synced, then renamed into place and the directory
-/// synced, the same order as [`create_segment`] keeps.
+/// synced, the same order as [`create_segment`] keeps; the segment is
+/// returned open with `flags` for the log's writes.
 pub async fn finish_prepared_segment(
     prepared: PreparedSegment,
     directory: &Directory,
     directory_path: &Path,
     cluster_id: u64,
     first_index: u64,
+    flags: i32,
 ) -> Result<(DmaFile, PathBuf, u64), WalError> {
     let PreparedSegment { file, path, capacity } = prepared;
     let final_path = directory_path.join(segment_file_name(first_index));
@@ -246,7 +246,27 @@ pub async fn finish_prepared_segment(
     file.fdatasync().await.map_err(io_error(&path, "fdatasync"))?;
     file.rename(&final_path).await.map_err(io_error(&path, "rename"))?;
     directory.sync().await.map_err(io_error(directory_path, "sync the directory"))?;
+    let file = reopen_with(file, &final_path, flags).await?;
     Ok((file, final_path, capacity))
+}
+
+/// The segment's zero-fill and header go through a descriptor without
+/// O_DSYNC (one fdatasync at the end, not one per 256 KiB write, which
+/// the log's own writes would queue behind); the log writes through one
+/// opened with `flags`.
+async fn reopen_with(file: DmaFile, path: &Path, flags: i32) -> Result<DmaFile, WalError> {
+    if flags == 0 {
+        return Ok(file);
+    }
+    let reopened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags)
+        .dma_open(path)
+        .await
+        .map_err(io_error(path, "open"))?;
+    file.close().await.map_err(io_error(path, "close"))?;
+    Ok(reopened)
 }
 
 /// Writes zeros over `[from, to)` of `file`, `chunk_bytes` at a time.
@@ -281,7 +301,6 @@ pub async fn create_segment(
         .write(true)
         .create(true)
         .truncate(true)
-        .custom_flags(open_flags(options))
         .dma_open(&temporary_path)
         .await
         .map_err(io_error(&temporary_path, "create"))?;
@@ -295,6 +314,7 @@ pub async fn create_segment(
     file.fdatasync().await.map_err(io_error(&temporary_path, "fdatasync"))?;
     file.rename(&final_path).await.map_err(io_error(&temporary_path, "rename"))?;
     directory.sync().await.map_err(io_error(directory_path, "sync the directory"))?;
+    let file = reopen_with(file, &final_path, open_flags(options)).await?;
     Ok((file, final_path, preallocation_bytes))
 }
 

@@ -462,38 +462,45 @@ fn zero_filled_segments_recover_alike() {
 /// start without touching the log.
 #[test]
 fn segments_are_prepared_ahead_and_a_leftover_is_removed() {
-    run(|directory| async move {
-        let preallocation_bytes = 64 * 1024;
-        let options = WalOptions { preallocation_zero_fill: true, preallocation_bytes, ..small() };
-        let prepared = directory.join("next-segment.tmp");
-        let (mut wal, _) = Wal::open(&directory, CLUSTER, options).await.unwrap();
-        let entries: Vec<Entry> = (1..=2000).map(|index| entry(index, 1)).collect();
-        for chunk in entries.chunks(50) {
-            append_synced(&mut wal, chunk).await;
-            // The preparation runs while the log waits for work.
-            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+    run(|root| async move {
+        // As the server writes (O_DSYNC segments) and without O_DSYNC.
+        for dsync_writes in [true, false] {
+            let directory = root.join(format!("dsync-{dsync_writes}"));
+            let preallocation_bytes = 64 * 1024;
+            let options = WalOptions { preallocation_zero_fill: true, preallocation_bytes, dsync_writes, ..small() };
+            let prepared = directory.join("next-segment.tmp");
+            let (mut wal, _) = Wal::open(&directory, CLUSTER, options).await.unwrap();
+            let entries: Vec<Entry> = (1..=2000).map(|index| entry(index, 1)).collect();
+            for chunk in entries.chunks(50) {
+                append_synced(&mut wal, chunk).await;
+                // The preparation runs while the log waits for work.
+                glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            let counters = wal.counters();
+            let segments = wal.segment_paths();
+            assert!(segments.len() >= 3, "{segments:?}");
+            assert_eq!(counters.segments_created, segments.len() as u64);
+            assert_eq!(counters.segments_prepared, counters.segments_created - 1, "{counters:?}");
+            for path in &segments {
+                let bytes = std::fs::read(path).unwrap();
+                assert_eq!(bytes.len() as u64, preallocation_bytes, "{}", path.display());
+                let header = decode_segment_header(&bytes).unwrap();
+                assert_eq!(path.file_name().unwrap().to_str().unwrap(), segment::segment_file_name(header.first_index));
+                assert_eq!(header.cluster_id, CLUSTER);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !prepared.exists() && std::time::Instant::now() < deadline {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert!(prepared.exists(), "the next segment is prepared before it is needed");
+            wal.close().await.unwrap();
+            let (wal, recovered) = Wal::open(&directory, CLUSTER, options).await.unwrap();
+            assert_eq!(recovered.entries, entries);
+            assert_eq!(wal.segment_paths(), segments);
+            assert_eq!(wal.dsync_writes(), dsync_writes);
+            assert_eq!(counters.fdatasyncs == 0, dsync_writes, "{counters:?}");
+            wal.close().await.unwrap();
         }
-        let counters = wal.counters();
-        let segments = wal.segment_paths();
-        assert!(segments.len() >= 3, "{segments:?}");
-        assert_eq!(counters.segments_created, segments.len() as u64);
-        assert_eq!(counters.segments_prepared, counters.segments_created - 1, "{counters:?}");
-        for path in &segments {
-            let bytes = std::fs::read(path).unwrap();
-            assert_eq!(bytes.len() as u64, preallocation_bytes, "{}", path.display());
-            let header = decode_segment_header(&bytes).unwrap();
-            assert_eq!(path.file_name().unwrap().to_str().unwrap(), segment::segment_file_name(header.first_index));
-            assert_eq!(header.cluster_id, CLUSTER);
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !prepared.exists() && std::time::Instant::now() < deadline {
-            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        assert!(prepared.exists(), "the next segment is prepared before it is needed");
-        wal.close().await.unwrap();
-        let (wal, recovered) = Wal::open(&directory, CLUSTER, options).await.unwrap();
-        assert_eq!(recovered.entries, entries);
-        assert_eq!(wal.segment_paths(), segments);
     });
 }
 
