@@ -665,11 +665,12 @@ fn a_client_that_stops_reading_does_not_stall_others_and_loses_no_reply() {
     slow.write_raw(&pipeline).unwrap();
     // Meanwhile, others are served promptly.
     let mut healthy = Healthy::new(addr, "robust-slow-healthy");
-    let started = Instant::now();
+    // A stall is a liveness failure, not a speed figure: every request of
+    // the healthy client has a deadline, and one that passes fails the read.
+    healthy.conn.set_read_timeout(Duration::from_secs(5));
     for round in 0..20 {
         healthy.check(&format!("round {round} beside a client that does not read"));
     }
-    assert!(started.elapsed() < Duration::from_secs(10), "healthy client slowed down: {:?}", started.elapsed());
     assert_eq!(four_letter(addr, "ruok"), "imok");
     // The slow client reads everything, in order.
     for xid in 1..=READS {
