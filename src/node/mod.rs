@@ -265,6 +265,25 @@ struct Leading {
     read_asked_ms: i64,
 }
 
+/// A handshake waiting for the leader. A follower forwards it again every
+/// `HANDSHAKE_REFORWARD_MS` until it is answered: a forward can be lost
+/// with a peer link (one sent while the link to a new leader is still
+/// coming up is dropped), and the leader takes a repeat as the same
+/// request (a session it already created is not created again, a
+/// revalidation is answered again), so the client is not left waiting
+/// until its connection times out.
+struct Connecting {
+    connection: ConnectionId,
+    timeout_ms: i32,
+    /// The password a resuming client presented (None for a new session).
+    presented: Option<Vec<u8>>,
+    forwarded_ms: i64,
+}
+
+/// How long a follower waits for the leader to answer a forwarded
+/// handshake before it forwards it again.
+pub const HANDSHAKE_REFORWARD_MS: i64 = 500;
+
 /// A sync at the leader: the index its client's server must apply before
 /// answering (every write prepared before it).
 struct PendingRead {
@@ -291,8 +310,8 @@ pub struct Node {
     /// Read-only mode's state and its sessions, apart from `local`.
     read_only: ReadOnly,
     /// Handshakes waiting for the log (new sessions) or the leader
-    /// (resumed ones): session -> (connection, timeout).
-    connecting: BTreeMap<i64, (ConnectionId, i32, Option<Vec<u8>>)>,
+    /// (resumed ones), by session.
+    connecting: BTreeMap<i64, Connecting>,
     /// Local sessions with signs of life since the last touch sent.
     touched: BTreeSet<i64>,
     next_session_id: i64,
@@ -471,7 +490,7 @@ impl Node {
             ClientInput::Disconnected { connection, session_id } => {
                 self.local.detach_if(session_id, connection);
                 self.read_only.detach(session_id, connection, now.monotonic_ms);
-                if self.connecting.get(&session_id).is_some_and(|(waiting, _, _)| *waiting == connection) {
+                if self.connecting.get(&session_id).is_some_and(|waiting| waiting.connection == connection) {
                     self.connecting.remove(&session_id);
                 }
                 Ok(())
@@ -618,12 +637,15 @@ impl Node {
         if self.leading.is_some() {
             self.expire_sessions(now)?;
             self.check_containers(now)?;
-        } else if now.monotonic_ms >= self.next_touch_ms {
-            self.next_touch_ms = now.monotonic_ms + self.settings.touch_interval_ms;
-            if !self.touched.is_empty() {
-                let sessions: Vec<i64> = std::mem::take(&mut self.touched).into_iter().collect();
-                self.forward.push(Forwarded::Touch(sessions));
+        } else {
+            if now.monotonic_ms >= self.next_touch_ms {
+                self.next_touch_ms = now.monotonic_ms + self.settings.touch_interval_ms;
+                if !self.touched.is_empty() {
+                    let sessions: Vec<i64> = std::mem::take(&mut self.touched).into_iter().collect();
+                    self.forward.push(Forwarded::Touch(sessions));
+                }
             }
+            self.reforward_handshakes(now);
         }
         Ok(())
     }
@@ -725,7 +747,10 @@ impl Node {
             let session_id = self.next_session_id;
             self.next_session_id += 1;
             let password = Preparer::password(&self.settings.password_secret, session_id);
-            self.connecting.insert(session_id, (connection, timeout_ms, None));
+            self.connecting.insert(
+                session_id,
+                Connecting { connection, timeout_ms, presented: None, forwarded_ms: now.monotonic_ms },
+            );
             if leader == self.id {
                 self.leader_create_session(self.id, session_id, timeout_ms, password, now)?;
             } else {
@@ -744,10 +769,41 @@ impl Node {
             let alive = self.leader_revalidate(self.id, session_id, timeout_ms, now);
             self.revalidated(connection, session_id, timeout_ms, password, alive);
         } else {
-            self.connecting.insert(session_id, (connection, timeout_ms, Some(password.to_vec())));
+            self.connecting.insert(
+                session_id,
+                Connecting {
+                    connection,
+                    timeout_ms,
+                    presented: Some(password.to_vec()),
+                    forwarded_ms: now.monotonic_ms,
+                },
+            );
             self.forward.push(Forwarded::Revalidate { session_id, timeout_ms });
         }
         Ok(())
+    }
+
+    /// Forwards again the handshakes the leader has not answered for
+    /// `HANDSHAKE_REFORWARD_MS` (see `Connecting`).
+    fn reforward_handshakes(&mut self, now: Now) {
+        if self.leader.is_none_or(|leader| leader == self.id) {
+            return;
+        }
+        for (&session_id, waiting) in self.connecting.iter_mut() {
+            if now.monotonic_ms - waiting.forwarded_ms < HANDSHAKE_REFORWARD_MS {
+                continue;
+            }
+            waiting.forwarded_ms = now.monotonic_ms;
+            let timeout_ms = waiting.timeout_ms;
+            self.forward.push(match waiting.presented {
+                None => Forwarded::CreateSession {
+                    session_id,
+                    timeout_ms,
+                    password: Preparer::password(&self.settings.password_secret, session_id),
+                },
+                Some(_) => Forwarded::Revalidate { session_id, timeout_ms },
+            });
+        }
     }
 
     fn revalidated(
@@ -821,8 +877,9 @@ impl Node {
                 self.release(session_id);
             }
             Answer::Revalidated { session_id, alive } => {
-                if let Some((connection, timeout_ms, presented)) = self.connecting.remove(&session_id) {
-                    self.revalidated(connection, session_id, timeout_ms, &presented.unwrap_or_default(), alive);
+                if let Some(waiting) = self.connecting.remove(&session_id) {
+                    let presented = waiting.presented.unwrap_or_default();
+                    self.revalidated(waiting.connection, session_id, waiting.timeout_ms, &presented, alive);
                 }
             }
             Answer::NotLeader { session_id } => {
@@ -1099,7 +1156,7 @@ impl Node {
         let session_id = header.session_id;
         match txn {
             Txn::CreateSession { session_id, timeout_ms, password } => {
-                if let Some((connection, _, _)) = self.connecting.remove(session_id) {
+                if let Some(Connecting { connection, .. }) = self.connecting.remove(session_id) {
                     if let Some(previous) = self.local.attach(*session_id, connection, *timeout_ms) {
                         self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
                     }
@@ -1160,7 +1217,7 @@ impl Node {
             for connection in self.local.detach_all() {
                 self.reply(connection, ReplyBody::Close { reason: "the ensemble's leader changed" });
             }
-            for (_, (connection, _, _)) in std::mem::take(&mut self.connecting) {
+            for (_, Connecting { connection, .. }) in std::mem::take(&mut self.connecting) {
                 self.reply(connection, ReplyBody::Close { reason: "the ensemble's leader changed" });
             }
             self.forward.clear();
