@@ -240,7 +240,7 @@ pub struct NodeSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("raft: {0}")]
-    Raft(String),
+    Raft(#[from] crate::replica::ReplicaError),
     #[error("log entry {index} (term {term}) does not decode: {reason}")]
     Undecodable { index: u64, term: u64, reason: String },
     #[error("raft asked to install the snapshot at index {index} but no tree for it arrived")]

@@ -18,6 +18,50 @@ use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, Ready, StateRole};
 
+/// What raft-rs refused, and in which of the replica's operations: the one
+/// error type at the replica's boundary (the node wraps it in
+/// `NodeError::Raft`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("{operation}: {source}")]
+    Raft {
+        operation: Operation,
+        #[source]
+        source: raft::Error,
+    },
+    /// raft-rs put a proposal at another index than the one prep gave the
+    /// transaction as its zxid: the zxid in the entry would be wrong.
+    #[error("a proposal got index {got}, not {expected}, the zxid prep gave it")]
+    ProposalIndex { got: u64, expected: u64 },
+}
+
+/// The replica's operations that can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Operation {
+    #[error("restoring the snapshot point")]
+    RestoreSnapshotPoint,
+    #[error("restoring the log entries")]
+    RestoreEntries,
+    #[error("the raft configuration")]
+    Configure,
+    #[error("starting raft")]
+    Start,
+    #[error("the term of entry {0}")]
+    TermOf(u64),
+    #[error("campaigning")]
+    Campaign,
+    #[error("stepping a message")]
+    Step,
+    #[error("proposing")]
+    Propose,
+    #[error("compacting the log cache to {0}")]
+    Compact(u64),
+}
+
+fn failed(operation: Operation) -> impl FnOnce(raft::Error) -> ReplicaError {
+    move |source| ReplicaError::Raft { operation, source }
+}
+
 /// How a replica is set up: its id, the group, and its timing in ticks.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -95,7 +139,7 @@ impl Replica {
     /// A replica with id `id` in a group of `voters`, resuming from what
     /// recovery found. `election_ticks` and `heartbeat_ticks` are in calls
     /// to `tick`.
-    pub fn new(setup: &ReplicaConfig, recovered: Recovered) -> Result<Replica, String> {
+    pub fn new(setup: &ReplicaConfig, recovered: Recovered) -> Result<Replica, ReplicaError> {
         let id = setup.id;
         let voters = setup.voters.clone();
         let storage = MemStorage::new();
@@ -109,12 +153,12 @@ impl Replica {
                     metadata.index = point.index;
                     metadata.term = point.term;
                     metadata.set_conf_state(ConfState::from((point.voters.clone(), point.learners.clone())));
-                    core.apply_snapshot(snapshot).map_err(|error| format!("snapshot point: {error}"))?;
+                    core.apply_snapshot(snapshot).map_err(failed(Operation::RestoreSnapshotPoint))?;
                     applied = point.index;
                 }
                 None => core.set_conf_state(ConfState::from((voters.clone(), setup.learners.clone()))),
             }
-            core.append(&recovered.entries).map_err(|error| format!("log entries: {error}"))?;
+            core.append(&recovered.entries).map_err(failed(Operation::RestoreEntries))?;
             let mut hard_state = recovered.hard_state.clone();
             // A commit index past the log (possible only if entries were
             // lost) would make raft panic; clamp it to what is there.
@@ -142,9 +186,9 @@ impl Replica {
             pre_vote: true,
             ..Config::default()
         };
-        config.validate().map_err(|error| format!("raft configuration: {error}"))?;
+        config.validate().map_err(failed(Operation::Configure))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let node = RawNode::new(&config, storage, &logger).map_err(|error| format!("raft: {error}"))?;
+        let node = RawNode::new(&config, storage, &logger).map_err(failed(Operation::Start))?;
         Ok(Replica { node })
     }
 
@@ -197,8 +241,8 @@ impl Replica {
     }
 
     /// The term of the entry at `index`, while raft still holds it.
-    pub fn term_of(&self, index: u64) -> Result<u64, String> {
-        self.node.raft.raft_log.term(index).map_err(|error| format!("term of {index}: {error}"))
+    pub fn term_of(&self, index: u64) -> Result<u64, ReplicaError> {
+        self.node.raft.raft_log.term(index).map_err(failed(Operation::TermOf(index)))
     }
 
     pub fn commit_index(&self) -> u64 {
@@ -206,8 +250,8 @@ impl Replica {
     }
 
     /// Starts an election now (a single voter wins it at once).
-    pub fn campaign(&mut self) -> Result<(), String> {
-        self.node.campaign().map_err(|error| format!("campaign: {error}"))
+    pub fn campaign(&mut self) -> Result<(), ReplicaError> {
+        self.node.campaign().map_err(failed(Operation::Campaign))
     }
 
     pub fn tick(&mut self) {
@@ -265,8 +309,8 @@ impl Replica {
         raft.promotable() && raft.state != StateRole::Leader && raft.leader_id == raft::INVALID_ID
     }
 
-    pub fn step(&mut self, message: Message) -> Result<(), String> {
-        self.node.step(message).map_err(|error| format!("step: {error}"))
+    pub fn step(&mut self, message: Message) -> Result<(), ReplicaError> {
+        self.node.step(message).map_err(failed(Operation::Step))
     }
 
     /// Asks the group to confirm this leader (raft's ReadIndex, safe mode:
@@ -288,12 +332,12 @@ impl Replica {
     }
 
     /// Appends a transaction payload; returns the index (zxid) it got.
-    pub fn propose(&mut self, payload: Vec<u8>) -> Result<u64, String> {
+    pub fn propose(&mut self, payload: Vec<u8>) -> Result<u64, ReplicaError> {
         let expected = self.next_index();
-        self.node.propose(Vec::new(), payload).map_err(|error| format!("propose: {error}"))?;
+        self.node.propose(Vec::new(), payload).map_err(failed(Operation::Propose))?;
         let last = self.node.raft.raft_log.last_index();
         if last != expected {
-            return Err(format!("proposal got index {last}, expected {expected}"));
+            return Err(ReplicaError::ProposalIndex { got: last, expected });
         }
         Ok(expected)
     }
@@ -375,9 +419,9 @@ impl Replica {
     }
 
     /// Drops log entries up to `index` from memory (after a snapshot).
-    pub fn compact(&mut self, index: u64) -> Result<(), String> {
+    pub fn compact(&mut self, index: u64) -> Result<(), ReplicaError> {
         let index = index.min(self.node.raft.raft_log.applied);
-        self.node.mut_store().wl().compact(index).map_err(|error| format!("compact: {error}"))
+        self.node.mut_store().wl().compact(index).map_err(failed(Operation::Compact(index)))
     }
 }
 
