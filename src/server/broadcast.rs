@@ -66,6 +66,31 @@ fn wall_clock_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
 }
 
+/// Why the broadcast core cannot go on (it then fail-stops: see `run`).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    #[error(transparent)]
+    Log(#[from] super::log::LogError),
+    /// A snapshot this server must have (the leader's, installed) could
+    /// not be started or written.
+    #[error("writing the leader's snapshot failed: {0}")]
+    InstallSnapshot(snapshot::SnapshotError),
+    #[error("starting a snapshot failed: {0}")]
+    StartSnapshot(snapshot::SnapshotError),
+    #[error("the snapshot thread panicked")]
+    SnapshotPanicked,
+    /// At start: a setting read here (a system property) is invalid; the
+    /// message names the key and the value.
+    #[error("{0}")]
+    Setting(String),
+    #[error("could not become leader of the single-voter group")]
+    NotLeader,
+    #[error(transparent)]
+    Peers(#[from] super::peer::PeerError),
+}
+
 pub struct BroadcastCore {
     shared: Arc<Shared>,
     node: Node,
@@ -99,14 +124,17 @@ impl BroadcastCore {
         ensemble: Option<Ensemble>,
         settings: crate::prep::PrepSettings,
         secret: [u8; 16],
-    ) -> Result<BroadcastCore, String> {
+    ) -> Result<BroadcastCore, CoreError> {
         let started = Instant::now();
         let (mut log, recovered, tree) = Log::open(&shared.config).await?;
         let config = &shared.config;
-        let container_check_interval_ms =
-            property_number(&shared, "znode.container.checkIntervalMs")?.unwrap_or(60_000).max(1) as i64;
-        let container_deletes_per_minute_max =
-            property_number(&shared, "znode.container.maxPerMinute")?.unwrap_or(10_000) as usize;
+        let container_check_interval_ms = property_number(&shared, "znode.container.checkIntervalMs")
+            .map_err(CoreError::Setting)?
+            .unwrap_or(60_000)
+            .max(1) as i64;
+        let container_deletes_per_minute_max = property_number(&shared, "znode.container.maxPerMinute")
+            .map_err(CoreError::Setting)?
+            .unwrap_or(10_000) as usize;
         // A standalone server is the one voter of its own group, with id 1
         // in raft (ZooKeeper's serverId 0 in its session ids).
         let (my_id, voters, learners) = match &ensemble {
@@ -139,22 +167,20 @@ impl BroadcastCore {
                 .then(|| (config.tick_time_ms as i64).max(READ_ONLY_GRACE_MS_MIN)),
         };
         let now = Now { monotonic_ms: 0, wall_ms: wall_clock_ms() };
-        let mut node = Node::new(node_settings, tree, recovered, now).map_err(|error| error.to_string())?;
-        while let Some(work) = node.ready(now).map_err(|error| error.to_string())? {
+        let mut node = Node::new(node_settings, tree, recovered, now)?;
+        while let Some(work) = node.ready(now)? {
             log.append(&work.entries, work.hard_state.as_ref())?;
             log.sync().await?;
-            node.persisted(work, now).map_err(|error| error.to_string())?;
+            node.persisted(work, now)?;
         }
         // Nothing is waiting for the recovery's replies; its tree is
         // published below as the first version.
         let _ = node.take_output();
         if ensemble.is_none() && node.role() != Role::Leader {
-            return Err("could not become leader of the single-voter group".to_string());
+            return Err(CoreError::NotLeader);
         }
         let peers = match &ensemble {
-            Some(ensemble) => {
-                Some(PeerLinks::start(ensemble, PeerLimits::default()).await.map_err(|error| error.to_string())?)
-            }
+            Some(ensemble) => Some(PeerLinks::start(ensemble, PeerLimits::default()).await?),
             None => None,
         };
         if let Ok(mut view) = shared.ensemble.lock() {
@@ -289,7 +315,7 @@ impl BroadcastCore {
             self.shared.metrics.record_stage(WriteStage::Prep, drained.elapsed());
             let result = match stepped {
                 Ok(()) => self.round(&shards).await,
-                Err(error) => Err(error.to_string()),
+                Err(error) => Err(CoreError::from(error)),
             };
             if let Err(error) = result {
                 // The log (or the node) cannot go on: nothing more may be
@@ -339,9 +365,9 @@ impl BroadcastCore {
     }
 
     /// Makes the node's work durable and delivers what it released.
-    async fn round(&mut self, shards: &[ConnectedSender<Commit>]) -> Result<(), String> {
+    async fn round(&mut self, shards: &[ConnectedSender<Commit>]) -> Result<(), CoreError> {
         let now = self.now();
-        while let Some(mut work) = self.node.ready(now).map_err(|error| error.to_string())? {
+        while let Some(mut work) = self.node.ready(now)? {
             // A leader's appends leave now, while its own fsync runs.
             self.send(std::mem::take(&mut work.messages));
             if let Some(order) = work.snapshot.take() {
@@ -368,7 +394,7 @@ impl BroadcastCore {
                 }
             }
             let released = Instant::now();
-            self.node.persisted(work, now).map_err(|error| error.to_string())?;
+            self.node.persisted(work, now)?;
             self.shared.metrics.record_stage(WriteStage::Release, released.elapsed());
         }
         let mut output = self.node.take_output();
@@ -406,19 +432,19 @@ impl BroadcastCore {
 
     /// The leader's snapshot replaces this server's state: written durably
     /// (and the log marked and compacted) before the Ready is persisted.
-    async fn install_snapshot(&mut self, order: SnapshotOrder) -> Result<(), String> {
+    async fn install_snapshot(&mut self, order: SnapshotOrder) -> Result<(), CoreError> {
         let meta = self.snapshot_meta(order.index, order.term);
         let directory = self.log.snapshot_directory().to_path_buf();
         let tree = order.tree.clone();
         // Written on a plain thread: the core keeps its timers and links.
-        let handle = snapshot::spawn_write(directory, tree, meta).map_err(|error| error.to_string())?;
+        let handle = snapshot::spawn_write(directory, tree, meta).map_err(CoreError::InstallSnapshot)?;
         while !handle.is_finished() {
             Timer::new(Duration::from_millis(2)).await;
         }
         match handle.join() {
             Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(format!("writing the leader's snapshot failed: {error}")),
-            Err(_) => return Err("the snapshot thread panicked".to_string()),
+            Ok(Err(error)) => return Err(CoreError::InstallSnapshot(error)),
+            Err(_) => return Err(CoreError::SnapshotPanicked),
         }
         let retain = self.shared.config.autopurge_snap_retain_count as usize;
         self.log.snapshot_taken(order.index, order.term, retain).await?;
@@ -498,7 +524,7 @@ impl BroadcastCore {
     /// Publishes the new committed version, then sends each shard its
     /// replies: every shard hears of a changed tree (to fire its watches),
     /// the others only when they have replies.
-    async fn deliver(&mut self, output: Output, shards: &[ConnectedSender<Commit>]) -> Result<(), String> {
+    async fn deliver(&mut self, output: Output, shards: &[ConnectedSender<Commit>]) -> Result<(), CoreError> {
         // Every heartbeat says so until the catch-up is in: one line a
         // few seconds is enough.
         let warn_again = self.last_behind_warning.is_none_or(|at| at.elapsed() >= BEHIND_WARNING_INTERVAL);
@@ -548,10 +574,10 @@ impl BroadcastCore {
 
     /// Writes the ordered snapshot on a background thread; neither reads
     /// nor writes wait for it.
-    fn start_snapshot(&mut self, order: SnapshotOrder) -> Result<(), String> {
+    fn start_snapshot(&mut self, order: SnapshotOrder) -> Result<(), CoreError> {
         let meta = self.snapshot_meta(order.index, order.term);
         let directory = self.log.snapshot_directory().to_path_buf();
-        let handle = snapshot::spawn_write(directory, order.tree, meta).map_err(|error| error.to_string())?;
+        let handle = snapshot::spawn_write(directory, order.tree, meta).map_err(CoreError::StartSnapshot)?;
         self.snapshot_task =
             Some(SnapshotTask { handle, index: order.index, term: order.term, started: Instant::now() });
         Ok(())
@@ -559,7 +585,7 @@ impl BroadcastCore {
 
     /// When the snapshot thread is done: marks it in the log, compacts the
     /// log behind the retained snapshots and tells the node.
-    async fn finish_snapshot(&mut self) -> Result<(), String> {
+    async fn finish_snapshot(&mut self) -> Result<(), CoreError> {
         let Some(task) = self.snapshot_task.take() else {
             return Ok(());
         };
@@ -571,7 +597,7 @@ impl BroadcastCore {
             Ok(Ok(_)) => {
                 let retain = self.shared.config.autopurge_snap_retain_count as usize;
                 self.log.snapshot_taken(task.index, task.term, retain).await?;
-                self.node.snapshot_written(task.index).map_err(|error| error.to_string())?;
+                self.node.snapshot_written(task.index)?;
                 self.shared.metrics.record_snapshot(task.index as i64, task.started.elapsed());
                 self.purge_snapshots_if_due();
             }

@@ -46,7 +46,7 @@ pub enum LogError {
          what it cuts and moves the original segments aside; save a copy of the data directories first)"
     )]
     Damaged(WalError),
-    #[error("{0}")]
+    #[error("{0} (ENOSPC: the filesystem holding the log is full)")]
     NoSpace(WalError),
     #[error("{0}")]
     Wal(WalError),
@@ -55,6 +55,9 @@ pub enum LogError {
     /// The log and the snapshots do not fit together.
     #[error("{0}")]
     Inconsistent(String),
+    /// At run time: the snapshot directory could not be listed.
+    #[error("listing the snapshots: {0}")]
+    SnapshotList(snapshot::SnapshotError),
 }
 
 impl From<WalError> for LogError {
@@ -64,21 +67,6 @@ impl From<WalError> for LogError {
             _ if error.is_no_space() => LogError::NoSpace(error),
             _ => LogError::Wal(error),
         }
-    }
-}
-
-impl From<LogError> for String {
-    fn from(error: LogError) -> String {
-        error.to_string()
-    }
-}
-
-/// A log error at run time, naming ENOSPC when that is the cause.
-fn runtime_error(error: WalError) -> String {
-    if error.is_no_space() {
-        format!("{error} (ENOSPC: the filesystem holding the log is full)")
-    } else {
-        error.to_string()
     }
 }
 
@@ -257,7 +245,7 @@ impl Log {
         Ok((log, Recovered { snapshot: point, hard_state, entries }, tree))
     }
 
-    pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), String> {
+    pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), LogError> {
         let mut records: Vec<Record<'_>> = Vec::with_capacity(entries.len() + 1);
         for entry in entries {
             records.push(Record::Entry {
@@ -275,13 +263,13 @@ impl Log {
                 commit: state.commit,
             }));
         }
-        self.wal.append(&records).map_err(runtime_error)
+        self.wal.append(&records).map_err(LogError::from)
     }
 
     /// Makes everything appended durable: one write, one fdatasync.
     /// Returns the bytes of entry data it covered.
-    pub async fn sync(&mut self) -> Result<usize, String> {
-        self.wal.sync().await.map_err(runtime_error)?;
+    pub async fn sync(&mut self) -> Result<usize, LogError> {
+        self.wal.sync().await.map_err(LogError::from)?;
         Ok(std::mem::take(&mut self.sync_bytes))
     }
 
@@ -307,14 +295,14 @@ impl Log {
 
     /// Records that the state up to `index` is in a durable snapshot, and
     /// drops log segments no retained snapshot needs.
-    pub async fn snapshot_taken(&mut self, index: u64, term: u64, retain_count: usize) -> Result<(), String> {
-        self.wal.append(&[Record::SnapshotMarker(wal::SnapshotMarker { index, term })]).map_err(runtime_error)?;
-        self.wal.sync().await.map_err(runtime_error)?;
+    pub async fn snapshot_taken(&mut self, index: u64, term: u64, retain_count: usize) -> Result<(), LogError> {
+        self.wal.append(&[Record::SnapshotMarker(wal::SnapshotMarker { index, term })]).map_err(LogError::from)?;
+        self.wal.sync().await.map_err(LogError::from)?;
         // Keep the log from the oldest snapshot that purging keeps.
-        let snapshots = snapshot::list(&self.snapshot_directory).map_err(|error| error.to_string())?;
+        let snapshots = snapshot::list(&self.snapshot_directory).map_err(LogError::SnapshotList)?;
         let keep_from = snapshots.len().saturating_sub(retain_count.max(snapshot::RETAIN_COUNT_MINIMUM));
         if let Some((oldest_kept, _)) = snapshots.get(keep_from) {
-            self.wal.compact(*oldest_kept).await.map_err(runtime_error)?;
+            self.wal.compact(*oldest_kept).await.map_err(LogError::from)?;
         }
         Ok(())
     }
@@ -327,7 +315,7 @@ impl Log {
         self.cluster_id
     }
 
-    pub async fn close(self) -> Result<(), String> {
-        self.wal.close().await.map_err(|error| error.to_string())
+    pub async fn close(self) -> Result<(), LogError> {
+        self.wal.close().await.map_err(LogError::from)
     }
 }

@@ -155,7 +155,7 @@ pub fn run(
                         core.run(to_broadcast_receivers, to_shard_senders).await;
                     }
                     Err(error) => {
-                        let _ = ready_sender.send(Err(error));
+                        let _ = ready_sender.send(Err(error.to_string()));
                     }
                 }
             })
