@@ -578,7 +578,19 @@ impl Wal {
                 self.pending.push(PendingChunk { new_segment: None, bytes: Vec::new(), entry_index_max: None });
             }
             let chunk = self.pending.last_mut().expect("a chunk was just ensured");
+            let record_at = chunk.bytes.len();
             encode_record(record, &mut chunk.bytes).map_err(WalError::RecordTooLarge)?;
+            // In pairs: what goes to the disk reads back as the record, at
+            // the length recovery will step by (checked in debug builds,
+            // which the test command runs).
+            debug_assert!(
+                matches!(
+                    decode_record(&chunk.bytes[record_at..], record_at as u64),
+                    Ok(Decoded::Record { record: read_back, frame_bytes: read_bytes })
+                        if read_back == *record && read_bytes == frame_bytes
+                ),
+                "a record does not read back as written"
+            );
             match *record {
                 Record::Entry { index, .. } => {
                     chunk.entry_index_max = Some(chunk.entry_index_max.map_or(index, |max| max.max(index)))
