@@ -227,6 +227,12 @@ fn four_letter_over_tls(address: &str, config: Arc<rustls::ClientConfig>, word: 
     Ok(String::from_utf8_lossy(&answer).to_string())
 }
 
+/// A four-letter word over TLS that got no answer: the handshake was
+/// refused, or the connection closed before a byte came back.
+fn unanswered(result: &Result<String, String>) -> bool {
+    result.as_ref().map_or(true, |answer| answer.is_empty())
+}
+
 fn wait_for_log(server: &Server, text: &str) -> bool {
     common::wait_for(Duration::from_secs(10), || server.stderr_tail().contains(text))
 }
@@ -267,7 +273,7 @@ fn a_client_without_a_certificate_is_refused_under_need() {
     let certificates = Certificates::make();
     let (server, secure) = tls_server(&certificates, "need", &[]);
     let result = four_letter_over_tls(&secure, client_config(&certificates, None), "srvr");
-    assert!(result.as_ref().map_or(true, |answer| answer.is_empty()), "answered without a certificate: {result:?}");
+    assert!(unanswered(&result), "answered without a certificate: {result:?}");
     assert!(wait_for_log(&server, "TLS handshake failed"), "{}", server.stderr_tail());
     // The refusal closed that connection only.
     let answer = four_letter_over_tls(&secure, client_config(&certificates, Some("client")), "ruok").unwrap();
@@ -279,7 +285,7 @@ fn an_untrusted_certificate_is_refused() {
     let certificates = Certificates::make();
     let (server, secure) = tls_server(&certificates, "want", &[]);
     let result = four_letter_over_tls(&secure, client_config(&certificates, Some("rogue")), "srvr");
-    assert!(result.as_ref().map_or(true, |answer| answer.is_empty()), "answered a rogue certificate: {result:?}");
+    assert!(unanswered(&result), "answered a rogue certificate: {result:?}");
     assert!(wait_for_log(&server, "TLS handshake failed"), "{}", server.stderr_tail());
     // Under want, no certificate at all is fine.
     let answer = four_letter_over_tls(&secure, client_config(&certificates, None), "ruok").unwrap();
@@ -292,8 +298,7 @@ fn an_expired_certificate_is_refused() {
     let (server, secure) = tls_server(&certificates, "need", &[]);
     // The certificate's validity ends the second it was made.
     let refused = common::wait_for(Duration::from_secs(10), || {
-        four_letter_over_tls(&secure, client_config(&certificates, Some("expired")), "ruok")
-            .map_or(true, |answer| answer.is_empty())
+        unanswered(&four_letter_over_tls(&secure, client_config(&certificates, Some("expired")), "ruok"))
     });
     assert!(refused, "an expired certificate was accepted");
     assert!(wait_for_log(&server, "certificate expired"), "{}", server.stderr_tail());
@@ -583,7 +588,7 @@ fn client_cert_reload_takes_renewed_stores() {
     let trusting_client = || client_config(&certificates, Some("client"));
     assert_eq!(presented_certificate(&secure, trusting_client()), Some(der("server.crt")));
     let rogue = four_letter_over_tls(&secure, client_config(&certificates, Some("rogue")), "ruok");
-    assert!(rogue.as_ref().map_or(true, |answer| answer.is_empty()), "{rogue:?}");
+    assert!(unanswered(&rogue), "{rogue:?}");
     // Renew: a new server certificate, and a trust store that also holds
     // the other CA.
     let both_cas = format!(

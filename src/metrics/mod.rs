@@ -233,6 +233,11 @@ pub struct ShardMetrics {
     /// Commits the core sent the shard, and those the shard took.
     pub commits_sent: AtomicU64,
     pub commits_received: AtomicU64,
+    /// The write stages timed on this shard (`to_shard`, `shard_apply`,
+    /// `socket_write`), indexed by `WriteStage as usize`: per shard, like
+    /// the latencies, so the read path's socket writes take no lock another
+    /// shard takes.
+    stages_us: Vec<Recorder>,
 }
 
 impl ShardMetrics {
@@ -246,7 +251,13 @@ impl ShardMetrics {
             to_broadcast_received: AtomicU64::new(0),
             commits_sent: AtomicU64::new(0),
             commits_received: AtomicU64::new(0),
+            stages_us: WriteStage::ALL.iter().map(|_| Recorder::new(LATENCY_US_MAX)).collect(),
         }
+    }
+
+    /// One commit or socket write on this shard spent `elapsed` in `stage`.
+    pub fn record_stage(&self, stage: WriteStage, elapsed: Duration) {
+        self.stages_us[stage as usize].record(elapsed.as_micros() as u64);
     }
 
     /// One request answered, `micros` after it arrived.
@@ -337,13 +348,19 @@ impl Metrics {
         }
     }
 
-    /// One message, round or write spent `elapsed` in `stage`.
+    /// One message, round or sync on the broadcast core spent `elapsed` in
+    /// `stage` (the shards time theirs in `ShardMetrics::record_stage`).
     pub fn record_stage(&self, stage: WriteStage, elapsed: Duration) {
         self.write_stages_us[stage as usize].record(elapsed.as_micros() as u64);
     }
 
+    /// A stage's histogram: the broadcast core's and every shard's, merged.
     pub fn stage(&self, stage: WriteStage) -> Snapshot {
-        self.write_stages_us[stage as usize].snapshot()
+        let mut merged = self.write_stages_us[stage as usize].snapshot();
+        for shard in &self.shards {
+            merged.merge(&shard.stages_us[stage as usize].snapshot());
+        }
+        merged
     }
 
     /// The broadcast core ended a round at `now` with its log at
@@ -422,6 +439,9 @@ impl Metrics {
         for shard in &self.shards {
             shard.read_latency_us.reset();
             shard.write_latency_us.reset();
+            for recorder in &shard.stages_us {
+                recorder.reset();
+            }
         }
         self.write_batch_requests.reset();
         self.group_commit_entries.reset();

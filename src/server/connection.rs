@@ -603,7 +603,7 @@ pub async fn serve<S>(
         connection.add_auth_ids(ids);
     }
     shard.register(connection.clone());
-    let writer_task = glommio::spawn_local(write_loop(connection.clone(), writer, shard.shared.clone()));
+    let writer_task = glommio::spawn_local(write_loop(connection.clone(), writer, shard.shared.clone(), shard.id));
     let reason = read_loop(&shard, &connection, &mut reader).await;
     connection.outbox.close("connection closing");
     let pending = connection.pending.borrow_mut().drain(..).count();
@@ -635,7 +635,12 @@ pub async fn serve<S>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(connection: Rc<Connection>, mut writer: W, shared: Arc<Shared>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    connection: Rc<Connection>,
+    mut writer: W,
+    shared: Arc<Shared>,
+    shard_id: usize,
+) {
     let outbox = &connection.outbox;
     let mut spare = Vec::new();
     while let Some(chunk) = outbox.next(spare).await {
@@ -661,7 +666,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(connection: Rc<Connection>, mut write
         match written {
             Some(Ok(())) => {
                 if let Some(queued) = outbox.take_writing_since() {
-                    shared.metrics.record_stage(WriteStage::SocketWrite, queued.elapsed());
+                    shared.metrics.shards[shard_id].record_stage(WriteStage::SocketWrite, queued.elapsed());
                 }
             }
             Some(Err(_)) => {

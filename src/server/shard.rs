@@ -285,9 +285,10 @@ pub async fn run(
                 let metrics = &shard.shared.metrics;
                 metrics.shards[shard.id].commits_received.fetch_add(1, Ordering::Relaxed);
                 let received = std::time::Instant::now();
-                metrics.record_stage(WriteStage::ToShard, received.saturating_duration_since(commit.sent));
+                let mine = &metrics.shards[shard.id];
+                mine.record_stage(WriteStage::ToShard, received.saturating_duration_since(commit.sent));
                 shard.apply_commit(commit);
-                metrics.record_stage(WriteStage::ShardApply, received.elapsed());
+                mine.record_stage(WriteStage::ShardApply, received.elapsed());
             }
         })
     };

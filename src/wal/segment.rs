@@ -214,14 +214,7 @@ pub async fn prepare_segment(
         return Ok(None);
     }
     let path = directory_path.join(PREPARED_FILE_NAME);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(&path)
-        .await
-        .map_err(io_error(&path, "create"))?;
+    let file = create_file(&path).await?;
     file.pre_allocate(preallocation_bytes, false).await.map_err(io_error(&path, "preallocate"))?;
     write_zeros(&file, &path, 0, preallocation_bytes, PREPARE_CHUNK_BYTES).await?;
     file.fdatasync().await.map_err(io_error(&path, "fdatasync"))?;
@@ -269,6 +262,18 @@ async fn reopen_with(file: DmaFile, path: &Path, flags: i32) -> Result<DmaFile, 
     Ok(reopened)
 }
 
+/// Creates (or empties) a segment file under a name it is not read by.
+async fn create_file(path: &Path) -> Result<DmaFile, WalError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(path)
+        .await
+        .map_err(io_error(path, "create"))
+}
+
 /// Writes zeros over `[from, to)` of `file`, `chunk_bytes` at a time.
 async fn write_zeros(file: &DmaFile, path: &Path, from: u64, to: u64, chunk_bytes: usize) -> Result<(), WalError> {
     let zeros = vec![0u8; chunk_bytes];
@@ -296,14 +301,7 @@ pub async fn create_segment(
     let final_path = directory_path.join(segment_file_name(first_index));
     let temporary_path = directory_path.join(temporary_file_name(first_index));
     let preallocation_bytes = fitting_preallocation(directory_path, options.preallocation_bytes)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(&temporary_path)
-        .await
-        .map_err(io_error(&temporary_path, "create"))?;
+    let file = create_file(&temporary_path).await?;
     file.pre_allocate(preallocation_bytes, false).await.map_err(io_error(&temporary_path, "preallocate"))?;
     let header = encode_segment_header(cluster_id, first_index);
     write_blocks(&file, &temporary_path, 0, &[&header, initial]).await?;

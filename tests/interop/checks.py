@@ -2,6 +2,8 @@
 "FAIL NAME: REASON", and the script exits 1 if any failed."""
 import sys
 
+from kazoo.exceptions import NoAuthError
+
 FAILED = []
 
 
@@ -18,3 +20,12 @@ def check(name, function):
 def exit_status():
     """Ends the script: 1 if any check failed."""
     sys.exit(1 if FAILED else 0)
+
+
+def expect_no_auth(client, path, who):
+    """`client` may not read `path`: the server answers NoAuth."""
+    try:
+        client.get(path)
+    except NoAuthError:
+        return
+    raise AssertionError("%s read %s, which its ACL protects" % (who, path))
