@@ -128,13 +128,10 @@ impl BroadcastCore {
         let started = Instant::now();
         let (mut log, recovered, tree) = Log::open(&shared.config).await?;
         let config = &shared.config;
-        let container_check_interval_ms = property_number(&shared, "znode.container.checkIntervalMs")
-            .map_err(CoreError::Setting)?
-            .unwrap_or(60_000)
-            .max(1) as i64;
-        let container_deletes_per_minute_max = property_number(&shared, "znode.container.maxPerMinute")
-            .map_err(CoreError::Setting)?
-            .unwrap_or(10_000) as usize;
+        let container_check_interval_ms =
+            property_number(&shared, "znode.container.checkIntervalMs")?.unwrap_or(60_000).max(1) as i64;
+        let container_deletes_per_minute_max =
+            property_number(&shared, "znode.container.maxPerMinute")?.unwrap_or(10_000) as usize;
         // A standalone server is the one voter of its own group, with id 1
         // in raft (ZooKeeper's serverId 0 in its session ids).
         let (my_id, voters, learners) = match &ensemble {
@@ -639,13 +636,11 @@ struct SnapshotTask {
 
 /// A numeric system property, checked strictly: a value that does not
 /// parse stops the start with the key and the value named.
-fn property_number(shared: &Shared, name: &str) -> Result<Option<u64>, String> {
+fn property_number(shared: &Shared, name: &str) -> Result<Option<u64>, CoreError> {
     match shared.config.property(name) {
         None => Ok(None),
-        Some(text) => text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("invalid value for {name}: {text:?} (expected a non-negative integer)")),
+        Some(text) => text.trim().parse().map(Some).map_err(|_| {
+            CoreError::Setting(format!("invalid value for {name}: {text:?} (expected a non-negative integer)"))
+        }),
     }
 }
