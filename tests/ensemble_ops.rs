@@ -305,8 +305,8 @@ async fn a_member_without_a_quorum_is_looking_and_says_so() {
 /// its own disk logs the same digests again.
 #[test]
 fn members_agree_on_the_tree_digest_at_each_zxid() {
-    use common::digest::{digest_by_reading, parse_hash, write_until_logged};
-    use common::raw::{op, Conn, Enc};
+    use common::digest::{members_agree_at, parse_hash, write_until_logged};
+    use common::raw::Conn;
 
     let mut cluster = Cluster::start(3, 0);
     let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
@@ -321,34 +321,7 @@ fn members_agree_on_the_tree_digest_at_each_zxid() {
 
     // Sessions are log entries but change no znode: readers opened after
     // the writes see the digest logged at the writes' last zxid.
-    let agree_at = |cluster: &Cluster, zxid: i64| -> Vec<(i64, u64)> {
-        let mut logged = Vec::new();
-        for (index, server) in cluster.servers.iter().enumerate() {
-            // A member just restarted may refuse sessions until it follows.
-            let mut reader = None;
-            assert!(
-                wait_for(ELECTION_DEADLINE, || {
-                    reader = Conn::handshake(server.addr(), 10_000, 0, &[0; 16], 0)
-                        .ok()
-                        .filter(|(_, answer)| answer.session_id != 0)
-                        .map(|(conn, _)| conn);
-                    reader.is_some()
-                }),
-                "member {index} takes no session"
-            );
-            let mut reader = reader.unwrap();
-            assert_eq!(reader.request(op::SYNC, &Enc::new().str("/").bytes()).err, 0, "sync on member {index}");
-            let history = parse_hash(&server.four_letter("hash"));
-            let at = *history
-                .iter()
-                .find(|(logged_zxid, _)| *logged_zxid == zxid)
-                .unwrap_or_else(|| panic!("member {index} logged no digest at {zxid:#x}: {history:?}"));
-            assert_eq!(at.1, digest_by_reading(&mut reader), "member {index}'s digest at {zxid:#x}");
-            logged.push(at);
-        }
-        assert!(logged.windows(2).all(|pair| pair[0] == pair[1]), "members disagree at {zxid:#x}: {logged:?}");
-        logged
-    };
+    let agree_at = |cluster: &Cluster, zxid: i64| members_agree_at(&cluster.servers, zxid);
     let first = write_until_logged(&mut writer, "/digest", 256);
     agree_at(&cluster, first);
     let before_restart: Vec<Vec<(i64, u64)>> =

@@ -12,10 +12,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use common::disk::SmallDisk;
 use common::raw::{Conn, Enc};
 use common::{zoocore, Output, Process, Server};
 use zoocore::proto::codes::op;
@@ -27,52 +26,13 @@ const VALUE_BYTES: usize = 64 * 1024;
 /// The writer gives up after this many writes (the disk fills long before).
 const WRITES_MAX: usize = 2_000;
 
-/// A loop-mounted ext4 filesystem, unmounted and removed on drop.
-struct SmallDisk {
-    image: PathBuf,
-    mount: PathBuf,
-}
-
-impl SmallDisk {
-    fn make(directory: &Path) -> Result<SmallDisk, String> {
-        // SAFETY: geteuid only reads the process's credentials.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("not root: cannot loop-mount a small filesystem".to_string());
-        }
-        let image = directory.join("disk.img");
-        let mount = directory.join("disk");
-        fs::create_dir_all(&mount).map_err(|error| error.to_string())?;
-        let file = fs::File::create(&image).map_err(|error| error.to_string())?;
-        file.set_len(FILESYSTEM_MIB * 1024 * 1024).map_err(|error| error.to_string())?;
-        let run = |program: &str, arguments: &[&str]| -> Result<(), String> {
-            let output =
-                Command::new(program).args(arguments).output().map_err(|error| format!("{program}: {error}"))?;
-            if output.status.success() {
-                Ok(())
-            } else {
-                Err(format!("{program} {arguments:?}: {}", String::from_utf8_lossy(&output.stderr)))
-            }
-        };
-        run("mkfs.ext4", &["-q", "-F", &image.to_string_lossy()])?;
-        run("mount", &["-o", "loop", &image.to_string_lossy(), &mount.to_string_lossy()])?;
-        Ok(SmallDisk { image, mount })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mount).status();
-        let _ = fs::remove_file(&self.image);
-    }
-}
-
 #[test]
 fn a_full_disk_stops_the_server_and_nothing_acknowledged_is_lost() {
     if common::skip_if_external("a_full_disk_stops_the_server", "needs its own data directory") {
         return;
     }
     let scratch = tempfile::tempdir().expect("scratch directory");
-    let disk = match SmallDisk::make(scratch.path()) {
+    let disk = match SmallDisk::make(scratch.path(), FILESYSTEM_MIB) {
         Ok(disk) => disk,
         Err(reason) => {
             eprintln!("skipped: {reason}");

@@ -3,8 +3,46 @@
 //! what reads return (path, data and Stat of every znode), independently
 //! of the server's code.
 
+use std::time::Duration;
+
 use super::raw::{op, Conn, Enc};
+use super::{wait_for, Server};
 use zoocore::tree::DIGEST_LOG_INTERVAL;
+
+/// How long a member just restarted may take before it gives sessions.
+const MEMBER_READY_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Every member of `servers` logged a digest at `zxid`, the same on all,
+/// and equal to the digest recomputed from what each serves after a sync:
+/// the members hold identical trees. Returns each member's (zxid, digest).
+pub fn members_agree_at(servers: &[Server], zxid: i64) -> Vec<(i64, u64)> {
+    let mut logged = Vec::new();
+    for (index, server) in servers.iter().enumerate() {
+        // A member just restarted may refuse sessions until it follows.
+        let mut reader = None;
+        assert!(
+            wait_for(MEMBER_READY_DEADLINE, || {
+                reader = Conn::handshake(server.addr(), 10_000, 0, &[0; 16], 0)
+                    .ok()
+                    .filter(|(_, answer)| answer.session_id != 0)
+                    .map(|(conn, _)| conn);
+                reader.is_some()
+            }),
+            "member {index} takes no session"
+        );
+        let mut reader = reader.unwrap();
+        assert_eq!(reader.request(op::SYNC, &Enc::new().str("/").bytes()).err, 0, "sync on member {index}");
+        let history = parse_hash(&server.four_letter("hash"));
+        let at = *history
+            .iter()
+            .find(|(logged_zxid, _)| *logged_zxid == zxid)
+            .unwrap_or_else(|| panic!("member {index} logged no digest at {zxid:#x}: {history:?}"));
+        assert_eq!(at.1, digest_by_reading(&mut reader), "member {index}'s digest at {zxid:#x}");
+        logged.push(at);
+    }
+    assert!(logged.windows(2).all(|pair| pair[0] == pair[1]), "members disagree at {zxid:#x}: {logged:?}");
+    logged
+}
 
 /// `hash` as ZooKeeper's DigestCommand prints it: one `hexzxid: decimal`
 /// line per logged digest. Panics on any other line.

@@ -636,6 +636,24 @@ pub fn free_port() -> u16 {
 /// operator starts ZooKeeper's.
 pub struct Cluster {
     pub servers: Vec<Server>,
+    /// Each member's quorum and election ports, as every zoo.cfg names them.
+    pub peer_ports: Vec<(u16, u16)>,
+}
+
+/// Where test servers listen.
+pub const LOOPBACK: &str = "127.0.0.1";
+
+/// How members' zoo.cfg files differ from one another; by default they
+/// do not.
+#[derive(Default)]
+pub struct Layout<'a> {
+    /// Member `m`'s zoo.cfg names member `n` at host `route(m, n)` (its own
+    /// line stays on 127.0.0.1, where it listens): a test puts a proxy
+    /// there to cut links. Ports are the same in every zoo.cfg, so the
+    /// members still agree on the ensemble.
+    pub route: Option<&'a dyn Fn(usize, usize) -> String>,
+    /// Lines only member `m`'s zoo.cfg has (its own dataLogDir, say).
+    pub member_lines: Option<&'a dyn Fn(usize) -> Vec<String>>,
 }
 
 impl Cluster {
@@ -645,12 +663,18 @@ impl Cluster {
     }
 
     pub fn start_with(voters: usize, observers: usize, extra_cfg_lines: &[&str]) -> Cluster {
+        Self::start_laid_out(voters, observers, extra_cfg_lines, &Layout::default())
+    }
+
+    /// As [`Cluster::start_with`], with members' zoo.cfg files laid out
+    /// by `layout`.
+    pub fn start_laid_out(voters: usize, observers: usize, extra_cfg_lines: &[&str], layout: &Layout) -> Cluster {
         // Every member's ports are written into every member's zoo.cfg
         // before any starts, so a port another process takes in between
         // cannot be swapped for one member alone: the whole ensemble starts
         // again on fresh ports.
         for attempt in 1.. {
-            match Self::try_start_with(voters, observers, extra_cfg_lines) {
+            match Self::try_start_with(voters, observers, extra_cfg_lines, layout) {
                 Ok(cluster) => return cluster,
                 Err(tail) if attempt < 4 && tail.contains("Address already in use") => continue,
                 Err(tail) => panic!("an ensemble member exited before listening\n{tail}"),
@@ -659,21 +683,36 @@ impl Cluster {
         unreachable!("the loop returns or panics")
     }
 
-    fn try_start_with(voters: usize, observers: usize, extra_cfg_lines: &[&str]) -> Result<Cluster, String> {
+    fn try_start_with(
+        voters: usize,
+        observers: usize,
+        extra_cfg_lines: &[&str],
+        layout: &Layout,
+    ) -> Result<Cluster, String> {
         let size = voters + observers;
         let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();
-        let mut lines: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(index, (client, quorum, election))| {
-                let role = if index < voters { "participant" } else { "observer" };
-                format!("server.{}=127.0.0.1:{quorum}:{election}:{role};127.0.0.1:{client}", index + 1)
-            })
-            .collect();
-        lines.extend(extra_cfg_lines.iter().map(|line| line.to_string()));
+        let lines_of = |member: usize| -> Vec<String> {
+            let mut lines: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .map(|(index, (client, quorum, election))| {
+                    let role = if index < voters { "participant" } else { "observer" };
+                    let host = match &layout.route {
+                        Some(route) if index != member => route(member, index),
+                        _ => LOOPBACK.to_string(),
+                    };
+                    format!("server.{}={host}:{quorum}:{election}:{role};{LOOPBACK}:{client}", index + 1)
+                })
+                .collect();
+            lines.extend(extra_cfg_lines.iter().map(|line| line.to_string()));
+            if let Some(member_lines) = &layout.member_lines {
+                lines.extend(member_lines(member));
+            }
+            lines
+        };
         let mut servers = Vec::with_capacity(size);
         for (index, (client, _, _)) in ports.iter().enumerate() {
-            let mut member_lines = lines.clone();
+            let mut member_lines = lines_of(index);
             if index >= voters {
                 member_lines.push("peerType=observer".to_string());
             }
@@ -685,7 +724,8 @@ impl Cluster {
             server.try_spawn(*client)?;
             servers.push(server);
         }
-        Ok(Cluster { servers })
+        let peer_ports = ports.iter().map(|&(_, quorum, election)| (quorum, election)).collect();
+        Ok(Cluster { servers, peer_ports })
     }
 
     /// Every member's client address, as a connect string.

@@ -19,6 +19,9 @@
 #![allow(dead_code)]
 
 pub mod digest;
+pub mod disk;
+pub mod history;
+pub mod partition;
 pub mod raw;
 
 mod harness;
