@@ -53,7 +53,7 @@ const PARTITION: Duration = Duration::from_secs(5);
 const PINNED_AFTERMATH: Duration = Duration::from_secs(2);
 
 /// Clients pinned to the member a pause or partition hits.
-const PINNED_CLIENTS: usize = 2;
+const PINNED_CLIENTS: usize = 4;
 
 /// The pinned clients, which come after the roaming ones in the plans.
 fn pinned_clients(back_at: u64) -> Pinned {
@@ -133,8 +133,9 @@ fn kill_under_load(name: &str, kill_the_leader: bool) {
     let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
     let victim = if kill_the_leader { leader } else { (leader + 1) % 3 };
     let workload = begin(name, &cluster, roaming(&cluster));
-    let fault_at = workload.now();
     cluster.servers[victim].kill();
+    // Measured from the moment the process is gone.
+    let fault_at = workload.now();
     writes_go_on(name, &cluster, &workload, WRITES_DURING, "with one member killed");
     cluster.servers[victim].restart();
     writes_go_on(name, &cluster, &workload, WRITES_AFTER, "after the restart");
@@ -156,10 +157,10 @@ fn every_member_killed_at_once_and_restarted_loses_nothing() {
     let name = "all-killed";
     let mut cluster = Cluster::start(3, 0);
     let workload = begin(name, &cluster, roaming(&cluster));
-    let fault_at = workload.now();
     for server in &mut cluster.servers {
         server.kill();
     }
+    let fault_at = workload.now();
     for server in &mut cluster.servers {
         server.restart();
     }
@@ -194,7 +195,11 @@ impl Drop for Paused {
 #[test]
 fn a_leader_paused_past_the_session_timeout_serves_nothing_stale() {
     let name = "leader-paused";
-    let cluster = Cluster::start(3, 0);
+    let reference = Reference::start();
+    let cluster = match &reference {
+        Some(reference) => reference.cluster(),
+        None => Cluster::start(3, 0),
+    };
     let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
     let mut plans = roaming(&cluster);
     plans.extend(pinned(&cluster, leader, PINNED_CLIENTS));
@@ -315,4 +320,51 @@ fn free_bytes(path: &std::path::Path) -> u64 {
     let result = unsafe { libc::statvfs(text.as_ptr(), &mut stats) };
     assert_eq!(result, 0, "statvfs {}", path.display());
     stats.f_bavail * stats.f_frsize
+}
+
+/// `ZOOCORE_FAULTS_ZKREF=<zkref's directory>` runs the paused-leader test
+/// against the reference ZooKeeper 3.8 ensemble zkref starts, to see what
+/// the test makes of ZooKeeper; the other tests need processes of their
+/// own and skip nothing (they run against zoocore as always).
+const ZKREF_ENV: &str = "ZOOCORE_FAULTS_ZKREF";
+/// Where zkref keeps its ensemble unless ZKREF_ROOT says otherwise.
+const ZKREF_ROOT_DEFAULT: &str = "/tmp/zkref";
+const ZKREF_MEMBERS: usize = 3;
+/// zkref's first client port.
+const ZKREF_CLIENT_PORT: u16 = 2181;
+
+/// A reference ZooKeeper ensemble, stopped with zkref's stop.sh on drop.
+struct Reference {
+    tools: std::path::PathBuf,
+}
+
+impl Reference {
+    fn start() -> Option<Reference> {
+        let tools = std::path::PathBuf::from(std::env::var_os(ZKREF_ENV)?);
+        let started = std::process::Command::new(tools.join("start-ensemble.sh")).status().expect("run zkref");
+        assert!(started.success(), "zkref could not start the ensemble: {started}");
+        Some(Reference { tools })
+    }
+
+    fn cluster(&self) -> Cluster {
+        let root = std::env::var("ZKREF_ROOT").unwrap_or_else(|_| ZKREF_ROOT_DEFAULT.to_string());
+        let members: Vec<(String, u32)> = (1..=ZKREF_MEMBERS)
+            .map(|member| {
+                let pid_file = format!("{root}/ensemble/n{member}/zk.pid");
+                let pid = std::fs::read_to_string(&pid_file)
+                    .unwrap_or_else(|error| panic!("{pid_file}: {error}"))
+                    .trim()
+                    .parse()
+                    .expect("a pid in zk.pid");
+                (format!("{LOOPBACK}:{}", ZKREF_CLIENT_PORT + member as u16 - 1), pid)
+            })
+            .collect();
+        Cluster::attach(&members)
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(self.tools.join("stop.sh")).arg("ensemble").status();
+    }
 }

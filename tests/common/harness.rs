@@ -420,6 +420,8 @@ pub struct Server {
     port: u16,
     admin: Option<String>,
     metrics: Option<String>,
+    /// The pid of a server someone else started (see [`Cluster::attach`]).
+    attached_pid: Option<u32>,
 }
 
 impl Server {
@@ -456,7 +458,17 @@ impl Server {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir.path().join("data")).expect("create dataDir");
         }
-        Server { addr: String::new(), external: false, process: None, dir, extra, port: 0, admin: None, metrics: None }
+        Server {
+            addr: String::new(),
+            external: false,
+            process: None,
+            dir,
+            extra,
+            port: 0,
+            admin: None,
+            metrics: None,
+            attached_pid: None,
+        }
     }
 
     /// "127.0.0.1:PORT"
@@ -487,7 +499,7 @@ impl Server {
 
     /// Whether the process is running (it has not been killed or seen to exit).
     pub fn is_running(&self) -> bool {
-        self.process.is_some()
+        self.process.is_some() || self.attached_pid.is_some()
     }
 
     fn write_config(&self, client_port: u16) -> PathBuf {
@@ -532,9 +544,10 @@ impl Server {
         process.wait_exit(deadline)
     }
 
-    /// The server process's id (None for an external server).
+    /// The server process's id (None for an external server not attached
+    /// with its pid).
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().and_then(Process::pid)
+        self.process.as_ref().and_then(Process::pid).or(self.attached_pid)
     }
 
     /// Waits up to `deadline` for the server to exit on its own. Returns its
@@ -726,6 +739,25 @@ impl Cluster {
         }
         let peer_ports = ports.iter().map(|&(_, quorum, election)| (quorum, election)).collect();
         Ok(Cluster { servers, peer_ports })
+    }
+
+    /// An ensemble started by someone else, such as the reference
+    /// ZooKeeper through zkref: each member's client address and pid. It
+    /// can be paused (by pid) but not killed or restarted.
+    pub fn attach(members: &[(String, u32)]) -> Cluster {
+        let servers = members
+            .iter()
+            .map(|(addr, pid)| {
+                let mut server = Server::unstarted(None, Vec::new());
+                server.port =
+                    addr.rsplit(':').next().and_then(|port| port.parse().ok()).expect("a port in the address");
+                server.addr = addr.clone();
+                server.external = true;
+                server.attached_pid = Some(*pid);
+                server
+            })
+            .collect();
+        Cluster { servers, peer_ports: Vec::new() }
     }
 
     /// Every member's client address, as a connect string.
