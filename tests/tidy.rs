@@ -77,7 +77,7 @@ const LONG_FILES: &[(&str, &str)] = &[
          its steps share private state, and splitting them would scatter the order rules",
     ),
     (
-        "src/node/harness.rs",
+        "src/node/harness/mod.rs",
         "the deterministic cluster harness: network, disks, clocks, crashes and \
          simulated clients, which the simulator and the node tests share",
     ),

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
     let mut answered = 0u64;
     let mut inconclusive = 0usize;
     let mut events = 0usize;
+    let mut watch_events = 0u64;
     for seed in first..first.saturating_add(count) {
         let report = run_seed(seed, &settings);
         simulated_ms += report.simulated_ms;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         answered += report.operations_answered;
         inconclusive += report.inconclusive;
         events += report.events_checked;
+        watch_events += report.watch_events;
         if replay || options.trace {
             for line in &report.trace {
                 println!("{line}");
@@ -77,7 +79,7 @@ fn main() -> ExitCode {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "{sent} operations sent, {answered} answered, {events} history events checked, {inconclusive} histories inconclusive"
+        "{sent} operations sent, {answered} answered, {events} history events checked, {inconclusive} histories inconclusive, {watch_events} watch events"
     );
     println!(
         "{:.1} simulated s in {elapsed:.1} real s: {:.0} simulated s per real s",

@@ -268,6 +268,15 @@ fn replies_out_of_order_are_caught() {
     assert!(found.is_some(), "no seed caught the reordered replies");
 }
 
+/// A shell that writes replies before it fires the watches published with
+/// them lets a client see a change before its watch event.
+#[test]
+fn replies_before_their_watch_events_are_caught() {
+    let faults = Faults { broken_late_watches: true, ..Faults::hostile() };
+    let found = some_seed_violates(faults, 10, |violation| violation.contains("came before the watch event"));
+    assert!(found.is_some(), "no seed caught the late watch events");
+}
+
 /// A leader deaf to touches expires sessions that were alive, and the
 /// expiry checker says so.
 #[test]

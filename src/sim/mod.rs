@@ -48,6 +48,9 @@ pub struct SeedReport {
     pub inconclusive: usize,
     /// Events checked for linearizability.
     pub events_checked: usize,
+    /// Watch events delivered to clients, each checked for coming before
+    /// any reply that shows its change.
+    pub watch_events: u64,
 }
 
 /// Runs seed `seed` and checks it.
@@ -96,5 +99,6 @@ pub fn run_seed(seed: u64, settings: &RunSettings) -> SeedReport {
         operations_answered: cluster.operations_answered,
         inconclusive,
         events_checked,
+        watch_events: cluster.watch_events,
     }
 }

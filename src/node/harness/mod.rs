@@ -26,6 +26,8 @@
 //! acknowledged create is in every tree; all servers converge to the same
 //! tree at the same index.
 
+mod watches;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -87,6 +89,10 @@ pub struct Faults {
     /// Per step, in tenths of a percent: a server's sync in flight fails
     /// (EIO or a full disk) and the server fail-stops.
     pub disk_error_permille: u64,
+    /// At a crash with a sync in flight: the write was torn, and a prefix
+    /// of its records (entries first, the hard state last, as the WAL
+    /// writes them) is on disk after all, from none to all of them.
+    pub torn_write_percent: u64,
     /// Test only: a broken disk that acknowledges a sync before it is
     /// durable (a crash loses acknowledged work). The checkers must notice.
     pub broken_ack_before_durable: bool,
@@ -95,6 +101,9 @@ pub struct Faults {
     /// Test only: a leader deaf to sessions' signs of life (touches are
     /// noted as heard, then thrown away).
     pub broken_ignore_touches: bool,
+    /// Test only: a shell that writes a step's replies before it fires the
+    /// watches of the changes published with them.
+    pub broken_late_watches: bool,
 }
 
 impl Faults {
@@ -109,9 +118,11 @@ impl Faults {
             clock_jump_permille: 0,
             slow_disk_permille: 0,
             disk_error_permille: 0,
+            torn_write_percent: 0,
             broken_ack_before_durable: false,
             broken_reverse_replies: false,
             broken_ignore_touches: false,
+            broken_late_watches: false,
         }
     }
 
@@ -126,9 +137,11 @@ impl Faults {
             clock_jump_permille: 2,
             slow_disk_permille: 3,
             disk_error_permille: 2,
+            torn_write_percent: 50,
             broken_ack_before_durable: false,
             broken_reverse_replies: false,
             broken_ignore_touches: false,
+            broken_late_watches: false,
         }
     }
 }
@@ -260,6 +273,10 @@ pub struct Cluster {
     /// Operations sent and answered, for the simulator's statistics.
     pub operations_sent: u64,
     pub operations_answered: u64,
+    /// The shards' watch tables and published trees, and what clients watch.
+    watches: watches::Watches,
+    /// Watch events delivered, for the statistics.
+    pub watch_events: u64,
 }
 
 /// The cluster's clock when a run starts.
@@ -342,6 +359,8 @@ impl Cluster {
             leader_after_heal_ms: None,
             operations_sent: 0,
             operations_answered: 0,
+            watches: watches::Watches::default(),
+            watch_events: 0,
         };
         for id in voters {
             cluster.servers.insert(
@@ -421,14 +440,38 @@ impl Cluster {
     }
 
     fn crash(&mut self, id: u64, why: &str) {
+        let torn = self.random.chance(self.faults.torn_write_percent);
+        let tear = self.random.next_u64();
+        let mut torn_line = None;
         if let Some(server) = self.servers.get_mut(&id) {
             if server.node.take().is_some() {
+                if let (true, Some(work)) = (torn, server.syncing.first()) {
+                    // Records 0..kept of the batch reached the disk; the
+                    // WAL drops the torn record after them at recovery.
+                    let entries = work.entries.len();
+                    let kept = (tear % (entries as u64 + 2)) as usize;
+                    server.disk.append(&work.entries[..kept.min(entries)]);
+                    let with_hard_state = kept > entries && work.hard_state.is_some();
+                    if let (true, Some(state)) = (with_hard_state, &work.hard_state) {
+                        server.disk.hard_state = state.clone();
+                    }
+                    torn_line = Some(format!(
+                        "t={} torn write on {id}: {} of {entries} entries kept, hard state {}",
+                        self.now_ms,
+                        kept.min(entries),
+                        if with_hard_state { "kept" } else { "lost" }
+                    ));
+                }
                 // What was not synced is lost.
                 server.syncing.clear();
                 server.unflushed.clear();
                 self.note(format!("t={} crash {id}: {why}", self.now_ms));
             }
         }
+        if let Some(line) = torn_line {
+            self.note(line);
+        }
+        self.watches.server_crashed(id);
         // Its links break: what was in flight to or from it is gone, and
         // its peers see their connections to it close, as TCP shows a dead
         // process's peers at once (a partition, by contrast, is silent).
@@ -1007,8 +1050,31 @@ impl Cluster {
         if self.faults.broken_reverse_replies {
             replies.reverse();
         }
+        // The node's rule, which the shards keep: publish, then reply.
+        let late = self.faults.broken_late_watches;
+        let mut publication = output.publication;
+        if !late {
+            if let Some(publication) = publication.take() {
+                self.publish(id, publication);
+            }
+        }
         for reply in replies {
             self.client_reply(id, reply.connection, reply.body);
+        }
+        if let Some(publication) = publication {
+            self.publish(id, publication);
+        }
+    }
+
+    /// Server `id`'s shards take a new tree and fire its watches.
+    fn publish(&mut self, id: u64, publication: super::Publication) {
+        for (connection, event_type, path) in self.watches.publish(id, publication) {
+            let Some(client) = self.clients.iter().find(|client| client.connection == Some(connection)) else {
+                continue;
+            };
+            self.watch_events += 1;
+            let line = format!("t={} c{} watch event {event_type} on {path} from {id}", self.now_ms, client.id);
+            self.note(line);
         }
     }
 
@@ -1045,6 +1111,7 @@ impl Cluster {
                 self.note(format!("t={} c{client_id} connected to {server}: session 0x{session_id:x}", self.now_ms));
             }
             ReplyBody::Refused => {
+                self.watches.connection_closed(server, connection);
                 // Expired: start a new session next time.
                 let client = &mut self.clients[index];
                 client.session = None;
@@ -1054,6 +1121,7 @@ impl Cluster {
                 self.note(format!("t={} c{client_id} refused by {server}: session expired", self.now_ms));
             }
             ReplyBody::Close { reason } => {
+                self.watches.connection_closed(server, connection);
                 let client = &mut self.clients[index];
                 client.connection = None;
                 client.connecting = false;
@@ -1063,7 +1131,14 @@ impl Cluster {
                 }
                 self.note(format!("t={} c{client_id} closed by {server}: {reason}", self.now_ms));
             }
-            ReplyBody::Response { xid, zxid, err, response } => self.response(index, server, xid, zxid, err, response),
+            ReplyBody::Response { xid, zxid, err, response } => {
+                let applied = self.servers.get(&server).and_then(|server| server.node.as_ref()).map(Node::committed);
+                let late = applied.and_then(|tree| self.watches.check_reply(server, tree, connection, zxid));
+                if let Some(violation) = late {
+                    self.violation(violation);
+                }
+                self.response(index, server, xid, zxid, err, response)
+            }
         }
     }
 
@@ -1099,8 +1174,12 @@ impl Cluster {
                 if err != ErrorCode::Ok {
                     return;
                 }
-                let state = self.read(server, &key);
+                let (state, mzxid) = self.read(server, &key);
                 self.note(format!("t={} c{client_id} reads {key} at {server}: {}", self.now_ms, show(&state)));
+                // getData with a watch, as a client that caches the value does.
+                if let (Some(mzxid), Some(connection)) = (mzxid, self.clients[index].connection) {
+                    self.watches.arm(server, connection, &key, mzxid);
+                }
                 if let Some((_, version)) = &state {
                     self.clients[index].versions.insert(key.clone(), *version);
                 }
@@ -1132,11 +1211,18 @@ impl Cluster {
         }
     }
 
-    /// What server `id` holds at `key`.
-    fn read(&self, id: u64, key: &str) -> State {
-        let node = self.servers.get(&id)?.node.as_ref()?;
-        let znode = node.committed().get(key)?;
-        Some((znode.data.as_ref().map_or_else(Vec::new, |data| data.to_vec()), znode.version))
+    /// What server `id`'s shards read at `key` (its published tree, or the
+    /// tree it started from), with the znode's mzxid.
+    fn read(&self, id: u64, key: &str) -> (State, Option<i64>) {
+        let Some(node) = self.servers.get(&id).and_then(|server| server.node.as_ref()) else { return (None, None) };
+        let tree = self.watches.published(id).map_or(node.committed(), |tree| &**tree);
+        match tree.get(key) {
+            Some(znode) => {
+                let data = znode.data.as_ref().map_or_else(Vec::new, |data| data.to_vec());
+                (Some((data, znode.version)), Some(znode.mzxid))
+            }
+            None => (None, None),
+        }
     }
 
     /// Committed prefixes of every pair of durable logs agree.
@@ -1219,7 +1305,7 @@ impl Cluster {
         let keys: Vec<String> = self.histories.keys().cloned().collect();
         for key in keys {
             for id in &ids {
-                let state = self.read(*id, &key);
+                let (state, _) = self.read(*id, &key);
                 let invoke = self.tick_history();
                 let response = self.tick_history();
                 let event = Event {
