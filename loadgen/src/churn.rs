@@ -18,11 +18,14 @@ use std::time::Duration;
 use zoocore::proto::Request;
 
 use crate::cli::RunArgs;
-use crate::harness::{run_workers, session_timeout_ms, share_of, Plan, Window, Worker, WorkerEnd, CONNECT_TIMEOUT};
+use crate::harness::{
+    run_workers, session_timeout_ms, share_of, tls, Plan, Window, Worker, WorkerEnd, CONNECT_TIMEOUT,
+};
 use crate::keyspace::CALL_TIMEOUT;
 use crate::output::Summary;
 use crate::stats::Recorder;
 use crate::timeline::IntervalReport;
+use crate::tls::Tls;
 use crate::wire::SyncClient;
 
 const SESSION_SLOT: usize = 0;
@@ -36,13 +39,14 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
     let threads = args.connections as usize;
     let window = Window::start(args.warmup, args.measure_duration());
     let timeout_ms = session_timeout_ms(args);
+    let tls = tls(args)?;
     let workers = (0..threads)
         .map(|index| {
             let host = args.hosts[index % args.hosts.len()];
             let thread_rate = args.rate.map(|rate| rate / threads as f64);
             let budget = args.ops.map(|ops| share_of(ops, threads, index));
             Worker::new(format!("churn-{index}"), move |reports| {
-                Ok(churner(host, timeout_ms, thread_rate, budget, window, reports))
+                Ok(churner(host, tls, timeout_ms, thread_rate, budget, window, reports))
             })
         })
         .collect();
@@ -52,6 +56,7 @@ pub fn run(args: &RunArgs) -> Result<Summary, String> {
 
 fn churner(
     host: std::net::SocketAddr,
+    tls: Option<&'static Tls>,
     session_timeout_ms: i32,
     thread_rate: Option<f64>,
     budget: Option<u64>,
@@ -86,7 +91,7 @@ fn churner(
         started += 1;
         let is_measured = intended_ns >= window.measure_start_ns;
         let connect_start_ns = clock.now_ns();
-        let outcome = SyncClient::connect(host, session_timeout_ms, CONNECT_TIMEOUT).and_then(|mut client| {
+        let outcome = SyncClient::connect(host, session_timeout_ms, CONNECT_TIMEOUT, tls).and_then(|mut client| {
             let connected_ns = clock.now_ns();
             client.call(&Request::CloseSession, CALL_TIMEOUT)?;
             Ok((connected_ns, clock.now_ns()))

@@ -169,6 +169,29 @@ pub struct RunArgs {
     #[serde(with = "duration_ms")]
     pub step_duration: Duration,
 
+    /// Connect over TLS, to a server's secureClientPort; needs --tls-ca.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// TLS: PEM file of the CA certificates the server's certificate must
+    /// chain to.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// TLS: PEM certificate chain to present (servers with
+    /// ssl.clientAuth=need); with --tls-key.
+    #[arg(long)]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// TLS: PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// TLS: the name the server's certificate must carry (default: the
+    /// host's IP address, which the certificate then names as an IP SAN).
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
+
     /// Watch workload: watcher sessions.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub watchers: u32,
@@ -257,6 +280,13 @@ impl RunArgs {
         }
         if self.hosts.is_empty() {
             return Err("--hosts is empty".into());
+        }
+        if self.tls && self.tls_ca.is_none() {
+            return Err("--tls needs --tls-ca".into());
+        }
+        let tls_files = self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some();
+        if !self.tls && (tls_files || self.tls_server_name.is_some()) {
+            return Err("--tls-ca, --tls-cert, --tls-key and --tls-server-name need --tls".into());
         }
         if self.threads > self.connections {
             return Err("--threads cannot exceed --connections".into());

@@ -25,6 +25,7 @@
 //! tick (the ramp's judge, the watch workload's stop rule).
 
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +34,7 @@ use crate::keyspace::{delete_tree, CALL_TIMEOUT};
 use crate::output::{CpuSummary, Summary};
 use crate::stats::{process_cpu_ns, Recorder};
 use crate::timeline::{Aggregator, Clock, IntervalRecorder, IntervalReport, REPORTS_QUEUED_PER_WORKER};
+use crate::tls::{Tls, TlsFiles};
 use crate::wire::SyncClient;
 
 /// How long to wait for a TCP connection and handshake.
@@ -68,9 +70,24 @@ pub fn session_timeout_ms(args: &RunArgs) -> i32 {
     args.session_timeout.as_millis().clamp(1, i32::MAX as u128) as i32
 }
 
+/// The run's TLS configuration under --tls, read once.
+pub fn tls(args: &RunArgs) -> Result<Option<&'static Tls>, String> {
+    static LOADED: OnceLock<Result<Tls, String>> = OnceLock::new();
+    if !args.tls {
+        return Ok(None);
+    }
+    let files = TlsFiles {
+        ca: args.tls_ca.clone().unwrap_or_default(),
+        certificate: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        server_name: args.tls_server_name.clone(),
+    };
+    LOADED.get_or_init(|| Tls::load(&files)).as_ref().map(Some).map_err(Clone::clone)
+}
+
 /// Opens one setup session on the first host.
 pub fn setup_client(args: &RunArgs) -> Result<SyncClient, String> {
-    SyncClient::connect(args.hosts[0], session_timeout_ms(args), CONNECT_TIMEOUT)
+    SyncClient::connect(args.hosts[0], session_timeout_ms(args), CONNECT_TIMEOUT, tls(args)?)
         .map_err(|error| format!("cannot open a session to {}: {error}", args.hosts[0]))
 }
 
@@ -78,7 +95,7 @@ pub fn setup_client(args: &RunArgs) -> Result<SyncClient, String> {
 /// contender), spreading sessions over the hosts round-robin.
 pub fn connect(args: &RunArgs, role: &str, index: usize) -> Result<SyncClient, String> {
     let host = args.hosts[index % args.hosts.len()];
-    SyncClient::connect(host, session_timeout_ms(args), CONNECT_TIMEOUT)
+    SyncClient::connect(host, session_timeout_ms(args), CONNECT_TIMEOUT, tls(args)?)
         .map_err(|error| format!("{role} {index} to {host}: {error}"))
 }
 

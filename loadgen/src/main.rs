@@ -30,6 +30,7 @@ mod run;
 mod sampler;
 mod stats;
 mod timeline;
+mod tls;
 mod watch;
 mod wire;
 

@@ -26,6 +26,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::tls::{Link, Tls};
 use zoocore::proto::codes::{op, xid};
 use zoocore::proto::jute::write_frame;
 use zoocore::proto::{ConnectRequest, ConnectResponse, DecodeError, Reader, ReplyHeader, Request, Response, Stat};
@@ -295,7 +296,7 @@ pub struct Event {
 
 /// A blocking session for setup, teardown and the low-rate workloads.
 pub struct SyncClient {
-    stream: TcpStream,
+    stream: Link<TcpStream>,
     frames: FrameBuffer,
     out: Vec<u8>,
     next_xid: i32,
@@ -320,17 +321,19 @@ impl Reply {
 }
 
 impl SyncClient {
-    /// Opens a TCP connection and a new session within `connect_timeout`.
+    /// Opens a TCP connection (TLS over it when `tls` is given) and a new
+    /// session within `connect_timeout`.
     pub fn connect(
         address: SocketAddr,
         session_timeout_ms: i32,
         connect_timeout: Duration,
+        tls: Option<&Tls>,
     ) -> Result<SyncClient, ClientError> {
         let stream = TcpStream::connect_timeout(&address, connect_timeout)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(connect_timeout))?;
         let mut client = SyncClient {
-            stream,
+            stream: Link::new(stream, address, tls)?,
             frames: FrameBuffer::with_capacity(64 * 1024),
             out: Vec::with_capacity(4096),
             next_xid: 1,
@@ -346,7 +349,7 @@ impl SyncClient {
         let response = decode_connect(&body)?;
         client.session_id = response.session_id;
         client.session_timeout_ms = response.timeout_ms;
-        client.stream.set_read_timeout(Some(client.ping_interval()))?;
+        client.stream.socket().set_read_timeout(Some(client.ping_interval()))?;
         Ok(client)
     }
 
@@ -374,7 +377,7 @@ impl SyncClient {
                 .saturating_duration_since(Instant::now())
                 .min(self.ping_interval())
                 .max(Duration::from_millis(1));
-            self.stream.set_read_timeout(Some(wait))?;
+            self.stream.socket().set_read_timeout(Some(wait))?;
             match self.frames.read_from(&mut self.stream) {
                 Ok(0) => {
                     return Err(ClientError::Io(io::Error::new(
@@ -493,8 +496,8 @@ impl SyncClient {
 
     /// Hands over the socket of an open session (for the non-blocking
     /// workers); nothing may be left unread.
-    pub fn into_stream(self) -> TcpStream {
-        let _ = self.stream.set_read_timeout(None);
+    pub fn into_stream(self) -> Link<TcpStream> {
+        let _ = self.stream.socket().set_read_timeout(None);
         self.stream
     }
 

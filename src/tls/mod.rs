@@ -343,7 +343,7 @@ fn suite_name(suite: SupportedCipherSuite) -> String {
 /// ZooKeeper 3.8 runs on, and the alternative (aws-lc-rs) needs cmake and
 /// a C build step on every build host.
 #[allow(deprecated)]
-fn crypto_provider() -> CryptoProvider {
+pub fn crypto_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 

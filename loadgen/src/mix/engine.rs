@@ -50,7 +50,7 @@
 //! that order and checked by xid.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -69,6 +69,7 @@ use crate::keyspace::KeySpace;
 use crate::sampler::{KeySampler, Mix, Operation, Rng};
 use crate::stats::{new_histogram, Recorder};
 use crate::timeline::{Clock, Control, IntervalRecorder, IntervalReport};
+use crate::tls::Link;
 use crate::wire::{check_reply_body, encode_ping, encode_request, write_nonblocking, FrameBuffer};
 
 /// Loadgen-side error codes, outside ZooKeeper's range.
@@ -111,7 +112,7 @@ pub struct MixSettings {
 pub struct OpenedConnection {
     /// Unique within the run; names the connection's created nodes.
     pub index: u64,
-    pub stream: std::net::TcpStream,
+    pub stream: Link<std::net::TcpStream>,
 }
 
 /// What a mix worker counts beside its recorder.
@@ -136,7 +137,7 @@ struct InFlight {
 
 struct Connection {
     index: u64,
-    stream: TcpStream,
+    stream: Link<TcpStream>,
     alive: bool,
     frames: FrameBuffer,
     out: Vec<u8>,
@@ -283,9 +284,11 @@ pub fn run_worker(
     let out_capacity = settings.outstanding * request_bytes_estimate * settings.multi_size.max(1) + 256;
     let mut opened = Vec::with_capacity(connections.len());
     for (position, connection) in connections.into_iter().enumerate() {
-        connection.stream.set_nonblocking(true)?;
-        let mut stream = TcpStream::from_std(connection.stream);
-        poll.registry().register(&mut stream, Token(position), Interest::READABLE | Interest::WRITABLE)?;
+        let mut stream = connection.stream.map_socket(|socket| {
+            socket.set_nonblocking(true)?;
+            Ok(TcpStream::from_std(socket))
+        })?;
+        poll.registry().register(stream.socket_mut(), Token(position), Interest::READABLE | Interest::WRITABLE)?;
         opened.push(Connection {
             index: connection.index,
             stream,
@@ -427,7 +430,7 @@ impl Worker {
         for index in 0..self.connections.len() {
             let connection = &mut self.connections[index];
             if connection.alive {
-                let _ = self.poll.registry().deregister(&mut connection.stream);
+                let _ = self.poll.registry().deregister(connection.stream.socket_mut());
             }
         }
         WorkerEnd {
@@ -609,7 +612,16 @@ impl Worker {
 
     fn flush(&mut self, index: usize, now_ns: u64) {
         let connection = &mut self.connections[index];
-        if !connection.alive || connection.out_written == connection.out.len() {
+        if !connection.alive {
+            return;
+        }
+        if connection.out_written == connection.out.len() {
+            // TLS may still hold records the socket did not take.
+            if connection.stream.has_pending_writes() {
+                if let Err(error) = connection.stream.flush() {
+                    self.fail(index, &format!("write failed: {error}"));
+                }
+            }
             return;
         }
         match write_nonblocking(&mut connection.stream, &connection.out[connection.out_written..]) {
@@ -635,13 +647,14 @@ impl Worker {
                 Ok((0, _)) => {
                     if self.closing && connection.in_flight.is_empty() {
                         connection.alive = false;
-                        let _ = self.poll.registry().deregister(&mut connection.stream);
+                        let _ = self.poll.registry().deregister(connection.stream.socket_mut());
                     } else {
                         self.fail(index, "the server closed the connection");
                     }
                     return;
                 }
-                Ok((_, filled)) => !filled,
+                // TLS hands out a record at a time: read on to WouldBlock.
+                Ok((_, filled)) => !filled && !connection.stream.reads_in_records(),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
@@ -733,7 +746,7 @@ impl Worker {
             return;
         }
         connection.alive = false;
-        let _ = self.poll.registry().deregister(&mut connection.stream);
+        let _ = self.poll.registry().deregister(connection.stream.socket_mut());
         for entry in connection.in_flight.drain(..) {
             if entry.measured && entry.slot != NOT_RECORDED {
                 self.recorder.record_error(entry.slot as usize, LOCAL_ERROR_CONNECTION_LOST);
