@@ -30,7 +30,7 @@ pub fn authenticate(scheme: &str, auth: &[u8], super_digest: Option<&str>, peer_
             let credentials = String::from_utf8_lossy(auth);
             let id = digest(&credentials);
             let mut ids = Vec::with_capacity(2);
-            if super_digest == Some(id.as_str()) {
+            if super_digest.is_some_and(|expected| same_secret(expected.as_bytes(), id.as_bytes())) {
                 ids.push(Id::new("super", ""));
             }
             ids.push(Id::new("digest", &id));
@@ -38,6 +38,14 @@ pub fn authenticate(scheme: &str, auth: &[u8], super_digest: Option<&str>, peer_
         }
         _ => None,
     }
+}
+
+/// Whether two secrets (a session password, a digest) are equal, in time
+/// that depends on their lengths only, so that timing a refusal tells an
+/// attacker nothing about how much of a guess was right.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// Whether identities `auth` hold permission `permission` under `acl`.
@@ -139,6 +147,18 @@ pub fn user_name(id: &Id) -> String {
 mod tests {
     use super::*;
     use crate::proto::codes::perms;
+
+    #[test]
+    fn secrets_are_equal_only_when_every_byte_and_the_length_agree() {
+        assert!(same_secret(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcdef", b"0123456789abcdeF"));
+        assert!(!same_secret(b"0123456789abcdef", b"0123456789abcde"));
+        assert!(!same_secret(b"", b"x"));
+        let id = digest("super:test");
+        assert_eq!(authenticate("digest", b"super:test", Some(&id), "127.0.0.1").unwrap()[0].scheme, "super");
+        let wrong = authenticate("digest", b"super:wrong", Some(&id), "127.0.0.1").unwrap();
+        assert!(wrong.iter().all(|id| id.scheme != "super"));
+    }
 
     #[test]
     fn digest_matches_zookeeper() {

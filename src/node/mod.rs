@@ -816,7 +816,7 @@ impl Node {
     ) {
         let password = self.committed.session(session_id).map(|session| session.password);
         match (alive, password) {
-            (true, Some(password)) if password[..] == *presented => {
+            (true, Some(password)) if crate::acl::same_secret(&password, presented) => {
                 if let Some(previous) = self.local.attach(session_id, connection, timeout_ms) {
                     self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });
                 }

@@ -188,7 +188,7 @@ impl Node {
             return;
         }
         let expected = Preparer::password(&secret, session_id);
-        match self.read_only.resume(session_id, connection, timeout_ms, expected[..] == *password) {
+        match self.read_only.resume(session_id, connection, timeout_ms, crate::acl::same_secret(&expected, password)) {
             Resume::Attached { previous } => {
                 if let Some(previous) = previous {
                     self.reply(previous, ReplyBody::Close { reason: "session moved to another connection" });

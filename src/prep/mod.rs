@@ -140,7 +140,7 @@ impl Preparer {
 
     /// Whether `password` is the one this session was given.
     pub fn password_matches(&self, session_id: i64, password: &[u8]) -> bool {
-        self.speculative.session(session_id).is_some_and(|session| session.password[..] == *password)
+        self.speculative.session(session_id).is_some_and(|session| crate::acl::same_secret(&session.password, password))
     }
 
     /// A new session, with the id and password the server that holds its
