@@ -204,3 +204,28 @@ fn metrics_are_off_without_the_prometheus_provider() {
     let (body, _) = scrape(&metrics);
     check_text_format(&body);
 }
+
+/// Connection ends are counted by who or what ended them: a client that
+/// closes, one that sends a packet length zoocore refuses, a four-letter
+/// word.
+#[test]
+fn connection_ends_are_counted_by_kind() {
+    use std::io::Write;
+    if skip_if_external("connection_ends_are_counted_by_kind", "needs its own configuration") {
+        return;
+    }
+    let server = Server::start_with(&[PROMETHEUS, "metricsProvider.httpPort=0"]);
+    let metrics = server.metrics_addr().expect("metrics on").to_string();
+    let closed = |reason: &str| number(&scrape(&metrics).1, "zoocore_connections_closed_total", &[("reason", reason)]);
+    assert_eq!(closed("bad_input"), 0.0);
+    let mut bad = std::net::TcpStream::connect(server.addr()).expect("connect");
+    bad.write_all(&(-5i32).to_be_bytes()).expect("send a negative packet length");
+    assert!(common::raw::Conn::connect(server.addr()).close().err == 0, "a client closes its session");
+    server.four_letter("ruok");
+    assert!(
+        wait_for(std::time::Duration::from_secs(10), || closed("bad_input") >= 1.0 && closed("client") >= 2.0),
+        "bad_input {} client {}",
+        closed("bad_input"),
+        closed("client")
+    );
+}

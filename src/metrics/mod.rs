@@ -22,6 +22,7 @@ mod prometheus;
 
 pub use prometheus::render_prometheus;
 
+use crate::server::close::CloseKind;
 use crate::server::control::WatchSummary;
 use crate::server::Shared;
 
@@ -311,6 +312,8 @@ pub struct Metrics {
     /// Connections refused by maxClientCnxns.
     pub connection_rejected: AtomicU64,
     pub auth_failed: AtomicU64,
+    /// Client connections ended, by `CloseKind::index`.
+    pub connections_closed: [AtomicU64; CloseKind::ALL.len()],
     /// Sessions that expired (not closed by their clients).
     pub sessions_expired: AtomicI64,
     /// Milliseconds each election took, from losing the leader to knowing
@@ -325,6 +328,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts a client connection's end.
+    pub fn connection_closed(&self, kind: CloseKind) {
+        self.connections_closed[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn new(shard_count: usize) -> Metrics {
         Metrics {
             shards: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
@@ -340,6 +348,7 @@ impl Metrics {
             broadcast_inbox_depth: AtomicU64::new(0),
             connection_rejected: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
+            connections_closed: Default::default(),
             sessions_expired: AtomicI64::new(0),
             election_time_ms: Recorder::new(LATENCY_US_MAX / 1000),
             proposal_latency_us: Recorder::new(LATENCY_US_MAX),

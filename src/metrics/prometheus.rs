@@ -191,6 +191,15 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
         "counter",
     );
     page.sample("zoocore_slow_fsyncs_total", &[], metrics.fsync_threshold_exceeded.load(Ordering::Relaxed) as f64);
+    page.family(
+        "zoocore_connections_closed_total",
+        "client connections ended, by who or what ended them (server/close.rs)",
+        "counter",
+    );
+    for kind in CloseKind::ALL {
+        let count = metrics.connections_closed[kind.index()].load(Ordering::Relaxed);
+        page.sample("zoocore_connections_closed_total", &[("reason", kind.as_str().to_string())], count as f64);
+    }
     page.family("zoocore_sessions_expired_total", "sessions that expired without their client closing them", "counter");
     page.sample("zoocore_sessions_expired_total", &[], metrics.sessions_expired.load(Ordering::Relaxed) as f64);
     render_ensemble(shared, &mut page);

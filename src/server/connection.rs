@@ -24,6 +24,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use super::close::CloseReason;
 use super::fourletter;
 use super::messages::{ConnectionId, ReplyBody, ToBroadcast};
 use super::outbox::Outbox;
@@ -138,7 +139,7 @@ impl Connection {
 
     fn check_outbox_bound(&self) {
         if self.outbox.pending_bytes() > OUTBOX_BYTES_MAX && !self.outbox.is_aborted() {
-            self.outbox.abort("the client does not read its replies and watch events (outgoing buffer limit, 64 MiB)");
+            self.outbox.abort(CloseReason::NotReading { bound_bytes: OUTBOX_BYTES_MAX });
         }
     }
 
@@ -233,7 +234,7 @@ impl Connection {
                     started.map(|at| (at, true)),
                 );
                 if close_session {
-                    self.outbox.close("session closed by its client");
+                    self.outbox.close(CloseReason::SessionClosedByClient);
                 }
                 self.serve_waiting_reads(shard);
             }
@@ -247,12 +248,12 @@ impl Connection {
             ReplyBody::Refused => {
                 self.write_connect_response(0, 0, [0; 16], false);
                 self.finish_handshake(false);
-                self.outbox.close("session expired, unknown or wrong password");
+                self.outbox.close(CloseReason::SessionExpiredOrWrongPassword);
             }
             ReplyBody::Close { reason } => {
                 // Expired or moved: closed at once, whatever is queued, as
                 // ZooKeeper closes an expired session's connection.
-                self.outbox.abort(reason);
+                self.outbox.abort(CloseReason::Node(reason));
             }
         }
     }
@@ -467,7 +468,7 @@ impl FrameReader {
         reader: &mut R,
         connection: &Connection,
         need: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), CloseReason> {
         let outbox = &connection.outbox;
         while self.end - self.start < need {
             if self.start > 0 && self.buffer.len() - self.start < need {
@@ -487,11 +488,11 @@ impl FrameReader {
             })
             .await;
             match read {
-                None => return Err(outbox.close_reason().unwrap_or("closing").to_string()),
-                Some(Ok(0)) if self.end == self.start => return Err("client closed the connection".into()),
-                Some(Ok(0)) => return Err("client closed the connection in the middle of a packet".into()),
+                None => return Err(closed_reason(outbox)),
+                Some(Ok(0)) if self.end == self.start => return Err(CloseReason::ClientClosed),
+                Some(Ok(0)) => return Err(CloseReason::ClientClosedMidPacket),
                 Some(Ok(count)) => self.end += count,
-                Some(Err(error)) => return Err(format!("read failed: {error}")),
+                Some(Err(error)) => return Err(CloseReason::ReadFailed(error.to_string())),
             }
         }
         Ok(())
@@ -503,12 +504,12 @@ impl FrameReader {
         reader: &mut R,
         connection: &Connection,
         max: usize,
-    ) -> Result<std::ops::Range<usize>, String> {
+    ) -> Result<std::ops::Range<usize>, CloseReason> {
         self.fill(reader, connection, 4).await?;
         let prefix = self.available();
         let length = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         if length < 0 || length as usize > max {
-            return Err(format!("packet length {length} is outside 0..={max} (jute.maxbuffer)"));
+            return Err(CloseReason::PacketLength { length, max });
         }
         self.fill(reader, connection, 4 + length as usize).await?;
         let body = self.start + 4..self.start + 4 + length as usize;
@@ -604,8 +605,9 @@ pub async fn serve<S>(
     }
     shard.register(connection.clone());
     let writer_task = glommio::spawn_local(write_loop(connection.clone(), writer, shard.shared.clone(), shard.id));
-    let reason = read_loop(&shard, &connection, &mut reader).await;
-    connection.outbox.close("connection closing");
+    // A four-letter word ends the loop with Ok, its outbox already closing.
+    let ended = session_loop(&shard, &connection, &mut reader).await.err();
+    connection.outbox.close(ended.unwrap_or(CloseReason::FourLetterWord));
     let pending = connection.pending.borrow_mut().drain(..).count();
     for _ in 0..pending {
         connection.release_one(&shard);
@@ -622,17 +624,27 @@ pub async fn serve<S>(
         let connection = connection.clone();
         glommio::spawn_local(async move {
             glommio::timer::Timer::new(CLOSE_LINGER).await;
-            connection.outbox.abort("the client did not read what was queued for it before the close");
+            connection.outbox.abort(CloseReason::UnreadAtClose);
         })
     };
     writer_task.await;
     drop(linger);
-    let reason = connection.outbox.close_reason().filter(|_| reason.is_empty()).map(str::to_string).unwrap_or(reason);
-    if reason.starts_with("client closed") || reason.starts_with("session closed") || reason == "four-letter word" {
-        debug!(%peer, session = format_args!("0x{session_id:x}"), reason, "connection closed");
+    // The first reason given is the one: a server-side close also ends
+    // the reader, which then reports the outbox's reason.
+    let reason = closed_reason(&connection.outbox);
+    shard.shared.metrics.connection_closed(reason.kind());
+    if reason.is_routine() {
+        debug!(%peer, session = format_args!("0x{session_id:x}"), %reason, "connection closed");
     } else {
-        info!(%peer, session = format_args!("0x{session_id:x}"), reason, "connection closed");
+        info!(%peer, session = format_args!("0x{session_id:x}"), %reason, "connection closed");
     }
+}
+
+/// The reason of a closing outbox; every close gives one.
+fn closed_reason(outbox: &super::outbox::Outbox) -> CloseReason {
+    let reason = outbox.close_reason();
+    debug_assert!(reason.is_some() || !outbox.is_closing(), "an outbox closed without a reason");
+    reason.unwrap_or(CloseReason::Stopping)
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -670,7 +682,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
             Some(Err(_)) => {
-                outbox.close("write failed: the client went away");
+                outbox.close(CloseReason::WriteFailed);
                 break;
             }
             None => return,
@@ -680,18 +692,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = writer.close().await;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut R) -> String {
-    match session_loop(shard, connection, reader).await {
-        Ok(()) => String::new(),
-        Err(reason) => reason,
-    }
-}
-
 async fn session_loop<R: AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     connection: &Rc<Connection>,
     reader: &mut R,
-) -> Result<(), String> {
+) -> Result<(), CloseReason> {
     let config = &shard.shared.config;
     let max = config.jute_max_buffer_bytes as usize;
     let mut frames = FrameReader::new();
@@ -713,12 +718,7 @@ async fn session_loop<R: AsyncRead + Unpin>(
         })
         .await;
     match handshake {
-        None => {
-            return Err(format!(
-                "no session after {} ms (zookeeper.nio.sessionlessCnxnTimeout)",
-                sessionless_timeout.as_millis()
-            ))
-        }
+        None => return Err(CloseReason::NoSessionInTime { ms: sessionless_timeout.as_millis() }),
         Some(Err(reason)) => return Err(reason),
         Some(Ok(false)) => return Ok(()),
         Some(Ok(true)) => {}
@@ -728,7 +728,7 @@ async fn session_loop<R: AsyncRead + Unpin>(
         frames.shrink(connection);
         outbox.wait_below(OUTBOX_BACKPRESSURE_BYTES).await;
         if outbox.is_closing() {
-            return Err(outbox.close_reason().unwrap_or("closing").to_string());
+            return Err(closed_reason(outbox));
         }
         let body = frames.next_frame(reader, connection, max).await?;
         let started = Instant::now();
@@ -736,7 +736,7 @@ async fn session_loop<R: AsyncRead + Unpin>(
         shard.shared.shard_stats[shard.id].packets_received.fetch_add(1, Ordering::Relaxed);
         let (header, decoded) = Request::decode(&frames.buffer[body]);
         let Some(header) = header else {
-            return Err("malformed request header".into());
+            return Err(CloseReason::MalformedHeader);
         };
         connection.info.last_opcode.store(header.opcode as i64, Ordering::Relaxed);
         connection.info.last_cxid.store(header.xid as i64, Ordering::Relaxed);
@@ -747,12 +747,12 @@ async fn session_loop<R: AsyncRead + Unpin>(
                 let newest_zxid = shard.shared.tree().last_zxid();
                 let header = ReplyHeader { xid: header.xid, zxid: newest_zxid, err: ErrorCode::Unimplemented.code() };
                 connection.send_reply(shard, header, &Response::Empty, None);
-                return Err(format!("unknown opcode {opcode}"));
+                return Err(CloseReason::UnknownOpcode(opcode));
             }
             Err(error) if header.opcode == op::AUTH || header.opcode == op::SASL => {
                 // ZooKeeper reads auth and sasl packets in its IO thread and
                 // drops the connection when one does not decode.
-                return Err(format!("malformed auth packet: {error}"));
+                return Err(CloseReason::MalformedAuth(error.to_string()));
             }
             Err(error) => {
                 // A body that does not decode gets MarshallingError and the
@@ -780,7 +780,7 @@ async fn handshake<R: AsyncRead + Unpin>(
     reader: &mut R,
     frames: &mut FrameReader,
     max: usize,
-) -> Result<bool, String> {
+) -> Result<bool, CloseReason> {
     let config = &shard.shared.config;
     let outbox = &connection.outbox;
     frames.fill(reader, connection, 4).await?;
@@ -790,18 +790,15 @@ async fn handshake<R: AsyncRead + Unpin>(
         let argument = if word == "stmk" { read_trace_mask(frames, reader, connection).await } else { None };
         let text = fourletter::respond(&shard.shared, word, argument).await;
         outbox.push(|out| out.extend_from_slice(text.as_bytes()));
-        outbox.close("four-letter word");
+        outbox.close(CloseReason::FourLetterWord);
         return Ok(false);
     }
     let body = frames.next_frame(reader, connection, max).await?;
-    let request =
-        ConnectRequest::decode(&frames.buffer[body]).map_err(|error| format!("malformed connect request: {error}"))?;
+    let request = ConnectRequest::decode(&frames.buffer[body])
+        .map_err(|error| CloseReason::MalformedConnect(error.to_string()))?;
     let newest_zxid = shard.shared.tree().last_zxid();
     if request.last_zxid_seen > newest_zxid {
-        return Err(format!(
-            "refusing session request: the client has seen zxid 0x{:x}, our last zxid is 0x{:x}; it must try another server",
-            request.last_zxid_seen, newest_zxid
-        ));
+        return Err(CloseReason::ClientAhead { seen: request.last_zxid_seen, ours: newest_zxid });
     }
     let timeout_ms = SessionTracker::negotiate_timeout(
         request.timeout_ms,
@@ -819,7 +816,7 @@ async fn handshake<R: AsyncRead + Unpin>(
         })
         .await;
     if !connection.handshake_result().await {
-        return Err("session refused".into());
+        return Err(CloseReason::SessionRefused);
     }
     Ok(true)
 }
@@ -851,17 +848,17 @@ async fn dispatch(
     xid: i32,
     request: Request,
     started: Instant,
-) -> Result<(), String> {
+) -> Result<(), CloseReason> {
     match &request {
         Request::Auth { scheme, auth, .. } => {
             if !connection.authenticate(shard, xid, scheme, auth) {
-                connection.outbox.close("authentication failed");
+                connection.outbox.close(CloseReason::AuthFailed);
             }
             return Ok(());
         }
         Request::Sasl { token } => {
             if !connection.sasl_step(shard, xid, token) {
-                connection.outbox.close("SASL authentication failed");
+                connection.outbox.close(CloseReason::SaslFailed);
             }
             return Ok(());
         }
@@ -881,7 +878,7 @@ async fn dispatch(
         );
         let header = ReplyHeader { xid, zxid: 0, err: ErrorCode::SessionClosedRequireSaslAuth.code() };
         connection.send_reply(shard, header, &Response::Empty, None);
-        connection.outbox.close("authentication required (enforce.auth.schemes)");
+        connection.outbox.close(CloseReason::AuthRequired);
         return Ok(());
     }
     if !request.is_write() {
@@ -902,11 +899,11 @@ async fn dispatch(
 /// Everything that waits in `pending` holds one of the shard's permits
 /// (globalOutstandingLimit); reading from the client stops while none is
 /// free.
-async fn take_permit(shard: &Shard) -> Result<(), String> {
+async fn take_permit(shard: &Shard) -> Result<(), CloseReason> {
     if shard.permits.available() == 0 {
         shard.note_throttled();
     }
-    shard.permits.acquire(1).await.map_err(|_| "server stopping".to_string())
+    shard.permits.acquire(1).await.map_err(|_| CloseReason::Stopping)
 }
 
 fn count_outstanding(shard: &Shard, connection: &Connection) {
@@ -922,7 +919,7 @@ async fn dispatch_local(
     xid: i32,
     work: LocalWork,
     started: Instant,
-) -> Result<(), String> {
+) -> Result<(), CloseReason> {
     if connection.pending.borrow().is_empty() {
         connection.serve_local(shard, xid, work, started);
         return Ok(());

@@ -3,6 +3,7 @@
 //! this module moves bytes and messages between them.
 
 mod broadcast;
+pub mod close;
 mod connection;
 pub mod control;
 pub mod fourletter;

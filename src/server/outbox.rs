@@ -15,6 +15,8 @@ use std::future::poll_fn;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
+use super::close::CloseReason;
+
 #[derive(Default)]
 pub struct Outbox {
     buffer: RefCell<Vec<u8>>,
@@ -22,7 +24,7 @@ pub struct Outbox {
     /// Woken when the buffer drains below the backpressure bound, or on close.
     reader: Cell<Option<Waker>>,
     closing: Cell<bool>,
-    close_reason: Cell<Option<&'static str>>,
+    close_reason: RefCell<Option<CloseReason>>,
     /// Set by `abort`: nothing more is written.
     aborted: Cell<bool>,
     /// Woken on abort: the writer, while a write is in progress.
@@ -75,7 +77,7 @@ impl Outbox {
 
     /// Closes at once: what is queued is dropped, and a write in progress is
     /// given up (see the module essay).
-    pub fn abort(&self, reason: &'static str) {
+    pub fn abort(&self, reason: CloseReason) {
         self.close(reason);
         self.aborted.set(true);
         *self.buffer.borrow_mut() = Vec::new();
@@ -102,9 +104,9 @@ impl Outbox {
     }
 
     /// Asks for the connection to close once what is queued is written.
-    pub fn close(&self, reason: &'static str) {
+    pub fn close(&self, reason: CloseReason) {
         if !self.closing.replace(true) {
-            self.close_reason.set(Some(reason));
+            *self.close_reason.borrow_mut() = Some(reason);
         }
         if let Some(waker) = self.writer.take() {
             waker.wake();
@@ -118,8 +120,9 @@ impl Outbox {
         self.closing.get()
     }
 
-    pub fn close_reason(&self) -> Option<&'static str> {
-        self.close_reason.get()
+    /// Why the connection was asked to close, the first reason given.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason.borrow().clone()
     }
 
     /// The next bytes to write, swapped against `spare` (which comes back

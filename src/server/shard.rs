@@ -427,7 +427,7 @@ async fn shutdown(shard: &Rc<Shard>) {
     let connections: Vec<Rc<Connection>> = shard.connections.borrow().values().cloned().collect();
     debug!(shard = shard.id, connections = connections.len(), "closing connections: the server is stopping");
     for connection in &connections {
-        connection.outbox.close("the server is stopping");
+        connection.outbox.close(super::close::CloseReason::Stopping);
     }
     while !shard.connections.borrow().is_empty() && std::time::Instant::now() < deadline {
         Timer::new(Duration::from_millis(5)).await;
