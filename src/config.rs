@@ -258,7 +258,7 @@ pub enum ConfigError {
         /// Its section.
         section: String,
         /// What the library or the file system reported.
-        error: crate::auth::gssapi::AcceptorError,
+        error: crate::auth::krb5::AcceptorError,
     },
 }
 
@@ -279,7 +279,7 @@ pub struct AuthConfig {
     pub sasl_credentials: Option<crate::auth::sasl::Credentials>,
     /// The Kerberos (GSSAPI) acceptor of that section's `Krb5LoginModule`,
     /// acquired from its keytab by [`Config::load_jaas`].
-    pub kerberos: Option<std::sync::Arc<crate::auth::gssapi::Acceptor>>,
+    pub kerberos: Option<std::sync::Arc<crate::auth::krb5::Acceptor>>,
     /// How a Kerberos principal becomes a `sasl` id:
     /// `zookeeper.kerberos.removeHostFromPrincipal` and
     /// `removeRealmFromPrincipal`, and krb5.conf's default realm (set by
@@ -749,7 +749,7 @@ impl Config {
         let login = crate::auth::server_login(&file, &section)
             .map_err(|error| ConfigError::JaasServerSection { path: path.clone(), error })?;
         if let Some(kerberos) = &login.kerberos {
-            let acceptor = crate::auth::gssapi::Acceptor::acquire(kerberos).map_err(|error| ConfigError::Kerberos {
+            let acceptor = crate::auth::krb5::Acceptor::acquire(kerberos).map_err(|error| ConfigError::Kerberos {
                 path: path.clone(),
                 section,
                 error,

@@ -2,8 +2,8 @@
 //!
 //! The decisions live in IO-free pieces: [`jaas`] reads the JAAS login
 //! configuration a ZooKeeper operator already has, [`sasl`] runs the
-//! DIGEST-MD5 exchange of opcode 102, [`gssapi`] the Kerberos one (over the
-//! system's GSS-API, the one piece here that calls a library), and
+//! DIGEST-MD5 exchange of opcode 102, [`gssapi`] the Kerberos one (over
+//! [`krb5`], the system's GSS-API: the one piece here that does IO), and
 //! [`enforce`] says whether a
 //! connection may go on under `enforce.auth.*`. The connection only routes
 //! frames to them and sends what they answer; the identity an exchange
@@ -12,6 +12,7 @@
 
 pub mod gssapi;
 pub mod jaas;
+pub mod krb5;
 pub mod sasl;
 pub mod x509;
 
@@ -108,7 +109,7 @@ pub enum SaslStep {
 #[derive(Debug, Clone, Copy)]
 pub struct Mechanisms<'a> {
     pub digest: Option<&'a sasl::Credentials>,
-    pub kerberos: Option<&'a gssapi::Acceptor>,
+    pub kerberos: Option<&'a krb5::Acceptor>,
     pub mapping: &'a gssapi::PrincipalMapping,
 }
 
@@ -121,7 +122,7 @@ pub struct Mechanisms<'a> {
 #[derive(Debug)]
 pub enum SaslExchange {
     Digest(sasl::DigestMd5Server),
-    Gssapi(gssapi::GssapiServer<gssapi::Context>),
+    Gssapi(gssapi::GssapiServer<krb5::Context>),
 }
 
 impl SaslExchange {
