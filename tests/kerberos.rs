@@ -10,7 +10,7 @@
 //! (tests/interop/kazoo_gssapi.py, tickets from `kinit -kt`), Debian's Java
 //! zkCli with a keytab in its JAAS `Client` section, and raw frames for a
 //! malformed token. Every outcome here was checked against Apache ZooKeeper
-//! 3.8 with the same realm (docs/security.md tells how).
+//! 3.8 with the same realm (tests/interop/README.md tells how).
 
 mod common;
 
