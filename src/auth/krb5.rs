@@ -4,6 +4,11 @@
 //! runs `gss_accept_sec_context`, `gss_wrap` and `gss_unwrap` for
 //! [`super::gssapi::GssapiServer`], which decides everything else.
 //!
+//! The calls run on the connection's shard, as the DIGEST-MD5 exchange
+//! does: accepting a Kerberos ticket needs no KDC round trip (a decryption
+//! with the service key and a replay-cache entry), and it is paid once per
+//! connection. ZooKeeper runs the same work on its IO worker threads.
+//!
 //! Without the cargo feature `kerberos` the types still exist, uninhabited,
 //! and [`Acceptor::acquire`] answers [`AcceptorError::NotBuilt`], so the
 //! rest of the server has no feature switches.
