@@ -1783,6 +1783,20 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
     }
 
     #[test]
+    fn kerberos_principal_mapping_properties() {
+        let config = parse("kerberos.removeHostFromPrincipal=true\n");
+        assert!(config.auth.principal_mapping.remove_host && !config.auth.principal_mapping.remove_realm);
+        let mut config = parse("");
+        config.apply_jvm_flags(&["-Dzookeeper.kerberos.removeRealmFromPrincipal=true"]).unwrap();
+        assert!(config.auth.principal_mapping.remove_realm && !config.auth.principal_mapping.remove_host);
+        let error = Config::parse("kerberos.removeRealmFromPrincipal=yes\n").unwrap_err().to_string();
+        assert!(error.contains("kerberos.removeRealmFromPrincipal") && error.contains("yes"), "{error}");
+        assert!(Config::parse("security.auth_to_local=DEFAULT\n").is_ok());
+        let error = Config::parse("security.auth_to_local=RULE:[1:$1@$0](.*@X)s/@.*//\n").unwrap_err().to_string();
+        assert!(error.contains("zookeeper.security.auth_to_local") && error.contains("RULE:[1:$1@$0]"), "{error}");
+    }
+
+    #[test]
     fn load_jaas_reads_the_server_section() {
         let directory = tempfile_directory("jaas");
         let path = directory.join("jaas.conf");
