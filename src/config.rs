@@ -241,13 +241,24 @@ pub enum ConfigError {
         /// What is wrong, with its line.
         error: crate::auth::jaas::JaasError,
     },
-    /// The JAAS file's server section cannot serve DIGEST-MD5.
+    /// The JAAS file's server section cannot serve SASL.
     #[error("JAAS file {} (java.security.auth.login.config): {error}", path.display())]
     JaasServerSection {
         /// The file named.
         path: PathBuf,
         /// What the section lacks.
         error: crate::auth::ServerSectionError,
+    },
+    /// The server section's `Krb5LoginModule` names a keytab or principal
+    /// that gives no Kerberos credential.
+    #[error("JAAS file {} (java.security.auth.login.config), section '{section}', {}: {error}", path.display(), crate::auth::gssapi::KRB5_LOGIN_MODULE)]
+    Kerberos {
+        /// The JAAS file.
+        path: PathBuf,
+        /// Its section.
+        section: String,
+        /// What the library or the file system reported.
+        error: crate::auth::krb5::AcceptorError,
     },
 }
 
@@ -264,8 +275,16 @@ pub struct AuthConfig {
     /// `zookeeper.sasl.serverconfig`: the JAAS section the server reads.
     pub sasl_server_section: String,
     /// The DIGEST-MD5 users of that section, once [`Config::load_jaas`] has
-    /// read the file; None means SASL is not configured.
+    /// read the file. SASL is configured when this or `kerberos` is set.
     pub sasl_credentials: Option<crate::auth::sasl::Credentials>,
+    /// The Kerberos (GSSAPI) acceptor of that section's `Krb5LoginModule`,
+    /// acquired from its keytab by [`Config::load_jaas`].
+    pub kerberos: Option<std::sync::Arc<crate::auth::krb5::Acceptor>>,
+    /// How a Kerberos principal becomes a `sasl` id:
+    /// `zookeeper.kerberos.removeHostFromPrincipal` and
+    /// `removeRealmFromPrincipal`, and krb5.conf's default realm (set by
+    /// [`Config::load_jaas`]).
+    pub principal_mapping: crate::auth::gssapi::PrincipalMapping,
     /// `zookeeper.superUser`: a SASL user that is also `super`.
     pub super_user: Option<String>,
     /// `enforce.auth.enabled` with its `enforce.auth.schemes`, or
@@ -290,6 +309,8 @@ impl Default for AuthConfig {
             jaas_config_file: None,
             sasl_server_section: DEFAULT_SASL_SERVER_SECTION.to_string(),
             sasl_credentials: None,
+            kerberos: None,
+            principal_mapping: crate::auth::gssapi::PrincipalMapping::default(),
             super_user: None,
             enforce_auth_schemes: None,
             allow_sasl_failed_clients: false,
@@ -705,8 +726,11 @@ impl Config {
     }
 
     /// Reads the JAAS file named by `java.security.auth.login.config`, if
-    /// any, and takes the DIGEST-MD5 users of its server section. As in
-    /// ZooKeeper, a named file without that section stops the start.
+    /// any, and takes the DIGEST-MD5 users and the Kerberos login of its
+    /// server section; the Kerberos credential is acquired from the keytab
+    /// now, so a missing keytab or a principal without a key stops the
+    /// start. As in ZooKeeper, a named file without that section stops it
+    /// too.
     pub fn load_jaas(&mut self) -> Result<(), ConfigError> {
         let Some(path) = self.auth.jaas_config_file.clone() else {
             return Ok(());
@@ -721,9 +745,19 @@ impl Config {
         }
         let text = String::from_utf8_lossy(&bytes);
         let file = crate::auth::jaas::parse(&text).map_err(|error| ConfigError::Jaas { path: path.clone(), error })?;
-        let credentials = crate::auth::server_credentials(&file, &self.auth.sasl_server_section)
+        let section = self.auth.sasl_server_section.clone();
+        let login = crate::auth::server_login(&file, &section)
             .map_err(|error| ConfigError::JaasServerSection { path: path.clone(), error })?;
-        self.auth.sasl_credentials = Some(credentials);
+        if let Some(kerberos) = &login.kerberos {
+            let acceptor = crate::auth::krb5::Acceptor::acquire(kerberos).map_err(|error| ConfigError::Kerberos {
+                path: path.clone(),
+                section,
+                error,
+            })?;
+            self.auth.principal_mapping.default_realm = acceptor.default_realm().to_string();
+            self.auth.kerberos = Some(std::sync::Arc::new(acceptor));
+        }
+        self.auth.sasl_credentials = login.digest;
         Ok(())
     }
 
@@ -731,7 +765,12 @@ impl Config {
     /// boolean, enforcement without schemes, or a scheme no provider serves
     /// is an error naming the key and value.
     fn resolve_auth(&mut self) -> Result<(), ConfigError> {
-        let mut auth = AuthConfig { sasl_credentials: self.auth.sasl_credentials.take(), ..AuthConfig::default() };
+        let mut auth = AuthConfig {
+            sasl_credentials: self.auth.sasl_credentials.take(),
+            kerberos: self.auth.kerberos.take(),
+            ..AuthConfig::default()
+        };
+        auth.principal_mapping.default_realm = std::mem::take(&mut self.auth.principal_mapping.default_realm);
         let provider_prefix = format!("{SYSTEM_PROPERTY_PREFIX}authProvider.");
         for (key, class) in &self.system_properties {
             let Some(_) = key.strip_prefix(&provider_prefix) else { continue };
@@ -760,6 +799,20 @@ impl Config {
             None => Ok(false),
         };
         auth.allow_sasl_failed_clients = boolean(self, "allowSaslFailedClients")?;
+        auth.principal_mapping.remove_host = boolean(self, "kerberos.removeHostFromPrincipal")?;
+        auth.principal_mapping.remove_realm = boolean(self, "kerberos.removeRealmFromPrincipal")?;
+        // Only ZooKeeper's default auth_to_local rule is implemented: other
+        // rules would map principals to other ids than ZooKeeper does, so
+        // they stop the start instead.
+        if let Some(rules) = self.property("security.auth_to_local") {
+            if rules.trim() != "DEFAULT" {
+                return Err(invalid(
+                    "zookeeper.security.auth_to_local",
+                    rules,
+                    "DEFAULT (zoocore maps principals with ZooKeeper's default rule only)",
+                ));
+            }
+        }
         if boolean(self, "sessionRequireClientSASLAuth")? {
             auth.enforce_auth_schemes = Some(vec!["sasl".to_string()]);
         } else if boolean(self, "enforce.auth.enabled")? {
@@ -1727,6 +1780,20 @@ authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider
         assert_eq!(config.auth.super_user.as_deref(), Some("fromfile"));
         let mut config = parse("enforce.auth.enabled=true\nenforce.auth.schemes=digest\n");
         assert!(config.apply_jvm_flags(&["-Dzookeeper.allowSaslFailedClients=maybe"]).is_err());
+    }
+
+    #[test]
+    fn kerberos_principal_mapping_properties() {
+        let config = parse("kerberos.removeHostFromPrincipal=true\n");
+        assert!(config.auth.principal_mapping.remove_host && !config.auth.principal_mapping.remove_realm);
+        let mut config = parse("");
+        config.apply_jvm_flags(&["-Dzookeeper.kerberos.removeRealmFromPrincipal=true"]).unwrap();
+        assert!(config.auth.principal_mapping.remove_realm && !config.auth.principal_mapping.remove_host);
+        let error = Config::parse("kerberos.removeRealmFromPrincipal=yes\n").unwrap_err().to_string();
+        assert!(error.contains("kerberos.removeRealmFromPrincipal") && error.contains("yes"), "{error}");
+        assert!(Config::parse("security.auth_to_local=DEFAULT\n").is_ok());
+        let error = Config::parse("security.auth_to_local=RULE:[1:$1@$0](.*@X)s/@.*//\n").unwrap_err().to_string();
+        assert!(error.contains("zookeeper.security.auth_to_local") && error.contains("RULE:[1:$1@$0]"), "{error}");
     }
 
     #[test]

@@ -192,6 +192,17 @@ fn main() -> ExitCode {
             "SASL DIGEST-MD5 enabled"
         );
     }
+    if let (Some(acceptor), Some(file)) = (&config.auth.kerberos, &config.auth.jaas_config_file) {
+        // The principal and the keytab's path: no key material.
+        tracing::info!(
+            principal = acceptor.principal(),
+            key_tab = %acceptor.key_tab().display(),
+            default_realm = acceptor.default_realm(),
+            file = %file.display(),
+            section = %config.auth.sasl_server_section,
+            "SASL GSSAPI (Kerberos) enabled"
+        );
+    }
     // The secure port's stores are read now, so a bad file stops the start
     // with the key and the file named, like any configuration error.
     let tls = match config.tls.as_ref().map(zoocore::tls::load).transpose() {

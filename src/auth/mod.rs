@@ -2,13 +2,17 @@
 //!
 //! The decisions live in IO-free pieces: [`jaas`] reads the JAAS login
 //! configuration a ZooKeeper operator already has, [`sasl`] runs the
-//! DIGEST-MD5 exchange of opcode 102, and [`enforce`] says whether a
+//! DIGEST-MD5 exchange of opcode 102, [`gssapi`] the Kerberos one (over
+//! [`krb5`], the system's GSS-API: the one piece here that does IO), and
+//! [`enforce`] says whether a
 //! connection may go on under `enforce.auth.*`. The connection only routes
 //! frames to them and sends what they answer; the identity an exchange
 //! establishes (`sasl:<user>`) joins the connection's auth ids exactly as an
 //! `addauth digest` identity does, so ACL checks need nothing new.
 
+pub mod gssapi;
 pub mod jaas;
+pub mod krb5;
 pub mod sasl;
 pub mod x509;
 
@@ -25,29 +29,44 @@ pub const DIGEST_LOGIN_MODULE: &str = "org.apache.zookeeper.server.auth.DigestLo
 /// The option prefix of a DIGEST-MD5 user: `user_NAME="password"`.
 pub const USER_OPTION_PREFIX: &str = "user_";
 
-/// Why the JAAS `Server` section cannot serve DIGEST-MD5.
+/// Why the JAAS `Server` section cannot serve SASL.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ServerSectionError {
     #[error("no JAAS configuration section named '{section}' was found")]
     MissingSection { section: String },
     #[error(
-        "section '{section}' uses {class}: Kerberos (GSSAPI) is not supported by zoocore; only DIGEST-MD5 users (user_NAME=\"password\") are"
+        "section '{section}' lists neither DIGEST-MD5 users (user_NAME=\"password\" options) nor a {} with a keytab",
+        gssapi::KRB5_LOGIN_MODULE
     )]
-    Kerberos { section: String, class: String },
-    #[error("section '{section}' lists no DIGEST-MD5 users (user_NAME=\"password\" options)")]
-    NoUsers { section: String },
+    NoMechanism { section: String },
+    #[error("section '{section}': {error}")]
+    Kerberos { section: String, error: gssapi::LoginOptionError },
 }
 
-/// The DIGEST-MD5 users of section `section`, as ZooKeeper's
-/// `SaslServerCallbackHandler` collects them: every `user_` option of every
-/// module in the section (a later one replaces an earlier one).
-pub fn server_credentials(file: &jaas::JaasFile, section: &str) -> Result<sasl::Credentials, ServerSectionError> {
+/// What the server section offers: DIGEST-MD5 users, a Kerberos service
+/// login, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLogin {
+    pub digest: Option<sasl::Credentials>,
+    pub kerberos: Option<gssapi::KerberosLogin>,
+}
+
+/// The mechanisms of section `section`, as ZooKeeper's server reads it: the
+/// DIGEST-MD5 users are every `user_` option of every module (a later one
+/// replaces an earlier one, as `SaslServerCallbackHandler` collects them),
+/// and a `Krb5LoginModule` entry gives the Kerberos service principal (the
+/// first one, the principal ZooKeeper's login subject offers).
+pub fn server_login(file: &jaas::JaasFile, section: &str) -> Result<ServerLogin, ServerSectionError> {
     let Some(found) = file.section(section) else {
         return Err(ServerSectionError::MissingSection { section: section.to_string() });
     };
-    if let Some(module) = found.modules.iter().find(|module| module.class.ends_with("Krb5LoginModule")) {
-        return Err(ServerSectionError::Kerberos { section: section.to_string(), class: module.class.clone() });
-    }
+    let kerberos = found
+        .modules
+        .iter()
+        .find(|module| module.class == gssapi::KRB5_LOGIN_MODULE || module.class.ends_with(".Krb5LoginModule"))
+        .map(gssapi::kerberos_login)
+        .transpose()
+        .map_err(|error| ServerSectionError::Kerberos { section: section.to_string(), error })?;
     let mut users = BTreeMap::new();
     for module in &found.modules {
         for (key, value) in &module.options {
@@ -56,10 +75,87 @@ pub fn server_credentials(file: &jaas::JaasFile, section: &str) -> Result<sasl::
             }
         }
     }
-    if users.is_empty() {
-        return Err(ServerSectionError::NoUsers { section: section.to_string() });
+    let digest = (!users.is_empty()).then(|| sasl::Credentials::new(users));
+    if digest.is_none() && kerberos.is_none() {
+        return Err(ServerSectionError::NoMechanism { section: section.to_string() });
     }
-    Ok(sasl::Credentials::new(users))
+    Ok(ServerLogin { digest, kerberos })
+}
+
+/// Why a SASL exchange failed; ZooKeeper answers all alike, the kinds are
+/// for the log.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SaslFailure {
+    #[error("SASL is not configured: no JAAS Server section (java.security.auth.login.config)")]
+    NotConfigured,
+    #[error(transparent)]
+    Digest(#[from] sasl::SaslError),
+    #[error("GSSAPI: {0}")]
+    Gssapi(#[from] gssapi::GssapiError),
+}
+
+/// What the server sends back for one sasl packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SaslStep {
+    /// Another round: send this token.
+    Continue(Vec<u8>),
+    /// Authenticated: send `token` (null for GSSAPI, `rspauth=` for
+    /// DIGEST-MD5) and add `sasl:<authorization_id>`. `principal` is the
+    /// Kerberos principal it was mapped from, for the log.
+    Complete { token: Option<Vec<u8>>, authorization_id: String, principal: Option<String> },
+}
+
+/// The mechanisms a server offers, borrowed from its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Mechanisms<'a> {
+    pub digest: Option<&'a sasl::Credentials>,
+    pub kerberos: Option<&'a krb5::Acceptor>,
+    pub mapping: &'a gssapi::PrincipalMapping,
+}
+
+/// One connection's SASL exchange, in the mechanism its first token asks
+/// for. ZooKeeper's protocol names no mechanism: a ZooKeeper server runs
+/// GSSAPI when its login has a Kerberos principal and DIGEST-MD5 otherwise.
+/// Serving both from one section, the first token tells them apart: a
+/// DIGEST-MD5 client opens with an empty token, a GSSAPI client with its
+/// context token.
+#[derive(Debug)]
+pub enum SaslExchange {
+    Digest(sasl::DigestMd5Server),
+    Gssapi(gssapi::GssapiServer<krb5::Context>),
+}
+
+impl SaslExchange {
+    /// The exchange for a connection whose first sasl token is `token`.
+    pub fn start(token: &[u8], mechanisms: Mechanisms<'_>) -> Result<SaslExchange, SaslFailure> {
+        match (mechanisms.kerberos, mechanisms.digest) {
+            (Some(_), Some(_)) if token.is_empty() => Ok(SaslExchange::Digest(sasl::DigestMd5Server::new(new_nonce()))),
+            (Some(acceptor), _) => Ok(SaslExchange::Gssapi(gssapi::GssapiServer::new(acceptor.context()))),
+            (None, Some(_)) => Ok(SaslExchange::Digest(sasl::DigestMd5Server::new(new_nonce()))),
+            (None, None) => Err(SaslFailure::NotConfigured),
+        }
+    }
+
+    /// Feeds one client token.
+    pub fn step(&mut self, token: &[u8], mechanisms: Mechanisms<'_>) -> Result<SaslStep, SaslFailure> {
+        match self {
+            SaslExchange::Digest(exchange) => {
+                let credentials = mechanisms.digest.ok_or(SaslFailure::NotConfigured)?;
+                Ok(match exchange.step(token, credentials)? {
+                    sasl::Step::Continue(token) => SaslStep::Continue(token),
+                    sasl::Step::Complete { token, authorization_id } => {
+                        SaslStep::Complete { token: Some(token), authorization_id, principal: None }
+                    }
+                })
+            }
+            SaslExchange::Gssapi(exchange) => Ok(match exchange.step(token, mechanisms.mapping)? {
+                gssapi::GssapiStep::Continue(token) => SaslStep::Continue(token),
+                gssapi::GssapiStep::Complete { principal, id } => {
+                    SaslStep::Complete { token: None, authorization_id: id, principal: Some(principal) }
+                }
+            }),
+        }
+    }
 }
 
 /// A fresh DIGEST-MD5 nonce from the OS CSPRNG.
@@ -105,20 +201,69 @@ mod tests {
             "Server { org.apache.zookeeper.server.auth.DigestLoginModule required user_a=\"1\" user_b=\"2\" other=x; };",
         )
         .unwrap();
-        let credentials = server_credentials(&file, "Server").unwrap();
+        let login = server_login(&file, "Server").unwrap();
+        assert_eq!(login.kerberos, None);
+        let credentials = login.digest.unwrap();
         assert_eq!(credentials.user_count(), 2);
         assert!(
             credentials.contains_user("a") && credentials.contains_user("b") && !credentials.contains_user("other")
         );
         assert_eq!(
-            server_credentials(&file, "ZkServer"),
+            server_login(&file, "ZkServer"),
             Err(ServerSectionError::MissingSection { section: "ZkServer".into() })
         );
         let empty = jaas::parse("Server { M required; };").unwrap();
-        assert_eq!(server_credentials(&empty, "Server"), Err(ServerSectionError::NoUsers { section: "Server".into() }));
-        let kerberos =
+        assert_eq!(server_login(&empty, "Server"), Err(ServerSectionError::NoMechanism { section: "Server".into() }));
+        let no_use_key_tab =
             jaas::parse("Server { com.sun.security.auth.module.Krb5LoginModule required keyTab=\"/k\"; };").unwrap();
-        assert!(matches!(server_credentials(&kerberos, "Server"), Err(ServerSectionError::Kerberos { .. })));
+        assert_eq!(
+            server_login(&no_use_key_tab, "Server"),
+            Err(ServerSectionError::Kerberos {
+                section: "Server".into(),
+                error: gssapi::LoginOptionError::NoUseKeyTab
+            })
+        );
+    }
+
+    #[test]
+    fn a_section_may_hold_kerberos_and_digest_users() {
+        let file = jaas::parse(
+            "Server {\n  com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true keyTab=\"/etc/zk.keytab\"\n\
+             storeKey=true principal=\"zookeeper/localhost@TEST.REALM\";\n\
+             org.apache.zookeeper.server.auth.DigestLoginModule required user_super=\"s\";\n};",
+        )
+        .unwrap();
+        let login = server_login(&file, "Server").unwrap();
+        assert_eq!(
+            login.kerberos,
+            Some(gssapi::KerberosLogin {
+                key_tab: "/etc/zk.keytab".into(),
+                principal: "zookeeper/localhost@TEST.REALM".into()
+            })
+        );
+        assert!(login.digest.unwrap().contains_user("super"));
+        let kerberos_only = jaas::parse(
+            "Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true keyTab=\"/k\" principal=\"zk/h\"; };",
+        )
+        .unwrap();
+        assert_eq!(server_login(&kerberos_only, "Server").unwrap().digest, None);
+    }
+
+    #[test]
+    fn the_first_token_chooses_the_mechanism() {
+        let credentials = sasl::Credentials::new(BTreeMap::from([("u".to_string(), "p".to_string())]));
+        let mapping = gssapi::PrincipalMapping::default();
+        let digest_only = Mechanisms { digest: Some(&credentials), kerberos: None, mapping: &mapping };
+        assert!(matches!(SaslExchange::start(b"", digest_only), Ok(SaslExchange::Digest(_))));
+        // A non-empty first token with DIGEST-MD5 alone fails as ZooKeeper's
+        // DIGEST-MD5 server fails it.
+        let mut exchange = SaslExchange::start(b"\x60token", digest_only).unwrap();
+        assert_eq!(
+            exchange.step(b"\x60token", digest_only),
+            Err(SaslFailure::Digest(sasl::SaslError::InitialResponse))
+        );
+        let none = Mechanisms { digest: None, kerberos: None, mapping: &mapping };
+        assert_eq!(SaslExchange::start(b"", none).unwrap_err(), SaslFailure::NotConfigured);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::shard::Shard;
 use super::shared::ConnectionInfo;
 use super::shared::Shared;
 use crate::acl;
-use crate::auth::sasl::{DigestMd5Server, Step};
+use crate::auth::{Mechanisms, SaslExchange, SaslStep};
 use crate::metrics::WriteStage;
 use crate::proto::codes::{add_watch_mode, four_letter_word, op, state};
 use crate::proto::jute::write_frame;
@@ -92,7 +92,7 @@ pub struct Connection {
     sent_read_only_byte: Cell<bool>,
     auth: RefCell<Arc<[Id]>>,
     /// The connection's SASL exchange, made at its first sasl packet.
-    sasl: RefCell<Option<DigestMd5Server>>,
+    sasl: RefCell<Option<SaslExchange>>,
     pending: RefCell<VecDeque<Pending>>,
     pub outbox: Outbox,
     handshake: Cell<Option<bool>>,
@@ -368,7 +368,7 @@ impl Connection {
 
     /// One sasl packet (opcode 102), answered at once with zxid 0 as
     /// ZooKeeper's processSasl does; the exchange itself is
-    /// [`crate::auth::sasl`]. False when the connection must close: a failed
+    /// [`crate::auth`] (DIGEST-MD5 or GSSAPI). False when the connection must close: a failed
     /// exchange gets AuthFailed (SessionClosedRequireSaslAuth when SASL is
     /// enforced) and a null token, unless `allowSaslFailedClients` keeps it.
     fn sasl_step(&self, shard: &Shard, xid: i32, token: &[u8]) -> bool {
@@ -378,20 +378,30 @@ impl Connection {
         };
         let sasl_required =
             auth_config.enforce_auth_schemes.as_ref().is_some_and(|schemes| schemes.iter().any(|s| s == "sasl"));
-        let result = match &auth_config.sasl_credentials {
-            Some(credentials) => {
-                let mut exchange = self.sasl.borrow_mut();
-                let exchange = exchange.get_or_insert_with(|| DigestMd5Server::new(crate::auth::new_nonce()));
-                exchange.step(token, credentials).map_err(|error| error.to_string())
+        let mechanisms = Mechanisms {
+            digest: auth_config.sasl_credentials.as_ref(),
+            kerberos: auth_config.kerberos.as_deref(),
+            mapping: &auth_config.principal_mapping,
+        };
+        // The first packet chooses the mechanism; a failed exchange stays
+        // in place, so whatever follows it fails too.
+        let result = {
+            let mut slot = self.sasl.borrow_mut();
+            match &mut *slot {
+                Some(exchange) => exchange.step(token, mechanisms),
+                None => SaslExchange::start(token, mechanisms)
+                    .and_then(|exchange| slot.insert(exchange).step(token, mechanisms)),
             }
-            None => Err("SASL is not configured: no JAAS Server section (java.security.auth.login.config)".into()),
         };
         match result {
-            Ok(Step::Continue(challenge)) => {
+            Ok(SaslStep::Continue(challenge)) => {
                 reply(ErrorCode::Ok, Some(challenge));
                 true
             }
-            Ok(Step::Complete { token, authorization_id }) => {
+            Ok(SaslStep::Complete { token, authorization_id, principal }) => {
+                if let Some(principal) = principal {
+                    info!(peer = %self.peer, "Successfully authenticated client: authenticationID={principal}");
+                }
                 info!(
                     peer = %self.peer,
                     session = format_args!("0x{:x}", self.session_id()),
@@ -402,7 +412,7 @@ impl Connection {
                     ids.push(Id::new("super", ""));
                 }
                 self.add_auth_ids(ids);
-                reply(ErrorCode::Ok, Some(token));
+                reply(ErrorCode::Ok, token);
                 true
             }
             Err(error) => {
