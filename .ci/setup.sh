@@ -5,9 +5,10 @@
 #   - Debian's ZooKeeper client jars (package "zookeeper", for the Java zkCli;
 #     NOT zookeeperd, which would start a server), only if
 #     /usr/share/java/zookeeper.jar is missing
-#   - MIT Kerberos: libkrb5-dev and libclang-dev (the default `kerberos` cargo
-#     feature links libgssapi_krb5 through bindgen), pkg-config, and the KDC
-#     tools tests/kerberos.rs runs on loopback (krb5-kdc, krb5-admin-server for
+#   - MIT Kerberos for tests/kerberos.rs: libkrb5-dev and pkg-config (PyPI's
+#     `kerberos`, pure-sasl's GSSAPI, compiles against them; zoocore itself
+#     loads libgssapi_krb5.so.2 at run time and needs nothing to build), and
+#     the KDC tools the test runs on loopback (krb5-kdc, krb5-admin-server for
 #     kadmin.local, krb5-user for kinit/klist). No KDC service is configured:
 #     the test makes its own realm in a temporary directory.
 #   - a Python venv at .venv/ (repo root) with tests/interop/requirements.txt
@@ -49,24 +50,20 @@ else
 fi
 say "java: $(java -version 2>&1 | head -1)"
 
-# --- MIT Kerberos (cargo feature `kerberos`, tests/kerberos.rs) ---------------
-# libgssapi-sys runs bindgen over gssapi.h: it needs the headers
-# (libkrb5-dev), libclang and pkg-config. The KDC tools make a throwaway realm
-# in the test's temporary directory; the PyPI package `kerberos` (pure-sasl's
-# GSSAPI) is compiled against libkrb5-dev too.
+# --- MIT Kerberos (tests/kerberos.rs) -------------------------------------------
+# The KDC tools make a throwaway realm in the test's temporary directory; the
+# PyPI package `kerberos` (pure-sasl's GSSAPI) is compiled against
+# libkrb5-dev. zoocore loads libgssapi_krb5.so.2 at run time (libkrb5-dev
+# depends on it).
 krb_missing=()
 for pair in libkrb5-dev:/usr/bin/krb5-config krb5-kdc:/usr/sbin/krb5kdc krb5-admin-server:/usr/sbin/kadmin.local \
             krb5-user:/usr/bin/kinit pkg-config:/usr/bin/pkg-config; do
   [ -x "${pair#*:}" ] || krb_missing+=("${pair%%:*}")
 done
-if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
-   || ! ls /usr/lib/llvm-*/lib/clang/*/include/stddef.h >/dev/null 2>&1; then
-  krb_missing+=(libclang-dev)
-fi
 if [ "${#krb_missing[@]}" -eq 0 ]; then
   say "MIT Kerberos packages present ($(krb5-config --version))"
 else
-  say "installing Debian packages ${krb_missing[*]} (Kerberos: build and tests/kerberos.rs)"
+  say "installing Debian packages ${krb_missing[*]} (tests/kerberos.rs)"
   "${SUDO[@]}" apt-get update
   # The krb5-kdc and krb5-admin-server postinst ask for a realm (answered
   # empty: noninteractive) and may try to start services, which find no
