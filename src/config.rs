@@ -904,7 +904,7 @@ impl Config {
     /// after `dataLogDir` (or uses [`Config::render_conf_with_sizes`]). The
     /// caller also replaces `clientPort` with the bound port when
     /// `client_port` is 0; on a quorum member the `conf` four-letter word
-    /// (`server::fourletter`) replaces `serverId` with its id and appends
+    /// (`ops::fourletter`) replaces `serverId` with its id and appends
     /// ZooKeeper's quorum keys (`initLimit`, `syncLimit`, `electionAlg`,
     /// `electionPort`, `quorumPort`, `peerType`, `membership:`).
     ///

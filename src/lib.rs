@@ -4,11 +4,13 @@
 pub mod acl;
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod ensemble;
 pub mod metrics;
 pub mod migrate;
 pub mod node;
+pub mod ops;
 pub mod prep;
 pub mod proto;
 pub mod read;

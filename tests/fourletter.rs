@@ -219,7 +219,7 @@ async fn every_word_answers_in_zookeepers_format() {
     let reference = reference();
     let server = Server::start();
     let (_client, _watches) = ops_state(server.addr()).await;
-    for word in zoocore::server::fourletter::WORDS {
+    for word in zoocore::ops::fourletter::WORDS {
         let expected = reference.get(word).unwrap_or_else(|| panic!("{word} in the fixture"));
         check_word(word, "ZooKeeper", expected);
         let answer = server.four_letter(word);
@@ -308,7 +308,7 @@ fn the_whitelist_gates_every_word() {
     }
     // ZooKeeper's default whitelist is srvr alone.
     let server = Server::start_with(&["4lw.commands.whitelist=srvr"]);
-    for word in zoocore::server::fourletter::WORDS {
+    for word in zoocore::ops::fourletter::WORDS {
         let answer = server.four_letter(word);
         if word == "srvr" {
             assert!(answer.starts_with("Zookeeper version: "), "{answer}");

@@ -12,7 +12,6 @@
 //! port that cannot be bound is logged and that endpoint stays off, as
 //! ZooKeeper keeps running without its AdminServer.
 
-pub mod commands;
 pub mod http;
 
 use std::cell::Cell;
@@ -158,14 +157,14 @@ async fn admin_page(shared: &Arc<Shared>, request: Request) -> Response {
     let base = shared.config.admin_command_url.trim_end_matches('/');
     let path = request.path.as_str();
     if path == base || path == format!("{base}/") {
-        return Response::new(200, "text/html; charset=utf-8", commands::listing(base));
+        return Response::new(200, "text/html; charset=utf-8", crate::ops::commands::listing(base));
     }
     let Some(name) = path.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')) else {
         return Response::not_found();
     };
     let name = name.trim_end_matches('/');
     debug!(command = name, "admin command");
-    let value = commands::run(shared, name, |key| request.parameter(key).map(str::to_string)).await;
+    let value = crate::ops::commands::run(shared, name, |key| request.parameter(key).map(str::to_string)).await;
     Response::json(&value)
 }
 
@@ -174,7 +173,7 @@ async fn metrics_page(shared: &Arc<Shared>, request: Request) -> Response {
         return Response::not_found();
     }
     let watches = shared.control.watch_summary().await;
-    let monitor = crate::metrics::Monitor::gather(shared, watches);
-    let page = crate::metrics::render_prometheus(shared, &monitor);
+    let monitor = crate::ops::Monitor::gather(shared, watches);
+    let page = crate::ops::render_prometheus(shared, &monitor);
     Response::new(200, "text/plain; version=0.0.4; charset=utf-8", page)
 }

@@ -1,6 +1,7 @@
-//! Metrics: what the shards, the broadcast core and the log measure, and the
-//! one list of ZooKeeper's monitor values that mntr, the AdminServer's
-//! `monitor` and the Prometheus page all print.
+//! Metrics: what the shards, the broadcast core and the log measure. A leaf
+//! of the crate: recorders and counters only, which any module can feed
+//! without pulling in the server; what is shown from them (mntr, the admin
+//! commands, the Prometheus page) is `crate::ops`.
 //!
 //! Latency is recorded into hdrhistograms, one per shard and kind, each
 //! written by its own shard only: its lock is uncontended on the hot path
@@ -10,21 +11,16 @@
 //! broadcast core through [`Metrics::record_write_batch`].
 
 use std::collections::VecDeque;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tracing::{info, warn};
 
-mod prometheus;
-
-pub use prometheus::render_prometheus;
-
-use crate::server::close::CloseKind;
-use crate::server::control::WatchSummary;
-use crate::server::Shared;
+/// Kinds of connection end counted (`server::close::CloseKind`, which
+/// asserts it has this many).
+pub const CLOSE_KINDS: usize = 5;
 
 /// Significant figures kept by every histogram (1% resolution).
 const SIGNIFICANT_FIGURES: u8 = 2;
@@ -178,6 +174,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot of nothing recorded.
+    pub fn empty() -> Snapshot {
+        Snapshot { histogram: Histogram::new(SIGNIFICANT_FIGURES).expect("histogram"), sum: 0 }
+    }
+
     pub fn merge(&mut self, other: &Snapshot) {
         let _ = self.histogram.add(&other.histogram);
         self.sum = self.sum.saturating_add(other.sum);
@@ -312,8 +313,8 @@ pub struct Metrics {
     /// Connections refused by maxClientCnxns.
     pub connection_rejected: AtomicU64,
     pub auth_failed: AtomicU64,
-    /// Client connections ended, by `CloseKind::index`.
-    pub connections_closed: [AtomicU64; CloseKind::ALL.len()],
+    /// Client connections ended, by `server::close::CloseKind::index`.
+    pub connections_closed: [AtomicU64; CLOSE_KINDS],
     /// Sessions that expired (not closed by their clients).
     pub sessions_expired: AtomicI64,
     /// Milliseconds each election took, from losing the leader to knowing
@@ -328,9 +329,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts a client connection's end.
-    pub fn connection_closed(&self, kind: CloseKind) {
-        self.connections_closed[kind.index()].fetch_add(1, Ordering::Relaxed);
+    /// Counts a client connection's end, of kind `kind_index`.
+    pub fn connection_closed(&self, kind_index: usize) {
+        self.connections_closed[kind_index].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn new(shard_count: usize) -> Metrics {
@@ -419,7 +420,7 @@ impl Metrics {
     pub fn record_snapshot(&self, zxid: i64, elapsed: Duration) {
         self.snapshot_us.record(elapsed.as_micros() as u64);
         self.snapshots.fetch_add(1, Ordering::Relaxed);
-        let timestamp_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_secs() as i64).unwrap_or(0);
+        let timestamp_s = crate::clock::wall_ms() / 1000;
         if let Ok(mut last) = self.last_snapshot.lock() {
             *last = Some(SnapshotInfo { zxid, timestamp_s });
         }
@@ -461,288 +462,6 @@ impl Metrics {
             recorder.reset();
         }
     }
-}
-
-/// A value in ZooKeeper's monitor output.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Text(String),
-    Integer(i64),
-    Float(f64),
-}
-
-impl Value {
-    fn number(&self) -> Option<f64> {
-        match self {
-            Value::Text(_) => None,
-            Value::Integer(value) => Some(*value as f64),
-            Value::Float(value) => Some(*value),
-        }
-    }
-
-    /// The value as mntr prints it.
-    pub fn to_text(&self) -> String {
-        match self {
-            Value::Text(text) => text.clone(),
-            Value::Integer(value) => value.to_string(),
-            Value::Float(value) => java_double(*value),
-        }
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Value::Text(text) => serde_json::Value::from(text.as_str()),
-            Value::Integer(value) => serde_json::Value::from(*value),
-            Value::Float(value) => serde_json::Value::from(*value),
-        }
-    }
-}
-
-/// A double as Java prints ZooKeeper's averages: rounded to 4 decimals,
-/// at least one decimal.
-pub fn java_double(value: f64) -> String {
-    let text = format!("{value:.4}");
-    let trimmed = text.trim_end_matches('0');
-    if trimmed.ends_with('.') {
-        format!("{trimmed}0")
-    } else {
-        trimmed.to_string()
-    }
-}
-
-/// How a value is exposed to Prometheus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Gauge,
-    Counter,
-    /// Only in mntr and the admin command (text, or part of a summary).
-    MonitorOnly,
-}
-
-/// One line of ZooKeeper's monitor output.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub name: String,
-    pub value: Value,
-    pub kind: Kind,
-}
-
-/// A ZooKeeper summary: `advanced` ones print p50/p95/p99/p999 in mntr and
-/// the 0.5/0.9/0.99 quantiles on the Prometheus page, basic ones only
-/// avg/min/max/cnt/sum and the median.
-struct SummaryMetric {
-    name: &'static str,
-    advanced: bool,
-    snapshot: Option<Snapshot>,
-    /// Recorded unit per reported unit (1000 for µs reported as ms).
-    divisor: u64,
-}
-
-/// Everything the monitor reports, gathered once.
-pub struct Monitor {
-    pub entries: Vec<Entry>,
-    summaries: Vec<SummaryMetric>,
-}
-
-/// The server's mode, as srvr and mntr print it.
-pub fn server_state(shared: &Shared) -> &'static str {
-    shared.mode()
-}
-
-/// (open, max) file descriptors of this process.
-pub fn file_descriptors() -> Option<(usize, u64)> {
-    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
-    let soft = line.split_whitespace().nth(3)?.parse().ok()?;
-    Some((open, soft))
-}
-
-/// Bytes in the files directly under `directory` (ZooKeeper's dirs counts
-/// the files of its version-2 directories).
-pub fn directory_size(directory: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(directory) else { return 0 };
-    let mut total = 0;
-    for entry in entries.flatten() {
-        if let Ok(metadata) = entry.metadata() {
-            if metadata.is_file() {
-                total += metadata.len();
-            } else if metadata.is_dir() {
-                total += directory_size(&entry.path());
-            }
-        }
-    }
-    total
-}
-
-/// The data and log directory sizes, as dirs and srvr's admin form print them.
-pub fn directory_sizes(shared: &Shared) -> (u64, u64) {
-    let config = &shared.config;
-    let data = directory_size(&config.data_dir);
-    let log = if config.data_log_dir == config.data_dir { data } else { directory_size(&config.data_log_dir) };
-    (data, log)
-}
-
-impl Monitor {
-    /// Gathers the monitor values; `watches` comes from the shards
-    /// (`Control::watch_summary`).
-    pub fn gather(shared: &Shared, watches: WatchSummary) -> Monitor {
-        let tree = shared.tree();
-        let metrics = &shared.metrics;
-        let (min, average, max) = shared.latency_ms();
-        let mut entries = Vec::new();
-        let mut push = |name: &str, value: Value, kind: Kind| {
-            entries.push(Entry { name: name.to_string(), value, kind });
-        };
-        use Kind::{Counter, Gauge, MonitorOnly};
-        push("version", Value::Text(crate::server::full_version()), MonitorOnly);
-        push("server_state", Value::Text(server_state(shared).to_string()), MonitorOnly);
-        push("ephemerals_count", Value::Integer(tree.ephemeral_count() as i64), Gauge);
-        push("num_alive_connections", Value::Integer(shared.connection_count() as i64), Gauge);
-        push("avg_latency", Value::Float((average * 10_000.0).round() / 10_000.0), Gauge);
-        push("outstanding_requests", Value::Integer(shared.outstanding().max(0)), Gauge);
-        push("znode_count", Value::Integer(tree.node_count() as i64), Gauge);
-        push("global_sessions", Value::Integer(tree.session_count() as i64), Gauge);
-        push("non_mtls_remote_conn_count", Value::Integer(0), Gauge);
-        push("packets_sent", Value::Integer(shared.sum(|stats| &stats.packets_sent) as i64), Gauge);
-        push("packets_received", Value::Integer(shared.sum(|stats| &stats.packets_received) as i64), Gauge);
-        push("watch_count", Value::Integer(watches.watches as i64), Gauge);
-        push("auth_failed_count", Value::Integer(metrics.auth_failed.load(Ordering::Relaxed) as i64), Gauge);
-        push("min_latency", Value::Integer(min.round() as i64), Gauge);
-        if let Some((open, max_files)) = file_descriptors() {
-            push("max_file_descriptor_count", Value::Integer(max_files as i64), Gauge);
-            push("open_file_descriptor_count", Value::Integer(open as i64), Gauge);
-        }
-        push("approximate_data_size", Value::Integer(tree.approximate_data_bytes()), Gauge);
-        push("local_sessions", Value::Integer(0), Gauge);
-        push("uptime", Value::Integer(shared.started.elapsed().as_millis() as i64), Gauge);
-        push("max_latency", Value::Integer(max.round() as i64), Gauge);
-        push("non_mtls_local_conn_count", Value::Integer(0), Gauge);
-        push(
-            "connection_rejected",
-            Value::Integer(metrics.connection_rejected.load(Ordering::Relaxed) as i64),
-            Counter,
-        );
-        push("snap_count", Value::Integer(metrics.snapshots.load(Ordering::Relaxed) as i64), Counter);
-        let view = shared.ensemble.lock().map(|view| view.clone()).unwrap_or_default();
-        push("looking_count", Value::Integer(view.looking_count() as i64), Counter);
-        if view.distributed {
-            // What ZooKeeper's quorum peers add (MonitorCommand): every
-            // member its peer state and quorum size, the leader its
-            // learners, the observer its leader.
-            push("peer_state", Value::Text(view.peer_state()), MonitorOnly);
-            push("quorum_size", Value::Integer(view.voters.len() as i64), Gauge);
-            if view.leading() {
-                let uptime_ms = view.leading_since.map_or(0, |since| since.elapsed().as_millis() as i64);
-                push("learners", Value::Integer(view.connected_learners() as i64), Gauge);
-                push("synced_followers", Value::Integer(view.synced_followers() as i64), Gauge);
-                // Non-voting followers exist in ZooKeeper only while a
-                // reconfiguration adds a voter; zoocore does not reconfigure.
-                push("synced_non_voting_followers", Value::Integer(0), Gauge);
-                push("synced_observers", Value::Integer(view.synced_observers() as i64), Gauge);
-                push("pending_syncs", Value::Integer(view.pending_syncs as i64), Gauge);
-                push("leader_uptime", Value::Integer(uptime_ms), Gauge);
-            }
-            if view.role == Some(crate::node::Role::Observer) {
-                if let Some(leader) = view.leader {
-                    push("observer_master_id", Value::Integer(leader as i64), Gauge);
-                }
-            }
-        }
-        // ZooKeeper's per-namespace quota gauge sets, as mntr spells them
-        // (`<namespace>_<metric>`); the Prometheus page labels them instead.
-        for (namespace, metric, value) in quota_figures(&tree) {
-            push(&format!("{namespace}_{metric}"), Value::Integer(value), MonitorOnly);
-        }
-        let summaries = vec![
-            SummaryMetric { name: "readlatency", advanced: true, snapshot: metrics.latency(false), divisor: 1000 },
-            SummaryMetric { name: "updatelatency", advanced: true, snapshot: metrics.latency(true), divisor: 1000 },
-            SummaryMetric {
-                name: "fsynctime",
-                advanced: false,
-                snapshot: Some(metrics.fsync_us.snapshot()),
-                divisor: 1000,
-            },
-            SummaryMetric {
-                name: "snapshottime",
-                advanced: false,
-                snapshot: Some(metrics.snapshot_us.snapshot()),
-                divisor: 1000,
-            },
-            SummaryMetric {
-                name: "sync_processor_batch_size",
-                advanced: false,
-                snapshot: Some(metrics.group_commit_entries.snapshot()),
-                divisor: 1,
-            },
-            SummaryMetric {
-                name: "election_time",
-                advanced: false,
-                snapshot: Some(metrics.election_time_ms.snapshot()),
-                divisor: 1,
-            },
-            SummaryMetric {
-                name: "proposal_latency",
-                advanced: true,
-                snapshot: Some(metrics.proposal_latency_us.snapshot()),
-                divisor: 1000,
-            },
-        ];
-        Monitor { entries, summaries }
-    }
-
-    /// Every value as mntr and the admin `monitor` list it, summaries
-    /// spelled out (avg_, min_, max_, cnt_, sum_ and for advanced ones
-    /// p50_, p95_, p99_, p999_).
-    pub fn flat(&self) -> Vec<(String, Value)> {
-        let mut flat: Vec<(String, Value)> =
-            self.entries.iter().map(|entry| (entry.name.clone(), entry.value.clone())).collect();
-        for summary in &self.summaries {
-            let empty = Snapshot { histogram: Histogram::new(SIGNIFICANT_FIGURES).expect("histogram"), sum: 0 };
-            let snapshot = summary.snapshot.as_ref().unwrap_or(&empty);
-            let divisor = summary.divisor;
-            let name = summary.name;
-            let scaled = |value: u64| Value::Integer((value / divisor) as i64);
-            flat.push((
-                format!("avg_{name}"),
-                Value::Float((snapshot.mean() / divisor as f64 * 10_000.0).round() / 10_000.0),
-            ));
-            flat.push((format!("min_{name}"), scaled(snapshot.min())));
-            flat.push((format!("max_{name}"), scaled(snapshot.max())));
-            flat.push((format!("cnt_{name}"), Value::Integer(snapshot.count() as i64)));
-            flat.push((format!("sum_{name}"), scaled(snapshot.sum())));
-            if summary.advanced {
-                for (label, quantile) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999)] {
-                    flat.push((format!("{label}_{name}"), scaled(snapshot.quantile(quantile))));
-                }
-            }
-        }
-        flat
-    }
-}
-
-/// ZooKeeper's quota gauge sets (QuotaMetricsUtils, ServerMetrics).
-const QUOTA_METRICS: [&str; 5] = [
-    "quota_count_limit_per_namespace",
-    "quota_bytes_limit_per_namespace",
-    "quota_count_usage_per_namespace",
-    "quota_bytes_usage_per_namespace",
-    "quota_exceeded_error_per_namespace",
-];
-
-/// (namespace, metric, value) for every namespace holding a quota.
-fn quota_figures(tree: &crate::tree::Tree) -> Vec<(String, &'static str, i64)> {
-    use crate::tree::quota;
-    let mut figures = Vec::new();
-    for (namespace, values) in quota::namespace_figures(tree) {
-        for (metric, value) in QUOTA_METRICS.iter().zip(values) {
-            figures.push((namespace.clone(), *metric, value));
-        }
-    }
-    for (namespace, count) in quota::exceeded_counts() {
-        figures.push((namespace, QUOTA_METRICS[4], count as i64));
-    }
-    figures
 }
 
 #[cfg(test)]
@@ -793,14 +512,5 @@ mod tests {
         assert_eq!(clock.pending(), PROPOSALS_TIMED_MAX);
         let committed = clock.observe(true, 100 + PROPOSALS_TIMED_MAX as u64 + 10, u64::MAX, at(50));
         assert_eq!(committed.len(), PROPOSALS_TIMED_MAX);
-    }
-
-    #[test]
-    fn numbers_print_as_prometheus_and_java_do() {
-        use super::prometheus::prometheus_number;
-        assert_eq!(prometheus_number(5.0), "5");
-        assert_eq!(prometheus_number(0.25), "0.25");
-        assert_eq!(java_double(3.0), "3.0");
-        assert_eq!(java_double(1.13888), "1.1389");
     }
 }

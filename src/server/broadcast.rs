@@ -11,7 +11,7 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use glommio::timer::Timer;
@@ -61,10 +61,6 @@ const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How often followers tell the leader which of their sessions are alive.
 const TOUCH_INTERVAL_MS: i64 = 250;
-
-fn wall_clock_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
-}
 
 /// Why the broadcast core cannot go on (it then fail-stops: see `run`).
 #[derive(Debug, thiserror::Error)]
@@ -156,14 +152,14 @@ impl BroadcastCore {
             container_deletes_per_minute_max,
             session_id_seed: Preparer::session_id_seed(
                 if ensemble.is_some() { my_id as u8 } else { 0 },
-                wall_clock_ms(),
+                crate::clock::wall_ms(),
             ),
             password_secret: secret,
             random_seed: u64::from_le_bytes(secret[..8].try_into().unwrap_or([7; 8])),
             read_only_grace_ms: (ensemble.is_some() && config.read_only_mode_enabled())
                 .then(|| (config.tick_time_ms as i64).max(READ_ONLY_GRACE_MS_MIN)),
         };
-        let now = Now { monotonic_ms: 0, wall_ms: wall_clock_ms() };
+        let now = Now { monotonic_ms: 0, wall_ms: crate::clock::wall_ms() };
         let mut node = Node::new(node_settings, tree, recovered, now)?;
         while let Some(work) = node.ready(now)? {
             log.append(&work.entries, work.hard_state.as_ref())?;
@@ -213,7 +209,7 @@ impl BroadcastCore {
     }
 
     fn now(&self) -> Now {
-        Now { monotonic_ms: self.started.elapsed().as_millis() as i64, wall_ms: wall_clock_ms() }
+        Now { monotonic_ms: self.started.elapsed().as_millis() as i64, wall_ms: crate::clock::wall_ms() }
     }
 
     /// Runs the core until the server stops.

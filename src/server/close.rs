@@ -77,6 +77,9 @@ pub enum CloseKind {
     Server,
 }
 
+// The metrics count one slot per kind.
+const _: () = assert!(CloseKind::ALL.len() == crate::metrics::CLOSE_KINDS);
+
 impl CloseKind {
     pub const ALL: [CloseKind; 5] =
         [CloseKind::Client, CloseKind::BadInput, CloseKind::Refused, CloseKind::Auth, CloseKind::Server];

@@ -25,7 +25,6 @@ use glommio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::close::CloseReason;
-use super::fourletter;
 use super::messages::{ConnectionId, ReplyBody, ToBroadcast};
 use super::outbox::Outbox;
 use super::shard::Shard;
@@ -34,6 +33,7 @@ use super::shared::Shared;
 use crate::acl;
 use crate::auth::{Mechanisms, SaslExchange, SaslStep};
 use crate::metrics::WriteStage;
+use crate::ops::fourletter;
 use crate::proto::codes::{add_watch_mode, four_letter_word, op, state};
 use crate::proto::jute::write_frame;
 use crate::proto::response::{write_event, write_reply};
@@ -155,7 +155,8 @@ impl Connection {
         if let Some((started, write)) = started {
             let now = Instant::now();
             let micros = now.saturating_duration_since(started).as_micros() as u64;
-            stats.record_latency(micros);
+            // Once for the server (srvr, mntr, Prometheus) and once for
+            // this connection (cons).
             shard.shared.metrics.shards[shard.id].record_request(write, micros);
             self.info.latency.record(micros / 1000);
             let since_start = now.saturating_duration_since(shard.shared.started).as_millis() as i64;
@@ -642,7 +643,7 @@ pub async fn serve<S>(
     // The first reason given is the one: a server-side close also ends
     // the reader, which then reports the outbox's reason.
     let reason = closed_reason(&connection.outbox);
-    shard.shared.metrics.connection_closed(reason.kind());
+    shard.shared.metrics.connection_closed(reason.kind().index());
     if reason.is_routine() {
         debug!(%peer, session = format_args!("0x{session_id:x}"), %reason, "connection closed");
     } else {

@@ -6,7 +6,7 @@ mod broadcast;
 pub mod close;
 mod connection;
 pub mod control;
-pub mod fourletter;
+
 mod log;
 mod memory;
 mod messages;
@@ -18,8 +18,8 @@ mod shared;
 mod signals;
 mod snapshot_stream;
 
-pub use fourletter::{full_version, ZOOKEEPER_API_VERSION};
-pub use shared::{EnsembleView, Shared};
+pub use crate::ops::fourletter::{full_version, ZOOKEEPER_API_VERSION};
+pub use shared::{ConnectionInfo, EnsembleView, Shared};
 pub use signals::STOP_DEADLINE;
 
 use std::net::SocketAddr;

@@ -48,31 +48,16 @@ pub struct ShardStats {
     pub packets_received: AtomicU64,
     pub packets_sent: AtomicU64,
     pub outstanding_requests: AtomicI64,
-    pub latency_count: AtomicU64,
-    pub latency_total_us: AtomicU64,
-    pub latency_min_us: AtomicU64,
-    pub latency_max_us: AtomicU64,
 }
 
 impl ShardStats {
     pub fn new() -> Self {
-        ShardStats { latency_min_us: AtomicU64::new(u64::MAX), ..ShardStats::default() }
-    }
-
-    pub fn record_latency(&self, micros: u64) {
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_total_us.fetch_add(micros, Ordering::Relaxed);
-        self.latency_min_us.fetch_min(micros, Ordering::Relaxed);
-        self.latency_max_us.fetch_max(micros, Ordering::Relaxed);
+        ShardStats::default()
     }
 
     pub fn reset(&self) {
         self.packets_received.store(0, Ordering::Relaxed);
         self.packets_sent.store(0, Ordering::Relaxed);
-        self.latency_count.store(0, Ordering::Relaxed);
-        self.latency_total_us.store(0, Ordering::Relaxed);
-        self.latency_min_us.store(u64::MAX, Ordering::Relaxed);
-        self.latency_max_us.store(0, Ordering::Relaxed);
     }
 }
 
@@ -375,7 +360,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             metrics,
             control: super::control::Control::new(shard_count),
-            trace_mask: AtomicI64::new(super::fourletter::DEFAULT_TRACE_MASK),
+            trace_mask: AtomicI64::new(crate::ops::fourletter::DEFAULT_TRACE_MASK),
             ensemble: Mutex::new(EnsembleView::default()),
         })
     }
@@ -433,16 +418,18 @@ impl Shared {
         self.shard_stats.iter().map(|stats| stats.outstanding_requests.load(Ordering::Relaxed)).sum()
     }
 
-    /// (min, avg, max) latency in milliseconds, as srvr prints it.
+    /// (min, avg, max) latency in milliseconds, as srvr prints it: from
+    /// the same per-shard histograms as mntr and the Prometheus page (the
+    /// average from their exact sums).
     pub fn latency_ms(&self) -> (f64, f64, f64) {
-        let count = self.sum(|stats| &stats.latency_count);
-        if count == 0 {
+        let Some(mut all) = self.metrics.latency(false) else { return (0.0, 0.0, 0.0) };
+        if let Some(writes) = self.metrics.latency(true) {
+            all.merge(&writes);
+        }
+        if all.count() == 0 {
             return (0.0, 0.0, 0.0);
         }
-        let total = self.sum(|stats| &stats.latency_total_us);
-        let min = self.shard_stats.iter().map(|s| s.latency_min_us.load(Ordering::Relaxed)).min().unwrap_or(0);
-        let max = self.shard_stats.iter().map(|s| s.latency_max_us.load(Ordering::Relaxed)).max().unwrap_or(0);
-        (min as f64 / 1000.0, total as f64 / count as f64 / 1000.0, max as f64 / 1000.0)
+        (all.min() as f64 / 1000.0, all.mean() / 1000.0, all.max() as f64 / 1000.0)
     }
 }
 

@@ -1123,8 +1123,7 @@ async fn carry_out_repair(
     repair: &Repair,
     replayed: &replay::Replayed,
 ) -> Result<Vec<Truncation>, WalError> {
-    let seconds =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    let seconds = crate::clock::wall_ms() / 1000;
     let aside = directory_path.join(format!("truncated-{seconds}"));
     std::fs::create_dir_all(&aside).map_err(std_io_error(&aside, "create"))?;
     let doomed = &names[repair.from..];

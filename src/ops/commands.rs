@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::metrics::{self, Monitor};
-use crate::server::fourletter::{self, connection_infos, established_ms, interest_ops, opcode_name};
+use crate::metrics;
+use crate::ops::fourletter::{self, connection_infos, established_ms, interest_ops, opcode_name};
+use crate::ops::Monitor;
 use crate::server::Shared;
 
 /// A command: its name, then its other names.
@@ -145,7 +146,7 @@ async fn execute(
             None
         }
         "dirs" => {
-            let (data, log) = metrics::directory_sizes(shared);
+            let (data, log) = crate::ops::directory_sizes(shared);
             put(out, "datadir_size", data);
             put(out, "logdir_size", log);
             None
@@ -419,7 +420,7 @@ fn observer_info(shared: &Shared, view: &crate::server::EnsembleView, id: u64) -
 fn server_stats(shared: &Shared, out: &mut Map<String, Value>) {
     let tree = shared.tree();
     let (min, average, max) = shared.latency_ms();
-    let (data, log) = metrics::directory_sizes(shared);
+    let (data, log) = crate::ops::directory_sizes(shared);
     let client_response = json!({ "last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1 });
     put(out, "version", fourletter::full_version());
     put(out, "read_only", shared.read_only());
@@ -430,7 +431,7 @@ fn server_stats(shared: &Shared, out: &mut Map<String, Value>) {
     put(&mut stats, "client_response_stats", client_response.clone());
     put(&mut stats, "data_dir_size", data);
     put(&mut stats, "log_dir_size", log);
-    put(&mut stats, "server_state", metrics::server_state(shared));
+    put(&mut stats, "server_state", crate::ops::server_state(shared));
     put(&mut stats, "last_processed_zxid", tree.last_zxid());
     put(&mut stats, "outstanding_requests", shared.outstanding().max(0));
     put(&mut stats, "avg_latency", (average * 10_000.0).round() / 10_000.0);

@@ -10,11 +10,10 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::shared::{ConnectionInfo, Shared};
 use crate::config::{FourLetterWordWhitelist, PeerRole, QuorumServer};
-use crate::metrics::{self, Monitor};
+use crate::ops::{self as metrics, Monitor};
+use crate::server::{ConnectionInfo, Shared};
 
 /// The release whose client API zoocore provides; clients parse the
 /// version to pick features.
@@ -160,12 +159,11 @@ pub fn interest_ops(info: &ConnectionInfo) -> i64 {
 /// The wall-clock time (ms since the epoch) of a time given in ms since
 /// the server started.
 pub fn wall_ms(shared: &Shared, since_start_ms: i64) -> i64 {
-    let now_wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0);
-    now_wall - shared.started.elapsed().as_millis() as i64 + since_start_ms
+    crate::clock::wall_ms() - shared.started.elapsed().as_millis() as i64 + since_start_ms
 }
 
 pub fn established_ms(info: &ConnectionInfo) -> i64 {
-    info.established.duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
+    crate::clock::epoch_ms(info.established)
 }
 
 /// One line per connection, as ServerCnxn.dumpConnectionInfo prints it.

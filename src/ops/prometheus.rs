@@ -4,7 +4,13 @@
 //! [`Metrics`]. Apart from the monitor so the list of values and the text
 //! format each read in one sitting.
 
-use super::*;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use super::monitor::{quota_figures, Kind, Monitor, QUOTA_METRICS};
+use crate::metrics::{Snapshot, WriteStage};
+use crate::server::close::CloseKind;
+use crate::server::Shared;
 
 /// The Prometheus text format (version 0.0.4) for one page.
 struct Exposition {
