@@ -1,6 +1,13 @@
-//! The bytes of a snapshot file: a fixed 64-byte header and an rkyv payload.
+//! The bytes of a snapshot file: a fixed 64-byte header and an rkyv payload,
+//! stored as LZ4 blocks (version 2) or as it is (version 1, still read).
 //! docs/formats/snapshot.md describes both byte by byte; the layout tests in
 //! tests.rs hold this file and that page together.
+//!
+//! The payload is compressed because most of a snapshot is repetition:
+//! paths share their prefixes, and every node record is 104 bytes of which
+//! many are zero (padding, versions, small offsets). LZ4 blocks of at most
+//! `CHUNK_RAW_BYTES_MAX` keep writing a stream (the writer never holds more
+//! than one block) and reading as fast as copying the file.
 //!
 //! The payload types borrow from the tree (`&[u8]` archived as rkyv vectors
 //! with `AsVec`), so writing copies each path and data buffer once, straight
@@ -15,8 +22,10 @@ use rkyv::{Archive, Serialize};
 
 /// "ZOOSNAP" and a zero byte: the first 8 bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"ZOOSNAP\0";
-/// The version of the layout below. A reader refuses any other.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version written: the payload as LZ4 blocks.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first version, its payload stored as it is; still read.
+pub const FORMAT_VERSION_UNCOMPRESSED: u32 = 1;
 pub const HEADER_BYTES: usize = 64;
 
 pub const MAGIC_OFFSET: usize = 0;
@@ -27,18 +36,32 @@ pub const INDEX_OFFSET: usize = 24;
 pub const TERM_OFFSET: usize = 32;
 pub const PAYLOAD_LENGTH_OFFSET: usize = 40;
 pub const PAYLOAD_CHECKSUM_OFFSET: usize = 48;
-pub const RESERVED_SECOND_OFFSET: usize = 52;
+/// Version 2: the payload's length once decompressed. Version 1: zero.
+pub const RAW_PAYLOAD_LENGTH_OFFSET: usize = 52;
 pub const HEADER_CHECKSUM_OFFSET: usize = 60;
 
 /// The header's fields, as written and as read back once validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    pub version: u32,
     pub cluster_id: u64,
     pub index: u64,
     pub term: u64,
+    /// The payload's bytes in the file.
     pub payload_bytes: u64,
     pub payload_crc32c: u32,
+    /// Version 2: the payload's bytes once decompressed (0 in version 1).
+    pub raw_payload_bytes: u64,
 }
+
+/// Version 2's payload is a run of chunks, each this header (u32 raw
+/// length, u32 compressed length, little-endian) and an LZ4 block.
+pub const CHUNK_HEADER_BYTES: usize = 8;
+/// The most raw bytes one chunk holds: the writer's buffer.
+pub const CHUNK_RAW_BYTES_MAX: usize = 1 << 20;
+/// LZ4 never shrinks data by more than this, so a header claiming more raw
+/// bytes than this times the file's is damage, found before allocating.
+pub const LZ4_RATIO_MAX: u64 = 256;
 
 /// Why a header was refused: the offset of the offending field and a reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,12 +74,13 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_BYTES] {
         let mut bytes = [0u8; HEADER_BYTES];
         bytes[MAGIC_OFFSET..MAGIC_OFFSET + 8].copy_from_slice(&MAGIC);
-        put_u32(&mut bytes, FORMAT_VERSION_OFFSET, FORMAT_VERSION);
+        put_u32(&mut bytes, FORMAT_VERSION_OFFSET, self.version);
         put_u64(&mut bytes, CLUSTER_ID_OFFSET, self.cluster_id);
         put_u64(&mut bytes, INDEX_OFFSET, self.index);
         put_u64(&mut bytes, TERM_OFFSET, self.term);
         put_u64(&mut bytes, PAYLOAD_LENGTH_OFFSET, self.payload_bytes);
         put_u32(&mut bytes, PAYLOAD_CHECKSUM_OFFSET, self.payload_crc32c);
+        put_u64(&mut bytes, RAW_PAYLOAD_LENGTH_OFFSET, self.raw_payload_bytes);
         let header_crc32c = crc32c::crc32c(&bytes[..HEADER_CHECKSUM_OFFSET]);
         put_u32(&mut bytes, HEADER_CHECKSUM_OFFSET, header_crc32c);
         bytes
@@ -80,19 +104,27 @@ impl Header {
             ));
         }
         let version = get_u32(bytes, FORMAT_VERSION_OFFSET);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_UNCOMPRESSED {
             return Err(fault(
                 FORMAT_VERSION_OFFSET,
-                format!("format version {version} is not the version {FORMAT_VERSION} this server reads"),
+                format!(
+                    "format version {version} is not one this server reads ({FORMAT_VERSION_UNCOMPRESSED} or {FORMAT_VERSION})"
+                ),
             ));
         }
         if get_u32(bytes, RESERVED_FIRST_OFFSET) != 0 {
             return Err(fault(RESERVED_FIRST_OFFSET, "reserved bytes 12..16 are not zero".to_string()));
         }
-        if bytes[RESERVED_SECOND_OFFSET..HEADER_CHECKSUM_OFFSET].iter().any(|byte| *byte != 0) {
-            return Err(fault(RESERVED_SECOND_OFFSET, "reserved bytes 52..60 are not zero".to_string()));
+        let raw_payload_bytes = get_u64(bytes, RAW_PAYLOAD_LENGTH_OFFSET);
+        if version == FORMAT_VERSION_UNCOMPRESSED && raw_payload_bytes != 0 {
+            return Err(fault(
+                RAW_PAYLOAD_LENGTH_OFFSET,
+                "reserved bytes 52..60 of a version 1 file are not zero".into(),
+            ));
         }
         Ok(Header {
+            version,
+            raw_payload_bytes,
             cluster_id: get_u64(bytes, CLUSTER_ID_OFFSET),
             index: get_u64(bytes, INDEX_OFFSET),
             term: get_u64(bytes, TERM_OFFSET),

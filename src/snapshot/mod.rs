@@ -72,9 +72,6 @@ pub const FILE_PREFIX: &str = "snapshot.";
 pub const TEMPORARY_SUFFIX: &str = ".tmp";
 /// ZooKeeper's lower bound for autopurge.snapRetainCount.
 pub const RETAIN_COUNT_MINIMUM: usize = 3;
-/// The write buffer between rkyv and the file (and the CRC32C's chunk).
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
-
 /// What a snapshot records besides the tree: where in the raft log it was
 /// taken and the configuration at that point (raft-rs `ConfState`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -339,9 +336,21 @@ pub fn read_file(
             ),
         ));
     }
+    let compressed = header.version != format::FORMAT_VERSION_UNCOMPRESSED;
+    let payload = if compressed { decompress(&payload, header.raw_payload_bytes, &damaged)? } else { payload };
+    // Past decompression, offsets count bytes of the decompressed payload:
+    // a version 2 file says so and points at the payload's start.
+    let damaged_in_payload = |offset_bytes: u64, reason: String| {
+        if compressed {
+            let within = offset_bytes - HEADER_BYTES as u64;
+            damaged(HEADER_BYTES as u64, format!("{reason} (at byte {within} of the decompressed payload)"))
+        } else {
+            damaged(offset_bytes, reason)
+        }
+    };
     let archived = rkyv::access::<ArchivedPayloadRecord, rancor::Error>(&payload)
         .map_err(|error| damaged(HEADER_BYTES as u64, format!("payload fails rkyv validation: {error}")))?;
-    let tree = restore_tree(archived, &payload, &damaged)?;
+    let tree = restore_tree(archived, &payload, &damaged_in_payload)?;
     let meta = SnapshotMeta {
         index: header.index,
         term: header.term,
@@ -353,6 +362,61 @@ pub fn read_file(
         auto_leave: archived.auto_leave,
     };
     Ok((tree, meta))
+}
+
+/// A version 2 payload, decompressed chunk by chunk into `raw_bytes`
+/// (the header's figure, checked against the file's size before anything
+/// is allocated, and against the chunks at the end).
+fn decompress(
+    payload: &[u8],
+    raw_bytes: u64,
+    damaged: &dyn Fn(u64, String) -> SnapshotError,
+) -> Result<AlignedVec<16>, SnapshotError> {
+    use format::{CHUNK_HEADER_BYTES, CHUNK_RAW_BYTES_MAX, LZ4_RATIO_MAX, RAW_PAYLOAD_LENGTH_OFFSET};
+    let raw_length_fault = |reason: String| damaged(RAW_PAYLOAD_LENGTH_OFFSET as u64, reason);
+    if raw_bytes > (payload.len() as u64).saturating_mul(LZ4_RATIO_MAX) {
+        return Err(raw_length_fault(format!(
+            "the header says {raw_bytes} bytes decompressed, more than LZ4 can make of {} bytes",
+            payload.len()
+        )));
+    }
+    let mut raw = AlignedVec::<16>::with_capacity(raw_bytes as usize);
+    let mut at = 0usize;
+    while at < payload.len() {
+        let chunk_offset = (HEADER_BYTES + at) as u64;
+        let fault = |reason: String| damaged(chunk_offset, reason);
+        if payload.len() - at < CHUNK_HEADER_BYTES {
+            return Err(fault(format!("a chunk header is cut short after {} bytes", payload.len() - at)));
+        }
+        let field =
+            |offset: usize| u32::from_le_bytes(payload[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+        let (chunk_raw, chunk_stored) = (field(at), field(at + 4));
+        let body = at + CHUNK_HEADER_BYTES;
+        if chunk_raw == 0 || chunk_raw > CHUNK_RAW_BYTES_MAX {
+            return Err(fault(format!("a chunk of {chunk_raw} bytes, outside 1..={CHUNK_RAW_BYTES_MAX}")));
+        }
+        if chunk_stored > payload.len() - body {
+            return Err(fault(format!("a chunk of {chunk_stored} stored bytes runs past the payload's end")));
+        }
+        if (raw.len() + chunk_raw) as u64 > raw_bytes {
+            return Err(fault(format!("the chunks hold more than the header's {raw_bytes} decompressed bytes")));
+        }
+        let start = raw.len();
+        raw.resize(start + chunk_raw, 0);
+        match lz4_flex::block::decompress_into(&payload[body..body + chunk_stored], &mut raw[start..]) {
+            Ok(made) if made == chunk_raw => {}
+            Ok(made) => return Err(fault(format!("a chunk decompresses to {made} bytes, not {chunk_raw}"))),
+            Err(error) => return Err(fault(format!("a chunk does not decompress: {error}"))),
+        }
+        at = body + chunk_stored;
+    }
+    if raw.len() as u64 != raw_bytes {
+        return Err(raw_length_fault(format!(
+            "the chunks hold {} decompressed bytes, the header says {raw_bytes}",
+            raw.len()
+        )));
+    }
+    Ok(raw)
 }
 
 /// Removes every `snapshot.<index>.tmp` in `directory`: called at start,
@@ -447,7 +511,7 @@ fn lower_thread_priority() {
 }
 
 fn write_contents(file: File, path: &Path, tree: &Tree, meta: &SnapshotMeta) -> Result<Header, SnapshotError> {
-    let mut writer = ChecksummedWriter::new(file);
+    let mut writer = CompressingWriter::new(file);
     // The header's place; it is written last, when the payload's length and
     // checksum are known.
     writer.file.write_all(&[0u8; HEADER_BYTES]).map_err(io_error(path, "write"))?;
@@ -461,11 +525,13 @@ fn write_contents(file: File, path: &Path, tree: &Tree, meta: &SnapshotMeta) -> 
     }
     writer.flush().map_err(io_error(path, "write"))?;
     let header = Header {
+        version: format::FORMAT_VERSION,
         cluster_id: meta.cluster_id,
         index: meta.index,
         term: meta.term,
-        payload_bytes: writer.position_bytes as u64,
+        payload_bytes: writer.file_bytes as u64,
         payload_crc32c: writer.crc32c,
+        raw_payload_bytes: writer.position_bytes as u64,
     };
     let mut file = writer.file;
     file.seek(SeekFrom::Start(0)).map_err(io_error(path, "seek in"))?;
@@ -593,60 +659,85 @@ fn restore_tree(
         .map_err(|reason| damaged(HEADER_BYTES as u64, format!("the nodes do not form a tree: {reason}")))
 }
 
-/// rkyv's output sink: buffers, checksums each full buffer with CRC32C and
-/// writes it to the file. An IO error is kept whole here (rkyv's own error
-/// type would flatten it) so `write` can report it as IO.
-struct ChecksummedWriter {
+/// rkyv's output sink: gathers up to `CHUNK_RAW_BYTES_MAX` raw bytes,
+/// compresses them into one chunk, checksums the chunk with CRC32C and
+/// writes it to the file. rkyv's positions count raw bytes. An IO error is
+/// kept whole here (rkyv's own error type would flatten it) so `write` can
+/// report it as IO.
+struct CompressingWriter {
     file: File,
     buffer: Vec<u8>,
+    /// Raw payload bytes so far: rkyv's positions.
     position_bytes: usize,
+    /// Payload bytes in the file so far (chunk headers and blocks).
+    file_bytes: usize,
+    /// Of the payload bytes in the file.
     crc32c: u32,
     error: Option<io::Error>,
 }
 
-impl ChecksummedWriter {
-    fn new(file: File) -> ChecksummedWriter {
-        ChecksummedWriter {
+impl CompressingWriter {
+    fn new(file: File) -> CompressingWriter {
+        CompressingWriter {
             file,
-            buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
+            buffer: Vec::with_capacity(format::CHUNK_RAW_BYTES_MAX),
             position_bytes: 0,
+            file_bytes: 0,
             crc32c: 0,
             error: None,
         }
     }
 
+    /// Writes the buffered bytes as one chunk.
     fn flush(&mut self) -> io::Result<()> {
-        self.crc32c = crc32c::crc32c_append(self.crc32c, &self.buffer);
-        self.file.write_all(&self.buffer)?;
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        debug_assert!(self.buffer.len() <= format::CHUNK_RAW_BYTES_MAX);
+        let block = lz4_flex::block::compress(&self.buffer);
+        let mut chunk = Vec::with_capacity(format::CHUNK_HEADER_BYTES + block.len());
+        chunk.extend_from_slice(&(self.buffer.len() as u32).to_le_bytes());
+        chunk.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        chunk.extend_from_slice(&block);
+        // What the reader will make of it, checked before it is written.
+        debug_assert_eq!(
+            lz4_flex::block::decompress(&block, self.buffer.len()).as_deref().ok(),
+            Some(&self.buffer[..]),
+            "an LZ4 block that does not read back"
+        );
+        self.crc32c = crc32c::crc32c_append(self.crc32c, &chunk);
+        self.file.write_all(&chunk)?;
+        self.file_bytes += chunk.len();
         self.buffer.clear();
         Ok(())
     }
+
+    fn keep_error<E: rancor::Source>(&mut self, error: io::Error) -> E {
+        let message = io::Error::new(error.kind(), error.to_string());
+        self.error = Some(error);
+        E::new(message)
+    }
 }
 
-impl rkyv::ser::Positional for ChecksummedWriter {
+impl rkyv::ser::Positional for CompressingWriter {
     fn pos(&self) -> usize {
         self.position_bytes
     }
 }
 
-impl<E: rancor::Source> rkyv::ser::Writer<E> for ChecksummedWriter {
+impl<E: rancor::Source> rkyv::ser::Writer<E> for CompressingWriter {
     fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
-        if self.buffer.len() + bytes.len() > WRITE_BUFFER_BYTES {
-            if let Err(error) = self.flush() {
-                let message = io::Error::new(error.kind(), error.to_string());
-                self.error = Some(error);
-                return Err(E::new(message));
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = format::CHUNK_RAW_BYTES_MAX - self.buffer.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.buffer.extend_from_slice(now);
+            rest = later;
+            if self.buffer.len() == format::CHUNK_RAW_BYTES_MAX {
+                if let Err(error) = self.flush() {
+                    return Err(self.keep_error(error));
+                }
             }
-        }
-        if bytes.len() > WRITE_BUFFER_BYTES {
-            self.crc32c = crc32c::crc32c_append(self.crc32c, bytes);
-            if let Err(error) = self.file.write_all(bytes) {
-                let message = io::Error::new(error.kind(), error.to_string());
-                self.error = Some(error);
-                return Err(E::new(message));
-            }
-        } else {
-            self.buffer.extend_from_slice(bytes);
         }
         self.position_bytes += bytes.len();
         Ok(())

@@ -304,20 +304,117 @@ fn a_file_name_that_disagrees_with_the_header_is_damage() {
     assert_eq!(offset, format::INDEX_OFFSET as u64);
 }
 
-/// Writes a file with a correct header and CRC around `payload`.
+/// Writes a version 1 file (the payload as it is) with a correct header
+/// and CRC around `payload`.
 fn write_raw(directory: &Path, index: u64, payload: &[u8]) -> PathBuf {
+    write_with_header(directory, index, format::FORMAT_VERSION_UNCOMPRESSED, payload, 0)
+}
+
+/// Writes a file of `version` with a correct header and CRC around the
+/// payload bytes given, whatever they hold.
+fn write_with_header(directory: &Path, index: u64, version: u32, payload: &[u8], raw_payload_bytes: u64) -> PathBuf {
     let header = Header {
+        version,
         cluster_id: CLUSTER,
         index,
         term: 1,
         payload_bytes: payload.len() as u64,
         payload_crc32c: crc32c::crc32c(payload),
+        raw_payload_bytes,
     };
     let path = directory.join(file_name(index));
     let mut bytes = header.encode().to_vec();
     bytes.extend_from_slice(payload);
     fs::write(&path, bytes).unwrap();
     path
+}
+
+/// A version 2 file's payload decompressed by hand, as the format page
+/// describes the chunks: (raw length u32, stored length u32, LZ4 block).
+fn decompress_by_hand(file_bytes: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut at = HEADER_BYTES;
+    while at < file_bytes.len() {
+        let raw_length = u32::from_le_bytes(file_bytes[at..at + 4].try_into().unwrap()) as usize;
+        let stored = u32::from_le_bytes(file_bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        assert!(raw_length <= format::CHUNK_RAW_BYTES_MAX);
+        raw.extend(lz4_flex::block::decompress(&file_bytes[at + 8..at + 8 + stored], raw_length).unwrap());
+        at += 8 + stored;
+    }
+    raw
+}
+
+/// A server keeps reading the snapshots it wrote before version 2.
+#[test]
+fn a_version_1_file_is_still_read() {
+    let directory = TemporaryDirectory::new("version-1");
+    let tree = sample_tree();
+    let written = write(&directory.0, &tree, &meta(5)).unwrap();
+    let raw = decompress_by_hand(&fs::read(&written).unwrap());
+    fs::remove_file(&written).unwrap();
+    write_raw(&directory.0, 5, &raw);
+    let (read, read_meta) = read_latest(&directory.0, CLUSTER).unwrap().expect("the version 1 file");
+    assert_same_tree(&tree, &read);
+    assert_eq!(read_meta.index, 5);
+}
+
+/// Chunks that lie, under a correct CRC (a file made by a bug, or by hand):
+/// each is damage at the chunk or the header field at fault, never a panic
+/// or an allocation the file cannot back.
+#[test]
+fn version_2_chunks_that_lie_are_damage() {
+    let directory = TemporaryDirectory::new("lying-chunks");
+    let tree = sample_tree();
+    let written = write(&directory.0, &tree, &meta(6)).unwrap();
+    let raw = decompress_by_hand(&fs::read(&written).unwrap());
+    fs::remove_file(&written).unwrap();
+    let block = lz4_flex::block::compress(&raw);
+    let chunk = |raw_length: u32, stored: u32, body: &[u8]| {
+        let mut bytes = raw_length.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&stored.to_le_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    let good = chunk(raw.len() as u32, block.len() as u32, &block);
+    let raw_length = raw.len() as u64;
+    let cases: Vec<(&str, Vec<u8>, u64, u64)> = vec![
+        ("short chunk header", good[..5].to_vec(), 1, HEADER_BYTES as u64),
+        ("empty chunk", chunk(0, 0, &[]), 1, HEADER_BYTES as u64),
+        ("oversized chunk", chunk(u32::MAX, block.len() as u32, &block), raw_length, HEADER_BYTES as u64),
+        ("stored past the end", chunk(raw.len() as u32, u32::MAX, &block), raw_length, HEADER_BYTES as u64),
+        ("not LZ4", chunk(raw.len() as u32, 16, &[0xff; 16]), raw_length, HEADER_BYTES as u64),
+        ("raw length too small", good.clone(), raw_length - 1, HEADER_BYTES as u64),
+        ("raw length too large", good.clone(), raw_length + 1, format::RAW_PAYLOAD_LENGTH_OFFSET as u64),
+        ("raw length impossible", good.clone(), u64::MAX, format::RAW_PAYLOAD_LENGTH_OFFSET as u64),
+    ];
+    for (index, (name, payload, raw_payload_bytes, at)) in cases.into_iter().enumerate() {
+        let file = write_with_header(&directory.0, index as u64, format::FORMAT_VERSION, &payload, raw_payload_bytes);
+        let (offset, reason) = expect_damaged(read_file(&file, CLUSTER, Some(index as u64)), &file);
+        assert_eq!(offset, at, "{name}: {reason}");
+        fs::remove_file(&file).unwrap();
+    }
+    // The same chunk with the truth in the header reads back.
+    let file = write_with_header(&directory.0, 99, format::FORMAT_VERSION, &good, raw_length);
+    assert_same_tree(&tree, &read_file(&file, CLUSTER, Some(99)).unwrap().0);
+}
+
+/// A snapshot is much smaller than its payload: paths share prefixes and
+/// node records are mostly zeros.
+#[test]
+fn the_payload_is_compressed() {
+    let directory = TemporaryDirectory::new("compressed");
+    let mut builder = Builder::new();
+    for directory_index in 0..100 {
+        builder.create(&format!("/d{directory_index}"), None, Acl::open_unsafe(), 0);
+        for key in 0..50 {
+            builder.create(&format!("/d{directory_index}/k{key}"), Some(&[key as u8; 40]), Acl::open_unsafe(), 0);
+        }
+    }
+    let file = write(&directory.0, &builder.tree, &meta(7)).unwrap();
+    let bytes = fs::read(&file).unwrap();
+    let raw = decompress_by_hand(&bytes);
+    assert!(bytes.len() * 2 < raw.len(), "{} bytes on disk for {} raw", bytes.len(), raw.len());
+    assert_same_tree(&builder.tree, &read_file(&file, CLUSTER, Some(7)).unwrap().0);
 }
 
 #[test]
@@ -512,19 +609,23 @@ fn the_format_page_describes_the_bytes() {
     builder.create("/data", Some(b"data"), Acl::open_unsafe(), 0);
     builder.create("/n", None, Acl::open_unsafe(), 0);
     let file = write(&directory.0, &builder.tree, &meta(0x1234)).unwrap();
-    let bytes = fs::read(&file).unwrap();
+    let file_bytes = fs::read(&file).unwrap();
+    let header_u32 = |offset: usize| u32::from_le_bytes(file_bytes[offset..offset + 4].try_into().unwrap());
+    let header_u64 = |offset: usize| u64::from_le_bytes(file_bytes[offset..offset + 8].try_into().unwrap());
+    assert_eq!(&file_bytes[0..8], b"ZOOSNAP\0");
+    assert_eq!(header_u32(8), 2);
+    assert_eq!(header_u32(12), 0);
+    assert_eq!((header_u64(16), header_u64(24), header_u64(32)), (CLUSTER, 0x1234, 3));
+    assert_eq!(header_u64(40) as usize, file_bytes.len() - 64);
+    assert_eq!(header_u32(48), crc32c::crc32c(&file_bytes[64..]));
+    assert_eq!(header_u32(60), crc32c::crc32c(&file_bytes[..60]));
+    // The payload: chunks of (raw length, stored length, LZ4 block); what
+    // follows reads the decompressed payload, whose length is at 52.
+    let bytes = decompress_by_hand(&file_bytes);
+    assert_eq!(header_u64(52) as usize, bytes.len());
     let u32_at = |offset: usize| u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap());
     let u64_at = |offset: usize| u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap());
     let i64_at = |offset: usize| u64_at(offset) as i64;
-
-    assert_eq!(&bytes[0..8], b"ZOOSNAP\0");
-    assert_eq!(u32_at(8), 1);
-    assert_eq!(u32_at(12), 0);
-    assert_eq!((u64_at(16), u64_at(24), u64_at(32)), (CLUSTER, 0x1234, 3));
-    assert_eq!(u64_at(40) as usize, bytes.len() - 64);
-    assert_eq!(u32_at(48), crc32c::crc32c(&bytes[64..]));
-    assert_eq!(&bytes[52..60], &[0; 8]);
-    assert_eq!(u32_at(60), crc32c::crc32c(&bytes[..60]));
 
     // The root record is the last 128 bytes; a list is (offset relative to
     // the list field itself as i64, count as u64).
