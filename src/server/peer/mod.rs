@@ -55,13 +55,15 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::timer::Timer;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::ensemble::Ensemble;
+use crate::tls::quorum::QuorumTls;
+use rustls::pki_types::{CertificateDer, ServerName};
 use wire::{Answer, FrameHeader, Hello, Verdict, WireError, ANSWER_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
 
 /// Every bound of the transport, in one place.
@@ -146,6 +148,17 @@ pub enum PeerError {
         /// What the operating system reported.
         error: std::io::Error,
     },
+    /// Quorum TLS needs a name to verify every peer's certificate against.
+    #[error(
+        "server.{id}'s host {host:?} is neither an IP address nor a DNS name, so its certificate cannot be verified \
+         (sslQuorum)"
+    )]
+    HostName {
+        /// The server id.
+        id: u64,
+        /// Its host as written.
+        host: String,
+    },
     /// A bound is zero or out of range.
     #[error("peer transport limit {name} is {value}, which cannot work ({expected})")]
     Limit {
@@ -156,6 +169,112 @@ pub enum PeerError {
         /// What it must be.
         expected: &'static str,
     },
+}
+
+/// Whether the peer links run over TLS (`sslQuorum`, `portUnification`;
+/// crate::tls::quorum) and what each peer's certificate must name.
+pub struct PeerSecurity {
+    tls: Option<QuorumTls>,
+    /// `sslQuorum`: outbound links are TLS and inbound ones must be.
+    ssl_quorum: bool,
+    /// `portUnification`: inbound links may be TLS or plain, told apart by
+    /// their first byte (a TLS record starts with 0x16, a hello with `Z`).
+    port_unification: bool,
+    /// Each peer's host, as its server line writes it.
+    hosts: BTreeMap<u64, ServerName<'static>>,
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+impl PeerSecurity {
+    /// Plain TCP: the handshake's server id and ensemble checks alone.
+    pub fn plain() -> PeerSecurity {
+        PeerSecurity { tls: None, ssl_quorum: false, port_unification: false, hosts: BTreeMap::new() }
+    }
+
+    /// TLS as `sslQuorum` and `portUnification` say, with `hosts` the
+    /// host of every server line by id. Without `tls` (neither key set),
+    /// plain.
+    pub fn new<'a>(
+        tls: Option<QuorumTls>,
+        ssl_quorum: bool,
+        port_unification: bool,
+        hosts: impl IntoIterator<Item = (u64, &'a str)>,
+    ) -> Result<PeerSecurity, PeerError> {
+        let Some(tls) = tls else { return Ok(PeerSecurity::plain()) };
+        let mut names = BTreeMap::new();
+        for (id, host) in hosts {
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|_| PeerError::HostName { id, host: host.to_string() })?;
+            names.insert(id, name);
+        }
+        Ok(PeerSecurity { tls: Some(tls), ssl_quorum, port_unification, hosts: names })
+    }
+
+    /// The TLS configuration outbound links use, if they use one.
+    fn dialling(&self) -> Option<&QuorumTls> {
+        self.tls.as_ref().filter(|_| self.ssl_quorum)
+    }
+}
+
+/// A peer connection, plain or TLS. The transport reads and writes it the
+/// same way either way.
+enum PeerStream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::TlsStream<TcpStream>>),
+}
+
+impl PeerStream {
+    /// The certificate the other side presented, on a TLS link.
+    fn peer_certificate(&self) -> Option<CertificateDer<'static>> {
+        match self {
+            PeerStream::Plain(_) => None,
+            PeerStream::Tls(stream) => {
+                let (_, connection) = stream.get_ref();
+                connection.peer_certificates().and_then(|chain| chain.first()).map(|c| c.clone().into_owned())
+            }
+        }
+    }
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PeerStream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            PeerStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        }
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PeerStream::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            PeerStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(stream) => Pin::new(stream).poll_flush(context),
+            PeerStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerStream::Plain(stream) => Pin::new(stream).poll_close(context),
+            PeerStream::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
+        }
+    }
+}
+
+/// Writes all of `bytes` and pushes them out: a TLS stream holds the
+/// records it made until flushed.
+async fn send_all(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// One peer's link, as plain numbers (for metrics and admin pages).
@@ -289,6 +408,7 @@ struct Inbound {
 
 struct Inner {
     my_id: u64,
+    security: PeerSecurity,
     identity: u64,
     limits: PeerLimits,
     links: BTreeMap<u64, Link>,
@@ -345,7 +465,11 @@ pub struct PeerInbox {
 impl PeerLinks {
     /// Binds my quorum address, starts the accept loop and one outbound
     /// link per peer. Must run on the glommio executor that will own it.
-    pub async fn start(ensemble: &Ensemble, limits: PeerLimits) -> Result<(Rc<PeerLinks>, PeerInbox), PeerError> {
+    pub async fn start(
+        ensemble: &Ensemble,
+        limits: PeerLimits,
+        security: PeerSecurity,
+    ) -> Result<(Rc<PeerLinks>, PeerInbox), PeerError> {
         let address = ensemble.me().quorum_address;
         // std's listener sets SO_REUSEADDR (a restarted server rebinds at
         // once) but not SO_REUSEPORT, which glommio's own bind sets: a
@@ -356,7 +480,7 @@ impl PeerLinks {
         let mut waited = Duration::ZERO;
         loop {
             match std::net::TcpListener::bind(address) {
-                Ok(listener) => return Self::start_on(ensemble, listener, limits).await,
+                Ok(listener) => return Self::start_secured_on(ensemble, listener, limits, security).await,
                 Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && waited < BIND_RETRY_FOR => {
                     Timer::new(BIND_RETRY_INTERVAL).await;
                     waited += BIND_RETRY_INTERVAL;
@@ -373,7 +497,25 @@ impl PeerLinks {
         listener: std::net::TcpListener,
         limits: PeerLimits,
     ) -> Result<(Rc<PeerLinks>, PeerInbox), PeerError> {
+        Self::start_secured_on(ensemble, listener, limits, PeerSecurity::plain()).await
+    }
+
+    /// [`PeerLinks::start_on`] with TLS as `security` says.
+    pub async fn start_secured_on(
+        ensemble: &Ensemble,
+        listener: std::net::TcpListener,
+        limits: PeerLimits,
+        security: PeerSecurity,
+    ) -> Result<(Rc<PeerLinks>, PeerInbox), PeerError> {
         check_limits(&limits)?;
+        let mut security = security;
+        if security.tls.is_some() {
+            // A member with no host given (tests build ensembles directly)
+            // is verified against its quorum address.
+            for member in ensemble.peers() {
+                security.hosts.entry(member.id).or_insert_with(|| ServerName::IpAddress(member.quorum_address.ip().into()));
+            }
+        }
         let links = ensemble
             .peers()
             .map(|member| {
@@ -396,8 +538,15 @@ impl PeerLinks {
                 (member.id, link)
             })
             .collect();
+        let tls = match (&security.tls, security.ssl_quorum, security.port_unification) {
+            (None, ..) => "off",
+            (Some(_), true, false) => "sslQuorum",
+            (Some(_), true, true) => "sslQuorum, plain peers accepted too (portUnification)",
+            (Some(_), false, _) => "plain, TLS peers accepted too (portUnification)",
+        };
         let inner = Rc::new(Inner {
             my_id: ensemble.my_id,
+            security,
             identity: ensemble.identity,
             limits,
             links,
@@ -420,7 +569,7 @@ impl PeerLinks {
         for &id in inner.links.keys() {
             glommio::spawn_local(run_link(inner.clone(), id)).detach();
         }
-        info!(my_id = inner.my_id, address = ?local, peers = inner.links.len(), "peer transport listening");
+        info!(my_id = inner.my_id, address = ?local, peers = inner.links.len(), tls, "peer transport listening");
         Ok((Rc::new(PeerLinks { inner: inner.clone() }), PeerInbox { inner }))
     }
 
@@ -622,7 +771,11 @@ async fn accept_loop(inner: Rc<Inner>, listener: TcpListener, descriptor: std::o
 async fn serve_inbound(inner: Rc<Inner>, stream: TcpStream, remote: Option<SocketAddr>) {
     let _ = stream.set_nodelay(true);
     let limits = &inner.limits;
-    let greeted = inner.until_stopped(within(limits.handshake_timeout, greet_inbound(&inner, stream))).await;
+    let greeting = async {
+        let stream = secure_inbound(&inner, stream).await?;
+        greet_inbound(&inner, stream).await
+    };
+    let greeted = inner.until_stopped(within(limits.handshake_timeout, greeting)).await;
     inner.handshakes_pending.set(inner.handshakes_pending.get().saturating_sub(1));
     let (sender, stream) = match greeted {
         None => return,
@@ -672,9 +825,31 @@ async fn serve_inbound(inner: Rc<Inner>, stream: TcpStream, remote: Option<Socke
     }
 }
 
+/// The acceptor's TLS handshake, when the quorum port speaks TLS: the
+/// stream to read the hello from, or why the connection is refused (a
+/// plain peer on a TLS port, a certificate not from the trusted CA).
+async fn secure_inbound(inner: &Inner, stream: TcpStream) -> Result<PeerStream, String> {
+    let security = &inner.security;
+    let Some(tls) = &security.tls else { return Ok(PeerStream::Plain(stream)) };
+    if security.port_unification {
+        let mut first = [0u8; 1];
+        let peeked = stream.peek(&mut first).await.map_err(|error| format!("no hello: {error}"))?;
+        if peeked == 0 {
+            return Err("closed before its hello".to_string());
+        }
+        if first[0] != TLS_HANDSHAKE_RECORD {
+            return Ok(PeerStream::Plain(stream));
+        }
+    }
+    match tls.acceptor().accept(stream).await {
+        Ok(stream) => Ok(PeerStream::Tls(Box::new(futures_rustls::TlsStream::Server(stream)))),
+        Err(error) => Err(format!("TLS handshake failed (sslQuorum: the quorum port speaks TLS only): {error}")),
+    }
+}
+
 /// The acceptor's half of the handshake: the sender's id and the stream,
 /// or why it was refused.
-async fn greet_inbound(inner: &Inner, mut stream: TcpStream) -> Result<(u64, TcpStream), String> {
+async fn greet_inbound(inner: &Inner, mut stream: PeerStream) -> Result<(u64, PeerStream), String> {
     let mut bytes = [0u8; HELLO_BYTES];
     stream.read_exact(&mut bytes).await.map_err(|error| format!("no hello: {error}"))?;
     let verdict_of_error = |error: &WireError| match error {
@@ -682,7 +857,10 @@ async fn greet_inbound(inner: &Inner, mut stream: TcpStream) -> Result<(u64, Tcp
         _ => None,
     };
     let (hello, verdict) = match Hello::decode(&bytes) {
-        Ok(hello) => (Some(hello), hello.judge(inner.my_id, inner.identity, |id| inner.links.contains_key(&id))),
+        Ok(hello) => {
+            let verdict = hello.judge(inner.my_id, inner.identity, |id| inner.links.contains_key(&id));
+            (Some(hello), certificate_verdict(inner, &stream, hello.sender, verdict))
+        }
         Err(error) => match verdict_of_error(&error) {
             Some(verdict) => (None, verdict),
             // Not a zoocore peer at all: close without an answer.
@@ -692,7 +870,7 @@ async fn greet_inbound(inner: &Inner, mut stream: TcpStream) -> Result<(u64, Tcp
     let answer = Answer { verdict, acceptor: inner.my_id, identity: inner.identity };
     // The refused side reads the answer to log the reason; a failed write
     // only loses that courtesy.
-    let written = stream.write_all(&answer.encode()).await;
+    let written = send_all(&mut stream, &answer.encode()).await;
     match (hello, verdict) {
         (Some(hello), Verdict::Accepted) => {
             written.map_err(|error| format!("server {}: cannot answer the hello: {error}", hello.sender))?;
@@ -709,8 +887,27 @@ async fn greet_inbound(inner: &Inner, mut stream: TcpStream) -> Result<(u64, Tcp
     }
 }
 
+/// An accepted hello over TLS with hostname verification still needs a
+/// certificate that names the host of the sender's server line
+/// (crate::tls::quorum); the reason is logged here, the verdict sent.
+fn certificate_verdict(inner: &Inner, stream: &PeerStream, sender: u64, verdict: Verdict) -> Verdict {
+    let (Verdict::Accepted, Some(tls), Some(certificate)) =
+        (verdict, inner.security.tls.as_ref(), stream.peer_certificate())
+    else {
+        return verdict;
+    };
+    let Some(host) = inner.security.hosts.get(&sender) else { return Verdict::UnknownSender };
+    match tls.check_peer_name(&certificate, host) {
+        Ok(()) => verdict,
+        Err(error) => {
+            warn!(peer = sender, host = ?host, %error, "peer certificate does not name its server line's host");
+            Verdict::Certificate
+        }
+    }
+}
+
 /// Reads frames into the inbox until the connection fails; returns why.
-async fn read_frames(inner: &Inner, link: &Link, mut reader: BufReader<TcpStream>) -> String {
+async fn read_frames(inner: &Inner, link: &Link, mut reader: BufReader<PeerStream>) -> String {
     let frame_bytes_max = inner.limits.frame_bytes_max;
     loop {
         let mut header = [0u8; FRAME_HEADER_BYTES];
@@ -797,13 +994,20 @@ async fn run_link(inner: Rc<Inner>, id: u64) {
 }
 
 /// The connector's half of the handshake.
-async fn connect(inner: &Inner, link: &Link) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect_timeout(link.address, inner.limits.handshake_timeout)
+async fn connect(inner: &Inner, link: &Link) -> Result<PeerStream, String> {
+    let stream = TcpStream::connect_timeout(link.address, inner.limits.handshake_timeout)
         .await
         .map_err(|error| format!("connect failed: {error}"))?;
     let _ = stream.set_nodelay(true);
+    let mut stream = match (inner.security.dialling(), inner.security.hosts.get(&link.id)) {
+        (Some(tls), Some(host)) => match tls.connector().connect(host.clone(), stream).await {
+            Ok(stream) => PeerStream::Tls(Box::new(futures_rustls::TlsStream::Client(stream))),
+            Err(error) => return Err(format!("TLS handshake with {host:?} failed (sslQuorum): {error}")),
+        },
+        _ => PeerStream::Plain(stream),
+    };
     let hello = Hello { sender: inner.my_id, receiver: link.id, identity: inner.identity };
-    stream.write_all(&hello.encode()).await.map_err(|error| format!("cannot send the hello: {error}"))?;
+    send_all(&mut stream, &hello.encode()).await.map_err(|error| format!("cannot send the hello: {error}"))?;
     let mut bytes = [0u8; ANSWER_BYTES];
     stream.read_exact(&mut bytes).await.map_err(|error| format!("no answer to the hello: {error}"))?;
     let answer = Answer::decode(&bytes).map_err(|error| format!("bad answer: {error}"))?;
@@ -826,7 +1030,7 @@ async fn connect(inner: &Inner, link: &Link) -> Result<TcpStream, String> {
 /// Writes queued frames until the connection fails; returns why. The peer
 /// never writes after its answer, so a read that returns tells that the
 /// connection is gone even while nothing is being sent.
-async fn pump(inner: &Inner, link: &Link, stream: TcpStream) -> String {
+async fn pump(inner: &Inner, link: &Link, stream: PeerStream) -> String {
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let closed = async move {
         let mut byte = [0u8; 1];
@@ -861,7 +1065,7 @@ async fn pump(inner: &Inner, link: &Link, stream: TcpStream) -> String {
                 }
             }
             link.queue_bytes.set(link.queue_bytes.get().saturating_sub(payload_bytes));
-            if let Err(error) = writer.write_all(&buffer).await {
+            if let Err(error) = send_all(&mut writer, &buffer).await {
                 return format!("write failed: {error}");
             }
             Link::add(&link.frames_sent, frames);
