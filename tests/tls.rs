@@ -19,6 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::certs::{self, openssl, CLIENT_EXTENSIONS, SERVER_EXTENSIONS};
 use common::{zoocore, Process, Server, START_DEADLINE};
 
 fn repository() -> PathBuf {
@@ -37,15 +38,6 @@ struct Certificates {
     directory: tempfile::TempDir,
 }
 
-fn openssl(directory: &Path, arguments: &[&str]) {
-    let output = Command::new("openssl")
-        .args(arguments)
-        .current_dir(directory)
-        .output()
-        .unwrap_or_else(|error| panic!("openssl is missing ({error}): run .ci/setup.sh first"));
-    assert!(output.status.success(), "openssl {arguments:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
-}
-
 impl Certificates {
     /// A CA; the server's key and certificate (for 127.0.0.1 and
     /// localhost) as a PEM key store and a PKCS12 one (password `P12_PASSWORD`);
@@ -57,82 +49,19 @@ impl Certificates {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path();
         let run = |arguments: &[&str]| openssl(path, arguments);
-        // Extensions make version 3 certificates, which webpki requires.
-        std::fs::write(
-            path.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        std::fs::write(path.join("client.ext"), "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n").unwrap();
         for ca in ["ca", "rogue-ca"] {
-            run(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=zoocore test {ca}"),
-            ]);
+            certs::make_ca(path, ca);
         }
-        let leaf_for_days = |name: &str, subject: &str, ca: &str, extensions: Option<&str>, days: &str| {
-            run(&[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                subject,
-            ]);
-            let mut arguments = vec![
-                "x509".to_string(),
-                "-req".into(),
-                "-in".into(),
-                format!("{name}.csr"),
-                "-CA".into(),
-                format!("{ca}.pem"),
-                "-CAkey".into(),
-                format!("{ca}.key"),
-                "-CAcreateserial".into(),
-                "-out".into(),
-                format!("{name}.crt"),
-                "-days".into(),
-                days.into(),
-            ];
-            if let Some(extensions) = extensions {
-                arguments.extend(["-extfile".into(), extensions.into()]);
-            }
-            let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-            run(&arguments);
-            // A PEM key store: the private key and the certificate chain.
-            let key = std::fs::read_to_string(path.join(format!("{name}.key"))).unwrap();
-            let certificate = std::fs::read_to_string(path.join(format!("{name}.crt"))).unwrap();
-            std::fs::write(path.join(format!("{name}.pem")), format!("{key}{certificate}")).unwrap();
-        };
-        let leaf = |name: &str, subject: &str, ca: &str, extensions: Option<&str>| {
-            leaf_for_days(name, subject, ca, extensions, "2")
+        let leaf = |name: &str, subject: &str, ca: &str, extensions: &str| {
+            certs::make_leaf(path, name, subject, ca, Some(extensions), "2")
         };
         // Valid for no time at all: expired a second after it was made.
-        leaf_for_days("expired", "/CN=expired", "ca", Some("client.ext"), "0");
-        leaf("server", "/CN=localhost", "ca", Some("server.ext"));
-        leaf("server2", "/CN=localhost", "ca", Some("server.ext"));
-        leaf("client", "/C=US/O=Zoocore Test/OU=Tests/CN=client", "ca", Some("client.ext"));
-        leaf("other", "/CN=other", "ca", Some("client.ext"));
-        leaf("rogue", "/CN=rogue", "rogue-ca", Some("client.ext"));
+        certs::make_leaf(path, "expired", "/CN=expired", "ca", Some(CLIENT_EXTENSIONS), "0");
+        leaf("server", "/CN=localhost", "ca", SERVER_EXTENSIONS);
+        leaf("server2", "/CN=localhost", "ca", SERVER_EXTENSIONS);
+        leaf("client", "/C=US/O=Zoocore Test/OU=Tests/CN=client", "ca", CLIENT_EXTENSIONS);
+        leaf("other", "/CN=other", "ca", CLIENT_EXTENSIONS);
+        leaf("rogue", "/CN=rogue", "rogue-ca", CLIENT_EXTENSIONS);
         run(&[
             "pkcs12",
             "-export",

@@ -180,8 +180,7 @@ impl BroadcastCore {
         let peers = match &ensemble {
             Some(ensemble) => {
                 let hosts = config.servers.values().map(|server| (server.id, server.host.as_str()));
-                let security =
-                    PeerSecurity::new(quorum_tls, config.ssl_quorum, config.quorum_port_unification, hosts)?;
+                let security = PeerSecurity::new(quorum_tls, config.ssl_quorum, config.quorum_port_unification, hosts)?;
                 Some(PeerLinks::start(ensemble, PeerLimits::default(), security).await?)
             }
             None => None,

@@ -551,20 +551,20 @@ pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>,
             if client_auth == ClientAuth::Want {
                 verifier = verifier.allow_unauthenticated();
             }
-            let verifier = verifier
-                .build()
-                .map_err(|error| TlsError::Verifier {
-                    key: trust.key,
-                    path: trust.location.clone(),
-                    detail: error.to_string(),
-                })?;
+            let verifier = verifier.build().map_err(|error| TlsError::Verifier {
+                key: trust.key,
+                path: trust.location.clone(),
+                detail: error.to_string(),
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let (chain, key) = key_pair(&settings.key_store)?;
-    let config = builder
-        .with_single_cert(chain, key)
-        .map_err(|error| TlsError::KeyPair { key: settings.key_store.key, path: settings.key_store.location.clone(), error })?;
+    let config = builder.with_single_cert(chain, key).map_err(|error| TlsError::KeyPair {
+        key: settings.key_store.key,
+        path: settings.key_store.location.clone(),
+        error,
+    })?;
     Ok(Arc::new(config))
 }
 

@@ -143,7 +143,10 @@ pub fn load(settings: &QuorumTlsSettings) -> Result<QuorumTls, TlsError> {
 
 /// `sslQuorumReloadCertFiles`: swaps both configurations when a store file
 /// changes (see [`super::spawn_reloader`]).
-pub fn spawn_reloader(settings: QuorumTlsSettings, context: &QuorumTls) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn_reloader(
+    settings: QuorumTlsSettings,
+    context: &QuorumTls,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (server, client) = (context.server.clone(), context.client.clone());
     let tls = settings.tls.clone();
     watch_stores(tls, "sslQuorumReloadCertFiles", move |_| {
@@ -168,9 +171,10 @@ fn client_config(settings: &QuorumTlsSettings) -> Result<Arc<ClientConfig>, TlsE
     };
     let (provider, versions) = provider_and_versions(tls);
     let roots = trust_roots(trust)?;
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|error| TlsError::Verifier { key: trust.key, path: trust.location.clone(), detail: error.to_string() })?;
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().map_err(|error| {
+            TlsError::Verifier { key: trust.key, path: trust.location.clone(), detail: error.to_string() }
+        })?;
     let verifier = Arc::new(PeerVerifier { inner: verifier, hostname_verification: settings.hostname_verification });
     let (chain, key) = key_pair(&tls.key_store)?;
     let config = ClientConfig::builder_with_provider(provider)
@@ -278,8 +282,10 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(parsed.quorum_tls.unwrap().tls.trust_store.unwrap().location, std::path::PathBuf::from("/ca.pem"));
-        config = parse("sslQuorum=true\nssl.quorum.keyStore.location=k.pem\nssl.quorum.trustStore.location=c.pem\n\
-                        ssl.quorum.hostnameVerification=maybe")
+        config = parse(
+            "sslQuorum=true\nssl.quorum.keyStore.location=k.pem\nssl.quorum.trustStore.location=c.pem\n\
+                        ssl.quorum.hostnameVerification=maybe",
+        )
         .unwrap_err();
         assert!(config.to_string().contains("ssl.quorum.hostnameVerification"), "{config}");
     }

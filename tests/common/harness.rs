@@ -645,12 +645,23 @@ impl Cluster {
     }
 
     pub fn start_with(voters: usize, observers: usize, extra_cfg_lines: &[&str]) -> Cluster {
+        Self::start_with_members(voters, observers, extra_cfg_lines, |_| Vec::new())
+    }
+
+    /// [`Cluster::start_with`], and `member_lines(index)` added to the
+    /// zoo.cfg of the member at `index` alone (its own certificate, say).
+    pub fn start_with_members(
+        voters: usize,
+        observers: usize,
+        extra_cfg_lines: &[&str],
+        member_lines: impl Fn(usize) -> Vec<String>,
+    ) -> Cluster {
         // Every member's ports are written into every member's zoo.cfg
         // before any starts, so a port another process takes in between
         // cannot be swapped for one member alone: the whole ensemble starts
         // again on fresh ports.
         for attempt in 1.. {
-            match Self::try_start_with(voters, observers, extra_cfg_lines) {
+            match Self::try_start_with(voters, observers, extra_cfg_lines, &member_lines) {
                 Ok(cluster) => return cluster,
                 Err(tail) if attempt < 4 && tail.contains("Address already in use") => continue,
                 Err(tail) => panic!("an ensemble member exited before listening\n{tail}"),
@@ -659,7 +670,12 @@ impl Cluster {
         unreachable!("the loop returns or panics")
     }
 
-    fn try_start_with(voters: usize, observers: usize, extra_cfg_lines: &[&str]) -> Result<Cluster, String> {
+    fn try_start_with(
+        voters: usize,
+        observers: usize,
+        extra_cfg_lines: &[&str],
+        lines_of_member: &impl Fn(usize) -> Vec<String>,
+    ) -> Result<Cluster, String> {
         let size = voters + observers;
         let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();
         let mut lines: Vec<String> = ports
@@ -677,6 +693,7 @@ impl Cluster {
             if index >= voters {
                 member_lines.push("peerType=observer".to_string());
             }
+            member_lines.extend(lines_of_member(index));
             let mut server = Server::unstarted(Some(TestDir::new("member")), member_lines);
             std::fs::write(server.dir().unwrap().join("data").join("myid"), format!("{}\n", index + 1))
                 .expect("write myid");

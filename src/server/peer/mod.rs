@@ -513,7 +513,10 @@ impl PeerLinks {
             // A member with no host given (tests build ensembles directly)
             // is verified against its quorum address.
             for member in ensemble.peers() {
-                security.hosts.entry(member.id).or_insert_with(|| ServerName::IpAddress(member.quorum_address.ip().into()));
+                security
+                    .hosts
+                    .entry(member.id)
+                    .or_insert_with(|| ServerName::IpAddress(member.quorum_address.ip().into()));
             }
         }
         let links = ensemble
@@ -856,10 +859,17 @@ async fn greet_inbound(inner: &Inner, mut stream: PeerStream) -> Result<(u64, Pe
         WireError::Version { .. } => Some(Verdict::Version),
         _ => None,
     };
+    let mut certificate_error = None;
     let (hello, verdict) = match Hello::decode(&bytes) {
         Ok(hello) => {
             let verdict = hello.judge(inner.my_id, inner.identity, |id| inner.links.contains_key(&id));
-            (Some(hello), certificate_verdict(inner, &stream, hello.sender, verdict))
+            match check_certificate(inner, &stream, hello.sender, verdict) {
+                Ok(()) => (Some(hello), verdict),
+                Err(error) => {
+                    certificate_error = Some(error);
+                    (Some(hello), Verdict::Certificate)
+                }
+            }
         }
         Err(error) => match verdict_of_error(&error) {
             Some(verdict) => (None, verdict),
@@ -877,11 +887,12 @@ async fn greet_inbound(inner: &Inner, mut stream: PeerStream) -> Result<(u64, Pe
             Ok((hello.sender, stream))
         }
         (Some(hello), verdict) => Err(format!(
-            "server {} (ensemble {:#018x}, meaning to reach {}): {}",
+            "server {} (ensemble {:#018x}, meaning to reach {}): {}{}",
             hello.sender,
             hello.identity,
             hello.receiver,
-            verdict.reason()
+            verdict.reason(),
+            certificate_error.map(|error| format!(": {error}")).unwrap_or_default()
         )),
         (None, verdict) => Err(verdict.reason().to_string()),
     }
@@ -889,21 +900,15 @@ async fn greet_inbound(inner: &Inner, mut stream: PeerStream) -> Result<(u64, Pe
 
 /// An accepted hello over TLS with hostname verification still needs a
 /// certificate that names the host of the sender's server line
-/// (crate::tls::quorum); the reason is logged here, the verdict sent.
-fn certificate_verdict(inner: &Inner, stream: &PeerStream, sender: u64, verdict: Verdict) -> Verdict {
+/// (crate::tls::quorum); Err says what it names instead.
+fn check_certificate(inner: &Inner, stream: &PeerStream, sender: u64, verdict: Verdict) -> Result<(), String> {
     let (Verdict::Accepted, Some(tls), Some(certificate)) =
         (verdict, inner.security.tls.as_ref(), stream.peer_certificate())
     else {
-        return verdict;
+        return Ok(());
     };
-    let Some(host) = inner.security.hosts.get(&sender) else { return Verdict::UnknownSender };
-    match tls.check_peer_name(&certificate, host) {
-        Ok(()) => verdict,
-        Err(error) => {
-            warn!(peer = sender, host = ?host, %error, "peer certificate does not name its server line's host");
-            Verdict::Certificate
-        }
-    }
+    let host = inner.security.hosts.get(&sender).ok_or_else(|| format!("no host known for server {sender}"))?;
+    tls.check_peer_name(&certificate, host).map_err(|error| format!("server.{sender} is {}: {error}", host.to_str()))
 }
 
 /// Reads frames into the inbox until the connection fails; returns why.
@@ -1002,7 +1007,7 @@ async fn connect(inner: &Inner, link: &Link) -> Result<PeerStream, String> {
     let mut stream = match (inner.security.dialling(), inner.security.hosts.get(&link.id)) {
         (Some(tls), Some(host)) => match tls.connector().connect(host.clone(), stream).await {
             Ok(stream) => PeerStream::Tls(Box::new(futures_rustls::TlsStream::Client(stream))),
-            Err(error) => return Err(format!("TLS handshake with {host:?} failed (sslQuorum): {error}")),
+            Err(error) => return Err(format!("TLS handshake with {} failed (sslQuorum): {error}", host.to_str())),
         },
         _ => PeerStream::Plain(stream),
     };
