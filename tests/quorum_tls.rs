@@ -19,7 +19,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::certs::{self, PEER_EXTENSIONS};
+use common::certs::{self, CertificateDir, PEER_EXTENSIONS};
 use common::*;
 use zoocore::server::peer::wire::{Answer, Hello, Verdict, ANSWER_BYTES};
 
@@ -33,66 +33,41 @@ const P12_PASSWORD: &str = "quorum-P12-pass-4417";
 /// The ensemble's CA and one certificate per member (`peer1`..`peer3`);
 /// `rogue`, a peer certificate from another CA; `elsewhere`, one from the
 /// ensemble's CA that names 127.0.0.2 only; `peer1.p12`, peer1's as PKCS12.
-struct Certificates {
-    directory: tempfile::TempDir,
+fn make_certificates() -> CertificateDir {
+    let certificates = CertificateDir::new();
+    let path = certificates.root();
+    certs::make_ca(path, "ca");
+    certs::make_ca(path, "rogue-ca");
+    for id in 1..=3 {
+        certs::make_leaf(path, &format!("peer{id}"), &format!("/CN=server{id}"), "ca", Some(PEER_EXTENSIONS), "2");
+    }
+    certs::make_leaf(path, "rogue", "/CN=rogue", "rogue-ca", Some(PEER_EXTENSIONS), "2");
+    let elsewhere = "subjectAltName=IP:127.0.0.2\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n";
+    certs::make_leaf(path, "elsewhere", "/CN=elsewhere", "ca", Some(elsewhere), "2");
+    certs::pkcs12(path, "peer1", P12_PASSWORD);
+    certificates
 }
 
-impl Certificates {
-    fn make() -> Certificates {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path();
-        certs::make_ca(path, "ca");
-        certs::make_ca(path, "rogue-ca");
-        for id in 1..=3 {
-            certs::make_leaf(path, &format!("peer{id}"), &format!("/CN=server{id}"), "ca", Some(PEER_EXTENSIONS), "2");
-        }
-        certs::make_leaf(path, "rogue", "/CN=rogue", "rogue-ca", Some(PEER_EXTENSIONS), "2");
-        let elsewhere =
-            "subjectAltName=IP:127.0.0.2\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n";
-        certs::make_leaf(path, "elsewhere", "/CN=elsewhere", "ca", Some(elsewhere), "2");
-        certs::openssl(
-            path,
-            &[
-                "pkcs12",
-                "-export",
-                "-in",
-                "peer1.crt",
-                "-inkey",
-                "peer1.key",
-                "-out",
-                "peer1.p12",
-                "-passout",
-                &format!("pass:{P12_PASSWORD}"),
-            ],
-        );
-        Certificates { directory }
-    }
+/// The lines every member shares: TLS on, the ensemble's CA trusted.
+fn common_lines(certificates: &CertificateDir) -> Vec<String> {
+    vec!["sslQuorum=true".into(), format!("ssl.quorum.trustStore.location={}", certificates.path("ca.pem"))]
+}
 
-    fn path(&self, name: &str) -> String {
-        self.directory.path().join(name).display().to_string()
-    }
-
-    /// The lines every member shares: TLS on, the ensemble's CA trusted.
-    fn common_lines(&self) -> Vec<String> {
-        vec!["sslQuorum=true".into(), format!("ssl.quorum.trustStore.location={}", self.path("ca.pem"))]
-    }
-
-    /// A member's own key store.
-    fn key_store(&self, name: &str) -> Vec<String> {
-        vec![format!("ssl.quorum.keyStore.location={}", self.path(&format!("{name}.pem")))]
-    }
+/// A member's own key store.
+fn key_store(certificates: &CertificateDir, name: &str) -> Vec<String> {
+    vec![format!("ssl.quorum.keyStore.location={}", certificates.path(&format!("{name}.pem")))]
 }
 
 /// Three voters over quorum TLS; the member at index `odd` (if any) uses
 /// the key store `odd_store` instead of its own, and every member gets
 /// `extra` lines.
-fn tls_cluster(certificates: &Certificates, odd: Option<(usize, &str)>, extra: &[&str]) -> Cluster {
-    let mut lines = certificates.common_lines();
+fn tls_cluster(certificates: &CertificateDir, odd: Option<(usize, &str)>, extra: &[&str]) -> Cluster {
+    let mut lines = common_lines(certificates);
     lines.extend(extra.iter().map(|line| line.to_string()));
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     Cluster::start_with_members(3, 0, &lines, |index| match odd {
-        Some((odd_index, store)) if odd_index == index => certificates.key_store(store),
-        _ => certificates.key_store(&format!("peer{}", index + 1)),
+        Some((odd_index, store)) if odd_index == index => key_store(certificates, store),
+        _ => key_store(certificates, &format!("peer{}", index + 1)),
     })
 }
 
@@ -101,11 +76,13 @@ fn log(server: &Server) -> String {
     std::fs::read_to_string(server.dir().unwrap().join("zoocore.stderr.log")).unwrap_or_default()
 }
 
-fn wait_for_log(server: &Server, texts: &[&str]) -> bool {
-    wait_for(LOG_DEADLINE, || {
+/// Asserts that the member's log comes to hold every one of `texts`.
+fn assert_logged(server: &Server, texts: &[&str]) {
+    let logged = wait_for(LOG_DEADLINE, || {
         let log = log(server);
         texts.iter().all(|text| log.contains(text))
-    })
+    });
+    assert!(logged, "{texts:?} not in the log\n{}", server.stderr_tail());
 }
 
 /// Waits until, among the members at `indexes`, one leads and the others
@@ -164,11 +141,11 @@ fn plain_hello(port: u16, sender: u64, receiver: u64, identity: u64) -> Option<A
 
 #[tokio::test]
 async fn three_servers_over_quorum_tls_elect_a_leader_and_replicate() {
-    let certificates = Certificates::make();
+    let certificates = make_certificates();
     let cluster = tls_cluster(&certificates, None, &[]);
     let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
     for server in &cluster.servers {
-        assert!(wait_for_log(server, &["peer transport listening", "tls=\"sslQuorum\""]), "{}", server.stderr_tail());
+        assert_logged(server, &["peer transport listening", "tls=\"sslQuorum\""]);
     }
     // A write on a follower (forwarded to the leader over TLS), read on
     // the other follower; then one on the leader read on a follower.
@@ -177,60 +154,45 @@ async fn three_servers_over_quorum_tls_elect_a_leader_and_replicate() {
     write_and_read_elsewhere(&cluster, leader, first).await;
 }
 
-#[tokio::test]
-async fn a_server_with_a_certificate_from_another_ca_cannot_join() {
-    let certificates = Certificates::make();
-    // Member 3 trusts the ensemble's CA (its certificate is public) but
-    // holds no key it signed.
-    let cluster = tls_cluster(&certificates, Some((2, "rogue")), &[]);
+/// Starts three members, the third with the key store `store`, and checks
+/// that the first two elect and serve while the third stays out.
+async fn kept_out(certificates: &CertificateDir, store: &str) -> Cluster {
+    let cluster = tls_cluster(certificates, Some((2, store)), &[]);
     let leader = wait_for_leader_among(&cluster, &[0, 1]);
     write_and_read_elsewhere(&cluster, leader, 1 - leader).await;
     let modes = cluster.modes();
-    assert!(!matches!(modes[2].as_str(), "leader" | "follower"), "the rogue member joined: {modes:?}");
+    assert!(!matches!(modes[2].as_str(), "leader" | "follower"), "the member with {store} joined: {modes:?}");
+    cluster
+}
+
+#[tokio::test]
+async fn a_server_with_a_certificate_from_another_ca_cannot_join() {
+    let certificates = make_certificates();
+    // Member 3 trusts the ensemble's CA (its certificate is public) but
+    // holds no key it signed.
+    let cluster = kept_out(&certificates, "rogue").await;
     // The members it dials refuse its certificate and say why...
     for server in &cluster.servers[..2] {
-        assert!(
-            wait_for_log(server, &["peer connection refused", "TLS handshake failed", "UnknownIssuer"]),
-            "{}",
-            server.stderr_tail()
-        );
+        assert_logged(server, &["peer connection refused", "TLS handshake failed", "UnknownIssuer"]);
     }
     // ...and its own log names the refusal: under TLS 1.3 its handshake
     // ends before the acceptor has checked its certificate, whose verdict
     // comes as an alert in place of the hello's answer.
-    assert!(
-        wait_for_log(&cluster.servers[2], &["cannot link to peer", "received fatal alert: UnknownCA"]),
-        "{}",
-        cluster.servers[2].stderr_tail()
-    );
+    assert_logged(&cluster.servers[2], &["cannot link to peer", "received fatal alert: UnknownCA"]);
 }
 
 #[tokio::test]
 async fn a_certificate_naming_another_host_is_refused_unless_hostname_verification_is_off() {
-    let certificates = Certificates::make();
-    let cluster = tls_cluster(&certificates, Some((2, "elsewhere")), &[]);
-    let leader = wait_for_leader_among(&cluster, &[0, 1]);
-    write_and_read_elsewhere(&cluster, leader, 1 - leader).await;
+    let certificates = make_certificates();
+    let cluster = kept_out(&certificates, "elsewhere").await;
     // Dialled, member 3's certificate does not name its server line's
     // 127.0.0.1; dialling, it claims id 3 with a certificate for another host.
-    assert!(
-        wait_for_log(
-            &cluster.servers[0],
-            &["cannot link to peer", "failed (sslQuorum)", "certificate not valid for name"]
-        ),
-        "{}",
-        cluster.servers[0].stderr_tail()
+    assert_logged(
+        &cluster.servers[0],
+        &["cannot link to peer", "failed (sslQuorum)", "certificate not valid for name"],
     );
-    assert!(
-        wait_for_log(&cluster.servers[0], &["peer connection refused", "server.3 is 127.0.0.1", "not valid for name"]),
-        "{}",
-        cluster.servers[0].stderr_tail()
-    );
-    assert!(
-        wait_for_log(&cluster.servers[2], &["refused by server", "ssl.quorum.hostnameVerification"]),
-        "{}",
-        cluster.servers[2].stderr_tail()
-    );
+    assert_logged(&cluster.servers[0], &["peer connection refused", "server.3 is 127.0.0.1", "not valid for name"]);
+    assert_logged(&cluster.servers[2], &["refused by server", "ssl.quorum.hostnameVerification"]);
     drop(cluster);
     // The same certificates with verification off: any certificate from the CA will do.
     let cluster = tls_cluster(&certificates, Some((2, "elsewhere")), &["ssl.quorum.hostnameVerification=false"]);
@@ -240,31 +202,27 @@ async fn a_certificate_naming_another_host_is_refused_unless_hostname_verificati
 
 #[tokio::test]
 async fn a_plain_text_peer_on_a_tls_quorum_port_is_refused_and_the_ensemble_serves_on() {
-    let certificates = Certificates::make();
+    let certificates = make_certificates();
     let cluster = tls_cluster(&certificates, None, &[]);
     cluster.wait_for_leader(ELECTION_DEADLINE);
     // A hello that plain links would accept (right ids and ensemble).
     let (port, identity) = quorum_port_and_identity(&cluster.servers[0], 1);
     assert_eq!(plain_hello(port, 2, 1, identity), None, "a plain peer got an answer on a TLS quorum port");
-    assert!(
-        wait_for_log(&cluster.servers[0], &["peer connection refused", "TLS handshake failed"]),
-        "{}",
-        cluster.servers[0].stderr_tail()
-    );
+    assert_logged(&cluster.servers[0], &["peer connection refused", "TLS handshake failed"]);
     let leader = cluster.wait_for_leader(ELECTION_DEADLINE);
     write_and_read_elsewhere(&cluster, (leader + 1) % 3, leader).await;
 }
 
 #[tokio::test]
 async fn port_unification_lets_tls_and_plain_members_meet_during_a_rolling_change() {
-    let certificates = Certificates::make();
+    let certificates = make_certificates();
     // Members 1 and 2 already dial TLS; member 3 still dials plain. All
     // three accept both, as in the middle of ZooKeeper's rolling upgrade.
     let lines =
         [format!("ssl.quorum.trustStore.location={}", certificates.path("ca.pem")), "portUnification=true".into()];
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let cluster = Cluster::start_with_members(3, 0, &lines, |index| {
-        let mut member = certificates.key_store(&format!("peer{}", index + 1));
+        let mut member = key_store(&certificates, &format!("peer{}", index + 1));
         member.push(format!("sslQuorum={}", index < 2));
         member
     });
@@ -279,7 +237,7 @@ async fn port_unification_lets_tls_and_plain_members_meet_during_a_rolling_chang
 
 #[test]
 fn bad_quorum_tls_settings_stop_the_start_with_exit_status_2() {
-    let certificates = Certificates::make();
+    let certificates = make_certificates();
     let directory = TestDir::new("quorum-tls-config");
     std::fs::create_dir_all(directory.path().join("data")).unwrap();
     std::fs::write(directory.path().join("data/myid"), "1\n").unwrap();
@@ -307,7 +265,7 @@ fn bad_quorum_tls_settings_stop_the_start_with_exit_status_2() {
     let on = "sslQuorum=true".to_string();
     let error = run(std::slice::from_ref(&on));
     assert!(error.contains("ssl.quorum.keyStore.location"), "{error}");
-    let error = run(&[on.clone(), certificates.key_store("peer1")[0].clone()]);
+    let error = run(&[on.clone(), key_store(&certificates, "peer1")[0].clone()]);
     assert!(error.contains("ssl.quorum.trustStore.location"), "{error}");
     let missing = certificates.path("missing.pem");
     let error = run(&[on.clone(), format!("ssl.quorum.keyStore.location={missing}"), trust.clone()]);
@@ -321,7 +279,8 @@ fn bad_quorum_tls_settings_stop_the_start_with_exit_status_2() {
     ]);
     assert!(error.contains("ssl.quorum.keyStore") && error.contains(&p12), "{error}");
     assert!(!error.contains("wrong-Password-90"), "a password reached the output: {error}");
-    let error = run(&[on.clone(), certificates.key_store("peer1")[0].clone(), trust.clone(), "sslQuorum=maybe".into()]);
+    let error =
+        run(&[on.clone(), key_store(&certificates, "peer1")[0].clone(), trust.clone(), "sslQuorum=maybe".into()]);
     assert!(error.contains("sslQuorum") && error.contains("maybe"), "{error}");
     // The right password loads (the start then goes on, so it is only
     // checked here through the library).

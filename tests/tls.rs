@@ -19,7 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::certs::{self, openssl, CLIENT_EXTENSIONS, SERVER_EXTENSIONS};
+use common::certs::{self, CLIENT_EXTENSIONS, SERVER_EXTENSIONS};
 use common::{zoocore, Process, Server, START_DEADLINE};
 
 fn repository() -> PathBuf {
@@ -33,9 +33,9 @@ pub const CLIENT_SUBJECT: &str = "CN=client,OU=Tests,O=Zoocore Test,C=US";
 /// The PKCS12 key store's password: distinctive, so a leak is found.
 const P12_PASSWORD: &str = "p12-Pass-7781";
 
-/// Certificates made for one test, in a directory that lives as long as it.
+/// Certificates made for one test (tests/common/certs.rs).
 struct Certificates {
-    directory: tempfile::TempDir,
+    directory: certs::CertificateDir,
 }
 
 impl Certificates {
@@ -46,9 +46,8 @@ impl Certificates {
     /// that CA; `expired`, one from that CA that expires at once; and
     /// `rogue`, a client certificate from another CA.
     fn make() -> Certificates {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path();
-        let run = |arguments: &[&str]| openssl(path, arguments);
+        let directory = certs::CertificateDir::new();
+        let path = directory.root();
         for ca in ["ca", "rogue-ca"] {
             certs::make_ca(path, ca);
         }
@@ -62,23 +61,12 @@ impl Certificates {
         leaf("client", "/C=US/O=Zoocore Test/OU=Tests/CN=client", "ca", CLIENT_EXTENSIONS);
         leaf("other", "/CN=other", "ca", CLIENT_EXTENSIONS);
         leaf("rogue", "/CN=rogue", "rogue-ca", CLIENT_EXTENSIONS);
-        run(&[
-            "pkcs12",
-            "-export",
-            "-in",
-            "server.crt",
-            "-inkey",
-            "server.key",
-            "-out",
-            "server.p12",
-            "-passout",
-            &format!("pass:{P12_PASSWORD}"),
-        ]);
+        certs::pkcs12(path, "server", P12_PASSWORD);
         Certificates { directory }
     }
 
     fn path(&self, name: &str) -> String {
-        self.directory.path().join(name).display().to_string()
+        self.directory.path(name)
     }
 
     /// The zoo.cfg lines of a secure port on `port` with PEM stores.
@@ -547,44 +535,14 @@ fn x509_id_of_an_unusual_subject_is_zookeepers() {
     const ZOOKEEPER_SAYS: &str =
         r#"DC=example,1.2.840.113549.1.9.1=#16057840792e7a,CN=a\#b \= c\; \"q\",O=Org+OU=Unit,ST=Some\, State,C=US"#;
     let certificates = Certificates::make();
-    let path = certificates.directory.path();
-    openssl(
-        path,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "odd.key",
-            "-out",
-            "odd.csr",
-            "-multivalue-rdn",
-            "-subj",
-            r#"/C=US/ST=Some, State/O=Org+OU=Unit/CN=a#b = c; "q"/emailAddress=x@y.z/DC=example"#,
-        ],
-    );
-    openssl(
-        path,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "odd.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "odd.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ],
+    certs::make_leaf_with(
+        certificates.directory.root(),
+        "odd",
+        r#"/C=US/ST=Some, State/O=Org+OU=Unit/CN=a#b = c; "q"/emailAddress=x@y.z/DC=example"#,
+        "ca",
+        Some(CLIENT_EXTENSIONS),
+        "2",
+        &["-multivalue-rdn"],
     );
     let der = rustls::pki_types::CertificateDer::from_pem_file(certificates.path("odd.crt")).unwrap();
     assert_eq!(zoocore::auth::x509::subject_name(&der).unwrap(), ZOOKEEPER_SAYS);

@@ -327,23 +327,14 @@ mod tests {
 
     #[test]
     fn load_names_the_key_and_the_file() {
-        let settings = parse(
-            "sslQuorum=true\nssl.quorum.keyStore.location=/nonexistent/peer.pem\n\
-             ssl.quorum.trustStore.location=/nonexistent/ca.pem",
-        )
-        .unwrap()
-        .quorum_tls
-        .unwrap();
-        let error = load(&settings).err().unwrap().to_string();
-        assert!(error.contains("ssl.quorum.") && error.contains("/nonexistent/"), "{error}");
-        let settings = parse(
-            "sslQuorum=true\nssl.quorum.keyStore.location=/nonexistent/peer.pem\n\
-             ssl.quorum.trustStore.location=/nonexistent/ca.jks",
-        )
-        .unwrap()
-        .quorum_tls
-        .unwrap();
-        let error = load(&settings).err().unwrap().to_string();
-        assert!(error.contains("ssl.quorum.trustStore.type is JKS") && error.contains("keytool"), "{error}");
+        for (trust_store, expected) in [("ca.pem", "ssl.quorum.trustStore.location"), ("ca.jks", "keytool")] {
+            let config = parse(&format!(
+                "sslQuorum=true\nssl.quorum.keyStore.location=/nonexistent/peer.pem\n\
+                 ssl.quorum.trustStore.location=/nonexistent/{trust_store}"
+            ))
+            .unwrap();
+            let error = load(config.quorum_tls.as_ref().unwrap()).err().unwrap().to_string();
+            assert!(error.contains(expected) && error.contains("/nonexistent/"), "{error}");
+        }
     }
 }

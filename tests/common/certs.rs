@@ -17,6 +17,9 @@ pub const CLIENT_EXTENSIONS: &str = "extendedKeyUsage=clientAuth\nbasicConstrain
 pub const PEER_EXTENSIONS: &str =
     "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n";
 
+/// The options of `openssl req` that make a fresh unencrypted P-256 key.
+const NEW_EC_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
 /// Runs openssl in `directory`; panics with its stderr when it fails.
 pub fn openssl(directory: &Path, arguments: &[&str]) {
     let output = Command::new("openssl")
@@ -29,26 +32,12 @@ pub fn openssl(directory: &Path, arguments: &[&str]) {
 
 /// A self-signed CA: `NAME.key` and `NAME.pem`.
 pub fn make_ca(directory: &Path, name: &str) {
-    openssl(
-        directory,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=zoocore test {name}"),
-        ],
-    );
+    let (key, certificate, subject) =
+        (format!("{name}.key"), format!("{name}.pem"), format!("/CN=zoocore test {name}"));
+    let mut arguments = vec!["req", "-x509"];
+    arguments.extend(NEW_EC_KEY);
+    arguments.extend(["-keyout", &key, "-out", &certificate, "-days", "2", "-subj", &subject]);
+    openssl(directory, &arguments);
 }
 
 /// A certificate for `subject` signed by the CA `ca`, valid for `days`
@@ -56,21 +45,27 @@ pub fn make_ca(directory: &Path, name: &str) {
 /// certificates, which webpki requires, need some): `NAME.key`,
 /// `NAME.crt` and the PEM key store `NAME.pem`.
 pub fn make_leaf(directory: &Path, name: &str, subject: &str, ca: &str, extensions: Option<&str>, days: &str) {
+    make_leaf_with(directory, name, subject, ca, extensions, days, &[])
+}
+
+/// [`make_leaf`] with more `openssl req` options (`-multivalue-rdn`).
+pub fn make_leaf_with(
+    directory: &Path,
+    name: &str,
+    subject: &str,
+    ca: &str,
+    extensions: Option<&str>,
+    days: &str,
+    request_options: &[&str],
+) {
     let run = |arguments: &[&str]| openssl(directory, arguments);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        &format!("{name}.key"),
-        "-out",
-        &format!("{name}.csr"),
-        "-subj",
-        subject,
-    ]);
+    let (key, request) = (format!("{name}.key"), format!("{name}.csr"));
+    let mut arguments = vec!["req"];
+    arguments.extend(NEW_EC_KEY);
+    arguments.extend(["-keyout", &key, "-out", &request]);
+    arguments.extend(request_options);
+    arguments.extend(["-subj", subject]);
+    run(&arguments);
     let mut arguments = vec![
         "x509".to_string(),
         "-req".into(),
@@ -96,4 +91,34 @@ pub fn make_leaf(directory: &Path, name: &str, subject: &str, ca: &str, extensio
     let key = std::fs::read_to_string(directory.join(format!("{name}.key"))).expect("read the key");
     let certificate = std::fs::read_to_string(directory.join(format!("{name}.crt"))).expect("read the certificate");
     std::fs::write(directory.join(format!("{name}.pem")), format!("{key}{certificate}")).expect("write the key store");
+}
+
+/// `NAME.p12`: the PKCS12 key store of the leaf `NAME`, under `password`.
+pub fn pkcs12(directory: &Path, name: &str, password: &str) {
+    let (certificate, key, store) = (format!("{name}.crt"), format!("{name}.key"), format!("{name}.p12"));
+    let password = format!("pass:{password}");
+    openssl(
+        directory,
+        &["pkcs12", "-export", "-in", &certificate, "-inkey", &key, "-out", &store, "-passout", &password],
+    );
+}
+
+/// Certificates made for one test, in a directory that lives as long as it.
+pub struct CertificateDir {
+    directory: tempfile::TempDir,
+}
+
+impl CertificateDir {
+    pub fn new() -> CertificateDir {
+        CertificateDir { directory: tempfile::tempdir().expect("a temporary directory") }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.directory.path()
+    }
+
+    /// A file's path in the directory, as text for zoo.cfg lines.
+    pub fn path(&self, name: &str) -> String {
+        self.directory.path().join(name).display().to_string()
+    }
 }
