@@ -1,5 +1,8 @@
 //! TLS on the client port: ZooKeeper's `secureClientPort` with its
-//! `ssl.*` settings, served by rustls.
+//! `ssl.*` settings, served by rustls; and, in [`quorum`], the same
+//! settings under `ssl.quorum.*` for the peer links (`sslQuorum`). One
+//! reader and one store loader serve both: [`TlsKeys`] names the keys each
+//! end reads, as ZooKeeper's `X509Util` has one subclass per prefix.
 //!
 //! Why rustls: it is memory-safe Rust, needs no OpenSSL on the host, is
 //! actively maintained, and `futures-rustls` adapts it to the futures

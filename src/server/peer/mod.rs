@@ -4,7 +4,7 @@
 //!
 //! The node above it encodes its own messages (raft's, zoocore's
 //! forwarding); this module moves their bytes and decides nothing about
-//! them. It is shaped by four choices:
+//! them. It is shaped by five choices:
 //!
 //! - **One direction per connection.** Every server opens one outbound
 //!   connection to every peer and only sends on it; it accepts inbound
@@ -35,6 +35,15 @@
 //!   no Nagle delay. Links that drop reconnect after a backoff that starts
 //!   at a few milliseconds (an election after a failover must not wait for
 //!   it) and doubles up to about a second.
+//!
+//! - **TLS under the handshake.** With `sslQuorum` ([`PeerSecurity`],
+//!   crate::tls::quorum) a link is a rustls session with both sides'
+//!   certificates verified before the hello is sent, so the handshake and
+//!   the frames above are the same bytes either way, inside a
+//!   `PeerStream`; a plain peer or a certificate from another CA fails
+//!   the TLS handshake and is refused with the reason logged. The
+//!   handshake's id and ensemble checks stay: they catch misconfiguration,
+//!   TLS catches impersonation.
 //!
 //! Frames are a length, a CRC-32C and the payload; a frame longer than
 //! [`PeerLimits::frame_bytes_max`] or failing its checksum closes that link
