@@ -52,7 +52,10 @@
 //! Everything here is `!Send`: [`PeerLinks`] is shared by `Rc` on the one
 //! executor that runs it.
 
+mod secure;
 pub mod wire;
+
+pub use secure::PeerSecurity;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -64,15 +67,15 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use futures_lite::io::{AsyncReadExt, BufReader};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::timer::Timer;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::ensemble::Ensemble;
-use crate::tls::quorum::QuorumTls;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
+use secure::{check_certificate, secure_inbound, send_all, PeerStream};
 use wire::{Answer, FrameHeader, Hello, Verdict, WireError, ANSWER_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
 
 /// Every bound of the transport, in one place.
@@ -178,112 +181,6 @@ pub enum PeerError {
         /// What it must be.
         expected: &'static str,
     },
-}
-
-/// Whether the peer links run over TLS (`sslQuorum`, `portUnification`;
-/// crate::tls::quorum) and what each peer's certificate must name.
-pub struct PeerSecurity {
-    tls: Option<QuorumTls>,
-    /// `sslQuorum`: outbound links are TLS and inbound ones must be.
-    ssl_quorum: bool,
-    /// `portUnification`: inbound links may be TLS or plain, told apart by
-    /// their first byte (a TLS record starts with 0x16, a hello with `Z`).
-    port_unification: bool,
-    /// Each peer's host, as its server line writes it.
-    hosts: BTreeMap<u64, ServerName<'static>>,
-}
-
-/// The first byte of a TLS handshake record.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-impl PeerSecurity {
-    /// Plain TCP: the handshake's server id and ensemble checks alone.
-    pub fn plain() -> PeerSecurity {
-        PeerSecurity { tls: None, ssl_quorum: false, port_unification: false, hosts: BTreeMap::new() }
-    }
-
-    /// TLS as `sslQuorum` and `portUnification` say, with `hosts` the
-    /// host of every server line by id. Without `tls` (neither key set),
-    /// plain.
-    pub fn new<'a>(
-        tls: Option<QuorumTls>,
-        ssl_quorum: bool,
-        port_unification: bool,
-        hosts: impl IntoIterator<Item = (u64, &'a str)>,
-    ) -> Result<PeerSecurity, PeerError> {
-        let Some(tls) = tls else { return Ok(PeerSecurity::plain()) };
-        let mut names = BTreeMap::new();
-        for (id, host) in hosts {
-            let name = ServerName::try_from(host.to_string())
-                .map_err(|_| PeerError::HostName { id, host: host.to_string() })?;
-            names.insert(id, name);
-        }
-        Ok(PeerSecurity { tls: Some(tls), ssl_quorum, port_unification, hosts: names })
-    }
-
-    /// The TLS configuration outbound links use, if they use one.
-    fn dialling(&self) -> Option<&QuorumTls> {
-        self.tls.as_ref().filter(|_| self.ssl_quorum)
-    }
-}
-
-/// A peer connection, plain or TLS. The transport reads and writes it the
-/// same way either way.
-enum PeerStream {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::TlsStream<TcpStream>>),
-}
-
-impl PeerStream {
-    /// The certificate the other side presented, on a TLS link.
-    fn peer_certificate(&self) -> Option<CertificateDer<'static>> {
-        match self {
-            PeerStream::Plain(_) => None,
-            PeerStream::Tls(stream) => {
-                let (_, connection) = stream.get_ref();
-                connection.peer_certificates().and_then(|chain| chain.first()).map(|c| c.clone().into_owned())
-            }
-        }
-    }
-}
-
-impl AsyncRead for PeerStream {
-    fn poll_read(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut [u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            PeerStream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
-            PeerStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
-        }
-    }
-}
-
-impl AsyncWrite for PeerStream {
-    fn poll_write(self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            PeerStream::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
-            PeerStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            PeerStream::Plain(stream) => Pin::new(stream).poll_flush(context),
-            PeerStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            PeerStream::Plain(stream) => Pin::new(stream).poll_close(context),
-            PeerStream::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
-        }
-    }
-}
-
-/// Writes all of `bytes` and pushes them out: a TLS stream holds the
-/// records it made until flushed.
-async fn send_all(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
 }
 
 /// One peer's link, as plain numbers (for metrics and admin pages).
@@ -837,28 +734,6 @@ async fn serve_inbound(inner: Rc<Inner>, stream: TcpStream, remote: Option<Socke
     }
 }
 
-/// The acceptor's TLS handshake, when the quorum port speaks TLS: the
-/// stream to read the hello from, or why the connection is refused (a
-/// plain peer on a TLS port, a certificate not from the trusted CA).
-async fn secure_inbound(inner: &Inner, stream: TcpStream) -> Result<PeerStream, String> {
-    let security = &inner.security;
-    let Some(tls) = &security.tls else { return Ok(PeerStream::Plain(stream)) };
-    if security.port_unification {
-        let mut first = [0u8; 1];
-        let peeked = stream.peek(&mut first).await.map_err(|error| format!("no hello: {error}"))?;
-        if peeked == 0 {
-            return Err("closed before its hello".to_string());
-        }
-        if first[0] != TLS_HANDSHAKE_RECORD {
-            return Ok(PeerStream::Plain(stream));
-        }
-    }
-    match tls.acceptor().accept(stream).await {
-        Ok(stream) => Ok(PeerStream::Tls(Box::new(futures_rustls::TlsStream::Server(stream)))),
-        Err(error) => Err(format!("TLS handshake failed (sslQuorum: the quorum port speaks TLS only): {error}")),
-    }
-}
-
 /// The acceptor's half of the handshake: the sender's id and the stream,
 /// or why it was refused.
 async fn greet_inbound(inner: &Inner, mut stream: PeerStream) -> Result<(u64, PeerStream), String> {
@@ -905,19 +780,6 @@ async fn greet_inbound(inner: &Inner, mut stream: PeerStream) -> Result<(u64, Pe
         )),
         (None, verdict) => Err(verdict.reason().to_string()),
     }
-}
-
-/// An accepted hello over TLS with hostname verification still needs a
-/// certificate that names the host of the sender's server line
-/// (crate::tls::quorum); Err says what it names instead.
-fn check_certificate(inner: &Inner, stream: &PeerStream, sender: u64, verdict: Verdict) -> Result<(), String> {
-    let (Verdict::Accepted, Some(tls), Some(certificate)) =
-        (verdict, inner.security.tls.as_ref(), stream.peer_certificate())
-    else {
-        return Ok(());
-    };
-    let host = inner.security.hosts.get(&sender).ok_or_else(|| format!("no host known for server {sender}"))?;
-    tls.check_peer_name(&certificate, host).map_err(|error| format!("server.{sender} is {}: {error}", host.to_str()))
 }
 
 /// Reads frames into the inbox until the connection fails; returns why.
