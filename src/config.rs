@@ -32,8 +32,8 @@
 //! properties (the AdminServer's `system_properties`, Debug output, logs)
 //! shows them; `initial_configuration` keeps the file's text with their
 //! values masked. Keys that ZooKeeper itself
-//! interprets but zoocore does not implement (quorum TLS, SASL between
-//! peers and so on) are ignored with a warning rather
+//! interprets but zoocore does not implement (SASL between peers and so
+//! on) are ignored with a warning rather
 //! than silently treated as system properties, because pretending to honour
 //! `secureClientPort` would be worse than saying it is not honoured.
 //!
@@ -117,9 +117,6 @@ const UNSUPPORTED_ZOOKEEPER_KEYS: &[&str] = &[
     "connectToLearnerMasterLimit",
     "quorumListenOnAllIPs",
     "syncEnabled",
-    "sslQuorum",
-    "portUnification",
-    "sslQuorumReloadCertFiles",
     "quorum.auth.enableSasl",
     "quorum.auth.serverRequireSasl",
     "quorum.auth.learnerRequireSasl",
@@ -418,6 +415,17 @@ pub struct Config {
     /// The `ssl.*` settings of the secure port, checked when
     /// `secureClientPort` is set (crate::tls).
     pub tls: Option<crate::tls::TlsSettings>,
+    /// `sslQuorum`: the peer links run over TLS with mutual authentication.
+    pub ssl_quorum: bool,
+    /// `sslQuorumReloadCertFiles`: reload the `ssl.quorum.*` stores when
+    /// their files change.
+    pub ssl_quorum_reload_cert_files: bool,
+    /// The quorum's `portUnification`: the quorum port accepts TLS and
+    /// plain peers alike (for a rolling change to or from `sslQuorum`).
+    pub quorum_port_unification: bool,
+    /// The `ssl.quorum.*` settings of the peer links, checked when
+    /// `sslQuorum` or `portUnification` is true (crate::tls::quorum).
+    pub quorum_tls: Option<crate::tls::quorum::QuorumTlsSettings>,
     /// `minSessionTimeout`: defaults to two ticks.
     pub session_timeout_min_ms: u32,
     /// `maxSessionTimeout`: defaults to twenty ticks.
@@ -527,6 +535,10 @@ impl Default for Config {
             secure_client_port: None,
             secure_client_port_address: None,
             tls: None,
+            ssl_quorum: false,
+            ssl_quorum_reload_cert_files: false,
+            quorum_port_unification: false,
+            quorum_tls: None,
             session_timeout_min_ms: default_session_timeout_min_ms(DEFAULT_TICK_TIME_MS),
             session_timeout_max_ms: default_session_timeout_max_ms(DEFAULT_TICK_TIME_MS),
             client_connections_per_host_max: DEFAULT_CLIENT_CONNECTIONS_PER_HOST_MAX,
@@ -700,6 +712,7 @@ impl Config {
     /// from disk yet.
     fn resolve_tls(&mut self) -> Result<(), ConfigError> {
         self.tls = crate::tls::settings_from_config(self)?;
+        self.quorum_tls = crate::tls::quorum::settings_from_config(self)?;
         if self.property("client.portUnification").is_some_and(|value| value.trim().eq_ignore_ascii_case("true")) {
             let warning = "client.portUnification=true is not supported: TLS clients use secureClientPort, plain \
                            clients clientPort"
@@ -1207,6 +1220,11 @@ impl Builder {
                 config.metrics_provider_http_port = parse_port(key, value)?;
             }
             "reconfigEnabled" => config.reconfig_enabled = parse_boolean(key, value)?,
+            // Quorum TLS (crate::tls::quorum); its ssl.quorum.* stores are
+            // system properties like the client port's ssl.* ones.
+            "sslQuorum" => config.ssl_quorum = parse_boolean(key, value)?,
+            "sslQuorumReloadCertFiles" => config.ssl_quorum_reload_cert_files = parse_boolean(key, value)?,
+            "portUnification" => config.quorum_port_unification = parse_boolean(key, value)?,
             "standaloneEnabled" => config.standalone_enabled = parse_boolean(key, value)?,
             "peerType" => config.peer_type = parse_role(key, value)?,
             "dynamicConfigFile" => config.dynamic_config_file = Some(parse_path(key, value)?),
@@ -1851,10 +1869,10 @@ skipACL=yes
 
     #[test]
     fn unsupported_and_unknown_zoocore_keys_warn() {
-        let config = parse("sslQuorum=true\nzoocore.shard=3\ngroup.1=1:2:3\n");
+        let config = parse("quorumListenOnAllIPs=true\nzoocore.shard=3\ngroup.1=1:2:3\n");
         assert!(config.system_properties.is_empty());
         assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
-        assert!(config.warnings.iter().any(|warning| warning.contains("sslQuorum")));
+        assert!(config.warnings.iter().any(|warning| warning.contains("quorumListenOnAllIPs")));
         assert!(config.warnings.iter().any(|warning| warning.contains("zoocore.shard")));
         assert!(config.warnings.iter().any(|warning| warning.contains("group.1")));
     }

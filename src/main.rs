@@ -218,9 +218,25 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // The peer links' stores likewise (sslQuorum, crate::tls::quorum).
+    let quorum_tls = match config.quorum_tls.as_ref().map(zoocore::tls::quorum::load).transpose() {
+        Ok(quorum_tls) => quorum_tls,
+        Err(error) => {
+            eprintln!("zoocore: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let (Some(settings), Some(context)) =
+        (config.quorum_tls.as_ref().filter(|settings| settings.tls.cert_reload), &quorum_tls)
+    {
+        if let Err(error) = zoocore::tls::quorum::spawn_reloader(settings.clone(), context) {
+            eprintln!("zoocore: cannot start the certificate reload thread (sslQuorumReloadCertFiles): {error}");
+            return ExitCode::from(1);
+        }
+    }
     // Scripts and tests read these lines; the client line comes last (the
     // plain port's, or the secure port's when it is the only one).
-    let result = zoocore::server::run(config, ensemble, tls, |listening| {
+    let result = zoocore::server::run(config, ensemble, tls, quorum_tls, |listening| {
         if let Some(address) = listening.admin {
             println!("zoocore admin on {address}");
         }

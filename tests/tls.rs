@@ -19,6 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::certs::{self, CLIENT_EXTENSIONS, SERVER_EXTENSIONS};
 use common::{zoocore, Process, Server, START_DEADLINE};
 
 fn repository() -> PathBuf {
@@ -32,18 +33,9 @@ pub const CLIENT_SUBJECT: &str = "CN=client,OU=Tests,O=Zoocore Test,C=US";
 /// The PKCS12 key store's password: distinctive, so a leak is found.
 const P12_PASSWORD: &str = "p12-Pass-7781";
 
-/// Certificates made for one test, in a directory that lives as long as it.
+/// Certificates made for one test (tests/common/certs.rs).
 struct Certificates {
-    directory: tempfile::TempDir,
-}
-
-fn openssl(directory: &Path, arguments: &[&str]) {
-    let output = Command::new("openssl")
-        .args(arguments)
-        .current_dir(directory)
-        .output()
-        .unwrap_or_else(|error| panic!("openssl is missing ({error}): run .ci/setup.sh first"));
-    assert!(output.status.success(), "openssl {arguments:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    directory: certs::CertificateDir,
 }
 
 impl Certificates {
@@ -54,102 +46,27 @@ impl Certificates {
     /// that CA; `expired`, one from that CA that expires at once; and
     /// `rogue`, a client certificate from another CA.
     fn make() -> Certificates {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path();
-        let run = |arguments: &[&str]| openssl(path, arguments);
-        // Extensions make version 3 certificates, which webpki requires.
-        std::fs::write(
-            path.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        std::fs::write(path.join("client.ext"), "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n").unwrap();
+        let directory = certs::CertificateDir::new();
+        let path = directory.root();
         for ca in ["ca", "rogue-ca"] {
-            run(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=zoocore test {ca}"),
-            ]);
+            certs::make_ca(path, ca);
         }
-        let leaf_for_days = |name: &str, subject: &str, ca: &str, extensions: Option<&str>, days: &str| {
-            run(&[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                subject,
-            ]);
-            let mut arguments = vec![
-                "x509".to_string(),
-                "-req".into(),
-                "-in".into(),
-                format!("{name}.csr"),
-                "-CA".into(),
-                format!("{ca}.pem"),
-                "-CAkey".into(),
-                format!("{ca}.key"),
-                "-CAcreateserial".into(),
-                "-out".into(),
-                format!("{name}.crt"),
-                "-days".into(),
-                days.into(),
-            ];
-            if let Some(extensions) = extensions {
-                arguments.extend(["-extfile".into(), extensions.into()]);
-            }
-            let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-            run(&arguments);
-            // A PEM key store: the private key and the certificate chain.
-            let key = std::fs::read_to_string(path.join(format!("{name}.key"))).unwrap();
-            let certificate = std::fs::read_to_string(path.join(format!("{name}.crt"))).unwrap();
-            std::fs::write(path.join(format!("{name}.pem")), format!("{key}{certificate}")).unwrap();
-        };
-        let leaf = |name: &str, subject: &str, ca: &str, extensions: Option<&str>| {
-            leaf_for_days(name, subject, ca, extensions, "2")
+        let leaf = |name: &str, subject: &str, ca: &str, extensions: &str| {
+            certs::make_leaf(path, name, subject, ca, Some(extensions), "2")
         };
         // Valid for no time at all: expired a second after it was made.
-        leaf_for_days("expired", "/CN=expired", "ca", Some("client.ext"), "0");
-        leaf("server", "/CN=localhost", "ca", Some("server.ext"));
-        leaf("server2", "/CN=localhost", "ca", Some("server.ext"));
-        leaf("client", "/C=US/O=Zoocore Test/OU=Tests/CN=client", "ca", Some("client.ext"));
-        leaf("other", "/CN=other", "ca", Some("client.ext"));
-        leaf("rogue", "/CN=rogue", "rogue-ca", Some("client.ext"));
-        run(&[
-            "pkcs12",
-            "-export",
-            "-in",
-            "server.crt",
-            "-inkey",
-            "server.key",
-            "-out",
-            "server.p12",
-            "-passout",
-            &format!("pass:{P12_PASSWORD}"),
-        ]);
+        certs::make_leaf(path, "expired", "/CN=expired", "ca", Some(CLIENT_EXTENSIONS), "0");
+        leaf("server", "/CN=localhost", "ca", SERVER_EXTENSIONS);
+        leaf("server2", "/CN=localhost", "ca", SERVER_EXTENSIONS);
+        leaf("client", "/C=US/O=Zoocore Test/OU=Tests/CN=client", "ca", CLIENT_EXTENSIONS);
+        leaf("other", "/CN=other", "ca", CLIENT_EXTENSIONS);
+        leaf("rogue", "/CN=rogue", "rogue-ca", CLIENT_EXTENSIONS);
+        certs::pkcs12(path, "server", P12_PASSWORD);
         Certificates { directory }
     }
 
     fn path(&self, name: &str) -> String {
-        self.directory.path().join(name).display().to_string()
+        self.directory.path(name)
     }
 
     /// The zoo.cfg lines of a secure port on `port` with PEM stores.
@@ -618,44 +535,14 @@ fn x509_id_of_an_unusual_subject_is_zookeepers() {
     const ZOOKEEPER_SAYS: &str =
         r#"DC=example,1.2.840.113549.1.9.1=#16057840792e7a,CN=a\#b \= c\; \"q\",O=Org+OU=Unit,ST=Some\, State,C=US"#;
     let certificates = Certificates::make();
-    let path = certificates.directory.path();
-    openssl(
-        path,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "odd.key",
-            "-out",
-            "odd.csr",
-            "-multivalue-rdn",
-            "-subj",
-            r#"/C=US/ST=Some, State/O=Org+OU=Unit/CN=a#b = c; "q"/emailAddress=x@y.z/DC=example"#,
-        ],
-    );
-    openssl(
-        path,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "odd.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "odd.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ],
+    certs::make_leaf_with(
+        certificates.directory.root(),
+        "odd",
+        r#"/C=US/ST=Some, State/O=Org+OU=Unit/CN=a#b = c; "q"/emailAddress=x@y.z/DC=example"#,
+        "ca",
+        Some(CLIENT_EXTENSIONS),
+        "2",
+        &["-multivalue-rdn"],
     );
     let der = rustls::pki_types::CertificateDer::from_pem_file(certificates.path("odd.crt")).unwrap();
     assert_eq!(zoocore::auth::x509::subject_name(&der).unwrap(), ZOOKEEPER_SAYS);

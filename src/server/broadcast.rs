@@ -21,7 +21,7 @@ use super::control::CoreQuery;
 use super::log::Log;
 use super::memory::IdleCollector;
 use super::messages::{shard_of, Commit, Reply, Stamped};
-use super::peer::{PeerInbox, PeerLimits, PeerLinks};
+use super::peer::{PeerInbox, PeerLimits, PeerLinks, PeerSecurity};
 use super::queue::BatchQueue;
 use super::shared::{Shared, Version};
 use super::snapshot_stream::SnapshotStreams;
@@ -120,6 +120,7 @@ impl BroadcastCore {
         ensemble: Option<Ensemble>,
         settings: crate::prep::PrepSettings,
         secret: [u8; 16],
+        quorum_tls: Option<crate::tls::quorum::QuorumTls>,
     ) -> Result<BroadcastCore, CoreError> {
         let started = Instant::now();
         let (mut log, recovered, tree) = Log::open(&shared.config).await?;
@@ -173,7 +174,11 @@ impl BroadcastCore {
             return Err(CoreError::NotLeader);
         }
         let peers = match &ensemble {
-            Some(ensemble) => Some(PeerLinks::start(ensemble, PeerLimits::default()).await?),
+            Some(ensemble) => {
+                let hosts = config.servers.values().map(|server| (server.id, server.host.as_str()));
+                let security = PeerSecurity::new(quorum_tls, config.ssl_quorum, config.quorum_port_unification, hosts)?;
+                Some(PeerLinks::start(ensemble, PeerLimits::default(), security).await?)
+            }
             None => None,
         };
         if let Ok(mut view) = shared.ensemble.lock() {

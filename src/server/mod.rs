@@ -101,6 +101,7 @@ pub fn run(
     config: Config,
     ensemble: Option<crate::ensemble::Ensemble>,
     tls: Option<crate::tls::TlsContext>,
+    quorum_tls: Option<crate::tls::quorum::QuorumTls>,
     on_listening: impl FnOnce(&Listening),
 ) -> Result<(), String> {
     check_memlock()?;
@@ -150,7 +151,7 @@ pub fn run(
         LocalExecutorBuilder::new(Placement::Unbound)
             .name("zoocore-broadcast")
             .spawn(move || async move {
-                match broadcast::BroadcastCore::start(core_shared, ensemble, settings, secret).await {
+                match broadcast::BroadcastCore::start(core_shared, ensemble, settings, secret, quorum_tls).await {
                     Ok(core) => {
                         let _ = ready_sender.send(Ok(()));
                         core.run(to_broadcast_receivers, to_shard_senders).await;

@@ -1,5 +1,8 @@
 //! TLS on the client port: ZooKeeper's `secureClientPort` with its
-//! `ssl.*` settings, served by rustls.
+//! `ssl.*` settings, served by rustls; and, in [`quorum`], the same
+//! settings under `ssl.quorum.*` for the peer links (`sslQuorum`). One
+//! reader and one store loader serve both: [`TlsKeys`] names the keys each
+//! end reads, as ZooKeeper's `X509Util` has one subclass per prefix.
 //!
 //! Why rustls: it is memory-safe Rust, needs no OpenSSL on the host, is
 //! actively maintained, and `futures-rustls` adapts it to the futures
@@ -41,6 +44,8 @@
 //! ([`crate::auth::x509`]). Client host names are not verified, as
 //! ZooKeeper's server does not verify them on the client port
 //! (`ssl.hostnameVerification` concerns the client side).
+
+pub mod quorum;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,9 +109,54 @@ pub enum ClientAuth {
     None,
 }
 
-/// The client port's TLS settings, checked but not yet loaded.
+/// The names of one TLS end's keys: the client port reads `ssl.*`, the
+/// quorum `ssl.quorum.*` (ZooKeeper's `ClientX509Util` and
+/// `QuorumX509Util`: one reader, two prefixes).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TlsKeys {
+    pub key_store: &'static str,
+    pub trust_store: &'static str,
+    pub client_auth: &'static str,
+    pub protocol: &'static str,
+    pub enabled_protocols: &'static str,
+    pub cipher_suites: &'static str,
+    pub crl: &'static str,
+    pub ocsp: &'static str,
+    pub hostname_verification: &'static str,
+}
+
+/// The client port's keys.
+pub static CLIENT_KEYS: TlsKeys = TlsKeys {
+    key_store: "ssl.keyStore",
+    trust_store: "ssl.trustStore",
+    client_auth: "ssl.clientAuth",
+    protocol: "ssl.protocol",
+    enabled_protocols: "ssl.enabledProtocols",
+    cipher_suites: "ssl.ciphersuites",
+    crl: "ssl.crl",
+    ocsp: "ssl.ocsp",
+    hostname_verification: "ssl.hostnameVerification",
+};
+
+/// The peer links' keys (crate::tls::quorum).
+pub static QUORUM_KEYS: TlsKeys = TlsKeys {
+    key_store: "ssl.quorum.keyStore",
+    trust_store: "ssl.quorum.trustStore",
+    client_auth: "ssl.quorum.clientAuth",
+    protocol: "ssl.quorum.protocol",
+    enabled_protocols: "ssl.quorum.enabledProtocols",
+    cipher_suites: "ssl.quorum.ciphersuites",
+    crl: "ssl.quorum.crl",
+    ocsp: "ssl.quorum.ocsp",
+    hostname_verification: "ssl.quorum.hostnameVerification",
+};
+
+/// One TLS end's settings (the client port's, or the peer links'),
+/// checked but not yet loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
+    /// Which keys they were read from, for messages.
+    pub keys: &'static TlsKeys,
     pub key_store: Store,
     pub trust_store: Option<Store>,
     pub client_auth: ClientAuth,
@@ -115,13 +165,14 @@ pub struct TlsSettings {
     /// `ssl.ciphersuites`, as rustls names them; None for rustls's defaults.
     pub cipher_suites: Option<Vec<String>>,
     /// `zookeeper.X509AuthenticationProvider.superUser`: the subject that is
-    /// also `super`.
+    /// also `super` (client port only).
     pub x509_super_user: Option<String>,
-    /// `client.certReload`: reload the stores when their files change.
+    /// `client.certReload` (or `sslQuorumReloadCertFiles`): reload the
+    /// stores when their files change.
     pub cert_reload: bool,
 }
 
-/// What stops the TLS listener from starting; each names the key and file.
+/// What stops a TLS end from starting; each names the key and file.
 #[derive(Debug, Error)]
 pub enum TlsError {
     #[error("cannot read {key}.location {}: {error}", path.display())]
@@ -139,12 +190,17 @@ pub enum TlsError {
         path.display(), path.display()
     )]
     JavaOnly { key: &'static str, path: PathBuf, kind: &'static str },
-    #[error("ssl.keyStore.location {}: {error}", path.display())]
-    KeyPair { path: PathBuf, error: rustls::Error },
-    #[error("ssl.trustStore.location {}: {detail}", path.display())]
-    Verifier { path: PathBuf, detail: String },
-    #[error("ssl.protocol / ssl.enabledProtocols with ssl.ciphersuites: {0}")]
-    Versions(rustls::Error),
+    #[error("{key}.location {}: {error}", path.display())]
+    KeyPair { key: &'static str, path: PathBuf, error: rustls::Error },
+    #[error("{key}.location {}: {detail}", path.display())]
+    Verifier { key: &'static str, path: PathBuf, detail: String },
+    #[error("{protocol} / {enabled_protocols} with {cipher_suites}: {error}")]
+    Versions {
+        protocol: &'static str,
+        enabled_protocols: &'static str,
+        cipher_suites: &'static str,
+        error: rustls::Error,
+    },
 }
 
 /// Reads the TLS settings when `secureClientPort` is set; None otherwise.
@@ -156,60 +212,16 @@ pub fn settings_from_config(config: &Config) -> Result<Option<TlsSettings>, Conf
 }
 
 impl TlsSettings {
-    /// Reads and checks the `ssl.*` keys (see the module essay).
+    /// Reads and checks the client port's `ssl.*` keys (see the module essay).
     pub fn from_config(config: &Config) -> Result<TlsSettings, ConfigError> {
         let property = |name: &str| config.property(name).map(str::trim).filter(|value| !value.is_empty());
-        let key_store = match store(config, "ssl.keyStore")? {
-            Some(store) => store,
-            None => {
-                return Err(ConfigError::InvalidValue {
-                    key: "ssl.keyStore.location".into(),
-                    value: String::new(),
-                    expected: "the server's key store (PEM: private key and certificate chain; or PKCS12) when secureClientPort is set",
-                })
-            }
-        };
-        let trust_store = store(config, "ssl.trustStore")?;
-        let client_auth = match property("ssl.clientAuth").map(str::to_ascii_lowercase).as_deref() {
-            None | Some("need") => ClientAuth::Need,
-            Some("want") => ClientAuth::Want,
-            Some("none") => ClientAuth::None,
-            Some(_) => return Err(invalid(config, "ssl.clientAuth", "need, want or none")),
-        };
-        if client_auth != ClientAuth::None && trust_store.is_none() {
-            return Err(ConfigError::InvalidValue {
-                key: "ssl.trustStore.location".into(),
-                value: String::new(),
-                expected:
-                    "the CA certificates client certificates are verified against (ssl.clientAuth is need or want; \
-                     set ssl.clientAuth=none to ask clients for no certificate)",
-            });
-        }
-        let protocols = protocols(config)?;
-        let cipher_suites = match property("ssl.ciphersuites") {
-            None => None,
-            Some(text) => {
-                let mut names = Vec::new();
-                for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
-                    match find_cipher_suite(name) {
-                        Some(suite) => names.push(suite_name(suite)),
-                        None => {
-                            return Err(ConfigError::InvalidValue {
-                                key: "ssl.ciphersuites".into(),
-                                value: name.to_string(),
-                                expected: "cipher suites rustls offers: TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, \
-                                     TLS_CHACHA20_POLY1305_SHA256, TLS_ECDHE_{ECDSA,RSA}_WITH_AES_{128_GCM_SHA256,256_GCM_SHA384}, \
-                                     TLS_ECDHE_{ECDSA,RSA}_WITH_CHACHA20_POLY1305_SHA256",
-                            })
-                        }
-                    }
-                }
-                if names.is_empty() {
-                    return Err(invalid(config, "ssl.ciphersuites", "a comma-separated list of cipher suites"));
-                }
-                Some(names)
-            }
-        };
+        let mut settings = TlsSettings::read(
+            config,
+            &CLIENT_KEYS,
+            "the server's key store (PEM: private key and certificate chain; or PKCS12) when secureClientPort is set",
+            "the CA certificates client certificates are verified against (ssl.clientAuth is need or want; \
+             set ssl.clientAuth=none to ask clients for no certificate)",
+        )?;
         if let Some(provider) = property("ssl.authProvider") {
             let class = config.property(&format!("authProvider.{provider}")).map(str::trim);
             if provider != "x509" && class != Some(X509_AUTHENTICATION_PROVIDER) {
@@ -220,40 +232,102 @@ impl TlsSettings {
                 });
             }
         }
-        for (key, what) in [("ssl.crl", "certificate revocation lists"), ("ssl.ocsp", "OCSP")] {
-            if let Some(value) = property(key) {
-                if value.eq_ignore_ascii_case("true") {
-                    return Err(ConfigError::InvalidValue {
-                        key: key.into(),
-                        value: value.to_string(),
-                        expected: if what == "OCSP" {
-                            "false: zoocore does not check OCSP"
-                        } else {
-                            "false: zoocore does not check certificate revocation lists"
-                        },
-                    });
+        settings.x509_super_user = property("zookeeper.X509AuthenticationProvider.superUser").map(str::to_string);
+        settings.cert_reload = boolean(config, "client.certReload")?.unwrap_or(false);
+        Ok(settings)
+    }
+
+    /// Reads what both TLS ends read the same way under their own keys:
+    /// the stores, the client authentication, protocols and cipher suites,
+    /// and the refusal of CRL and OCSP checks zoocore does not make.
+    /// `key_store_expected` and `trust_store_expected` say why a missing
+    /// store is needed.
+    pub fn read(
+        config: &Config,
+        keys: &'static TlsKeys,
+        key_store_expected: &'static str,
+        trust_store_expected: &'static str,
+    ) -> Result<TlsSettings, ConfigError> {
+        let property = |name: &str| config.property(name).map(str::trim).filter(|value| !value.is_empty());
+        let Some(key_store) = store(config, keys.key_store)? else {
+            return Err(ConfigError::InvalidValue {
+                key: format!("{}.location", keys.key_store),
+                value: String::new(),
+                expected: key_store_expected,
+            });
+        };
+        let trust_store = store(config, keys.trust_store)?;
+        let client_auth = match property(keys.client_auth).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("need") => ClientAuth::Need,
+            Some("want") => ClientAuth::Want,
+            Some("none") => ClientAuth::None,
+            Some(_) => return Err(invalid(config, keys.client_auth, "need, want or none")),
+        };
+        if client_auth != ClientAuth::None && trust_store.is_none() {
+            return Err(ConfigError::InvalidValue {
+                key: format!("{}.location", keys.trust_store),
+                value: String::new(),
+                expected: trust_store_expected,
+            });
+        }
+        let protocols = protocols(config, keys)?;
+        let cipher_suites = match property(keys.cipher_suites) {
+            None => None,
+            Some(text) => {
+                let mut names = Vec::new();
+                for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+                    match find_cipher_suite(name) {
+                        Some(suite) => names.push(suite_name(suite)),
+                        None => {
+                            return Err(ConfigError::InvalidValue {
+                                key: keys.cipher_suites.into(),
+                                value: name.to_string(),
+                                expected: "cipher suites rustls offers: TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, \
+                                     TLS_CHACHA20_POLY1305_SHA256, TLS_ECDHE_{ECDSA,RSA}_WITH_AES_{128_GCM_SHA256,256_GCM_SHA384}, \
+                                     TLS_ECDHE_{ECDSA,RSA}_WITH_CHACHA20_POLY1305_SHA256",
+                            })
+                        }
+                    }
                 }
+                if names.is_empty() {
+                    return Err(invalid(config, keys.cipher_suites, "a comma-separated list of cipher suites"));
+                }
+                Some(names)
+            }
+        };
+        for (key, expected) in [
+            (keys.crl, "false: zoocore does not check certificate revocation lists"),
+            (keys.ocsp, "false: zoocore does not check OCSP"),
+        ] {
+            if boolean(config, key)? == Some(true) {
+                return Err(invalid(config, key, expected));
             }
         }
         Ok(TlsSettings {
+            keys,
             key_store,
             trust_store,
             client_auth,
             protocols,
             cipher_suites,
-            x509_super_user: property("zookeeper.X509AuthenticationProvider.superUser").map(str::to_string),
-            cert_reload: match property("client.certReload") {
-                None => false,
-                Some(value) if value.eq_ignore_ascii_case("true") => true,
-                Some(value) if value.eq_ignore_ascii_case("false") => false,
-                Some(_) => return Err(invalid(config, "client.certReload", "true or false")),
-            },
+            x509_super_user: None,
+            cert_reload: false,
         })
     }
 }
 
 fn invalid(config: &Config, key: &str, expected: &'static str) -> ConfigError {
     ConfigError::InvalidValue { key: key.to_string(), value: config.property(key).unwrap_or("").to_string(), expected }
+}
+
+/// A `true`/`false` key (either case), None when not set.
+pub(crate) fn boolean(config: &Config, key: &str) -> Result<Option<bool>, ConfigError> {
+    match config.property(key).map(str::trim).filter(|value| !value.is_empty()) {
+        None => Ok(None),
+        Some(value) if value.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(value) if value.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(_) => Err(invalid(config, key, "true or false")),
+    }
 }
 
 /// One store's keys, or None when its location is not set.
@@ -305,26 +379,26 @@ fn store(config: &Config, key: &'static str) -> Result<Option<Store>, ConfigErro
 
 /// `ssl.enabledProtocols`, else what `ssl.protocol` implies (ZooKeeper:
 /// TLSv1.3 enables TLSv1.3 and TLSv1.2; TLSv1.2 only itself).
-fn protocols(config: &Config) -> Result<Vec<&'static str>, ConfigError> {
+fn protocols(config: &Config, keys: &TlsKeys) -> Result<Vec<&'static str>, ConfigError> {
     const EXPECTED: &str = "TLSv1.3 or TLSv1.2 (rustls speaks no older TLS)";
     let name = |key: &str, text: &str| match text {
         "TLSv1.3" => Ok("TLSv1.3"),
         "TLSv1.2" => Ok("TLSv1.2"),
         _ => Err(ConfigError::InvalidValue { key: key.into(), value: text.to_string(), expected: EXPECTED }),
     };
-    if let Some(text) = config.property("ssl.enabledProtocols").map(str::trim).filter(|text| !text.is_empty()) {
+    if let Some(text) = config.property(keys.enabled_protocols).map(str::trim).filter(|text| !text.is_empty()) {
         let mut protocols = Vec::new();
         for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
-            let protocol = name("ssl.enabledProtocols", part)?;
+            let protocol = name(keys.enabled_protocols, part)?;
             if !protocols.contains(&protocol) {
                 protocols.push(protocol);
             }
         }
         return Ok(protocols);
     }
-    match config.property("ssl.protocol").map(str::trim).filter(|text| !text.is_empty()) {
+    match config.property(keys.protocol).map(str::trim).filter(|text| !text.is_empty()) {
         None | Some("TLS") | Some("TLSv1.3") => Ok(vec!["TLSv1.3", "TLSv1.2"]),
-        Some(text) => Ok(vec![name("ssl.protocol", text)?]),
+        Some(text) => Ok(vec![name(keys.protocol, text)?]),
     }
 }
 
@@ -410,6 +484,19 @@ fn file_versions(files: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>>
 /// configuration kept; the next change is tried again.
 pub fn spawn_reloader(settings: TlsSettings, context: &TlsContext) -> std::io::Result<std::thread::JoinHandle<()>> {
     let config = context.config.clone();
+    watch_stores(settings, "client.certReload", move |settings| {
+        config.store(server_config(settings)?);
+        Ok(())
+    })
+}
+
+/// Calls `reload` whenever one of `settings`' store files changed (see
+/// [`spawn_reloader`]); `key` names the setting that asked for it in logs.
+pub(crate) fn watch_stores(
+    settings: TlsSettings,
+    key: &'static str,
+    mut reload: impl FnMut(&TlsSettings) -> Result<(), TlsError> + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("zoocore-cert-reload".into()).spawn(move || {
         let files = store_files(&settings);
         let mut seen = file_versions(&files);
@@ -420,33 +507,45 @@ pub fn spawn_reloader(settings: TlsSettings, context: &TlsContext) -> std::io::R
                 continue;
             }
             seen = now;
-            match server_config(&settings) {
-                Ok(fresh) => {
-                    config.store(fresh);
-                    tracing::info!(files = ?files, "TLS stores reloaded (client.certReload)");
-                }
+            match reload(&settings) {
+                Ok(()) => tracing::info!(files = ?files, "TLS stores reloaded ({key})"),
                 Err(error) => {
-                    tracing::warn!(%error, "TLS stores changed but do not load; the previous ones stay in use");
+                    tracing::warn!(%error, "TLS stores changed but do not load; the previous ones stay in use ({key})");
                 }
             }
         }
     })
 }
 
-fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+/// The crypto provider restricted to `settings`' cipher suites, and the
+/// protocol versions it offers: what both TLS ends build from.
+fn provider_and_versions(settings: &TlsSettings) -> (Arc<CryptoProvider>, Vec<&'static SupportedProtocolVersion>) {
     let mut provider = crypto_provider();
     if let Some(names) = &settings.cipher_suites {
         provider.cipher_suites.retain(|suite| names.contains(&suite_name(*suite)));
     }
-    let provider = Arc::new(provider);
-    let versions: Vec<&'static SupportedProtocolVersion> = settings
+    let versions = settings
         .protocols
         .iter()
         .map(|protocol| if *protocol == "TLSv1.3" { &rustls::version::TLS13 } else { &rustls::version::TLS12 })
         .collect();
+    (Arc::new(provider), versions)
+}
+
+fn versions_error(settings: &TlsSettings, error: rustls::Error) -> TlsError {
+    TlsError::Versions {
+        protocol: settings.keys.protocol,
+        enabled_protocols: settings.keys.enabled_protocols,
+        cipher_suites: settings.keys.cipher_suites,
+        error,
+    }
+}
+
+pub(crate) fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+    let (provider, versions) = provider_and_versions(settings);
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
-        .map_err(TlsError::Versions)?;
+        .map_err(|error| versions_error(settings, error))?;
     let builder = match (&settings.trust_store, settings.client_auth) {
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
         (Some(trust), client_auth) => {
@@ -455,16 +554,20 @@ fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> 
             if client_auth == ClientAuth::Want {
                 verifier = verifier.allow_unauthenticated();
             }
-            let verifier = verifier
-                .build()
-                .map_err(|error| TlsError::Verifier { path: trust.location.clone(), detail: error.to_string() })?;
+            let verifier = verifier.build().map_err(|error| TlsError::Verifier {
+                key: trust.key,
+                path: trust.location.clone(),
+                detail: error.to_string(),
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let (chain, key) = key_pair(&settings.key_store)?;
-    let config = builder
-        .with_single_cert(chain, key)
-        .map_err(|error| TlsError::KeyPair { path: settings.key_store.location.clone(), error })?;
+    let config = builder.with_single_cert(chain, key).map_err(|error| TlsError::KeyPair {
+        key: settings.key_store.key,
+        path: settings.key_store.location.clone(),
+        error,
+    })?;
     Ok(Arc::new(config))
 }
 
@@ -506,7 +609,7 @@ fn refuse_java_only(store: &Store) -> Result<(), TlsError> {
 }
 
 /// The server's certificate chain and private key.
-fn key_pair(store: &Store) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+pub(crate) fn key_pair(store: &Store) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     refuse_java_only(store)?;
     let bytes = read_store(store)?;
     let password = password(store)?;
@@ -551,7 +654,7 @@ fn pem_certificates(store: &Store, bytes: &[u8]) -> Result<Vec<CertificateDer<'s
 }
 
 /// The CA certificates client certificates are verified against.
-fn trust_roots(store: &Store) -> Result<RootCertStore, TlsError> {
+pub(crate) fn trust_roots(store: &Store) -> Result<RootCertStore, TlsError> {
     refuse_java_only(store)?;
     let bytes = read_store(store)?;
     let certificates = match store.store_type {

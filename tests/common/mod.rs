@@ -18,6 +18,7 @@
 //! This file adds what needs the client crates: connecting, the proxy, HTTP, digest ids.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod digest;
 pub mod disk;
 pub mod history;

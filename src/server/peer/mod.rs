@@ -4,7 +4,7 @@
 //!
 //! The node above it encodes its own messages (raft's, zoocore's
 //! forwarding); this module moves their bytes and decides nothing about
-//! them. It is shaped by four choices:
+//! them. It is shaped by five choices:
 //!
 //! - **One direction per connection.** Every server opens one outbound
 //!   connection to every peer and only sends on it; it accepts inbound
@@ -36,6 +36,15 @@
 //!   at a few milliseconds (an election after a failover must not wait for
 //!   it) and doubles up to about a second.
 //!
+//! - **TLS under the handshake.** With `sslQuorum` ([`PeerSecurity`],
+//!   crate::tls::quorum) a link is a rustls session with both sides'
+//!   certificates verified before the hello is sent, so the handshake and
+//!   the frames above are the same bytes either way, inside a
+//!   `PeerStream`; a plain peer or a certificate from another CA fails
+//!   the TLS handshake and is refused with the reason logged. The
+//!   handshake's id and ensemble checks stay: they catch misconfiguration,
+//!   TLS catches impersonation.
+//!
 //! Frames are a length, a CRC-32C and the payload; a frame longer than
 //! [`PeerLimits::frame_bytes_max`] or failing its checksum closes that link
 //! with a logged reason, and nothing a peer sends can panic the server.
@@ -43,7 +52,10 @@
 //! Everything here is `!Send`: [`PeerLinks`] is shared by `Rc` on the one
 //! executor that runs it.
 
+mod secure;
 pub mod wire;
+
+pub use secure::PeerSecurity;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -55,13 +67,15 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures_lite::io::{AsyncReadExt, BufReader};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::timer::Timer;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::ensemble::Ensemble;
+use rustls::pki_types::ServerName;
+use secure::{check_certificate, secure_inbound, send_all, PeerStream};
 use wire::{Answer, FrameHeader, Hello, Verdict, WireError, ANSWER_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
 
 /// Every bound of the transport, in one place.
@@ -145,6 +159,17 @@ pub enum PeerError {
         address: SocketAddr,
         /// What the operating system reported.
         error: std::io::Error,
+    },
+    /// Quorum TLS needs a name to verify every peer's certificate against.
+    #[error(
+        "server.{id}'s host {host:?} is neither an IP address nor a DNS name, so its certificate cannot be verified \
+         (sslQuorum)"
+    )]
+    HostName {
+        /// The server id.
+        id: u64,
+        /// Its host as written.
+        host: String,
     },
     /// A bound is zero or out of range.
     #[error("peer transport limit {name} is {value}, which cannot work ({expected})")]
@@ -289,6 +314,7 @@ struct Inbound {
 
 struct Inner {
     my_id: u64,
+    security: PeerSecurity,
     identity: u64,
     limits: PeerLimits,
     links: BTreeMap<u64, Link>,
@@ -345,7 +371,11 @@ pub struct PeerInbox {
 impl PeerLinks {
     /// Binds my quorum address, starts the accept loop and one outbound
     /// link per peer. Must run on the glommio executor that will own it.
-    pub async fn start(ensemble: &Ensemble, limits: PeerLimits) -> Result<(Rc<PeerLinks>, PeerInbox), PeerError> {
+    pub async fn start(
+        ensemble: &Ensemble,
+        limits: PeerLimits,
+        security: PeerSecurity,
+    ) -> Result<(Rc<PeerLinks>, PeerInbox), PeerError> {
         let address = ensemble.me().quorum_address;
         // std's listener sets SO_REUSEADDR (a restarted server rebinds at
         // once) but not SO_REUSEPORT, which glommio's own bind sets: a
@@ -356,7 +386,7 @@ impl PeerLinks {
         let mut waited = Duration::ZERO;
         loop {
             match std::net::TcpListener::bind(address) {
-                Ok(listener) => return Self::start_on(ensemble, listener, limits).await,
+                Ok(listener) => return Self::start_secured_on(ensemble, listener, limits, security).await,
                 Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && waited < BIND_RETRY_FOR => {
                     Timer::new(BIND_RETRY_INTERVAL).await;
                     waited += BIND_RETRY_INTERVAL;
@@ -373,7 +403,28 @@ impl PeerLinks {
         listener: std::net::TcpListener,
         limits: PeerLimits,
     ) -> Result<(Rc<PeerLinks>, PeerInbox), PeerError> {
+        Self::start_secured_on(ensemble, listener, limits, PeerSecurity::plain()).await
+    }
+
+    /// [`PeerLinks::start_on`] with TLS as `security` says.
+    pub async fn start_secured_on(
+        ensemble: &Ensemble,
+        listener: std::net::TcpListener,
+        limits: PeerLimits,
+        security: PeerSecurity,
+    ) -> Result<(Rc<PeerLinks>, PeerInbox), PeerError> {
         check_limits(&limits)?;
+        let mut security = security;
+        if security.tls.is_some() {
+            // A member with no host given (tests build ensembles directly)
+            // is verified against its quorum address.
+            for member in ensemble.peers() {
+                security
+                    .hosts
+                    .entry(member.id)
+                    .or_insert_with(|| ServerName::IpAddress(member.quorum_address.ip().into()));
+            }
+        }
         let links = ensemble
             .peers()
             .map(|member| {
@@ -396,8 +447,15 @@ impl PeerLinks {
                 (member.id, link)
             })
             .collect();
+        let tls = match (&security.tls, security.ssl_quorum, security.port_unification) {
+            (None, ..) => "off",
+            (Some(_), true, false) => "sslQuorum",
+            (Some(_), true, true) => "sslQuorum, plain peers accepted too (portUnification)",
+            (Some(_), false, _) => "plain, TLS peers accepted too (portUnification)",
+        };
         let inner = Rc::new(Inner {
             my_id: ensemble.my_id,
+            security,
             identity: ensemble.identity,
             limits,
             links,
@@ -420,7 +478,7 @@ impl PeerLinks {
         for &id in inner.links.keys() {
             glommio::spawn_local(run_link(inner.clone(), id)).detach();
         }
-        info!(my_id = inner.my_id, address = ?local, peers = inner.links.len(), "peer transport listening");
+        info!(my_id = inner.my_id, address = ?local, peers = inner.links.len(), tls, "peer transport listening");
         Ok((Rc::new(PeerLinks { inner: inner.clone() }), PeerInbox { inner }))
     }
 
@@ -622,7 +680,11 @@ async fn accept_loop(inner: Rc<Inner>, listener: TcpListener, descriptor: std::o
 async fn serve_inbound(inner: Rc<Inner>, stream: TcpStream, remote: Option<SocketAddr>) {
     let _ = stream.set_nodelay(true);
     let limits = &inner.limits;
-    let greeted = inner.until_stopped(within(limits.handshake_timeout, greet_inbound(&inner, stream))).await;
+    let greeting = async {
+        let stream = secure_inbound(&inner, stream).await?;
+        greet_inbound(&inner, stream).await
+    };
+    let greeted = inner.until_stopped(within(limits.handshake_timeout, greeting)).await;
     inner.handshakes_pending.set(inner.handshakes_pending.get().saturating_sub(1));
     let (sender, stream) = match greeted {
         None => return,
@@ -674,15 +736,25 @@ async fn serve_inbound(inner: Rc<Inner>, stream: TcpStream, remote: Option<Socke
 
 /// The acceptor's half of the handshake: the sender's id and the stream,
 /// or why it was refused.
-async fn greet_inbound(inner: &Inner, mut stream: TcpStream) -> Result<(u64, TcpStream), String> {
+async fn greet_inbound(inner: &Inner, mut stream: PeerStream) -> Result<(u64, PeerStream), String> {
     let mut bytes = [0u8; HELLO_BYTES];
     stream.read_exact(&mut bytes).await.map_err(|error| format!("no hello: {error}"))?;
     let verdict_of_error = |error: &WireError| match error {
         WireError::Version { .. } => Some(Verdict::Version),
         _ => None,
     };
+    let mut certificate_error = None;
     let (hello, verdict) = match Hello::decode(&bytes) {
-        Ok(hello) => (Some(hello), hello.judge(inner.my_id, inner.identity, |id| inner.links.contains_key(&id))),
+        Ok(hello) => {
+            let verdict = hello.judge(inner.my_id, inner.identity, |id| inner.links.contains_key(&id));
+            match check_certificate(inner, &stream, hello.sender, verdict) {
+                Ok(()) => (Some(hello), verdict),
+                Err(error) => {
+                    certificate_error = Some(error);
+                    (Some(hello), Verdict::Certificate)
+                }
+            }
+        }
         Err(error) => match verdict_of_error(&error) {
             Some(verdict) => (None, verdict),
             // Not a zoocore peer at all: close without an answer.
@@ -692,25 +764,26 @@ async fn greet_inbound(inner: &Inner, mut stream: TcpStream) -> Result<(u64, Tcp
     let answer = Answer { verdict, acceptor: inner.my_id, identity: inner.identity };
     // The refused side reads the answer to log the reason; a failed write
     // only loses that courtesy.
-    let written = stream.write_all(&answer.encode()).await;
+    let written = send_all(&mut stream, &answer.encode()).await;
     match (hello, verdict) {
         (Some(hello), Verdict::Accepted) => {
             written.map_err(|error| format!("server {}: cannot answer the hello: {error}", hello.sender))?;
             Ok((hello.sender, stream))
         }
         (Some(hello), verdict) => Err(format!(
-            "server {} (ensemble {:#018x}, meaning to reach {}): {}",
+            "server {} (ensemble {:#018x}, meaning to reach {}): {}{}",
             hello.sender,
             hello.identity,
             hello.receiver,
-            verdict.reason()
+            verdict.reason(),
+            certificate_error.map(|error| format!(": {error}")).unwrap_or_default()
         )),
         (None, verdict) => Err(verdict.reason().to_string()),
     }
 }
 
 /// Reads frames into the inbox until the connection fails; returns why.
-async fn read_frames(inner: &Inner, link: &Link, mut reader: BufReader<TcpStream>) -> String {
+async fn read_frames(inner: &Inner, link: &Link, mut reader: BufReader<PeerStream>) -> String {
     let frame_bytes_max = inner.limits.frame_bytes_max;
     loop {
         let mut header = [0u8; FRAME_HEADER_BYTES];
@@ -797,13 +870,20 @@ async fn run_link(inner: Rc<Inner>, id: u64) {
 }
 
 /// The connector's half of the handshake.
-async fn connect(inner: &Inner, link: &Link) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect_timeout(link.address, inner.limits.handshake_timeout)
+async fn connect(inner: &Inner, link: &Link) -> Result<PeerStream, String> {
+    let stream = TcpStream::connect_timeout(link.address, inner.limits.handshake_timeout)
         .await
         .map_err(|error| format!("connect failed: {error}"))?;
     let _ = stream.set_nodelay(true);
+    let mut stream = match (inner.security.dialling(), inner.security.hosts.get(&link.id)) {
+        (Some(tls), Some(host)) => match tls.connector().connect(host.clone(), stream).await {
+            Ok(stream) => PeerStream::Tls(Box::new(futures_rustls::TlsStream::Client(stream))),
+            Err(error) => return Err(format!("TLS handshake with {} failed (sslQuorum): {error}", host.to_str())),
+        },
+        _ => PeerStream::Plain(stream),
+    };
     let hello = Hello { sender: inner.my_id, receiver: link.id, identity: inner.identity };
-    stream.write_all(&hello.encode()).await.map_err(|error| format!("cannot send the hello: {error}"))?;
+    send_all(&mut stream, &hello.encode()).await.map_err(|error| format!("cannot send the hello: {error}"))?;
     let mut bytes = [0u8; ANSWER_BYTES];
     stream.read_exact(&mut bytes).await.map_err(|error| format!("no answer to the hello: {error}"))?;
     let answer = Answer::decode(&bytes).map_err(|error| format!("bad answer: {error}"))?;
@@ -826,7 +906,7 @@ async fn connect(inner: &Inner, link: &Link) -> Result<TcpStream, String> {
 /// Writes queued frames until the connection fails; returns why. The peer
 /// never writes after its answer, so a read that returns tells that the
 /// connection is gone even while nothing is being sent.
-async fn pump(inner: &Inner, link: &Link, stream: TcpStream) -> String {
+async fn pump(inner: &Inner, link: &Link, stream: PeerStream) -> String {
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let closed = async move {
         let mut byte = [0u8; 1];
@@ -861,7 +941,7 @@ async fn pump(inner: &Inner, link: &Link, stream: TcpStream) -> String {
                 }
             }
             link.queue_bytes.set(link.queue_bytes.get().saturating_sub(payload_bytes));
-            if let Err(error) = writer.write_all(&buffer).await {
+            if let Err(error) = send_all(&mut writer, &buffer).await {
                 return format!("write failed: {error}");
             }
             Link::add(&link.frames_sent, frames);

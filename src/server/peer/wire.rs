@@ -72,6 +72,9 @@ pub enum Verdict {
     WrongReceiver,
     /// The sender speaks another protocol version.
     Version,
+    /// Over quorum TLS with hostname verification: the sender's
+    /// certificate does not name the host of its id's server line.
+    Certificate,
 }
 
 impl Verdict {
@@ -83,6 +86,7 @@ impl Verdict {
             Verdict::OtherEnsemble => 3,
             Verdict::WrongReceiver => 4,
             Verdict::Version => 5,
+            Verdict::Certificate => 6,
         }
     }
 
@@ -94,6 +98,7 @@ impl Verdict {
             3 => Verdict::OtherEnsemble,
             4 => Verdict::WrongReceiver,
             5 => Verdict::Version,
+            6 => Verdict::Certificate,
             _ => return None,
         })
     }
@@ -107,6 +112,9 @@ impl Verdict {
             Verdict::OtherEnsemble => "the sender's server list (ids, roles, ports) differs from the acceptor's",
             Verdict::WrongReceiver => "the sender meant to reach another server id at this address",
             Verdict::Version => "the sender speaks another peer protocol version",
+            Verdict::Certificate => {
+                "the sender's certificate does not name the host of its id's server line (ssl.quorum.hostnameVerification)"
+            }
         }
     }
 }
@@ -327,6 +335,7 @@ mod tests {
             Verdict::OtherEnsemble,
             Verdict::WrongReceiver,
             Verdict::Version,
+            Verdict::Certificate,
         ] {
             let answer = Answer { verdict, acceptor: 3, identity: 11 };
             assert_eq!(Answer::decode(&answer.encode()), Ok(answer));
