@@ -71,16 +71,7 @@ impl Certificates {
 
     /// The zoo.cfg lines of a secure port on `port` with PEM stores.
     fn server_lines(&self, port: u16, client_auth: &str) -> Vec<String> {
-        vec![
-            format!("secureClientPort={port}"),
-            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory".into(),
-            format!("ssl.keyStore.location={}", self.path("server.pem")),
-            "ssl.keyStore.type=PEM".into(),
-            format!("ssl.trustStore.location={}", self.path("ca.pem")),
-            "ssl.trustStore.type=PEM".into(),
-            format!("ssl.clientAuth={client_auth}"),
-            "maxClientCnxns=0".into(),
-        ]
+        certs::secure_port_lines(&self.directory, port, client_auth)
     }
 }
 

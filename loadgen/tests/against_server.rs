@@ -13,6 +13,8 @@
 //! killed and the test fails. Each test uses its own `--root`, so the tests
 //! can share one server and run in parallel.
 
+#[path = "../../tests/common/certs.rs"]
+mod certs;
 #[path = "../../tests/common/harness.rs"]
 mod harness;
 
@@ -200,4 +202,83 @@ fn watch_lock_and_churn_workloads_run() {
             assert_eq!(number(&summary, "/counters/events_missing"), 0.0, "{summary:#}");
         }
     }
+}
+
+/// `--tls` against a secure client port that asks for a client certificate
+/// (`ssl.clientAuth=need`): the mix workload runs over TLS with no error,
+/// and the same run without the client certificate is refused.
+#[test]
+fn tls_runs_against_a_secure_port() {
+    if std::env::var("ZOOCORE_LOADGEN_TEST_HOSTS").is_ok_and(|hosts| !hosts.trim().is_empty()) {
+        eprintln!("skipped: needs a server of its own with a secure port");
+        return;
+    }
+    let certificates = certs::CertificateDir::new();
+    certs::make_ca(certificates.root(), "ca");
+    certs::make_leaf(certificates.root(), "server", "/CN=localhost", "ca", Some(certs::SERVER_EXTENSIONS), "2");
+    certs::make_leaf(certificates.root(), "client", "/CN=loadgen", "ca", Some(certs::CLIENT_EXTENSIONS), "2");
+    let port = harness::free_port();
+    let lines = certs::secure_port_lines(&certificates, port, "need");
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let _server = Server::start_with(&lines);
+    let secure = format!("127.0.0.1:{port}");
+    let (ca, certificate, key) =
+        (certificates.path("ca.pem"), certificates.path("client.crt"), certificates.path("client.key"));
+    let scratch = TestDir::new("loadgen-tls");
+    let json = scratch.path().join("tls.json");
+    let json_text = json.display().to_string();
+    let arguments = [
+        "run",
+        "--hosts",
+        &secure,
+        "--tls",
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &certificate,
+        "--tls-key",
+        &key,
+        "--root",
+        "/loadgen-tls",
+        "--keys",
+        "200",
+        "--ops",
+        "3000",
+        "--warmup",
+        "0s",
+        "--max-duration",
+        "30s",
+        "--json",
+        &json_text,
+    ];
+    loadgen(&arguments);
+    let summary = read_json(&json);
+    assert_eq!(number(&summary, "/ops"), 3000.0, "{summary:#}");
+    assert_eq!(number(&summary, "/errors"), 0.0, "{summary:#}");
+    // Without a client certificate the server refuses the handshake.
+    let refused = Process::run(
+        Command::new(env!("CARGO_BIN_EXE_zoocore-loadgen")).args([
+            "run",
+            "--hosts",
+            &secure,
+            "--tls",
+            "--tls-ca",
+            &ca,
+            "--root",
+            "/loadgen-tls-refused",
+            "--ops",
+            "10",
+            "--warmup",
+            "0s",
+            "--max-duration",
+            "10s",
+        ]),
+        RUN_LIMIT,
+    );
+    assert!(
+        !refused.status.success() && refused.stderr.contains("cannot open a session"),
+        "a run without a client certificate was not refused:\n{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
 }

@@ -122,3 +122,18 @@ impl CertificateDir {
         self.directory.path().join(name).display().to_string()
     }
 }
+
+/// The zoo.cfg lines of a secure client port on `port` with the PEM key
+/// store `server.pem` and trust store `ca.pem` of `directory`.
+pub fn secure_port_lines(directory: &CertificateDir, port: u16, client_auth: &str) -> Vec<String> {
+    vec![
+        format!("secureClientPort={port}"),
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory".into(),
+        format!("ssl.keyStore.location={}", directory.path("server.pem")),
+        "ssl.keyStore.type=PEM".into(),
+        format!("ssl.trustStore.location={}", directory.path("ca.pem")),
+        "ssl.trustStore.type=PEM".into(),
+        format!("ssl.clientAuth={client_auth}"),
+        "maxClientCnxns=0".into(),
+    ]
+}
