@@ -14,6 +14,7 @@
 //! can share one server and run in parallel.
 
 #[path = "../../tests/common/certs.rs"]
+#[allow(dead_code)] // Only the client-port helpers are used here.
 mod certs;
 #[path = "../../tests/common/harness.rs"]
 mod harness;
