@@ -27,8 +27,6 @@ const SIGNIFICANT_FIGURES: u8 = 2;
 /// The largest latency recorded exactly, in microseconds (one hour); longer
 /// ones count as this.
 const LATENCY_US_MAX: u64 = 3_600_000_000;
-/// ZooKeeper's `fsync.warningthresholdms` default.
-pub const FSYNC_WARNING_THRESHOLD_MS: u64 = 1000;
 /// Proposals the leader times from append to commit at once; more in
 /// flight go untimed until the oldest commit (the figure is a sample, and
 /// the bound keeps a leader that cannot commit from growing the queue).
@@ -334,7 +332,9 @@ impl Metrics {
         self.connections_closed[kind_index].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn new(shard_count: usize) -> Metrics {
+    /// `fsync_warning_threshold_ms`: `fsync.warningthresholdms`, checked by
+    /// the config (`config::Tunables`).
+    pub fn new(shard_count: usize, fsync_warning_threshold_ms: u64) -> Metrics {
         Metrics {
             shards: (0..shard_count).map(|_| ShardMetrics::new()).collect(),
             write_batch_requests: Recorder::new(1 << 20),
@@ -343,7 +343,7 @@ impl Metrics {
             fsync_us: Recorder::new(LATENCY_US_MAX),
             snapshot_us: Recorder::new(LATENCY_US_MAX),
             fsync_threshold_exceeded: AtomicU64::new(0),
-            fsync_warning_threshold_ms: AtomicU64::new(FSYNC_WARNING_THRESHOLD_MS),
+            fsync_warning_threshold_ms: AtomicU64::new(fsync_warning_threshold_ms),
             snapshots: AtomicU64::new(0),
             last_snapshot: Mutex::new(None),
             broadcast_inbox_depth: AtomicU64::new(0),

@@ -77,10 +77,6 @@ pub enum CoreError {
     StartSnapshot(snapshot::SnapshotError),
     #[error("the snapshot thread panicked")]
     SnapshotPanicked,
-    /// At start: a setting read here (a system property) is invalid; the
-    /// message names the key and the value.
-    #[error("{0}")]
-    Setting(String),
     #[error("could not become leader of the single-voter group")]
     NotLeader,
     #[error(transparent)]
@@ -125,10 +121,8 @@ impl BroadcastCore {
         let started = Instant::now();
         let (mut log, recovered, tree) = Log::open(&shared.config).await?;
         let config = &shared.config;
-        let container_check_interval_ms =
-            property_number(&shared, "znode.container.checkIntervalMs")?.unwrap_or(60_000).max(1) as i64;
-        let container_deletes_per_minute_max =
-            property_number(&shared, "znode.container.maxPerMinute")?.unwrap_or(10_000) as usize;
+        let container_check_interval_ms = config.tunables.container_check_interval_ms as i64;
+        let container_deletes_per_minute_max = config.tunables.container_deletes_per_minute_max as usize;
         // A standalone server is the one voter of its own group, with id 1
         // in raft (ZooKeeper's serverId 0 in its session ids).
         let (my_id, voters, learners) = match &ensemble {
@@ -633,15 +627,4 @@ struct SnapshotTask {
     index: u64,
     term: u64,
     started: Instant,
-}
-
-/// A numeric system property, checked strictly: a value that does not
-/// parse stops the start with the key and the value named.
-fn property_number(shared: &Shared, name: &str) -> Result<Option<u64>, CoreError> {
-    match shared.config.property(name) {
-        None => Ok(None),
-        Some(text) => text.trim().parse().map(Some).map_err(|_| {
-            CoreError::Setting(format!("invalid value for {name}: {text:?} (expected a non-negative integer)"))
-        }),
-    }
 }

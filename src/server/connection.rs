@@ -59,10 +59,6 @@ const READ_BUFFER_INITIAL_BYTES: usize = 4 << 10;
 /// The read buffer's size for a busy connection; it shrinks back to this
 /// after a larger frame.
 const READ_BUFFER_BYTES: usize = 64 << 10;
-/// ZooKeeper's `zookeeper.nio.sessionlessCnxnTimeout` default: a connection
-/// that has not completed its handshake (or a four-letter word) by then is
-/// closed.
-pub const SESSIONLESS_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// A closing connection may take this long to write what is queued for it
 /// (a reply to closeSession, a four-letter word's answer); then it is
 /// aborted, so a client that does not read cannot hold it open.
@@ -436,7 +432,7 @@ impl Connection {
     /// connection.
     /// The reply echoes the request's xid (-4 from most clients) with zxid 0.
     fn authenticate(&self, shard: &Shard, xid: i32, scheme: &str, data: &[u8]) -> bool {
-        let super_digest = shard.shared.config.property("DigestAuthenticationProvider.superDigest");
+        let super_digest = shard.shared.config.tunables.super_digest.as_deref();
         let header = |err: ErrorCode| ReplyHeader { xid, zxid: 0, err: err.code() };
         match acl::authenticate(scheme, data, super_digest, &self.peer.ip().to_string()) {
             Some(ids) => {
@@ -713,15 +709,7 @@ async fn session_loop<R: AsyncRead + Unpin>(
     let mut frames = FrameReader::new();
     connection.read_buffer_bytes.set(frames.buffer.len());
     let outbox = &connection.outbox;
-    let sessionless_timeout = std::time::Duration::from_millis(
-        // As a system property, or as a zoo.cfg key with or without its
-        // "zookeeper." prefix.
-        config
-            .property("zookeeper.nio.sessionlessCnxnTimeout")
-            .or_else(|| config.property("nio.sessionlessCnxnTimeout"))
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(SESSIONLESS_TIMEOUT_MS_DEFAULT),
-    );
+    let sessionless_timeout = std::time::Duration::from_millis(config.tunables.sessionless_connection_timeout_ms);
     let handshake =
         futures_lite::future::or(async { Some(handshake(shard, connection, reader, &mut frames, max).await) }, async {
             glommio::timer::Timer::new(sessionless_timeout).await;

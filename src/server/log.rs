@@ -138,13 +138,8 @@ impl Log {
         let found =
             snapshot::read_latest_allowing_fallback(&snapshot_directory, cluster_id).map_err(LogError::Snapshot)?;
         // ZooKeeper's preAllocSize (KiB), rounded to whole 4 KiB blocks.
-        let preallocation_bytes = match config.property("preAllocSize") {
-            Some(text) => {
-                let kib: u64 = text.trim().parse().map_err(|_| {
-                    LogError::Setup(format!("invalid value for preAllocSize: {text:?} (expected KiB, an integer)"))
-                })?;
-                (kib * 1024).div_ceil(4096).max(2) * 4096
-            }
+        let preallocation_bytes = match config.tunables.pre_alloc_size_kib {
+            Some(kib) => kib.saturating_mul(1024).div_ceil(4096).max(2) * 4096,
             None => wal::PREALLOCATION_BYTES_DEFAULT,
         };
         // Zero-filled segments cost one write when a segment is made, and

@@ -112,7 +112,7 @@ pub fn run(
     let settings = PrepSettings {
         extended_types_enabled: config.extended_types_enabled,
         reconfig_enabled: config.reconfig_enabled,
-        enforce_quota: config.property("enforceQuota").is_some_and(|value| value.trim().eq_ignore_ascii_case("true")),
+        enforce_quota: config.tunables.enforce_quota,
     };
     // An ensemble member serves clients where its server line says.
     let member_address = ensemble.as_ref().and_then(|ensemble| ensemble.me().client_address);

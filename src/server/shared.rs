@@ -345,10 +345,7 @@ impl Shared {
     }
 
     pub fn new(config: Config, tree: Tree, shard_count: usize) -> Arc<Shared> {
-        let metrics = crate::metrics::Metrics::new(shard_count);
-        if let Some(threshold) = config.property("fsync.warningthresholdms").and_then(|ms| ms.trim().parse().ok()) {
-            metrics.fsync_warning_threshold_ms.store(threshold, Ordering::Relaxed);
-        }
+        let metrics = crate::metrics::Metrics::new(shard_count, config.tunables.fsync_warning_threshold_ms);
         Arc::new(Shared {
             config,
             published: ArcSwap::from_pointee(Version::new(Arc::new(tree), Vec::new())),
