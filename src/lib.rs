@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod ensemble;
+pub mod limits;
 pub mod metrics;
 pub mod migrate;
 pub mod node;

@@ -3,19 +3,14 @@
 //! answered one at a time per connection (keep-alive is honoured).
 
 use std::future::Future;
-use std::time::Duration;
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-/// The request line and headers together, at most.
-pub const REQUEST_HEAD_BYTES_MAX: usize = 8 << 10;
-/// A request body (commands take none; it is read and dropped), at most.
-pub const REQUEST_BODY_BYTES_MAX: usize = 64 << 10;
-/// Headers in one request, at most.
-const HEADERS_MAX: usize = 32;
-/// A connection that sends nothing for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::limits::HEADERS_MAX;
+pub use crate::limits::IDLE_TIMEOUT;
+pub use crate::limits::REQUEST_BODY_BYTES_MAX;
+pub use crate::limits::REQUEST_HEAD_BYTES_MAX;
 
 #[derive(Debug, Clone)]
 pub struct Request {

@@ -29,8 +29,7 @@ use http::{Request, Response};
 /// ZooKeeper's Prometheus metrics provider; naming it in
 /// `metricsProvider.className` turns the /metrics page on.
 pub const PROMETHEUS_PROVIDER_CLASS_NAME: &str = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
-/// Admin and metrics connections served at once; more are closed at once.
-const CONNECTIONS_MAX: usize = 64;
+use crate::limits::CONNECTIONS_MAX;
 
 /// Where the HTTP endpoints listen, once bound.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

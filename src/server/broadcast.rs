@@ -33,8 +33,7 @@ use crate::prep::Preparer;
 use crate::replica::ReplicaConfig;
 use crate::snapshot;
 
-/// Requests taken into one batch at most: one log write, one fsync.
-pub const BATCH_REQUESTS_MAX: usize = 1000;
+pub use crate::limits::BATCH_REQUESTS_MAX;
 
 /// One raft tick, and the ticks of an election timeout and a heartbeat.
 /// A standalone server never elects; an ensemble's failover is bounded by
@@ -46,8 +45,7 @@ const HEARTBEAT_TICKS: usize = 3;
 /// up to this many), so one usually wins the first round.
 const ELECTION_JITTER_TICKS_MAX: u64 = 10;
 
-/// Peer frames handed to the node per round at most.
-const PEER_FRAMES_PER_ROUND_MAX: usize = 1024;
+use crate::limits::PEER_FRAMES_PER_ROUND_MAX;
 
 /// How often the operations view of the ensemble is refreshed.
 const VIEW_REFRESH: Duration = Duration::from_millis(500);

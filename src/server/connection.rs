@@ -44,28 +44,12 @@ use crate::read;
 use crate::session::SessionTracker;
 use crate::watch::Table;
 
-/// Above this many queued outgoing bytes the connection stops reading new
-/// requests until the client catches up.
-const OUTBOX_BACKPRESSURE_BYTES: usize = 4 << 20;
-/// Above this many (replies and watch events alike, queued or being
-/// written) the client is not reading at all; it is disconnected at once,
-/// dropping what is queued.
-const OUTBOX_BYTES_MAX: usize = 64 << 20;
-/// The read buffer's size when a connection starts: an idle connection costs
-/// little. It doubles when a read fills it, up to `READ_BUFFER_BYTES` for
-/// pipelined requests, or up to one large frame (jute.maxbuffer) as that
-/// frame's bytes arrive, never ahead of them.
-const READ_BUFFER_INITIAL_BYTES: usize = 4 << 10;
-/// The read buffer's size for a busy connection; it shrinks back to this
-/// after a larger frame.
-const READ_BUFFER_BYTES: usize = 64 << 10;
-/// A closing connection may take this long to write what is queued for it
-/// (a reply to closeSession, a four-letter word's answer); then it is
-/// aborted, so a client that does not read cannot hold it open.
-const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-/// What a connection costs besides its buffers: its state, its two tasks,
-/// the socket's bookkeeping. An estimate, for the connection memory limit.
-pub const CONNECTION_FIXED_BYTES: usize = 8 << 10;
+use crate::limits::CLOSE_LINGER;
+pub use crate::limits::CONNECTION_FIXED_BYTES;
+use crate::limits::OUTBOX_BACKPRESSURE_BYTES;
+use crate::limits::OUTBOX_BYTES_MAX;
+use crate::limits::READ_BUFFER_BYTES;
+use crate::limits::READ_BUFFER_INITIAL_BYTES;
 
 enum Pending {
     Write { started: Instant, close_session: bool },

@@ -17,10 +17,8 @@ use async_channel::{Receiver, Sender};
 
 use crate::tree::Path;
 
-/// How long a query waits for one answer.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Queries waiting for one owner at most; more fail at once.
-const QUERIES_QUEUED_MAX: usize = 64;
+use crate::limits::QUERIES_QUEUED_MAX;
+pub use crate::limits::QUERY_TIMEOUT;
 
 /// What a shard is asked.
 pub enum ShardQuery {

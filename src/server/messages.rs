@@ -33,6 +33,5 @@ pub struct Stamped {
     pub at: Instant,
 }
 
-/// Bounds of the cross-core queues, in messages.
-pub const TO_BROADCAST_QUEUE_MESSAGES_MAX: usize = 4096;
-pub const TO_SHARD_QUEUE_MESSAGES_MAX: usize = 1024;
+pub use crate::limits::TO_BROADCAST_QUEUE_MESSAGES_MAX;
+pub use crate::limits::TO_SHARD_QUEUE_MESSAGES_MAX;

@@ -31,12 +31,7 @@ use crate::watch::{Fired, WatchTable};
 const THROTTLE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a shard tells the broadcast core which sessions were active.
 const TOUCH_INTERVAL: Duration = Duration::from_millis(250);
-/// The memory all client connections may hold together (buffers plus
-/// `connection::CONNECTION_FIXED_BYTES` each), split evenly across shards;
-/// past it new connections are refused with a logged reason. ZooKeeper has
-/// no such bound (its global `maxCnxns` counts connections, 0 = unlimited).
-/// Key: `zoocore.connectionMemoryMaxBytes`.
-pub const CONNECTION_MEMORY_BYTES_MAX_DEFAULT: u64 = 1 << 30;
+pub use crate::limits::CONNECTION_MEMORY_BYTES_MAX_DEFAULT;
 
 pub struct Shard {
     pub id: usize,
@@ -411,8 +406,7 @@ impl Drop for Running {
     }
 }
 
-/// How long a stopping shard waits for the writes it forwarded to come back.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+use crate::limits::SHUTDOWN_DRAIN;
 
 /// A clean stop: no more connections are accepted (the listener is closed);
 /// the replies of writes in flight are awaited, bounded, so the batch the

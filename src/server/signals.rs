@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -13,8 +12,7 @@ use tracing::error;
 
 use super::Shared;
 
-/// The longest a clean stop may take before the process exits anyway.
-pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
+pub use crate::limits::STOP_DEADLINE;
 
 /// True from `install` until the server serves (`serving`). Recovery of a
 /// large data directory can take long and serves nobody, so a stop signal

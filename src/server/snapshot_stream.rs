@@ -30,13 +30,9 @@ use super::peer::PeerLinks;
 use crate::node::wire::Chunk;
 use crate::node::PeerMessage;
 
-/// Bytes of a snapshot per frame: small enough to interleave with nothing
-/// else on the link yet large enough that framing costs nothing.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+pub use crate::limits::SNAPSHOT_CHUNK_BYTES;
 
-/// The largest snapshot message a follower assembles: 8 GiB, well above
-/// what zoocore's memory bounds let a tree reach.
-pub const SNAPSHOT_STREAM_BYTES_MAX: u64 = 8 << 30;
+pub use crate::limits::SNAPSHOT_STREAM_BYTES_MAX;
 
 /// How often a stream looks again at a full link queue.
 const STREAM_POLL: Duration = Duration::from_millis(1);

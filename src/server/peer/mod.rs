@@ -106,26 +106,16 @@ pub struct PeerLimits {
     pub handshake_timeout: Duration,
 }
 
-/// 64 MiB: room for a snapshot chunk and its envelope.
-pub const DEFAULT_FRAME_BYTES_MAX: usize = 64 << 20;
-/// Raft keeps at most a few hundred messages in flight per follower.
-pub const DEFAULT_SEND_QUEUE_FRAMES_MAX: usize = 4096;
-/// Two of the largest frames.
-pub const DEFAULT_SEND_QUEUE_BYTES_MAX: usize = 128 << 20;
-/// One write of up to 1 MiB per wakeup.
-pub const DEFAULT_WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
-/// Frames received and not yet taken by the node.
-pub const DEFAULT_INBOX_FRAMES_MAX: usize = 16_384;
-/// 256 KiB of read buffer per inbound connection.
-pub const DEFAULT_READ_BUFFER_BYTES: usize = 256 << 10;
-/// Inbound connections in their handshake at once.
-pub const DEFAULT_HANDSHAKES_PENDING_MAX: usize = 64;
-/// The first reconnect comes quickly: failover is meant to take < 200 ms.
-pub const DEFAULT_RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-/// A peer that is down is tried about once a second.
-pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Loopback and LAN handshakes take well under a millisecond.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+pub use crate::limits::DEFAULT_FRAME_BYTES_MAX;
+pub use crate::limits::DEFAULT_HANDSHAKES_PENDING_MAX;
+pub use crate::limits::DEFAULT_HANDSHAKE_TIMEOUT;
+pub use crate::limits::DEFAULT_INBOX_FRAMES_MAX;
+pub use crate::limits::DEFAULT_READ_BUFFER_BYTES;
+pub use crate::limits::DEFAULT_RECONNECT_BACKOFF_MAX;
+pub use crate::limits::DEFAULT_RECONNECT_BACKOFF_MIN;
+pub use crate::limits::DEFAULT_SEND_QUEUE_BYTES_MAX;
+pub use crate::limits::DEFAULT_SEND_QUEUE_FRAMES_MAX;
+pub use crate::limits::DEFAULT_WRITE_BATCH_BYTES_MAX;
 
 /// How long [`PeerLinks::start`] retries a quorum port that is in use.
 const BIND_RETRY_FOR: Duration = Duration::from_secs(2);
