@@ -33,6 +33,7 @@ impl<T> BatchQueue<T> {
                 if let Some(item) = item.take() {
                     items.push_back(item);
                 }
+                debug_assert!(items.len() <= self.capacity, "a batch queue over its bound");
                 if let Some(waker) = self.consumer.take() {
                     waker.wake();
                 }
@@ -62,7 +63,9 @@ impl<T> BatchQueue<T> {
     pub fn drain(&self, max: usize, into: &mut Vec<T>) {
         let mut items = self.items.borrow_mut();
         let count = items.len().min(max);
+        let before = into.len();
         into.extend(items.drain(..count));
+        debug_assert!(into.len() - before <= max, "a batch over its bound");
         drop(items);
         for waker in self.producers.borrow_mut().drain(..) {
             waker.wake();

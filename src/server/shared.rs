@@ -36,8 +36,16 @@ impl Version {
         self.next.get()
     }
 
-    /// Links the following version; a version is followed by one other only.
+    /// Links the following version; a version is followed by one other
+    /// only, and never by an older tree (committed state only grows, and
+    /// shards replay the triggers along the links in order).
     pub fn link(&self, next: Arc<Version>) {
+        assert!(
+            next.tree.last_zxid() >= self.tree.last_zxid(),
+            "version at zxid {:#x} linked after one at {:#x}",
+            next.tree.last_zxid(),
+            self.tree.last_zxid()
+        );
         let linked = self.next.set(next).is_ok();
         debug_assert!(linked, "a version is linked once");
     }
