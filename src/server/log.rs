@@ -38,9 +38,10 @@ const CLUSTER_ID_FILE: &str = "cluster-id";
 /// says what to do, and only damage points at `--truncate-corrupt`.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    /// Directories, the cluster id, preAllocSize.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDirectory { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
-    Setup(String),
+    ClusterId(ClusterIdError),
     #[error(
         "{0} (start with --truncate-corrupt to repair the log: it keeps every record it can still use, logs \
          what it cuts and moves the original segments aside; save a copy of the data directories first)"
@@ -77,36 +78,51 @@ pub struct Log {
     sync_bytes: usize,
 }
 
+/// Why the data directory's cluster id cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterIdError {
+    #[error("{}: not a cluster id (16 hex digits): {text:?}", path.display())]
+    NotAnId { path: PathBuf, text: String },
+    #[error(
+        "{} is missing but {} or {} holds data: this data directory was not made by this server",
+        path.display(), log.display(), snapshots.display()
+    )]
+    MissingBesideData { path: PathBuf, log: PathBuf, snapshots: PathBuf },
+    #[error("cannot read /dev/urandom: {0}")]
+    Random(std::io::Error),
+    #[error("cannot {operation} {}: {source}", path.display())]
+    Io { path: PathBuf, operation: &'static str, source: std::io::Error },
+}
+
 /// Reads the cluster id, or makes one for a new data directory.
-fn cluster_id(data_directory: &Path, log_directory: &Path, snapshot_directory: &Path) -> Result<u64, String> {
+fn cluster_id(data_directory: &Path, log_directory: &Path, snapshot_directory: &Path) -> Result<u64, ClusterIdError> {
     let path = data_directory.join(CLUSTER_ID_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => u64::from_str_radix(text.trim(), 16)
-            .map_err(|_| format!("{}: not a cluster id (16 hex digits): {:?}", path.display(), text.trim())),
+            .map_err(|_| ClusterIdError::NotAnId { path: path.clone(), text: text.trim().to_string() }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let has_files = |directory: &Path| {
                 std::fs::read_dir(directory).map(|mut entries| entries.next().is_some()).unwrap_or(false)
             };
             if has_files(log_directory) || has_files(snapshot_directory) {
-                return Err(format!(
-                    "{} is missing but {} or {} holds data: this data directory was not made by this server",
-                    path.display(),
-                    log_directory.display(),
-                    snapshot_directory.display()
-                ));
+                return Err(ClusterIdError::MissingBesideData {
+                    path,
+                    log: log_directory.to_path_buf(),
+                    snapshots: snapshot_directory.to_path_buf(),
+                });
             }
             let mut bytes = [0u8; 8];
             use std::io::Read;
             std::fs::File::open("/dev/urandom")
                 .and_then(|mut file| file.read_exact(&mut bytes))
-                .map_err(|error| format!("cannot read /dev/urandom: {error}"))?;
+                .map_err(ClusterIdError::Random)?;
             let id = u64::from_le_bytes(bytes) | 1;
             std::fs::write(&path, format!("{id:016x}\n"))
-                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+                .map_err(|source| ClusterIdError::Io { path: path.clone(), operation: "write", source })?;
             info!(cluster_id = format_args!("{id:016x}"), "new data directory");
             Ok(id)
         }
-        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+        Err(source) => Err(ClusterIdError::Io { path, operation: "read", source }),
     }
 }
 
@@ -119,12 +135,12 @@ impl Log {
         let absolute = |directory: &Path| -> Result<PathBuf, LogError> {
             std::fs::create_dir_all(directory)
                 .and_then(|_| std::fs::canonicalize(directory))
-                .map_err(|error| LogError::Setup(format!("cannot create {}: {error}", directory.display())))
+                .map_err(|source| LogError::CreateDirectory { path: directory.to_path_buf(), source })
         };
         let data_directory = absolute(&config.data_dir)?;
         let snapshot_directory = absolute(&data_directory.join("snapshot"))?;
         let log_directory = absolute(&absolute(&config.data_log_dir)?.join("log"))?;
-        let cluster_id = cluster_id(&data_directory, &log_directory, &snapshot_directory).map_err(LogError::Setup)?;
+        let cluster_id = cluster_id(&data_directory, &log_directory, &snapshot_directory).map_err(LogError::ClusterId)?;
         let started = Instant::now();
         info!(data = %data_directory.display(), log = %log_directory.display(), "recovering: reading snapshots and the log");
         // No snapshot is being written yet: every temporary file is left by
