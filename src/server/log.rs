@@ -117,8 +117,11 @@ fn cluster_id(data_directory: &Path, log_directory: &Path, snapshot_directory: &
                 .and_then(|mut file| file.read_exact(&mut bytes))
                 .map_err(ClusterIdError::Random)?;
             let id = u64::from_le_bytes(bytes) | 1;
-            std::fs::write(&path, format!("{id:016x}\n"))
-                .map_err(|source| ClusterIdError::Io { path: path.clone(), operation: "write", source })?;
+            std::fs::write(&path, format!("{id:016x}\n")).map_err(|source| ClusterIdError::Io {
+                path: path.clone(),
+                operation: "write",
+                source,
+            })?;
             info!(cluster_id = format_args!("{id:016x}"), "new data directory");
             Ok(id)
         }
@@ -140,7 +143,8 @@ impl Log {
         let data_directory = absolute(&config.data_dir)?;
         let snapshot_directory = absolute(&data_directory.join("snapshot"))?;
         let log_directory = absolute(&absolute(&config.data_log_dir)?.join("log"))?;
-        let cluster_id = cluster_id(&data_directory, &log_directory, &snapshot_directory).map_err(LogError::ClusterId)?;
+        let cluster_id =
+            cluster_id(&data_directory, &log_directory, &snapshot_directory).map_err(LogError::ClusterId)?;
         let started = Instant::now();
         info!(data = %data_directory.display(), log = %log_directory.display(), "recovering: reading snapshots and the log");
         // No snapshot is being written yet: every temporary file is left by
