@@ -53,9 +53,19 @@ pub enum LogError {
     Wal(WalError),
     #[error("{0} (no older snapshot could be used instead)")]
     Snapshot(snapshot::SnapshotError),
-    /// The log and the snapshots do not fit together.
-    #[error("{0}")]
-    Inconsistent(String),
+    /// The log was compacted past every snapshot that can be used.
+    #[error(
+        "the log in {} was compacted up to index {compacted_to} but the newest usable snapshot in {} is at \
+         {snapshot_index}: a snapshot is missing",
+        log.display(), snapshots.display()
+    )]
+    SnapshotMissing { log: PathBuf, compacted_to: u64, snapshots: PathBuf, snapshot_index: u64 },
+    /// The log's first entry does not follow the snapshot.
+    #[error(
+        "the log in {} starts at index {first} but the newest snapshot ends at {snapshot_index}: entries are missing",
+        log.display()
+    )]
+    EntriesMissing { log: PathBuf, first: u64, snapshot_index: u64 },
     /// At run time: the snapshot directory could not be listed.
     #[error("listing the snapshots: {0}")]
     SnapshotList(snapshot::SnapshotError),
@@ -213,14 +223,12 @@ impl Log {
             .is_some_and(|entry| entry.index == snapshot_index + 1);
         if let Some(marker) = recovered.snapshot {
             if marker.index > snapshot_index && !log_reaches_back {
-                return Err(LogError::Inconsistent(format!(
-                    "the log in {} was compacted up to index {} but the newest usable snapshot in {} is at {}: \
-                     a snapshot is missing",
-                    log_directory.display(),
-                    marker.index,
-                    snapshot_directory.display(),
-                    snapshot_index
-                )));
+                return Err(LogError::SnapshotMissing {
+                    log: log_directory.clone(),
+                    compacted_to: marker.index,
+                    snapshots: snapshot_directory.clone(),
+                    snapshot_index,
+                });
             }
         }
         let mut entries: Vec<Entry> = Vec::with_capacity(recovered.entries.len());
@@ -236,12 +244,11 @@ impl Log {
         }
         if let Some(first) = entries.first() {
             if first.index != snapshot_index + 1 {
-                return Err(LogError::Inconsistent(format!(
-                    "the log in {} starts at index {} but the newest snapshot ends at {}: entries are missing",
-                    log_directory.display(),
-                    first.index,
-                    snapshot_index
-                )));
+                return Err(LogError::EntriesMissing {
+                    log: log_directory.clone(),
+                    first: first.index,
+                    snapshot_index,
+                });
             }
         }
         let mut hard_state = HardState::default();
