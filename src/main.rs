@@ -236,7 +236,7 @@ fn main() -> ExitCode {
     }
     // Scripts and tests read these lines; the client line comes last (the
     // plain port's, or the secure port's when it is the only one).
-    let result = zoocore::server::run(config, ensemble, tls, quorum_tls, |listening| {
+    let result = zoocore::server::run(config, ensemble, tls, quorum_tls, zoocore::admin::start, |listening| {
         if let Some(address) = listening.admin {
             println!("zoocore admin on {address}");
         }

@@ -20,10 +20,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use glommio::net::TcpListener;
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, info, warn};
 
-use crate::server::Shared;
+use crate::server::{OperationsStarted, Shared};
 use http::{Request, Response};
 
 /// ZooKeeper's Prometheus metrics provider; naming it in
@@ -44,12 +44,12 @@ fn metrics_enabled(shared: &Shared) -> bool {
 
 /// Starts the admin executor if the AdminServer or the metrics page is on.
 /// Returns its handle (to join at shutdown) and the bound addresses.
-pub fn start(shared: &Arc<Shared>) -> Result<(Option<ExecutorJoinHandle<()>>, Endpoints), String> {
+pub fn start(shared: &Arc<Shared>) -> Result<OperationsStarted, String> {
     let admin = shared.config.admin_server_enabled.then(|| shared.config.admin_socket_address());
     let metrics = metrics_enabled(shared)
         .then(|| SocketAddr::new(shared.config.metrics_provider_http_host, shared.config.metrics_provider_http_port));
     if admin.is_none() && metrics.is_none() {
-        return Ok((None, Endpoints::default()));
+        return Ok(OperationsStarted { executor: None, admin: None, metrics: None });
     }
     let (bound_sender, bound_receiver) = std::sync::mpsc::channel();
     let shared = shared.clone();
@@ -58,7 +58,7 @@ pub fn start(shared: &Arc<Shared>) -> Result<(Option<ExecutorJoinHandle<()>>, En
         .spawn(move || run(shared, admin, metrics, bound_sender))
         .map_err(|error| format!("cannot start the admin executor: {error}"))?;
     let endpoints = bound_receiver.recv().map_err(|_| "the admin executor stopped before listening".to_string())?;
-    Ok((Some(handle), endpoints))
+    Ok(OperationsStarted { executor: Some(handle), admin: endpoints.admin, metrics: endpoints.metrics })
 }
 
 fn bind(what: &str, address: Option<SocketAddr>) -> Option<TcpListener> {

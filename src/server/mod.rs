@@ -23,6 +23,7 @@ pub use shared::{ConnectionInfo, EnsembleView, Shared};
 pub use signals::STOP_DEADLINE;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -79,6 +80,14 @@ fn random_secret() -> Result<[u8; 16], String> {
     Ok(secret)
 }
 
+/// The operations' listeners, once started: an executor to join at the
+/// stop, and the addresses of the AdminServer and the metrics page.
+pub struct OperationsStarted {
+    pub executor: Option<glommio::ExecutorJoinHandle<()>>,
+    pub admin: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+}
+
 /// Where a started server listens.
 #[derive(Debug, Clone, Copy)]
 pub struct Listening {
@@ -95,13 +104,17 @@ pub struct Listening {
 /// Starts the server and blocks until it stops (SIGTERM or SIGINT stop it
 /// cleanly): standalone, or the member of `ensemble` this server is.
 /// `tls` is the secure client port's loaded configuration (crate::tls),
-/// given when `secureClientPort` is set. `on_listening` is called once
-/// every shard accepts connections.
+/// given when `secureClientPort` is set. `start_operations` starts what
+/// an operator reads the server through (the AdminServer and the metrics
+/// page: `crate::admin::start`), handed in by the binary that composes the
+/// pieces so that the shell does not depend on them. `on_listening` is
+/// called once every shard accepts connections.
 pub fn run(
     config: Config,
     ensemble: Option<crate::ensemble::Ensemble>,
     tls: Option<crate::tls::TlsContext>,
     quorum_tls: Option<crate::tls::quorum::QuorumTls>,
+    start_operations: impl FnOnce(&Arc<Shared>) -> Result<OperationsStarted, String>,
     on_listening: impl FnOnce(&Listening),
 ) -> Result<(), String> {
     check_memlock()?;
@@ -126,7 +139,8 @@ pub fn run(
     }
     let shared = Shared::new(config, Tree::new(), shard_count);
     signals::install(shared.clone())?;
-    let (admin, endpoints) = crate::admin::start(&shared)?;
+    let OperationsStarted { executor: admin, admin: admin_address, metrics: metrics_address } =
+        start_operations(&shared)?;
 
     let mut to_broadcast_receivers = Vec::new();
     let mut to_broadcast_senders = Vec::new();
@@ -196,8 +210,8 @@ pub fn run(
     on_listening(&Listening {
         client: plain_listen,
         secure: secure_listen,
-        admin: endpoints.admin,
-        metrics: endpoints.metrics,
+        admin: admin_address,
+        metrics: metrics_address,
     });
     for executor in executors {
         executor.join().map_err(|error| format!("executor failed: {error}"))?;
