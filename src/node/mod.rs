@@ -53,6 +53,11 @@ use read_only::ReadOnly;
 pub use read_only::READ_ONLY_GRACE_MS_MIN;
 pub use wire::{Answer, Forwarded, PeerMessage};
 
+/// Snapshot trees a follower holds at once while raft decides which to
+/// install: a leader sends a new one only after the last was answered, so
+/// more than two at a time come from old and new leaders crossing.
+pub const INCOMING_SNAPSHOTS_MAX: usize = 4;
+
 /// Ticks between the surviving voters' campaigns after their leader's link
 /// fell: enough for the first candidate's pre-vote to cross the network and
 /// be granted before the next would campaign (a tick is 10 ms in production,
@@ -328,8 +333,12 @@ pub struct Node {
     snapshot_every: u64,
     snapshot_in_flight: bool,
     random: u64,
-    /// The tree of a snapshot the leader sent, until raft installs it.
-    incoming_snapshot: Option<(u64, Arc<Tree>)>,
+    /// The trees of snapshots leaders sent, by index, until raft installs
+    /// one: raft may take any of them (a later message can replace the
+    /// snapshot it holds with another, or be refused while the one before
+    /// stands), so none replaces another here. At most
+    /// `INCOMING_SNAPSHOTS_MAX`, the oldest dropped first.
+    incoming_snapshots: BTreeMap<u64, Arc<Tree>>,
     /// Answered syncs that wait for this server to apply their index:
     /// (index, session). Applying looks here instead of at every session.
     waiting_syncs: BTreeSet<(u64, i64)>,
@@ -377,7 +386,7 @@ impl Node {
             snapshot_every,
             snapshot_in_flight: false,
             random,
-            incoming_snapshot: None,
+            incoming_snapshots: BTreeMap::new(),
             waiting_syncs: BTreeSet::new(),
             next_stall_check_ms: now.monotonic_ms + settings.touch_interval_ms,
             single_voter,
@@ -560,7 +569,10 @@ impl Node {
             PeerMessage::Snapshot { message, tree } => {
                 let index = message.get_snapshot().get_metadata().index;
                 if index > self.applied_index {
-                    self.incoming_snapshot = Some((index, tree));
+                    self.incoming_snapshots.insert(index, tree);
+                    while self.incoming_snapshots.len() > INCOMING_SNAPSHOTS_MAX {
+                        self.incoming_snapshots.pop_first();
+                    }
                     let _ = self.replica.step(message);
                 }
             }
@@ -1344,10 +1356,12 @@ impl Node {
     fn install_snapshot(&mut self, snapshot: &raft::eraftpb::Snapshot) -> Result<SnapshotOrder, NodeError> {
         let index = snapshot.get_metadata().index;
         let term = snapshot.get_metadata().term;
-        let tree = match self.incoming_snapshot.take() {
-            Some((received, tree)) if received == index => tree,
-            _ => return Err(NodeError::SnapshotMissing { index }),
+        let tree = match self.incoming_snapshots.remove(&index) {
+            Some(tree) => tree,
+            None => return Err(NodeError::SnapshotMissing { index }),
         };
+        // Those at or below it will never be installed now.
+        self.incoming_snapshots.retain(|&held, _| held > index);
         assert!(index > self.applied_index, "a snapshot moves the applied index forward");
         assert!(tree.last_zxid() as u64 <= index, "a snapshot's tree is at or before its index");
         self.committed = (*tree).clone();
