@@ -228,54 +228,25 @@ fn tls_runs_against_a_secure_port() {
     let scratch = TestDir::new("loadgen-tls");
     let json = scratch.path().join("tls.json");
     let json_text = json.display().to_string();
-    let arguments = [
-        "run",
-        "--hosts",
-        &secure,
-        "--tls",
-        "--tls-ca",
-        &ca,
-        "--tls-cert",
-        &certificate,
-        "--tls-key",
-        &key,
-        "--root",
-        "/loadgen-tls",
-        "--keys",
-        "200",
-        "--ops",
-        "3000",
-        "--warmup",
-        "0s",
-        "--max-duration",
-        "30s",
-        "--json",
-        &json_text,
-    ];
-    loadgen(&arguments);
+    // One run over TLS; `identity` adds the client certificate.
+    let run_over_tls = |root: &str, ops: &str, identity: bool, json: Option<&str>| {
+        let mut arguments = vec!["run", "--hosts", &secure, "--tls", "--tls-ca", &ca, "--root", root];
+        if identity {
+            arguments.extend(["--tls-cert", &certificate, "--tls-key", &key]);
+        }
+        arguments.extend(["--keys", "200", "--ops", ops, "--warmup", "0s", "--max-duration", "30s"]);
+        if let Some(json) = json {
+            arguments.extend(["--json", json]);
+        }
+        Process::run(Command::new(env!("CARGO_BIN_EXE_zoocore-loadgen")).args(&arguments), RUN_LIMIT)
+    };
+    let run = run_over_tls("/loadgen-tls", "3000", true, Some(&json_text));
+    assert!(run.status.success(), "zoocore-loadgen over TLS failed:\n{}\n{}", run.stdout, run.stderr);
     let summary = read_json(&json);
     assert_eq!(number(&summary, "/ops"), 3000.0, "{summary:#}");
     assert_eq!(number(&summary, "/errors"), 0.0, "{summary:#}");
     // Without a client certificate the server refuses the handshake.
-    let refused = Process::run(
-        Command::new(env!("CARGO_BIN_EXE_zoocore-loadgen")).args([
-            "run",
-            "--hosts",
-            &secure,
-            "--tls",
-            "--tls-ca",
-            &ca,
-            "--root",
-            "/loadgen-tls-refused",
-            "--ops",
-            "10",
-            "--warmup",
-            "0s",
-            "--max-duration",
-            "10s",
-        ]),
-        RUN_LIMIT,
-    );
+    let refused = run_over_tls("/loadgen-tls-refused", "10", false, None);
     assert!(
         !refused.status.success() && refused.stderr.contains("cannot open a session"),
         "a run without a client certificate was not refused:\n{}\n{}",
