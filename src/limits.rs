@@ -47,6 +47,11 @@ pub const TO_BROADCAST_QUEUE_MESSAGES_MAX: usize = 4096;
 pub const TO_SHARD_QUEUE_MESSAGES_MAX: usize = 1024;
 /// Requests taken into one batch at most: one log write, one fsync.
 pub const BATCH_REQUESTS_MAX: usize = 1000;
+/// Pieces of work (raft readies) the node has handed out that are not yet
+/// durable, at most: the one being written and those prepared behind it
+/// for the next write (pipelined group commit). At the bound the
+/// broadcast core takes no new input until the write finishes.
+pub const LOG_WORK_IN_FLIGHT_MAX: usize = 64;
 /// Peer frames handed to the node per round at most.
 pub const PEER_FRAMES_PER_ROUND_MAX: usize = 1024;
 /// How long a query waits for one answer.

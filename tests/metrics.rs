@@ -174,7 +174,7 @@ async fn metrics_page_has_zookeepers_names_and_zoocores_own() {
     // every write (and handshake); the per-sync ones every group commit.
     let stage_count = |stage: &str| number(&scrape, "zoocore_write_stage_seconds_count", &[("stage", stage)]);
     for stage in
-        ["to_core", "queue", "prep", "log_write", "release", "publish", "to_shard", "shard_apply", "socket_write"]
+        ["to_core", "queue", "prep", "log_wait", "log_write", "release", "publish", "to_shard", "shard_apply", "socket_write"]
     {
         let Some(Value::Summary(counts)) = value(&scrape, "zoocore_write_stage_seconds", &[("stage", stage)]) else {
             panic!("the {stage} stage is a summary")
@@ -185,6 +185,7 @@ async fn metrics_page_has_zookeepers_names_and_zoocores_own() {
     assert!(stage_count("to_core") >= 20.0 && stage_count("queue") >= 20.0);
     let syncs = number(&scrape, "zoocore_group_commit_entries_count", &[]);
     assert_eq!(stage_count("log_write"), syncs, "one log_write per group commit");
+    assert_eq!(stage_count("log_wait"), syncs, "one log_wait per group commit");
     // Segments are O_DSYNC: the write is the sync, no fdatasync follows.
     assert_eq!(stage_count("fsync"), 0.0, "no fdatasync after an O_DSYNC write");
 }

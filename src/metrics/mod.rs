@@ -86,6 +86,9 @@ pub enum WriteStage {
     Queue,
     /// Stepping the round's messages into the node: prep and proposal.
     Prep,
+    /// Prepared work waiting for the log's write in flight to finish
+    /// before its own write starts (per sync; zero when the log was idle).
+    LogWait,
     /// The log's write of a batch (per sync).
     LogWrite,
     /// The log's fdatasync of a batch (per sync).
@@ -104,10 +107,11 @@ pub enum WriteStage {
 }
 
 impl WriteStage {
-    pub const ALL: [WriteStage; 10] = [
+    pub const ALL: [WriteStage; 11] = [
         WriteStage::ToCore,
         WriteStage::Queue,
         WriteStage::Prep,
+        WriteStage::LogWait,
         WriteStage::LogWrite,
         WriteStage::Fsync,
         WriteStage::Release,
@@ -122,6 +126,7 @@ impl WriteStage {
             WriteStage::ToCore => "to_core",
             WriteStage::Queue => "queue",
             WriteStage::Prep => "prep",
+            WriteStage::LogWait => "log_wait",
             WriteStage::LogWrite => "log_write",
             WriteStage::Fsync => "fsync",
             WriteStage::Release => "release",

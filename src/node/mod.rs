@@ -689,6 +689,9 @@ impl Node {
         };
         let committed = std::mem::take(&mut inner.committed);
         self.apply_committed(&committed)?;
+        if !committed.is_empty() {
+            self.applied_moved()?;
+        }
         for (context, index) in std::mem::take(&mut inner.read_states) {
             self.confirmed_reads(context, index);
         }
@@ -700,21 +703,29 @@ impl Node {
         Ok(Some(Work { messages, snapshot, entries, hard_state, must_sync, inner }))
     }
 
-    /// `work`'s entries and hard state are durable.
+    /// `work`'s entries and hard state are durable (and so is all work
+    /// handed out before it: report them in the order `ready` gave them).
+    /// What that commits comes out of the next `ready`, so a driver calls
+    /// `ready` again before it takes the output.
     pub fn persisted(&mut self, work: Work, now: Now) -> Result<(), NodeError> {
         let after = self.replica.persisted(work.inner);
         let messages = self.group(after.messages);
         self.output.messages.extend(messages);
-        self.apply_committed(&after.committed)?;
+        self.observe_role(now);
+        Ok(())
+    }
+
+    /// What follows applying committed entries.
+    fn applied_moved(&mut self) -> Result<(), NodeError> {
         self.rebase_prep();
         if self.single_voter {
             // No follower will ever ask for an applied entry, and the WAL
-            // holds it durably: raft's in-memory copy of everything since
-            // the last snapshot (up to snapCount entries, 1 MiB each at
-            // worst) would only double the data's memory.
+            // holds it durably (only entries this server persisted are
+            // handed out as committed): raft's in-memory copy of everything
+            // since the last snapshot (up to snapCount entries, 1 MiB each
+            // at worst) would only double the data's memory.
             self.replica.compact(self.applied_index).map_err(NodeError::Raft)?;
         }
-        self.observe_role(now);
         self.snapshot_if_due();
         Ok(())
     }

@@ -9,14 +9,21 @@
 //!
 //! Order of duties for one `Ready` (raft-rs's contract): send `messages` at
 //! once; apply `committed` (they were committed earlier); make `entries`
-//! and `hard_state` durable; then call `persisted`, send what it returns and
-//! apply its committed entries.
+//! and `hard_state` durable; then call `persisted` and send what it returns.
+//!
+//! Readies are taken asynchronously (raft-rs's `advance_append_async`): a
+//! `ToPersist` is advanced in raft's memory as soon as it is handed out, so
+//! the shell may step, propose and take further readies while earlier ones
+//! are still being written, and reports each durable one with `persisted`,
+//! in the order they were handed out. That is what lets the broadcast core
+//! keep preparing and proposing during a sync (pipelined group commit). What
+//! becomes committed once a ready is durable comes out of the next `ready`.
 
 pub mod codec;
 
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
 use raft::storage::MemStorage;
-use raft::{Config, RawNode, Ready, StateRole};
+use raft::{Config, RawNode, StateRole};
 
 /// What raft-rs refused, and in which of the replica's operations: the one
 /// error type at the replica's boundary (the node wraps it in
@@ -115,18 +122,22 @@ pub struct ToPersist {
     /// when it was asked).
     pub read_states: Vec<(u64, u64)>,
     persisted_messages: Vec<Message>,
-    ready: Ready,
+    /// raft-rs's number for the ready, reported back by `persisted`.
+    number: u64,
 }
 
-/// What `persisted` releases.
+/// What `persisted` releases: messages that could leave only once the
+/// ready was durable (a follower's acknowledgements and votes).
 pub struct AfterPersist {
     pub messages: Vec<Message>,
-    pub committed: Vec<Entry>,
-    pub commit_index: Option<u64>,
 }
 
 pub struct Replica {
     node: RawNode<MemStorage>,
+    /// The number of the newest ready reported durable.
+    persisted_number: u64,
+    /// The newest index handed out as committed (or as a snapshot).
+    handed_out: u64,
 }
 
 /// Whether an entry carries a transaction (raft's own empty entries at the
@@ -189,7 +200,7 @@ impl Replica {
         config.validate().map_err(failed(Operation::Configure))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let node = RawNode::new(&config, storage, &logger).map_err(failed(Operation::Start))?;
-        Ok(Replica { node })
+        Ok(Replica { node, persisted_number: 0, handed_out: applied })
     }
 
     pub fn is_leader(&self) -> bool {
@@ -342,7 +353,8 @@ impl Replica {
         Ok(expected)
     }
 
-    /// The next piece of work, if any.
+    /// The next piece of work, if any. It may be taken while earlier ones
+    /// are not yet durable; each is reported with `persisted`, in order.
     pub fn ready(&mut self) -> Option<ToPersist> {
         if !self.node.has_ready() {
             return None;
@@ -383,6 +395,18 @@ impl Replica {
                 core.set_hardstate(hard_state.clone());
             }
         }
+        let number = ready.number();
+        // The entries are in the storage, which is all raft-rs asks before
+        // an asynchronous advance; the committed ones were taken above and
+        // are applied by the caller at once.
+        if let Some(last) = committed.last() {
+            self.handed_out = self.handed_out.max(last.index);
+        }
+        if let Some(snapshot) = &snapshot {
+            self.handed_out = self.handed_out.max(snapshot.get_metadata().index);
+        }
+        self.node.advance_append_async(ready);
+        self.advance_applied();
         Some(ToPersist {
             messages,
             committed,
@@ -392,22 +416,36 @@ impl Replica {
             snapshot,
             read_states,
             persisted_messages,
-            ready,
+            number,
         })
     }
 
-    /// Tells raft that `work`'s entries and hard state are durable.
+    /// Tells raft that `work`'s entries and hard state are durable, and with
+    /// them everything handed out before it. What that commits comes out of
+    /// the next `ready`.
     pub fn persisted(&mut self, work: ToPersist) -> AfterPersist {
-        let mut light = self.node.advance(work.ready);
-        let commit_index = light.commit_index();
-        if let Some(commit) = commit_index {
-            self.node.mut_store().wl().mut_hard_state().commit = commit;
+        assert!(
+            work.number > self.persisted_number,
+            "readies are persisted in the order they were handed out ({} after {})",
+            work.number,
+            self.persisted_number
+        );
+        self.persisted_number = work.number;
+        self.node.on_persist_ready(work.number);
+        self.advance_applied();
+        AfterPersist { messages: work.persisted_messages }
+    }
+
+    /// Tells raft how far the caller has applied: everything handed out
+    /// (the caller applies committed entries, or installs a snapshot, as
+    /// soon as it gets them), but never past what is durable here, which
+    /// raft-rs requires (a snapshot is handed out before it is durable).
+    fn advance_applied(&mut self) {
+        let log = &self.node.raft.raft_log;
+        let applied = self.handed_out.min(log.persisted);
+        if applied > log.applied {
+            self.node.advance_apply_to(applied);
         }
-        let mut messages = work.persisted_messages;
-        messages.extend(light.take_messages());
-        let committed = light.take_committed_entries();
-        self.node.advance_apply();
-        AfterPersist { messages, committed, commit_index }
     }
 
     /// Tells raft whether a snapshot reached `to`, so it resumes appends
@@ -449,11 +487,7 @@ mod tests {
             if let Some(state) = &work.hard_state {
                 *hard_state = state.clone();
             }
-            let after = replica.persisted(work);
-            committed.extend(after.committed);
-            if let Some(commit) = after.commit_index {
-                hard_state.commit = commit;
-            }
+            replica.persisted(work);
         }
         committed
     }
@@ -491,6 +525,51 @@ mod tests {
         assert_eq!(replayed, vec![first, second], "every durable transaction is replayed once, in order");
         assert!(restarted.is_leader());
         assert!(restarted.next_index() > second);
+    }
+
+    /// The pipelined group commit's contract: work is taken while earlier
+    /// work is being written, and an entry comes out committed only once
+    /// the work that carried it is reported durable.
+    #[test]
+    fn readies_are_taken_while_earlier_ones_are_written() {
+        let mut replica = Replica::new(&single(), Recovered::default()).unwrap();
+        replica.campaign().unwrap();
+        drive(&mut replica, &mut Vec::new(), &mut HardState::default());
+        let first = replica.propose(b"one".to_vec()).unwrap();
+        let writing = replica.ready().expect("the first proposal is work");
+        assert_eq!(writing.entries.iter().map(|entry| entry.index).collect::<Vec<_>>(), vec![first]);
+        let second = replica.propose(b"two".to_vec()).unwrap();
+        let queued = replica.ready().expect("the second proposal is work while the first is written");
+        assert_eq!(queued.entries.iter().map(|entry| entry.index).collect::<Vec<_>>(), vec![second]);
+        assert!(queued.committed.is_empty(), "nothing is durable yet, so nothing is committed");
+        assert!(replica.ready().is_none(), "nothing more until a write finishes");
+
+        replica.persisted(writing);
+        let after_first = replica.ready().expect("the first write commits its entry");
+        let committed: Vec<u64> = after_first.committed.iter().map(|entry| entry.index).collect();
+        assert_eq!(committed, vec![first], "only what is durable is committed");
+        assert!(after_first.entries.is_empty());
+        replica.persisted(queued);
+        replica.persisted(after_first);
+        let after_second = replica.ready().expect("the second write commits its entry");
+        let committed: Vec<u64> = after_second.committed.iter().map(|entry| entry.index).collect();
+        assert_eq!(committed, vec![second]);
+        replica.persisted(after_second);
+        assert_eq!(replica.commit_index(), second);
+    }
+
+    #[test]
+    #[should_panic(expected = "in the order they were handed out")]
+    fn work_reported_durable_out_of_order_is_a_bug() {
+        let mut replica = Replica::new(&single(), Recovered::default()).unwrap();
+        replica.campaign().unwrap();
+        drive(&mut replica, &mut Vec::new(), &mut HardState::default());
+        replica.propose(b"one".to_vec()).unwrap();
+        let older = replica.ready().unwrap();
+        replica.propose(b"two".to_vec()).unwrap();
+        let newer = replica.ready().unwrap();
+        replica.persisted(newer);
+        replica.persisted(older);
     }
 
     #[test]

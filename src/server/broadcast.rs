@@ -8,6 +8,8 @@
 //! what the node released, send the shards their replies, and start or
 //! finish a snapshot.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,7 +30,8 @@ use super::snapshot_stream::SnapshotStreams;
 use crate::ensemble::Ensemble;
 use crate::metrics::WriteStage;
 use crate::node::wire::Chunk;
-use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder, READ_ONLY_GRACE_MS_MIN};
+use crate::limits::LOG_WORK_IN_FLIGHT_MAX;
+use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder, Work, READ_ONLY_GRACE_MS_MIN};
 use crate::prep::Preparer;
 use crate::replica::ReplicaConfig;
 use crate::snapshot;
@@ -84,7 +87,20 @@ pub enum CoreError {
 pub struct BroadcastCore {
     shared: Arc<Shared>,
     node: Node,
-    log: Log,
+    /// The log, when no job of it is in flight (see `LogJob`).
+    log: Option<Log>,
+    /// The log's job in flight: it owns the log until it finishes.
+    log_job: Option<LogJob>,
+    /// Work the job in flight makes durable, in the node's order.
+    syncing: Vec<Work>,
+    /// Work handed out since, waiting for the next job, and when the
+    /// oldest of it was handed out.
+    queued: Vec<Work>,
+    queued_since: Option<Instant>,
+    /// A snapshot the thread has written, waiting for the log to mark it.
+    written_snapshot: Option<WrittenSnapshot>,
+    snapshot_directory: std::path::PathBuf,
+    cluster_id: u64,
     started: Instant,
     /// The newest published version, to link the next one to.
     current: Arc<Version>,
@@ -186,7 +202,14 @@ impl BroadcastCore {
         shared.published.store(version.clone());
         Ok(BroadcastCore {
             node,
-            log,
+            snapshot_directory: log.snapshot_directory().to_path_buf(),
+            cluster_id: log.cluster_id(),
+            log: Some(log),
+            log_job: None,
+            syncing: Vec::new(),
+            queued: Vec::new(),
+            queued_since: None,
+            written_snapshot: None,
             started,
             current: version,
             snapshot_task: None,
@@ -235,33 +258,67 @@ impl BroadcastCore {
         let queries = self.shared.control.core_inbox();
         let mut frames = Vec::with_capacity(PEER_FRAMES_PER_ROUND_MAX);
         loop {
+            // At the bound of work in flight, new input waits (in the inbox,
+            // and behind it in the shards' bounded queues) for the log.
+            let room = self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX;
             let peer_ready = async {
-                match &self.peers {
-                    Some((_, peer_inbox)) => peer_inbox.ready().await,
-                    None => std::future::pending().await,
+                match (&self.peers, room) {
+                    (Some((_, peer_inbox)), true) => peer_inbox.ready().await,
+                    _ => std::future::pending().await,
                 }
             };
+            let inbox_ready = async {
+                if room {
+                    inbox.ready().await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            let log_job = &mut self.log_job;
+            // The log's job is polled first: when it is done, the next
+            // write must start before anything else is taken.
             let woken = futures_lite::future::or(
                 async {
-                    futures_lite::future::or(futures_lite::future::or(inbox.ready(), peer_ready), async {
-                        Timer::new(tick).await;
-                    })
-                    .await;
-                    None
+                    match log_job.as_mut() {
+                        Some(job) => {
+                            let (log, done) = job.await;
+                            Woken::Log(log, done)
+                        }
+                        None => std::future::pending().await,
+                    }
                 },
-                async { queries.recv().await.ok() },
+                futures_lite::future::or(
+                    async {
+                        futures_lite::future::or(futures_lite::future::or(inbox_ready, peer_ready), async {
+                            Timer::new(tick).await;
+                        })
+                        .await;
+                        Woken::Input
+                    },
+                    async { queries.recv().await.map_or(Woken::Input, Woken::Query) },
+                ),
             )
             .await;
-            if let Some(query) = woken {
-                self.answer(query);
+            let finished = match woken {
+                Woken::Query(query) => {
+                    self.answer(query);
+                    Ok(())
+                }
+                Woken::Log(log, done) => self.log_finished(log, done),
+                Woken::Input => Ok(()),
+            };
+            if let Err(error) = finished {
+                fail_stop(error);
             }
-            inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
+            if self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX {
+                inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
+            }
             self.shared.metrics.record_write_batch(messages.len(), inbox.len());
             let drained = Instant::now();
             for stamped in &messages {
                 self.shared.metrics.record_stage(WriteStage::Queue, drained.saturating_duration_since(stamped.at));
             }
-            if let Some((_, peer_inbox)) = &self.peers {
+            if let (Some((_, peer_inbox)), true) = (&self.peers, self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX) {
                 peer_inbox.try_recv_batch(&mut frames, PEER_FRAMES_PER_ROUND_MAX);
             }
             self.activity += (messages.len() + frames.len()) as u64;
@@ -308,16 +365,11 @@ impl BroadcastCore {
                 Err(error) => Err(CoreError::from(error)),
             };
             if let Err(error) = result {
-                // The log (or the node) cannot go on: nothing more may be
-                // acknowledged. Fail-stop, as ZooKeeper's SyncRequestProcessor
-                // does: exit non-zero at once so a supervisor restarts the
-                // server, rather than listen on without being able to write
-                // (docs/ARCHITECTURE.md, "A failing log").
-                error!(%error, exit_status = super::log::EXIT_STATUS_LOG_FAILED, "the log failed; exiting now");
-                std::process::exit(super::log::EXIT_STATUS_LOG_FAILED);
+                fail_stop(error);
             }
             if self.shared.stopping.load(Ordering::Relaxed)
                 && inbox.is_empty()
+                && self.work_in_flight() == 0
                 && self.shared.control.shards_running() == 0
             {
                 break;
@@ -329,7 +381,14 @@ impl BroadcastCore {
         if let Some(task) = self.snapshot_task.take() {
             let _ = task.handle.join();
         }
-        match self.log.close().await {
+        let closed = match self.settle().await {
+            Ok(()) => match self.log.take() {
+                Some(log) => log.close().await.map_err(CoreError::from),
+                None => Ok(()),
+            },
+            Err(error) => Err(error),
+        };
+        match closed {
             Ok(()) => info!("log flushed and closed"),
             Err(error) => error!(%error, "closing the log failed"),
         }
@@ -354,38 +413,41 @@ impl BroadcastCore {
         }
     }
 
-    /// Makes the node's work durable and delivers what it released.
+    /// Work handed out by the node and not yet reported durable.
+    fn work_in_flight(&self) -> usize {
+        self.syncing.len() + self.queued.len()
+    }
+
+    /// Takes the node's work, starts the log on it, and delivers what the
+    /// node released. The log's write runs on while the core goes on
+    /// taking and preparing requests (pipelined group commit): work handed
+    /// out meanwhile waits in `queued` and goes out in the next write,
+    /// which starts the moment this one finishes (`log_finished`).
     async fn round(&mut self, shards: &[ConnectedSender<Commit>]) -> Result<(), CoreError> {
         let now = self.now();
-        while let Some(mut work) = self.node.ready(now)? {
-            // A leader's appends leave now, while its own fsync runs.
+        while self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX {
+            let Some(mut work) = self.node.ready(now)? else {
+                break;
+            };
+            // A leader's appends leave now, while its own write runs.
             self.send(std::mem::take(&mut work.messages));
             if let Some(order) = work.snapshot.take() {
+                // The snapshot replaces the log up to its index: everything
+                // handed out before it is made durable first, and its own
+                // work at once, before anything else is stepped (raft-rs
+                // counts the snapshot applied only once it is durable, and
+                // until then cannot campaign).
+                self.settle().await?;
                 self.install_snapshot(order).await?;
+                let log = self.log.as_mut().expect("the log is idle after settle");
+                log.append(&work.entries, work.hard_state.as_ref())?;
+                log.sync().await?;
+                self.node.persisted(work, now)?;
+                continue;
             }
-            let entries = work.entries.len();
-            self.log.append(&work.entries, work.hard_state.as_ref())?;
-            // raft-rs says when the write must be synced: new entries, a
-            // new term or vote. A Ready that only moves the commit index
-            // (every follower's, for every write) is buffered and rides with
-            // the next sync: losing it loses nothing raft cannot relearn,
-            // and a follower publishes the write at once instead of after an
-            // fdatasync, which is what a client reading there next waits on.
-            if work.must_sync || entries > 0 {
-                let bytes = self.log.sync().await?;
-                if entries > 0 {
-                    self.shared.metrics.record_group_commit(entries, bytes);
-                    self.shared.metrics.record_fsync(self.log.last_fsync());
-                    let (write, fdatasync) = self.log.last_write_and_fdatasync();
-                    self.shared.metrics.record_stage(WriteStage::LogWrite, write);
-                    if let Some(fdatasync) = fdatasync {
-                        self.shared.metrics.record_stage(WriteStage::Fsync, fdatasync);
-                    }
-                }
-            }
-            let released = Instant::now();
-            self.node.persisted(work, now)?;
-            self.shared.metrics.record_stage(WriteStage::Release, released.elapsed());
+            self.queued_since.get_or_insert_with(Instant::now);
+            self.queued.push(work);
+            self.start_log_job(now)?;
         }
         let mut output = self.node.take_output();
         self.send(std::mem::take(&mut output.messages));
@@ -393,7 +455,105 @@ impl BroadcastCore {
         let delivered = Instant::now();
         self.deliver(output, shards).await?;
         self.shared.metrics.record_stage(WriteStage::Publish, delivered.elapsed());
-        self.finish_snapshot().await
+        self.finish_snapshot()
+    }
+
+    /// If the log is idle: hands it the queued work, and starts a write
+    /// when any of it must be durable. raft-rs says when: new entries, a new
+    /// term or vote. Work that only moves the commit index (every
+    /// follower's, for every write) is buffered and rides with the next
+    /// write: losing it loses nothing raft cannot relearn, and a follower
+    /// publishes the write at once instead of after a write, which is what
+    /// a client reading there next waits on. Such work is reported durable
+    /// at once, unless it waits behind work in flight (raft-rs takes
+    /// reports in order).
+    fn start_log_job(&mut self, now: Now) -> Result<(), CoreError> {
+        if self.log.is_some() && self.written_snapshot.is_some() {
+            // Before more writes, or a busy log would never mark it (and
+            // never compact); once per snapCount/2 writes or more.
+            return self.mark_snapshot();
+        }
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let Some(log) = self.log.as_mut() else {
+            return Ok(());
+        };
+        debug_assert!(self.log_job.is_none() && self.syncing.is_empty(), "one log job at a time");
+        for work in &self.queued {
+            log.append(&work.entries, work.hard_state.as_ref())?;
+        }
+        let queued_since = self.queued_since.take();
+        if !self.queued.iter().any(|work| work.must_sync || !work.entries.is_empty()) {
+            let released = Instant::now();
+            for work in std::mem::take(&mut self.queued) {
+                self.node.persisted(work, now)?;
+            }
+            self.shared.metrics.record_stage(WriteStage::Release, released.elapsed());
+            return Ok(());
+        }
+        let waited = queued_since.map_or(Duration::ZERO, |since| since.elapsed());
+        let entries = self.queued.iter().map(|work| work.entries.len()).sum();
+        let mut log = self.log.take().expect("the log is idle");
+        self.syncing = std::mem::take(&mut self.queued);
+        self.log_job = Some(Box::pin(async move {
+            let result = log.sync().await;
+            (log, LogDone::Synced { result, entries, waited })
+        }));
+        Ok(())
+    }
+
+    /// The log's job finished: its work is durable, and the next write
+    /// starts at once with what was prepared meanwhile.
+    fn log_finished(&mut self, log: Log, done: LogDone) -> Result<(), CoreError> {
+        self.log_job = None;
+        let now = self.now();
+        match done {
+            LogDone::Synced { result, entries, waited } => {
+                let bytes = result?;
+                if entries > 0 {
+                    self.shared.metrics.record_group_commit(entries, bytes);
+                    self.shared.metrics.record_fsync(log.last_fsync());
+                    let (write, fdatasync) = log.last_write_and_fdatasync();
+                    self.shared.metrics.record_stage(WriteStage::LogWait, waited);
+                    self.shared.metrics.record_stage(WriteStage::LogWrite, write);
+                    if let Some(fdatasync) = fdatasync {
+                        self.shared.metrics.record_stage(WriteStage::Fsync, fdatasync);
+                    }
+                }
+                self.log = Some(log);
+                let released = Instant::now();
+                for work in std::mem::take(&mut self.syncing) {
+                    self.node.persisted(work, now)?;
+                }
+                self.shared.metrics.record_stage(WriteStage::Release, released.elapsed());
+            }
+            LogDone::SnapshotMarked { result, snapshot: task } => {
+                self.log = Some(log);
+                result?;
+                self.node.snapshot_written(task.index)?;
+                self.shared.metrics.record_snapshot(task.index as i64, task.started.elapsed());
+                self.purge_snapshots_if_due();
+            }
+        }
+        // What the node committed with it comes out of its next ready
+        // (`round`); the work queued meanwhile goes to the log now.
+        self.start_log_job(now)
+    }
+
+    /// Waits until the log is idle and everything handed out is durable.
+    async fn settle(&mut self) -> Result<(), CoreError> {
+        loop {
+            if let Some(job) = self.log_job.as_mut() {
+                let (log, done) = job.await;
+                self.log_finished(log, done)?;
+                continue;
+            }
+            if self.queued.is_empty() {
+                return Ok(());
+            }
+            self.start_log_job(self.now())?;
+        }
     }
 
     /// Encodes and queues messages for peers. A full queue or a link that is
@@ -424,7 +584,7 @@ impl BroadcastCore {
     /// (and the log marked and compacted) before the Ready is persisted.
     async fn install_snapshot(&mut self, order: SnapshotOrder) -> Result<(), CoreError> {
         let meta = self.snapshot_meta(order.index, order.term);
-        let directory = self.log.snapshot_directory().to_path_buf();
+        let directory = self.snapshot_directory.clone();
         let tree = order.tree.clone();
         // Written on a plain thread: the core keeps its timers and links.
         let handle = snapshot::spawn_write(directory, tree, meta).map_err(CoreError::InstallSnapshot)?;
@@ -437,7 +597,7 @@ impl BroadcastCore {
             Err(_) => return Err(CoreError::SnapshotPanicked),
         }
         let retain = self.shared.config.autopurge_snap_retain_count as usize;
-        self.log.snapshot_taken(order.index, order.term, retain).await?;
+        self.log.as_mut().expect("the log is idle after settle").snapshot_taken(order.index, order.term, retain).await?;
         info!(index = order.index, "the leader's snapshot is durable");
         Ok(())
     }
@@ -448,7 +608,7 @@ impl BroadcastCore {
         snapshot::SnapshotMeta {
             index,
             term,
-            cluster_id: self.log.cluster_id(),
+            cluster_id: self.cluster_id,
             voters: self.voters.clone(),
             learners: self.learners.clone(),
             ..snapshot::SnapshotMeta::default()
@@ -566,40 +726,55 @@ impl BroadcastCore {
     /// nor writes wait for it.
     fn start_snapshot(&mut self, order: SnapshotOrder) -> Result<(), CoreError> {
         let meta = self.snapshot_meta(order.index, order.term);
-        let directory = self.log.snapshot_directory().to_path_buf();
+        let directory = self.snapshot_directory.clone();
         let handle = snapshot::spawn_write(directory, order.tree, meta).map_err(CoreError::StartSnapshot)?;
         self.snapshot_task =
             Some(SnapshotTask { handle, index: order.index, term: order.term, started: Instant::now() });
         Ok(())
     }
 
-    /// When the snapshot thread is done: marks it in the log, compacts the
-    /// log behind the retained snapshots and tells the node.
-    async fn finish_snapshot(&mut self) -> Result<(), CoreError> {
-        let Some(task) = self.snapshot_task.take() else {
+    /// When the snapshot thread is done: the log marks it and compacts
+    /// itself behind the retained snapshots as a job of its own (a write
+    /// and segment deletions), so the core goes on preparing meanwhile;
+    /// then the node is told (`log_finished`).
+    fn finish_snapshot(&mut self) -> Result<(), CoreError> {
+        if let Some(task) = self.snapshot_task.take() {
+            if !task.handle.is_finished() {
+                self.snapshot_task = Some(task);
+                return Ok(());
+            }
+            match task.handle.join() {
+                Ok(Ok(_)) => {
+                    self.written_snapshot =
+                        Some(WrittenSnapshot { index: task.index, term: task.term, started: task.started })
+                }
+                Ok(Err(error)) => {
+                    self.node.snapshot_failed();
+                    error!(%error, "snapshot failed; the log is kept and a snapshot is tried again later")
+                }
+                Err(_) => {
+                    self.node.snapshot_failed();
+                    error!("the snapshot thread panicked; a snapshot is tried again later")
+                }
+            }
+        }
+        self.mark_snapshot()
+    }
+
+    /// Starts the log's job of marking the written snapshot, if the log is
+    /// idle (otherwise the job that holds it starts this when it ends).
+    fn mark_snapshot(&mut self) -> Result<(), CoreError> {
+        if self.written_snapshot.is_none() || self.log.is_none() {
+            return Ok(());
+        }
+        let (Some(task), Some(mut log)) = (self.written_snapshot.take(), self.log.take()) else {
             return Ok(());
         };
-        if !task.handle.is_finished() {
-            self.snapshot_task = Some(task);
-            return Ok(());
-        }
-        match task.handle.join() {
-            Ok(Ok(_)) => {
-                let retain = self.shared.config.autopurge_snap_retain_count as usize;
-                self.log.snapshot_taken(task.index, task.term, retain).await?;
-                self.node.snapshot_written(task.index)?;
-                self.shared.metrics.record_snapshot(task.index as i64, task.started.elapsed());
-                self.purge_snapshots_if_due();
-            }
-            Ok(Err(error)) => {
-                self.node.snapshot_failed();
-                error!(%error, "snapshot failed; the log is kept and a snapshot is tried again later")
-            }
-            Err(_) => {
-                self.node.snapshot_failed();
-                error!("the snapshot thread panicked; a snapshot is tried again later")
-            }
-        }
+        let retain = self.shared.config.autopurge_snap_retain_count as usize;
+        self.log_job = Some(Box::pin(async move {
+            let result = log.snapshot_taken(task.index, task.term, retain).await;
+            (log, LogDone::SnapshotMarked { result, snapshot: task })
+        }));
         Ok(())
     }
 
@@ -612,11 +787,48 @@ impl BroadcastCore {
         }
         self.last_purge = Instant::now();
         let retain = self.shared.config.autopurge_snap_retain_count as usize;
-        match snapshot::purge(self.log.snapshot_directory(), retain) {
+        match snapshot::purge(&self.snapshot_directory, retain) {
             Ok(purged) => info!(deleted = purged.deleted.len(), "snapshots purged"),
             Err(error) => warn!(%error, "snapshot purge failed"),
         }
     }
+}
+
+/// The log's one job in flight. It owns the log while it runs, so
+/// nothing else can touch the log meanwhile, and hands it back with what it
+/// did. Boxed: a write and a snapshot mark are different futures.
+type LogJob = Pin<Box<dyn Future<Output = (Log, LogDone)>>>;
+
+/// What a log job did.
+enum LogDone {
+    /// A group commit: `entries` of the work it covered, which waited
+    /// `waited` behind the job before it (the `log_wait` stage).
+    Synced { result: Result<usize, super::log::LogError>, entries: usize, waited: Duration },
+    /// A written snapshot marked in the log, and the log compacted behind it.
+    SnapshotMarked { result: Result<(), super::log::LogError>, snapshot: WrittenSnapshot },
+}
+
+/// What woke the core.
+enum Woken {
+    Input,
+    Query(CoreQuery),
+    Log(Log, LogDone),
+}
+
+/// A snapshot the thread finished writing.
+struct WrittenSnapshot {
+    index: u64,
+    term: u64,
+    started: Instant,
+}
+
+/// The log (or the node) cannot go on: nothing more may be acknowledged.
+/// Fail-stop, as ZooKeeper's SyncRequestProcessor does: exit non-zero at
+/// once so a supervisor restarts the server, rather than listen on without
+/// being able to write (docs/ARCHITECTURE.md, "A failing log").
+fn fail_stop(error: CoreError) -> ! {
+    error!(%error, exit_status = super::log::EXIT_STATUS_LOG_FAILED, "the log failed; exiting now");
+    std::process::exit(super::log::EXIT_STATUS_LOG_FAILED);
 }
 
 /// A snapshot being written on its own thread.

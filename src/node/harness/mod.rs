@@ -34,6 +34,7 @@ use std::sync::Arc;
 use raft::eraftpb::{Entry, HardState};
 
 use super::{ClientInput, ConnectionId, Forwarded, Node, NodeSettings, Now, PeerMessage, ReplyBody};
+use crate::limits::LOG_WORK_IN_FLIGHT_MAX;
 use crate::prep::PrepSettings;
 use crate::proto::codes::op;
 use crate::proto::{Acl, CreateRequest, ErrorCode, MultiOp, OpResult, Request, Response};
@@ -186,8 +187,10 @@ impl Disk {
 struct Server {
     node: Option<Node>,
     disk: Disk,
-    /// Durable work not yet handed back (its sync is "in flight"): one at most.
-    syncing: Vec<super::Work>,
+    /// Work not yet handed back as durable (its sync is "in flight"), in
+    /// the order the node gave it; the node takes input meanwhile, as the
+    /// broadcast core does, until `LOG_WORK_IN_FLIGHT_MAX`.
+    syncing: VecDeque<super::Work>,
     /// Added to the cluster's time: this server's clock after its jumps.
     clock_offset_ms: i64,
     /// Until this cluster time, a sync in flight does not finish.
@@ -368,7 +371,7 @@ impl Cluster {
                 Server {
                     node: None,
                     disk: Disk::default(),
-                    syncing: Vec::new(),
+                    syncing: VecDeque::new(),
                     clock_offset_ms: 0,
                     slow_until_ms: 0,
                     unflushed: Vec::new(),
@@ -445,9 +448,23 @@ impl Cluster {
         let mut torn_line = None;
         if let Some(server) = self.servers.get_mut(&id) {
             if server.node.take().is_some() {
-                if let (true, Some(work)) = (torn, server.syncing.first()) {
+                let syncing = server.syncing.len() as u64;
+                if torn && syncing > 0 {
+                    // The pieces of work in flight go to the disk in order
+                    // (in one write or one after another): those before
+                    // the torn one reached it whole.
+                    let torn_at = (tear % syncing) as usize;
+                    for work in server.syncing.drain(..torn_at) {
+                        server.disk.append(&work.entries);
+                        if let Some(state) = &work.hard_state {
+                            server.disk.hard_state = state.clone();
+                        }
+                    }
+                }
+                if let (true, Some(work)) = (torn, server.syncing.front()) {
                     // Records 0..kept of the batch reached the disk; the
                     // WAL drops the torn record after them at recovery.
+                    let tear = tear >> 8;
                     let entries = work.entries.len();
                     let kept = (tear % (entries as u64 + 2)) as usize;
                     server.disk.append(&work.entries[..kept.min(entries)]);
@@ -637,7 +654,7 @@ impl Cluster {
             let id = ids[self.random.below(ids.len() as u64) as usize];
             // A failed fsync: the shell fail-stops; what was in flight may
             // or may not be on disk, and a restart finds what is.
-            if self.busy(id) {
+            if self.syncing(id) {
                 self.crash(id, "fsync failed (EIO or disk full): fail-stop");
             }
         }
@@ -704,8 +721,8 @@ impl Cluster {
                 continue;
             }
             if self.busy(to) {
-                // A node waits for its sync before it takes more input
-                // (raft-rs hands out one Ready at a time).
+                // A node at its bound of work in flight waits for a sync
+                // before it takes more input.
                 waiting.push(InFlight { from, to, deliver_at_ms, message });
                 continue;
             }
@@ -759,8 +776,13 @@ impl Cluster {
         }
     }
 
-    /// Whether a node has a sync in flight.
+    /// Whether a node takes no input: its work in flight is at the bound.
     fn busy(&self, id: u64) -> bool {
+        self.servers.get(&id).is_some_and(|server| server.syncing.len() >= LOG_WORK_IN_FLIGHT_MAX)
+    }
+
+    /// Whether a node has a sync in flight.
+    fn syncing(&self, id: u64) -> bool {
         self.servers.get(&id).is_some_and(|server| !server.syncing.is_empty())
     }
 
@@ -940,6 +962,7 @@ impl Cluster {
         let finish_in_flight = self.random.chance(70);
         let keep_next_in_flight = self.random.chance(30);
         let flush_broken_cache = self.random.chance(50);
+        let finish_count = (!self.random.chance(50)).then(|| self.random.next_u64());
         let now_ms = self.now_ms;
         let broken = self.faults.broken_ack_before_durable;
         let Some(server) = self.servers.get_mut(&id) else { return };
@@ -954,17 +977,17 @@ impl Cluster {
                 }
             }
         }
-        // raft-rs hands out one Ready at a time: the one in flight must be
-        // durable before the node takes any other input. A sync that does
-        // not finish this step stays in flight, and a crash loses it.
-        if let Some(work) = server.syncing.pop() {
-            if !finish_in_flight || server.slow_until_ms > now_ms {
-                server.syncing.push(work);
-                return;
-            }
-            if let Err(error) = persist(server, work, now, broken) {
-                self.violation(format!("server {id} failed after a sync: {error}"));
-                return;
+        // Work in flight becomes durable in the order it was handed out:
+        // all of it, or the oldest few. What does not finish this step stays
+        // in flight, and a crash loses it (or tears it).
+        if !server.syncing.is_empty() && finish_in_flight && server.slow_until_ms <= now_ms {
+            let in_flight = server.syncing.len();
+            let finished = finish_count.map_or(in_flight, |count| 1 + (count % in_flight as u64) as usize);
+            for work in server.syncing.drain(..finished).collect::<Vec<_>>() {
+                if let Err(error) = persist(server, work, now, broken) {
+                    self.violation(format!("server {id} failed after a sync: {error}"));
+                    return;
+                }
             }
         }
         let Some(node) = server.node.as_mut() else { return };
@@ -992,13 +1015,35 @@ impl Cluster {
                 Ok(Some(mut work)) => {
                     sends.append(&mut work.messages);
                     if let Some(order) = work.snapshot.take() {
-                        // An installed snapshot is durable before its Ready is.
+                        // The driver lets the work in flight finish first
+                        // (it is older than the snapshot), then makes the
+                        // installed snapshot durable before its Ready.
+                        for earlier in server.syncing.drain(..).collect::<Vec<_>>() {
+                            if let Err(error) = persist(server, earlier, now, broken) {
+                                failure = Some(format!("server {id} failed after a sync: {error}"));
+                                break;
+                            }
+                        }
+                        if failure.is_some() {
+                            break;
+                        }
                         server.disk.snapshot = Some(((*order.tree).clone(), order.index, order.term));
                         server.disk.entries.clear();
+                        // Its work is made durable at once, as the driver does.
+                        if let Err(error) = persist(server, work, now, broken) {
+                            failure = Some(format!("server {id} failed after a sync: {error}"));
+                            break;
+                        }
+                        continue;
                     }
-                    if keep_next_in_flight {
-                        server.syncing.push(work);
-                        break;
+                    // Behind work in flight, or kept in flight by chance:
+                    // the node goes on meanwhile (pipelined group commit).
+                    if keep_next_in_flight || !server.syncing.is_empty() {
+                        server.syncing.push_back(work);
+                        if server.syncing.len() >= LOG_WORK_IN_FLIGHT_MAX {
+                            break;
+                        }
+                        continue;
                     }
                     if let Err(error) = persist(server, work, now, broken) {
                         failure = Some(format!("server {id} failed after a sync: {error}"));
