@@ -42,4 +42,4 @@ pub use monitor::{
     directory_sizes, file_descriptors, java_double, latency_ms, server_state, Entry, Kind, Monitor, Value,
 };
 pub use prometheus::render_prometheus;
-pub use view::{Answer, ConnectionInfo, ConnectionLatency, ServerView, SessionBuckets, WatchReport, WatchSummary};
+pub use view::{ConnectionInfo, ConnectionLatency, ServerView, SessionBuckets, WatchReport, WatchSummary};
