@@ -15,7 +15,13 @@
 //! - a source file (src/, tests/, loadgen/src/, loadgen/tests/) is longer
 //!   than [`LINES_MAX`] lines without an entry in [`LONG_FILES`] saying why.
 //!   An entry for a file that no longer needs one fails too, so the list
-//!   shrinks as files do.
+//!   shrinks as files do;
+//! - a module of the operations layer or the metrics leaf ([`SHELL_FREE`])
+//!   names the shell (`crate::server`, `glommio`): ops/ reads the server
+//!   only through its `ServerView` trait, and metrics/ is fed by every
+//!   module, so the dependency runs one way (docs/ARCHITECTURE.md, module
+//!   map). Comments and strings are stripped first; test code is not
+//!   exempt.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -63,6 +69,13 @@ const IO_FREE: &[&str] = &[
     "src/migrate/datatree.rs",
     "src/server/peer/wire.rs",
 ];
+
+/// The modules that must not depend on the shell: the operations layer
+/// and the metrics leaf (folders end with `/`).
+const SHELL_FREE: &[&str] = &["src/ops/", "src/metrics/"];
+
+/// Names of the shell that a [`SHELL_FREE`] module may not use.
+const SHELL_NAMES: &[&str] = &["crate::server", "glommio"];
 
 /// Words an IO-free module may not name.
 const FORBIDDEN: &[&str] = &["Instant", "SystemTime", "glommio", "tokio", "std::thread", "std::fs", "std::net"];
@@ -125,6 +138,35 @@ fn io_free_modules_name_no_clock_runtime_thread_file_or_socket() {
     assert!(
         violations.is_empty(),
         "IO-free modules must take time and IO from their caller (see docs/ARCHITECTURE.md):\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn operations_and_metrics_do_not_name_the_shell() {
+    let root = manifest_dir();
+    let mut violations = Vec::new();
+    let mut checked = 0;
+    for entry in SHELL_FREE {
+        let files = if entry.ends_with('/') { rust_files(&root.join(entry)) } else { vec![root.join(entry)] };
+        assert!(
+            files.iter().any(|file| file.is_file()),
+            "SHELL_FREE names {entry}, which holds no Rust file: fix the list"
+        );
+        for file in files {
+            let source = fs::read_to_string(&file).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+            for (line, name) in shell_uses(&source) {
+                let text = source.lines().nth(line - 1).unwrap_or_default().trim();
+                violations.push(format!("{}:{line}: `{name}`: {text}", relative(&root, &file)));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no module of ops/ or metrics/ was read");
+    assert!(
+        violations.is_empty(),
+        "ops/ and metrics/ must not depend on the shell: read the server through ops::ServerView, \
+         and move data both sides need into ops/ or metrics/ (see src/ops/mod.rs):\n{}",
         violations.join("\n")
     );
 }
@@ -207,6 +249,45 @@ fn the_checker_ignores_comments_strings_tests_and_longer_names() {
     assert_eq!(forbidden_uses(source), [(17, "Instant")]);
 }
 
+/// The shell's names a source uses outside comments and strings, as (line,
+/// name), in order: `glommio`, and the server module however it is
+/// reached (`crate::server`, `super::server`, `use crate::{server, ..}`).
+fn shell_uses(source: &str) -> Vec<(usize, &'static str)> {
+    let code = strip_comments_and_literals(source);
+    let mut found = Vec::new();
+    for (index, line) in code.lines().enumerate() {
+        for name in SHELL_NAMES {
+            if contains_word(line, name) {
+                found.push((index + 1, *name));
+            }
+        }
+        if contains_word(line, "super::server") {
+            found.push((index + 1, "crate::server"));
+        }
+    }
+    for (line, member) in group_members(&code, "crate::{") {
+        if member.split("::").next().is_some_and(|head| head.trim() == "server") {
+            found.push((line, "crate::server"));
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn the_shell_checker_catches_each_way_of_naming_the_server() {
+    let source = "//! Not `crate::server`: prose may name it.\n\
+                  use crate::server::Shared;\n\
+                  use crate::{config::Config,\n\
+                  \x20   server::control};\n\
+                  use super::server;\n\
+                  fn f() { glommio::spawn_local(async {}); }\n\
+                  const NOTE: &str = \"glommio\";\n\
+                  fn g(server: &dyn ServerView, servers: u8) { let _ = (config, server, servers); }\n";
+    assert_eq!(shell_uses(source), [(2, "crate::server"), (4, "crate::server"), (5, "crate::server"), (6, "glommio")]);
+}
+
 /// The forbidden words a source names outside comments, strings and test
 /// code, as (line, word), in order.
 fn forbidden_uses(source: &str) -> Vec<(usize, &'static str)> {
@@ -220,7 +301,7 @@ fn forbidden_uses(source: &str) -> Vec<(usize, &'static str)> {
         }
     }
     // `use std::{fs, ...}` names std::fs without writing it.
-    for (line, member) in std_group_members(&code) {
+    for (line, member) in group_members(&code, "std::{") {
         let head = member.split("::").next().unwrap_or_default().split_whitespace().next().unwrap_or_default();
         if let Some(word) = FORBIDDEN.iter().find(|word| word.strip_prefix("std::") == Some(head)) {
             found.push((line, *word));
@@ -241,15 +322,16 @@ fn contains_word(line: &str, word: &str) -> bool {
     })
 }
 
-/// The members of every `std::{...}` group, each with the line it is on.
-fn std_group_members(code: &str) -> Vec<(usize, String)> {
+/// The members of every `PREFIX...}` group (`std::{`, `crate::{`), each
+/// with the line it is on.
+fn group_members(code: &str, prefix: &str) -> Vec<(usize, String)> {
     let mut members = Vec::new();
-    for (start, _) in code.match_indices("std::{") {
+    for (start, _) in code.match_indices(prefix) {
         let mut line = code[..start].matches('\n').count() + 1;
         let mut depth = 0;
         let mut member = String::new();
         let mut member_line = line;
-        for c in code[start + "std::{".len()..].chars() {
+        for c in code[start + prefix.len()..].chars() {
             match c {
                 '{' => depth += 1,
                 '}' if depth == 0 => break,

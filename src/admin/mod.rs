@@ -3,8 +3,9 @@
 //!
 //! Both run on one executor of their own, not pinned to a core and apart
 //! from the shards, so a slow scrape or a large `dump` never delays a
-//! client request. They read the published state and ask the shards and
-//! the broadcast core through the control channels (server/control.rs).
+//! client request. They read the server through the operations layer's
+//! read-only view (`crate::ops::ServerView`), which asks the shards and the
+//! broadcast core through the shell's control channels (server/control.rs).
 //!
 //! `admin.serverPort=0` and `metricsProvider.httpPort=0` bind any free port;
 //! the bound addresses are reported to the caller of [`start`] (the binary
@@ -23,7 +24,8 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, info, warn};
 
-use crate::server::{OperationsStarted, Shared};
+use crate::ops::ServerView;
+use crate::server::OperationsStarted;
 use http::{Request, Response};
 
 /// ZooKeeper's Prometheus metrics provider; naming it in
@@ -38,24 +40,24 @@ pub struct Endpoints {
     pub metrics: Option<SocketAddr>,
 }
 
-fn metrics_enabled(shared: &Shared) -> bool {
-    shared.config.metrics_provider_class_name == PROMETHEUS_PROVIDER_CLASS_NAME
+fn metrics_enabled(server: &dyn ServerView) -> bool {
+    server.config().metrics_provider_class_name == PROMETHEUS_PROVIDER_CLASS_NAME
 }
 
 /// Starts the admin executor if the AdminServer or the metrics page is on.
 /// Returns its handle (to join at shutdown) and the bound addresses.
-pub fn start(shared: &Arc<Shared>) -> Result<OperationsStarted, String> {
-    let admin = shared.config.admin_server_enabled.then(|| shared.config.admin_socket_address());
-    let metrics = metrics_enabled(shared)
-        .then(|| SocketAddr::new(shared.config.metrics_provider_http_host, shared.config.metrics_provider_http_port));
+pub fn start(server: Arc<dyn ServerView>) -> Result<OperationsStarted, String> {
+    let config = server.config();
+    let admin = config.admin_server_enabled.then(|| config.admin_socket_address());
+    let metrics = metrics_enabled(&*server)
+        .then(|| SocketAddr::new(config.metrics_provider_http_host, config.metrics_provider_http_port));
     if admin.is_none() && metrics.is_none() {
         return Ok(OperationsStarted { executor: None, admin: None, metrics: None });
     }
     let (bound_sender, bound_receiver) = std::sync::mpsc::channel();
-    let shared = shared.clone();
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .name("zoocore-admin")
-        .spawn(move || run(shared, admin, metrics, bound_sender))
+        .spawn(move || run(server, admin, metrics, bound_sender))
         .map_err(|error| format!("cannot start the admin executor: {error}"))?;
     let endpoints = bound_receiver.recv().map_err(|_| "the admin executor stopped before listening".to_string())?;
     Ok(OperationsStarted { executor: Some(handle), admin: endpoints.admin, metrics: endpoints.metrics })
@@ -73,7 +75,7 @@ fn bind(what: &str, address: Option<SocketAddr>) -> Option<TcpListener> {
 }
 
 async fn run(
-    shared: Arc<Shared>,
+    server: Arc<dyn ServerView>,
     admin: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
     bound: std::sync::mpsc::Sender<Endpoints>,
@@ -86,7 +88,7 @@ async fn run(
     };
     let _ = bound.send(endpoints);
     if let Some(address) = endpoints.admin {
-        info!(%address, url = %shared.config.admin_command_url, "AdminServer listening");
+        info!(%address, url = %server.config().admin_command_url, "AdminServer listening");
     }
     if let Some(address) = endpoints.metrics {
         info!(%address, "Prometheus metrics listening on /metrics");
@@ -94,10 +96,10 @@ async fn run(
     let open = Rc::new(Cell::new(0usize));
     let mut tasks = Vec::new();
     if let Some(listener) = admin {
-        tasks.push(glommio::spawn_local(accept(listener, shared.clone(), open.clone(), Page::Admin)));
+        tasks.push(glommio::spawn_local(accept(listener, server.clone(), open.clone(), Page::Admin)));
     }
     if let Some(listener) = metrics {
-        tasks.push(glommio::spawn_local(accept(listener, shared.clone(), open.clone(), Page::Metrics)));
+        tasks.push(glommio::spawn_local(accept(listener, server.clone(), open.clone(), Page::Metrics)));
     }
     for task in tasks {
         task.await;
@@ -111,10 +113,10 @@ enum Page {
 }
 
 /// Accepts until the server stops.
-async fn accept(listener: TcpListener, shared: Arc<Shared>, open: Rc<Cell<usize>>, page: Page) {
+async fn accept(listener: TcpListener, server: Arc<dyn ServerView>, open: Rc<Cell<usize>>, page: Page) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shared.stopped().await;
+            server.stopped().await;
             None
         })
         .await;
@@ -132,16 +134,15 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, open: Rc<Cell<usize>
             continue;
         }
         open.set(open.get() + 1);
-        let shared = shared.clone();
+        let server = server.clone();
         let open = open.clone();
         glommio::spawn_local(async move {
-            let handler_shared = shared.clone();
             http::serve(stream, move |request| {
-                let shared = handler_shared.clone();
+                let server = server.clone();
                 async move {
                     match page {
-                        Page::Admin => admin_page(&shared, request).await,
-                        Page::Metrics => metrics_page(&shared, request).await,
+                        Page::Admin => admin_page(&*server, request).await,
+                        Page::Metrics => metrics_page(&*server, request).await,
                     }
                 }
             })
@@ -152,8 +153,8 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, open: Rc<Cell<usize>
     }
 }
 
-async fn admin_page(shared: &Arc<Shared>, request: Request) -> Response {
-    let base = shared.config.admin_command_url.trim_end_matches('/');
+async fn admin_page(server: &dyn ServerView, request: Request) -> Response {
+    let base = server.config().admin_command_url.trim_end_matches('/');
     let path = request.path.as_str();
     if path == base || path == format!("{base}/") {
         return Response::new(200, "text/html; charset=utf-8", crate::ops::commands::listing(base));
@@ -163,16 +164,16 @@ async fn admin_page(shared: &Arc<Shared>, request: Request) -> Response {
     };
     let name = name.trim_end_matches('/');
     debug!(command = name, "admin command");
-    let value = crate::ops::commands::run(shared, name, |key| request.parameter(key).map(str::to_string)).await;
+    let value = crate::ops::commands::run(server, name, |key| request.parameter(key).map(str::to_string)).await;
     Response::json(&value)
 }
 
-async fn metrics_page(shared: &Arc<Shared>, request: Request) -> Response {
+async fn metrics_page(server: &dyn ServerView, request: Request) -> Response {
     if request.path != "/metrics" {
         return Response::not_found();
     }
-    let watches = shared.control.watch_summary().await;
-    let monitor = crate::ops::Monitor::gather(shared, watches);
-    let page = crate::ops::render_prometheus(shared, &monitor);
+    let watches = server.watch_summary().await;
+    let monitor = crate::ops::Monitor::gather(server, watches);
+    let page = crate::ops::render_prometheus(server, &monitor);
     Response::new(200, "text/plain; version=0.0.4; charset=utf-8", page)
 }

@@ -18,9 +18,44 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tracing::{info, warn};
 
-/// Kinds of connection end counted (`server::close::CloseKind`, which
-/// asserts it has this many).
-pub const CLOSE_KINDS: usize = 5;
+/// Kinds of connection end counted: one slot per [`CloseKind`].
+pub const CLOSE_KINDS: usize = CloseKind::ALL.len();
+
+/// What `zoocore_connections_closed_total` counts by: the kind of a
+/// connection's end (`server::close::CloseReason::kind`). Here, beside the
+/// counters, so the shell that names the ends and the page that prints the
+/// counts share it without depending on each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    /// The client ended it, or its business was done.
+    Client,
+    /// It sent bytes that are not ZooKeeper's protocol.
+    BadInput,
+    /// It asked for what this server does not give.
+    Refused,
+    Auth,
+    /// The server ended it: a bound, a stop, the node's decision.
+    Server,
+}
+
+impl CloseKind {
+    pub const ALL: [CloseKind; 5] =
+        [CloseKind::Client, CloseKind::BadInput, CloseKind::Refused, CloseKind::Auth, CloseKind::Server];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseKind::Client => "client",
+            CloseKind::BadInput => "bad_input",
+            CloseKind::Refused => "refused",
+            CloseKind::Auth => "auth",
+            CloseKind::Server => "server",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Significant figures kept by every histogram (1% resolution).
 const SIGNIFICANT_FIGURES: u8 = 2;
@@ -316,7 +351,7 @@ pub struct Metrics {
     /// Connections refused by maxClientCnxns.
     pub connection_rejected: AtomicU64,
     pub auth_failed: AtomicU64,
-    /// Client connections ended, by `server::close::CloseKind::index`.
+    /// Client connections ended, by [`CloseKind::index`].
     pub connections_closed: [AtomicU64; CLOSE_KINDS],
     /// Sessions that expired (not closed by their clients).
     pub sessions_expired: AtomicI64,

@@ -2,18 +2,16 @@
 //! keys (as its Jetty AdminServer answers a standalone server or an
 //! ensemble member), from the same facts the four-letter words print. The
 //! ensemble commands (`leader`, `voting_view`, `zabstate`, `observers`)
-//! read the broadcast core's view (`Shared::ensemble`) and the `server.N`
+//! read the broadcast core's view (`ServerView::ensemble`) and the `server.N`
 //! lines of the configuration.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use crate::metrics;
-use crate::ops::fourletter::{self, connection_infos, established_ms, interest_ops, opcode_name};
-use crate::ops::Monitor;
-use crate::server::Shared;
+use crate::ops::fourletter::{self, established_ms, interest_ops, opcode_name};
+use crate::ops::{Monitor, ServerView};
 
 /// A command: its name, then its other names.
 pub struct Command {
@@ -72,13 +70,13 @@ pub fn listing(command_url: &str) -> String {
 
 /// Runs the command called `name` (any of its names) and answers
 /// ZooKeeper's JSON: the command's keys, then `command` and `error`.
-pub async fn run(shared: &Arc<Shared>, name: &str, parameter: impl Fn(&str) -> Option<String>) -> Value {
+pub async fn run(server: &dyn ServerView, name: &str, parameter: impl Fn(&str) -> Option<String>) -> Value {
     let Some(command) = lookup(name) else {
         return json!({ "command": name, "error": format!("Unknown command: {name}") });
     };
     let primary = command.name();
     let mut response = Map::new();
-    let error = execute(shared, primary, &parameter, &mut response).await;
+    let error = execute(server, primary, &parameter, &mut response).await;
     match error {
         None => {
             response.insert("command".into(), Value::from(primary));
@@ -102,7 +100,7 @@ fn put(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
 
 /// Fills `out` with the command's keys; returns its error, if it failed.
 async fn execute(
-    shared: &Arc<Shared>,
+    server: &dyn ServerView,
     name: &str,
     parameter: &impl Fn(&str) -> Option<String>,
     out: &mut Map<String, Value>,
@@ -110,16 +108,16 @@ async fn execute(
     match name {
         "ruok" | "connection_stat_reset" | "stat_reset" | "observer_connection_stat_reset" => {
             match name {
-                "connection_stat_reset" => fourletter::reset_connection_stats(shared),
-                "stat_reset" => fourletter::reset_server_stats(shared),
+                "connection_stat_reset" => server.reset_connection_stats(),
+                "stat_reset" => server.reset_server_stats(),
                 _ => {}
             }
             None
         }
         "configuration" => {
-            let config = &shared.config;
+            let config = server.config();
             let conf: std::collections::HashMap<String, String> =
-                fourletter::configuration_entries(shared).into_iter().collect();
+                fourletter::configuration_entries(server).into_iter().collect();
             let number = |key: &str| conf.get(key).and_then(|value| value.parse::<i64>().ok()).unwrap_or(-1);
             put(out, "client_port", number("clientPort"));
             put(out, "data_dir", conf.get("dataDir").cloned().unwrap_or_default());
@@ -128,35 +126,35 @@ async fn execute(
             put(out, "max_client_cnxns", config.client_connections_per_host_max);
             put(out, "min_session_timeout", config.session_timeout_min_ms);
             put(out, "max_session_timeout", config.session_timeout_max_ms);
-            put(out, "server_id", fourletter::member_id(shared).unwrap_or(0));
+            put(out, "server_id", fourletter::member_id(server).unwrap_or(0));
             put(out, "client_port_listen_backlog", number("clientPortListenBacklog"));
             None
         }
         "connections" => {
-            put(out, "connections", connections(shared, false));
+            put(out, "connections", connections(server, false));
             put(out, "secure_connections", Value::Array(Vec::new()));
             None
         }
         "server_stats" | "stats" => {
-            server_stats(shared, out);
+            server_stats(server, out);
             if name == "stats" {
-                put(out, "connections", connections(shared, true));
+                put(out, "connections", connections(server, true));
                 put(out, "secure_connections", Value::Array(Vec::new()));
             }
             None
         }
         "dirs" => {
-            let (data, log) = crate::ops::directory_sizes(shared);
+            let (data, log) = crate::ops::directory_sizes(server);
             put(out, "datadir_size", data);
             put(out, "logdir_size", log);
             None
         }
         "dump" => {
             let mut expiry = Map::new();
-            for (expiry_ms, sessions) in shared.control.session_buckets().await {
+            for (expiry_ms, sessions) in server.session_buckets().await {
                 put(&mut expiry, &expiry_ms.to_string(), sessions);
             }
-            let tree = shared.tree();
+            let tree = server.tree();
             let mut owners: Vec<_> = tree.ephemerals().collect();
             owners.sort_by_key(|(session, _)| *session);
             let mut ephemerals = Map::new();
@@ -175,12 +173,12 @@ async fn execute(
             None
         }
         "get_trace_mask" => {
-            put(out, "tracemask", shared.trace_mask.load(Ordering::Relaxed));
+            put(out, "tracemask", server.trace_mask());
             None
         }
         "set_trace_mask" => match parameter("traceMask").and_then(|mask| mask.trim().parse::<i64>().ok()) {
             Some(mask) => {
-                shared.trace_mask.store(mask, Ordering::Relaxed);
+                server.set_trace_mask(mask);
                 put(out, "tracemask", mask);
                 None
             }
@@ -188,7 +186,7 @@ async fn execute(
         },
         "hash" => {
             // ZooKeeper's ZxidDigest as its JSON shows it, oldest first.
-            let digests = shared
+            let digests = server
                 .tree()
                 .digest_log()
                 .map(|entry| {
@@ -203,47 +201,47 @@ async fn execute(
             None
         }
         "initial_configuration" => {
-            put(out, "initial_configuration", shared.config.initial_configuration.clone());
+            put(out, "initial_configuration", server.config().initial_configuration.clone());
             None
         }
         "is_read_only" => {
-            put(out, "read_only", shared.read_only());
+            put(out, "read_only", server.read_only());
             None
         }
         "last_snapshot" => {
             // Before the log takes its first snapshot, the state it starts
             // from is the empty tree at zxid 0, as of the server's start.
-            let snapshot = shared
-                .metrics
+            let snapshot = server
+                .metrics()
                 .last_snapshot()
-                .unwrap_or(metrics::SnapshotInfo { zxid: 0, timestamp_s: fourletter::wall_ms(shared, 0) / 1000 });
+                .unwrap_or(metrics::SnapshotInfo { zxid: 0, timestamp_s: fourletter::wall_ms(server, 0) / 1000 });
             put(out, "zxid", format!("{:x}", snapshot.zxid));
             put(out, "timestamp", snapshot.timestamp_s);
             None
         }
-        "leader" | "observers" | "voting_view" | "zabstate" => ensemble_command(shared, name, out),
+        "leader" | "observers" | "voting_view" | "zabstate" => ensemble_command(server, name, out),
         "monitor" => {
-            let watches = shared.control.watch_summary().await;
-            for (key, value) in Monitor::gather(shared, watches).flat() {
+            let watches = server.watch_summary().await;
+            for (key, value) in Monitor::gather(server, watches).flat() {
                 out.insert(key, value.to_json());
             }
             None
         }
         "system_properties" => {
-            for (key, value) in system_properties(shared) {
+            for (key, value) in system_properties(server) {
                 put(out, &key, value);
             }
             None
         }
         "watch_summary" => {
-            let summary = shared.control.watch_summary().await;
+            let summary = server.watch_summary().await;
             put(out, "num_connections", summary.data_connections);
             put(out, "num_paths", summary.data_paths);
             put(out, "num_total_watches", summary.data_watches);
             None
         }
         "watches" => {
-            let report = shared.control.watches().await;
+            let report = server.watches().await;
             let mut by_session = Map::new();
             for (session, paths) in report.by_session {
                 let paths: Vec<Value> = paths.iter().map(|path| Value::from(&**path)).collect();
@@ -253,7 +251,7 @@ async fn execute(
             None
         }
         "watches_by_path" => {
-            let report = shared.control.watches().await;
+            let report = server.watches().await;
             let mut by_path = Map::new();
             for (path, sessions) in report.by_path {
                 put(&mut by_path, &path, sessions);
@@ -270,9 +268,9 @@ async fn execute(
 /// error and the others with empty values; a member without a leader is
 /// not serving, and ZooKeeper then fails every command that needs its
 /// server (`leader` and `zabstate` here are the ones that need one).
-fn ensemble_command(shared: &Shared, name: &str, out: &mut Map<String, Value>) -> Option<String> {
-    let view = shared.ensemble.lock().map(|view| view.clone()).unwrap_or_default();
-    let config = &shared.config;
+fn ensemble_command(server: &dyn ServerView, name: &str, out: &mut Map<String, Value>) -> Option<String> {
+    let view = server.ensemble();
+    let config = server.config();
     if !view.distributed {
         return match name {
             "leader" => Some("server is not initialized".to_string()),
@@ -310,7 +308,7 @@ fn ensemble_command(shared: &Shared, name: &str, out: &mut Map<String, Value>) -
             let mut observers = Vec::new();
             if view.leading() {
                 for id in view.observers().filter(|id| view.synced(*id)) {
-                    observers.push(observer_info(shared, &view, id));
+                    observers.push(observer_info(server, &view, id));
                 }
             }
             put(out, "synced_observers", observers.len());
@@ -344,14 +342,8 @@ fn ensemble_command(shared: &Shared, name: &str, out: &mut Map<String, Value>) -
                 return Some(NOT_SERVING.to_string());
             }
             let me = config.servers.get(&view.my_id);
-            let zxid = shared.tree().last_zxid();
-            let client_address = shared
-                .client_address
-                .lock()
-                .ok()
-                .and_then(|address| *address)
-                .map(|address| address.to_string())
-                .unwrap_or_default();
+            let zxid = server.tree().last_zxid();
+            let client_address = server.client_address().map(|address| address.to_string()).unwrap_or_default();
             put(out, "myid", view.my_id);
             put(out, "is_leader", view.leading());
             put(out, "quorum_address", address_set(me.map(|server| (server.host.as_str(), server.quorum_port))));
@@ -396,10 +388,10 @@ fn address_set(address: Option<(&str, u16)>) -> Value {
 /// One observer as ZooKeeper's LearnerHandler describes it, with what the
 /// peer link counts. zoocore has no learner handler: `established` and
 /// `requests` (forwarded requests) are not known per peer and are left out.
-fn observer_info(shared: &Shared, view: &crate::server::EnsembleView, id: u64) -> Value {
+fn observer_info(server: &dyn ServerView, view: &super::EnsembleView, id: u64) -> Value {
     let link = view.link(id).cloned().unwrap_or_default();
-    let address = shared
-        .config
+    let address = server
+        .config()
         .servers
         .get(&id)
         .map(|server| format!("/{}:{}", server.host, server.quorum_port))
@@ -417,32 +409,32 @@ fn observer_info(shared: &Shared, view: &crate::server::EnsembleView, id: u64) -
 }
 
 /// srvr's keys, as ZooKeeper's server_stats answers them.
-fn server_stats(shared: &Shared, out: &mut Map<String, Value>) {
-    let tree = shared.tree();
-    let (min, average, max) = shared.latency_ms();
-    let (data, log) = crate::ops::directory_sizes(shared);
+fn server_stats(server: &dyn ServerView, out: &mut Map<String, Value>) {
+    let tree = server.tree();
+    let (min, average, max) = super::monitor::latency_ms(server.metrics());
+    let (data, log) = crate::ops::directory_sizes(server);
     let client_response = json!({ "last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1 });
     put(out, "version", fourletter::full_version());
-    put(out, "read_only", shared.read_only());
+    put(out, "read_only", server.read_only());
     let mut stats = Map::new();
-    put(&mut stats, "packets_sent", shared.sum(|stats| &stats.packets_sent));
-    put(&mut stats, "packets_received", shared.sum(|stats| &stats.packets_received));
-    put(&mut stats, "fsync_threshold_exceed_count", shared.metrics.fsync_threshold_exceeded.load(Ordering::Relaxed));
+    put(&mut stats, "packets_sent", server.packets_sent());
+    put(&mut stats, "packets_received", server.packets_received());
+    put(&mut stats, "fsync_threshold_exceed_count", server.metrics().fsync_threshold_exceeded.load(Ordering::Relaxed));
     put(&mut stats, "client_response_stats", client_response.clone());
     put(&mut stats, "data_dir_size", data);
     put(&mut stats, "log_dir_size", log);
-    put(&mut stats, "server_state", crate::ops::server_state(shared));
+    put(&mut stats, "server_state", crate::ops::server_state(server));
     put(&mut stats, "last_processed_zxid", tree.last_zxid());
-    put(&mut stats, "outstanding_requests", shared.outstanding().max(0));
+    put(&mut stats, "outstanding_requests", server.outstanding().max(0));
     put(&mut stats, "avg_latency", (average * 10_000.0).round() / 10_000.0);
     put(&mut stats, "max_latency", max.round() as i64);
     put(&mut stats, "min_latency", min.round() as i64);
-    put(&mut stats, "num_alive_client_connections", shared.connection_count());
-    put(&mut stats, "auth_failed_count", shared.metrics.auth_failed.load(Ordering::Relaxed));
+    put(&mut stats, "num_alive_client_connections", server.connection_count());
+    put(&mut stats, "auth_failed_count", server.metrics().auth_failed.load(Ordering::Relaxed));
     put(&mut stats, "non_mtlsremote_conn_count", 0);
     put(&mut stats, "non_mtlslocal_conn_count", 0);
     put(&mut stats, "provider_null", false);
-    put(&mut stats, "uptime", shared.started.elapsed().as_millis() as u64);
+    put(&mut stats, "uptime", server.started().elapsed().as_millis() as u64);
     put(out, "server_stats", stats);
     put(out, "client_response", client_response);
     put(out, "node_count", tree.node_count());
@@ -450,9 +442,9 @@ fn server_stats(shared: &Shared, out: &mut Map<String, Value>) {
 
 /// The connections as ZooKeeper's `connections` (full) and `stats` (brief)
 /// list them.
-fn connections(shared: &Shared, brief: bool) -> Value {
+fn connections(server: &dyn ServerView, brief: bool) -> Value {
     let mut list = Vec::new();
-    for info in connection_infos(shared) {
+    for info in server.connections() {
         let mut connection = Map::new();
         put(&mut connection, "remote_socket_address", info.peer.to_string());
         put(&mut connection, "interest_ops", interest_ops(&info));
@@ -481,7 +473,7 @@ fn connections(shared: &Shared, brief: bool) -> Value {
 
 /// ZooKeeper's system properties that mean something for zoocore: the
 /// platform's, and every `zookeeper.*` property from zoo.cfg.
-fn system_properties(shared: &Shared) -> Vec<(String, String)> {
+fn system_properties(server: &dyn ServerView) -> Vec<(String, String)> {
     let mut properties: std::collections::BTreeMap<String, String> = fourletter::environment_entries()
         .into_iter()
         .filter(|(key, _)| key.starts_with("os.") || key.starts_with("user."))
@@ -490,8 +482,8 @@ fn system_properties(shared: &Shared) -> Vec<(String, String)> {
     properties.insert("line.separator".into(), "\n".into());
     properties.insert("path.separator".into(), ":".into());
     properties.insert("zoocore.version".into(), env!("CARGO_PKG_VERSION").into());
-    properties.insert("zoocore.shards".into(), shared.shard_stats.len().to_string());
-    for (key, value) in &shared.config.system_properties {
+    properties.insert("zoocore.shards".into(), server.shard_count().to_string());
+    for (key, value) in &server.config().system_properties {
         properties.insert(key.clone(), value.clone());
     }
     properties.into_iter().collect()

@@ -1,19 +1,18 @@
 //! Four-letter words on the client port, in ZooKeeper's text formats
 //! (monitoring tools parse them), gated by 4lw.commands.whitelist.
 //!
-//! Each word reads the published state (`Shared`) and, for watches and
-//! session timers, asks their owners over the control channels
-//! (`control.rs`), so no shard's hot path is locked for them.
+//! Each word reads the server through [`ServerView`] (the published tree,
+//! the counters) and, for watches and session timers, asks their owners
+//! through it (the shell sends the question over its control channels), so
+//! no shard's hot path is locked for them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use crate::config::{FourLetterWordWhitelist, PeerRole, QuorumServer};
-use crate::ops::{self as metrics, Monitor};
-use crate::server::{ConnectionInfo, Shared};
+use crate::ops::{self as metrics, ConnectionInfo, Monitor, ServerView};
 
 /// The release whose client API zoocore provides; clients parse the
 /// version to pick features.
@@ -38,8 +37,8 @@ pub fn full_version() -> String {
 }
 
 /// The answer to `word`; `argument` is stmk's mask, if the client sent it.
-pub async fn respond(shared: &Arc<Shared>, word: &str, argument: Option<i64>) -> String {
-    let allowed = match &shared.config.four_letter_word_whitelist {
+pub async fn respond(server: &dyn ServerView, word: &str, argument: Option<i64>) -> String {
+    let allowed = match &server.config().four_letter_word_whitelist {
         FourLetterWordWhitelist::All => true,
         whitelist => whitelist.allows(word),
     };
@@ -50,34 +49,34 @@ pub async fn respond(shared: &Arc<Shared>, word: &str, argument: Option<i64>) ->
     match word {
         "ruok" => "imok".to_string(),
         // ZooKeeper answers "ro" from its ReadOnlyZooKeeperServer.
-        "isro" => if shared.read_only() { "ro" } else { "rw" }.to_string(),
-        "srvr" => server_stats(shared, false),
-        "stat" => server_stats(shared, true),
+        "isro" => if server.read_only() { "ro" } else { "rw" }.to_string(),
+        "srvr" => server_stats(server, false),
+        "stat" => server_stats(server, true),
         "envi" => environment(),
-        "conf" => configuration(shared),
-        "cons" => connections(shared, false),
+        "conf" => configuration(server),
+        "cons" => connections(server, false),
         "crst" => {
-            reset_connection_stats(shared);
+            server.reset_connection_stats();
             "Connection stats reset.\n".to_string()
         }
         "srst" => {
-            reset_server_stats(shared);
+            server.reset_server_stats();
             "Server stats reset.\n".to_string()
         }
-        "mntr" => monitor(shared).await,
-        "wchs" => watch_summary(shared).await,
-        "wchc" => watches(shared, false).await,
-        "wchp" => watches(shared, true).await,
-        "dump" => dump(shared).await,
+        "mntr" => monitor(server).await,
+        "wchs" => watch_summary(server).await,
+        "wchc" => watches(server, false).await,
+        "wchp" => watches(server, true).await,
+        "dump" => dump(server).await,
         "dirs" => {
-            let (data, log) = metrics::directory_sizes(shared);
+            let (data, log) = metrics::directory_sizes(server);
             format!("datadir_size: {data}\nlogdir_size: {log}\n")
         }
-        "gtmk" => shared.trace_mask.load(Ordering::Relaxed).to_string(),
+        "gtmk" => server.trace_mask().to_string(),
         // ZooKeeper fails the command (and prints nothing) without the mask.
         "stmk" => match argument {
             Some(mask) => {
-                shared.trace_mask.store(mask, Ordering::Relaxed);
+                server.set_trace_mask(mask);
                 mask.to_string()
             }
             None => String::new(),
@@ -85,38 +84,21 @@ pub async fn respond(shared: &Arc<Shared>, word: &str, argument: Option<i64>) ->
         // The committed tree's digest history (tree/digest.rs), one line
         // per logged digest as ZooKeeper's DigestCommand prints it: hex
         // zxid, then the digest in decimal; nothing before the first.
-        "hash" => shared.tree().digest_log().map(|entry| format!("{:x}: {}\n", entry.zxid, entry.digest)).collect(),
+        "hash" => server.tree().digest_log().map(|entry| format!("{:x}: {}\n", entry.zxid, entry.digest)).collect(),
         _ => String::new(),
     }
 }
 
-pub fn reset_connection_stats(shared: &Shared) {
-    for connections in &shared.connections {
-        if let Ok(connections) = connections.lock() {
-            for info in connections.values() {
-                info.reset();
-            }
-        }
-    }
-}
-
-pub fn reset_server_stats(shared: &Shared) {
-    for stats in &shared.shard_stats {
-        stats.reset();
-    }
-    shared.metrics.reset();
-}
-
-fn server_stats(shared: &Shared, with_clients: bool) -> String {
-    let tree = shared.tree();
+fn server_stats(server: &dyn ServerView, with_clients: bool) -> String {
+    let tree = server.tree();
     let mut out = String::new();
     let _ = writeln!(out, "Zookeeper version: {}", full_version());
     if with_clients {
         out.push_str("Clients:\n");
-        out.push_str(&connections(shared, true));
+        out.push_str(&connections(server, true));
         out.push('\n');
     }
-    let (min, average, max) = shared.latency_ms();
+    let (min, average, max) = super::monitor::latency_ms(server.metrics());
     let _ = writeln!(
         out,
         "Latency min/avg/max: {}/{}/{}",
@@ -124,26 +106,14 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
         metrics::java_double(average),
         max.round() as i64
     );
-    let _ = writeln!(out, "Received: {}", shared.sum(|stats| &stats.packets_received));
-    let _ = writeln!(out, "Sent: {}", shared.sum(|stats| &stats.packets_sent));
-    let _ = writeln!(out, "Connections: {}", shared.connection_count());
-    let _ = writeln!(out, "Outstanding: {}", shared.outstanding().max(0));
+    let _ = writeln!(out, "Received: {}", server.packets_received());
+    let _ = writeln!(out, "Sent: {}", server.packets_sent());
+    let _ = writeln!(out, "Connections: {}", server.connection_count());
+    let _ = writeln!(out, "Outstanding: {}", server.outstanding().max(0));
     let _ = writeln!(out, "Zxid: 0x{:x}", tree.last_zxid());
-    let _ = writeln!(out, "Mode: {}", metrics::server_state(shared));
+    let _ = writeln!(out, "Mode: {}", metrics::server_state(server));
     let _ = writeln!(out, "Node count: {}", tree.node_count());
     out
-}
-
-/// Every live connection, sorted by peer address.
-pub fn connection_infos(shared: &Shared) -> Vec<Arc<ConnectionInfo>> {
-    let mut infos: Vec<Arc<ConnectionInfo>> = Vec::new();
-    for connections in &shared.connections {
-        if let Ok(connections) = connections.lock() {
-            infos.extend(connections.values().cloned());
-        }
-    }
-    infos.sort_by_key(|info| info.peer);
-    infos
 }
 
 /// ZooKeeper's interest ops: 1 (reading) for a connection with a session,
@@ -158,8 +128,8 @@ pub fn interest_ops(info: &ConnectionInfo) -> i64 {
 
 /// The wall-clock time (ms since the epoch) of a time given in ms since
 /// the server started.
-pub fn wall_ms(shared: &Shared, since_start_ms: i64) -> i64 {
-    crate::clock::wall_ms() - shared.started.elapsed().as_millis() as i64 + since_start_ms
+pub fn wall_ms(server: &dyn ServerView, since_start_ms: i64) -> i64 {
+    crate::clock::wall_ms() - server.started().elapsed().as_millis() as i64 + since_start_ms
 }
 
 pub fn established_ms(info: &ConnectionInfo) -> i64 {
@@ -167,9 +137,9 @@ pub fn established_ms(info: &ConnectionInfo) -> i64 {
 }
 
 /// One line per connection, as ServerCnxn.dumpConnectionInfo prints it.
-fn connections(shared: &Shared, brief: bool) -> String {
+fn connections(server: &dyn ServerView, brief: bool) -> String {
     let mut out = String::new();
-    for info in connection_infos(shared) {
+    for info in server.connections() {
         let _ = write!(
             out,
             " /{}[{}](queued={},recved={},sent={}",
@@ -285,12 +255,12 @@ fn environment() -> String {
 
 /// conf's pairs with the bound client port (clientPort=0 asks for any)
 /// and, on an ensemble member, its id as serverId.
-pub fn configuration_entries(shared: &Shared) -> Vec<(String, String)> {
-    let bound_port = shared.client_address.lock().ok().and_then(|address| *address).map(|address| address.port());
-    let my_id = member_id(shared);
-    let (data, log) = metrics::directory_sizes(shared);
-    shared
-        .config
+pub fn configuration_entries(server: &dyn ServerView) -> Vec<(String, String)> {
+    let bound_port = server.client_address().map(|address| address.port());
+    let my_id = member_id(server);
+    let (data, log) = metrics::directory_sizes(server);
+    server
+        .config()
         .render_conf_with_sizes(data, log)
         .into_iter()
         .map(|(key, value)| match (key.as_str(), bound_port, my_id) {
@@ -302,8 +272,8 @@ pub fn configuration_entries(shared: &Shared) -> Vec<(String, String)> {
 }
 
 /// This server's id if it is an ensemble member; None standalone.
-pub fn member_id(shared: &Shared) -> Option<u64> {
-    let view = shared.ensemble.lock().ok()?;
+pub fn member_id(server: &dyn ServerView) -> Option<u64> {
+    let view = server.ensemble();
     view.distributed.then_some(view.my_id)
 }
 
@@ -329,15 +299,15 @@ pub fn membership_version(config: &crate::config::Config) -> String {
         .unwrap_or_else(|| "0".to_string())
 }
 
-fn configuration(shared: &Shared) -> String {
+fn configuration(server: &dyn ServerView) -> String {
     let mut out = String::new();
-    for (key, value) in configuration_entries(shared) {
+    for (key, value) in configuration_entries(server) {
         let _ = writeln!(out, "{key}={value}");
     }
     // A quorum member appends its quorum settings and the membership, as
     // ZooKeeper's QuorumPeer does.
-    let Some(my_id) = member_id(shared) else { return out };
-    let config = &shared.config;
+    let Some(my_id) = member_id(server) else { return out };
+    let config = server.config();
     let me = config.servers.get(&my_id);
     let _ = writeln!(out, "initLimit={}", config.init_limit_ticks);
     let _ = writeln!(out, "syncLimit={}", config.sync_limit_ticks);
@@ -357,17 +327,17 @@ fn configuration(shared: &Shared) -> String {
     out
 }
 
-async fn monitor(shared: &Shared) -> String {
-    let watches = shared.control.watch_summary().await;
+async fn monitor(server: &dyn ServerView) -> String {
+    let watches = server.watch_summary().await;
     let mut out = String::new();
-    for (name, value) in Monitor::gather(shared, watches).flat() {
+    for (name, value) in Monitor::gather(server, watches).flat() {
         let _ = writeln!(out, "zk_{name}\t{}", value.to_text());
     }
     out
 }
 
-async fn watch_summary(shared: &Shared) -> String {
-    let summary = shared.control.watch_summary().await;
+async fn watch_summary(server: &dyn ServerView) -> String {
+    let summary = server.watch_summary().await;
     format!(
         "{} connections watching {} paths\nTotal watches:{}\n",
         summary.data_connections, summary.data_paths, summary.data_watches
@@ -376,8 +346,8 @@ async fn watch_summary(shared: &Shared) -> String {
 
 /// wchc (by session) and wchp (by path), as WatchManager.dumpWatches
 /// prints them, followed by an empty line.
-async fn watches(shared: &Shared, by_path: bool) -> String {
-    let report = shared.control.watches().await;
+async fn watches(server: &dyn ServerView, by_path: bool) -> String {
+    let report = server.watches().await;
     let mut out = String::new();
     if by_path {
         for (path, sessions) in &report.by_path {
@@ -431,12 +401,12 @@ pub fn java_date(ms_since_epoch: i64) -> String {
 /// Connections grouped by when they would time out without traffic (the
 /// last reply, or the handshake, plus the session timeout, rounded up to a
 /// tick), as NIOServerCnxnFactory.dumpConnections groups them.
-pub fn connection_expiry(shared: &Shared) -> BTreeMap<i64, Vec<(SocketAddr, i64)>> {
-    let tick = shared.config.tick_time_ms.max(1) as i64;
+pub fn connection_expiry(server: &dyn ServerView) -> BTreeMap<i64, Vec<(SocketAddr, i64)>> {
+    let tick = server.config().tick_time_ms.max(1) as i64;
     let mut sets: BTreeMap<i64, Vec<(SocketAddr, i64)>> = BTreeMap::new();
-    for info in connection_infos(shared) {
+    for info in server.connections() {
         let last_response = info.last_response_ms.load(Ordering::Relaxed);
-        let active = if last_response > 0 { wall_ms(shared, last_response) } else { established_ms(&info) };
+        let active = if last_response > 0 { wall_ms(server, last_response) } else { established_ms(&info) };
         let timeout = match info.timeout_ms.load(Ordering::Relaxed) {
             0 => tick * 5,
             timeout => timeout,
@@ -447,9 +417,9 @@ pub fn connection_expiry(shared: &Shared) -> BTreeMap<i64, Vec<(SocketAddr, i64)
     sets
 }
 
-async fn dump(shared: &Shared) -> String {
-    let buckets = shared.control.session_buckets().await;
-    let tree = shared.tree();
+async fn dump(server: &dyn ServerView) -> String {
+    let buckets = server.session_buckets().await;
+    let tree = server.tree();
     let mut out = String::from("SessionTracker dump:\n");
     let session_total: usize = buckets.iter().map(|(_, sessions)| sessions.len()).sum();
     let _ = writeln!(out, "Session Sets ({})/({}):", buckets.len(), session_total);
@@ -470,7 +440,7 @@ async fn dump(shared: &Shared) -> String {
         }
     }
     out.push_str("Connections dump:\n");
-    let sets = connection_expiry(shared);
+    let sets = connection_expiry(server);
     let connection_total: usize = sets.values().map(Vec::len).sum();
     let _ = writeln!(out, "Connections Sets ({})/({}):", sets.len(), connection_total);
     for (expiry_ms, connections) in &sets {

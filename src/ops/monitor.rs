@@ -4,9 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::metrics::Snapshot;
-use crate::server::control::WatchSummary;
-use crate::server::Shared;
+use crate::metrics::{Metrics, Snapshot};
+use crate::ops::{ServerView, WatchSummary};
 
 /// A value in ZooKeeper's monitor output.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,8 +89,8 @@ pub struct Monitor {
 }
 
 /// The server's mode, as srvr and mntr print it.
-pub fn server_state(shared: &Shared) -> &'static str {
-    shared.mode()
+pub fn server_state(server: &dyn ServerView) -> &'static str {
+    server.mode()
 }
 
 /// (open, max) file descriptors of this process.
@@ -121,36 +120,50 @@ pub fn directory_size(directory: &std::path::Path) -> u64 {
 }
 
 /// The data and log directory sizes, as dirs and srvr's admin form print them.
-pub fn directory_sizes(shared: &Shared) -> (u64, u64) {
-    let config = &shared.config;
+pub fn directory_sizes(server: &dyn ServerView) -> (u64, u64) {
+    let config = server.config();
     let data = directory_size(&config.data_dir);
     let log = if config.data_log_dir == config.data_dir { data } else { directory_size(&config.data_log_dir) };
     (data, log)
 }
 
+/// (min, avg, max) latency in milliseconds, as srvr prints it: from the
+/// same per-shard histograms as mntr and the Prometheus page (the average
+/// from their exact sums).
+pub fn latency_ms(metrics: &Metrics) -> (f64, f64, f64) {
+    let Some(mut all) = metrics.latency(false) else { return (0.0, 0.0, 0.0) };
+    if let Some(writes) = metrics.latency(true) {
+        all.merge(&writes);
+    }
+    if all.count() == 0 {
+        return (0.0, 0.0, 0.0);
+    }
+    (all.min() as f64 / 1000.0, all.mean() / 1000.0, all.max() as f64 / 1000.0)
+}
+
 impl Monitor {
     /// Gathers the monitor values; `watches` comes from the shards
-    /// (`Control::watch_summary`).
-    pub fn gather(shared: &Shared, watches: WatchSummary) -> Monitor {
-        let tree = shared.tree();
-        let metrics = &shared.metrics;
-        let (min, average, max) = shared.latency_ms();
+    /// ([`ServerView::watch_summary`]).
+    pub fn gather(server: &dyn ServerView, watches: WatchSummary) -> Monitor {
+        let tree = server.tree();
+        let metrics = server.metrics();
+        let (min, average, max) = latency_ms(metrics);
         let mut entries = Vec::new();
         let mut push = |name: &str, value: Value, kind: Kind| {
             entries.push(Entry { name: name.to_string(), value, kind });
         };
         use Kind::{Counter, Gauge, MonitorOnly};
-        push("version", Value::Text(crate::server::full_version()), MonitorOnly);
-        push("server_state", Value::Text(server_state(shared).to_string()), MonitorOnly);
+        push("version", Value::Text(super::fourletter::full_version()), MonitorOnly);
+        push("server_state", Value::Text(server_state(server).to_string()), MonitorOnly);
         push("ephemerals_count", Value::Integer(tree.ephemeral_count() as i64), Gauge);
-        push("num_alive_connections", Value::Integer(shared.connection_count() as i64), Gauge);
+        push("num_alive_connections", Value::Integer(server.connection_count() as i64), Gauge);
         push("avg_latency", Value::Float((average * 10_000.0).round() / 10_000.0), Gauge);
-        push("outstanding_requests", Value::Integer(shared.outstanding().max(0)), Gauge);
+        push("outstanding_requests", Value::Integer(server.outstanding().max(0)), Gauge);
         push("znode_count", Value::Integer(tree.node_count() as i64), Gauge);
         push("global_sessions", Value::Integer(tree.session_count() as i64), Gauge);
         push("non_mtls_remote_conn_count", Value::Integer(0), Gauge);
-        push("packets_sent", Value::Integer(shared.sum(|stats| &stats.packets_sent) as i64), Gauge);
-        push("packets_received", Value::Integer(shared.sum(|stats| &stats.packets_received) as i64), Gauge);
+        push("packets_sent", Value::Integer(server.packets_sent() as i64), Gauge);
+        push("packets_received", Value::Integer(server.packets_received() as i64), Gauge);
         push("watch_count", Value::Integer(watches.watches as i64), Gauge);
         push("auth_failed_count", Value::Integer(metrics.auth_failed.load(Ordering::Relaxed) as i64), Gauge);
         push("min_latency", Value::Integer(min.round() as i64), Gauge);
@@ -160,7 +173,7 @@ impl Monitor {
         }
         push("approximate_data_size", Value::Integer(tree.approximate_data_bytes()), Gauge);
         push("local_sessions", Value::Integer(0), Gauge);
-        push("uptime", Value::Integer(shared.started.elapsed().as_millis() as i64), Gauge);
+        push("uptime", Value::Integer(server.started().elapsed().as_millis() as i64), Gauge);
         push("max_latency", Value::Integer(max.round() as i64), Gauge);
         push("non_mtls_local_conn_count", Value::Integer(0), Gauge);
         push(
@@ -169,7 +182,7 @@ impl Monitor {
             Counter,
         );
         push("snap_count", Value::Integer(metrics.snapshots.load(Ordering::Relaxed) as i64), Counter);
-        let view = shared.ensemble.lock().map(|view| view.clone()).unwrap_or_default();
+        let view = server.ensemble();
         push("looking_count", Value::Integer(view.looking_count() as i64), Counter);
         if view.distributed {
             // What ZooKeeper's quorum peers add (MonitorCommand): every

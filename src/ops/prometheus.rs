@@ -8,9 +8,8 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use super::monitor::{quota_figures, Kind, Monitor, QUOTA_METRICS};
-use crate::metrics::{Snapshot, WriteStage};
-use crate::server::close::CloseKind;
-use crate::server::Shared;
+use super::ServerView;
+use crate::metrics::{CloseKind, Snapshot, WriteStage};
 
 /// The Prometheus text format (version 0.0.4) for one page.
 struct Exposition {
@@ -65,7 +64,7 @@ pub(super) fn prometheus_number(value: f64) -> String {
 
 /// The /metrics page: ZooKeeper's names (as its Prometheus provider exports
 /// them) and zoocore's own `zoocore_*` families.
-pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
+pub fn render_prometheus(server: &dyn ServerView, monitor: &Monitor) -> String {
     let mut page = Exposition { out: String::with_capacity(16 << 10) };
     for entry in &monitor.entries {
         let kind = match entry.kind {
@@ -84,7 +83,7 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
         page.summary(summary.name, &[], snapshot, quantiles, 1.0 / summary.divisor as f64);
     }
 
-    let tree = shared.tree();
+    let tree = server.tree();
     let quota = quota_figures(&tree);
     for metric in QUOTA_METRICS {
         // ZooKeeper's errors per namespace are a counter set, the rest
@@ -96,13 +95,13 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
         }
     }
 
-    let metrics = &shared.metrics;
+    let metrics = server.metrics();
     page.family("zoocore_info", "zoocore's version and the ZooKeeper API it provides", "gauge");
     page.sample(
         "zoocore_info",
         &[
             ("version", env!("CARGO_PKG_VERSION").to_string()),
-            ("zookeeper_api", crate::server::ZOOKEEPER_API_VERSION.to_string()),
+            ("zookeeper_api", super::fourletter::ZOOKEEPER_API_VERSION.to_string()),
         ],
         1.0,
     );
@@ -208,7 +207,7 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
     }
     page.family("zoocore_sessions_expired_total", "sessions that expired without their client closing them", "counter");
     page.sample("zoocore_sessions_expired_total", &[], metrics.sessions_expired.load(Ordering::Relaxed) as f64);
-    render_ensemble(shared, &mut page);
+    render_ensemble(server, &mut page);
     page.out
 }
 
@@ -217,8 +216,8 @@ pub fn render_prometheus(shared: &Shared, monitor: &Monitor) -> String {
 /// summary of the leader's queue per packet). Only a member prints samples;
 /// the peer families are the leader's view except the link ones, which
 /// every member has.
-fn render_ensemble(shared: &Shared, page: &mut Exposition) {
-    let view = shared.ensemble.lock().map(|view| view.clone()).unwrap_or_default();
+fn render_ensemble(server: &dyn ServerView, page: &mut Exposition) {
+    let view = server.ensemble();
     page.family("zoocore_elections_total", "leader elections this server saw end since it started", "counter");
     page.family("zoocore_term", "the raft term this server is in", "gauge");
     page.family("zoocore_log_index", "indexes of this server's log: last appended, committed, applied", "gauge");
@@ -247,7 +246,7 @@ fn render_ensemble(shared: &Shared, page: &mut Exposition) {
             "zoocore_peer_connected",
             "whether the link to the peer is up (1) or down (0)",
             "gauge",
-            (|link| u64::from(link.connected)) as fn(&crate::server::peer::PeerStats) -> u64,
+            (|link| u64::from(link.connected)) as fn(&super::PeerStats) -> u64,
         ),
         ("zoocore_peer_queue_frames", "frames waiting on the send queue to the peer", "gauge", |link| {
             link.queue_frames as u64

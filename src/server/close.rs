@@ -63,41 +63,7 @@ pub enum CloseReason {
     Node(&'static str),
 }
 
-/// What `zoocore_connections_closed_total` counts by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseKind {
-    /// The client ended it, or its business was done.
-    Client,
-    /// It sent bytes that are not ZooKeeper's protocol.
-    BadInput,
-    /// It asked for what this server does not give.
-    Refused,
-    Auth,
-    /// The server ended it: a bound, a stop, the node's decision.
-    Server,
-}
-
-// The metrics count one slot per kind.
-const _: () = assert!(CloseKind::ALL.len() == crate::metrics::CLOSE_KINDS);
-
-impl CloseKind {
-    pub const ALL: [CloseKind; 5] =
-        [CloseKind::Client, CloseKind::BadInput, CloseKind::Refused, CloseKind::Auth, CloseKind::Server];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseKind::Client => "client",
-            CloseKind::BadInput => "bad_input",
-            CloseKind::Refused => "refused",
-            CloseKind::Auth => "auth",
-            CloseKind::Server => "server",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::metrics::CloseKind;
 
 impl CloseReason {
     /// Ends that happen by the thousand in a healthy system: logged at

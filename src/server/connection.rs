@@ -28,12 +28,12 @@ use super::close::CloseReason;
 use super::messages::{ConnectionId, ReplyBody, ToBroadcast};
 use super::outbox::Outbox;
 use super::shard::Shard;
-use super::shared::ConnectionInfo;
 use super::shared::Shared;
 use crate::acl;
 use crate::auth::{Mechanisms, SaslExchange, SaslStep};
 use crate::metrics::WriteStage;
 use crate::ops::fourletter;
+use crate::ops::ConnectionInfo;
 use crate::proto::codes::{add_watch_mode, four_letter_word, op, state};
 use crate::proto::jute::write_frame;
 use crate::proto::response::{write_event, write_reply};
@@ -771,7 +771,7 @@ async fn handshake<R: AsyncRead + Unpin>(
     if let Some(word) = four_letter_word([prefix[0], prefix[1], prefix[2], prefix[3]]) {
         connection.info.packets_received.fetch_add(1, Ordering::Relaxed);
         let argument = if word == "stmk" { read_trace_mask(frames, reader, connection).await } else { None };
-        let text = fourletter::respond(&shard.shared, word, argument).await;
+        let text = fourletter::respond(&*shard.shared, word, argument).await;
         outbox.push(|out| out.extend_from_slice(text.as_bytes()));
         outbox.close(CloseReason::FourLetterWord);
         return Ok(false);

@@ -9,13 +9,15 @@
 //! publishes anything for these readers. Every query waits a bounded time
 //! for its answers.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 
 use crate::tree::Path;
+
+pub use crate::ops::{SessionBuckets, WatchReport, WatchSummary};
 
 use crate::limits::QUERIES_QUEUED_MAX;
 pub use crate::limits::QUERY_TIMEOUT;
@@ -35,38 +37,6 @@ pub enum CoreQuery {
     /// Nothing to answer: the last shard stopped, so a stopping core may
     /// end now rather than at its next tick.
     Wake,
-}
-
-/// Watch counts of one shard, or of all shards added up.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct WatchSummary {
-    /// Data and child watches, as mntr's watch_count counts them.
-    pub watches: u64,
-    /// What wchs counts: ZooKeeper reports its data watch table there.
-    pub data_watches: u64,
-    pub data_paths: u64,
-    pub data_connections: u64,
-}
-
-impl WatchSummary {
-    fn add(&mut self, other: WatchSummary) {
-        self.watches += other.watches;
-        self.data_watches += other.data_watches;
-        self.data_paths += other.data_paths;
-        self.data_connections += other.data_connections;
-    }
-}
-
-/// The session expiry buckets: the wall-clock time (ms since the epoch) at
-/// which each bucket expires, and its sessions.
-pub type SessionBuckets = Vec<(i64, Vec<i64>)>;
-
-/// The watch tables of every shard merged: by session (wchc) and by path
-/// (wchp), both sorted.
-#[derive(Debug, Default)]
-pub struct WatchReport {
-    pub by_session: BTreeMap<i64, Vec<Path>>,
-    pub by_path: BTreeMap<Path, Vec<i64>>,
 }
 
 pub struct Control {

@@ -18,8 +18,8 @@ mod shared;
 mod signals;
 mod snapshot_stream;
 
-pub use crate::ops::fourletter::{full_version, ZOOKEEPER_API_VERSION};
-pub use shared::{ConnectionInfo, EnsembleView, Shared};
+pub use crate::ops::{full_version, ConnectionInfo, EnsembleView, ServerView, ZOOKEEPER_API_VERSION};
+pub use shared::Shared;
 pub use signals::STOP_DEADLINE;
 
 use std::net::SocketAddr;
@@ -107,14 +107,15 @@ pub struct Listening {
 /// given when `secureClientPort` is set. `start_operations` starts what
 /// an operator reads the server through (the AdminServer and the metrics
 /// page: `crate::admin::start`), handed in by the binary that composes the
-/// pieces so that the shell does not depend on them. `on_listening` is
+/// pieces so that the shell does not depend on them; it gets the server as
+/// the operations layer's read-only view (`crate::ops::ServerView`). `on_listening` is
 /// called once every shard accepts connections.
 pub fn run(
     config: Config,
     ensemble: Option<crate::ensemble::Ensemble>,
     tls: Option<crate::tls::TlsContext>,
     quorum_tls: Option<crate::tls::quorum::QuorumTls>,
-    start_operations: impl FnOnce(&Arc<Shared>) -> Result<OperationsStarted, String>,
+    start_operations: impl FnOnce(Arc<dyn ServerView>) -> Result<OperationsStarted, String>,
     on_listening: impl FnOnce(&Listening),
 ) -> Result<(), String> {
     check_memlock()?;
@@ -140,7 +141,7 @@ pub fn run(
     let shared = Shared::new(config, Tree::new(), shard_count);
     signals::install(shared.clone())?;
     let OperationsStarted { executor: admin, admin: admin_address, metrics: metrics_address } =
-        start_operations(&shared)?;
+        start_operations(shared.clone())?;
 
     let mut to_broadcast_receivers = Vec::new();
     let mut to_broadcast_senders = Vec::new();

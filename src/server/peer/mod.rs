@@ -173,35 +173,7 @@ pub enum PeerError {
     },
 }
 
-/// One peer's link, as plain numbers (for metrics and admin pages).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerStats {
-    /// The peer's server id.
-    pub id: u64,
-    /// Whether the outbound link (this server to the peer) is up.
-    pub connected: bool,
-    /// Whether an inbound link (the peer to this server) is up.
-    pub inbound_connected: bool,
-    /// Frames waiting on the send queue.
-    pub queue_frames: usize,
-    /// Payload bytes waiting on the send queue.
-    pub queue_bytes: usize,
-    /// Frames written to the peer.
-    pub frames_sent: u64,
-    /// Payload bytes written to the peer.
-    pub bytes_sent: u64,
-    /// Frames received from the peer.
-    pub frames_received: u64,
-    /// Payload bytes received from the peer.
-    pub bytes_received: u64,
-    /// Frames refused by `send` or dropped from the queue when the link fell.
-    pub drops: u64,
-    /// Outbound connections made after the first one.
-    pub reconnects: u64,
-    /// Handshakes the peer refused (another ensemble, or it does not know
-    /// this server's id); the reason is in both servers' logs.
-    pub refusals: u64,
-}
+pub use crate::ops::PeerStats;
 
 /// A wakeup for tasks on one executor: `wait` completes once `notify` has
 /// been called after the wait began. Single-threaded, so a condition
