@@ -81,6 +81,27 @@ fn snapshots_and_the_compacted_log_survive_restarts() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// Compaction deletes the segments behind the retained snapshots off the
+/// write path (a thread of its own): they do go, while writes go on, and
+/// what is left recovers everything.
+#[test]
+fn compacted_log_segments_are_deleted_while_writes_go_on() {
+    let mut server = Server::start_with(&["snapCount=100", "preAllocSize=16"]);
+    let log_directory = server.dir().expect("spawned").join("data/log");
+    create_nodes(&server, "/compacted", 1500);
+    let deleted = wait_for(Duration::from_secs(20), || server.stderr_tail().contains("log segment compacted away"));
+    assert!(deleted, "compaction deleted segments:\n{}", server.stderr_tail());
+    let left = files(&log_directory, "log.");
+    let oldest = left.first().and_then(|path| path.file_name()).map(|name| name.to_string_lossy().into_owned());
+    // Segments are named by their first index: the first one is gone.
+    assert!(
+        oldest.as_deref().is_some_and(|name| name != "log.0000000000000001"),
+        "the oldest segments were deleted: {left:?}"
+    );
+    server.restart();
+    check_nodes(&server, "/compacted", 1500);
+}
+
 #[test]
 fn a_torn_tail_is_cut_and_everything_acknowledged_stays() {
     let mut server = Server::start();

@@ -173,9 +173,18 @@ async fn metrics_page_has_zookeepers_names_and_zoocores_own() {
     // Issue 10: every stage of a write is timed. The per-message stages saw
     // every write (and handshake); the per-sync ones every group commit.
     let stage_count = |stage: &str| number(&scrape, "zoocore_write_stage_seconds_count", &[("stage", stage)]);
-    for stage in
-        ["to_core", "queue", "prep", "log_wait", "log_write", "release", "publish", "to_shard", "shard_apply", "socket_write"]
-    {
+    for stage in [
+        "to_core",
+        "queue",
+        "prep",
+        "log_wait",
+        "log_write",
+        "release",
+        "publish",
+        "to_shard",
+        "shard_apply",
+        "socket_write",
+    ] {
         let Some(Value::Summary(counts)) = value(&scrape, "zoocore_write_stage_seconds", &[("stage", stage)]) else {
             panic!("the {stage} stage is a summary")
         };

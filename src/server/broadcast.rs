@@ -28,9 +28,9 @@ use super::queue::BatchQueue;
 use super::shared::{Shared, Version};
 use super::snapshot_stream::SnapshotStreams;
 use crate::ensemble::Ensemble;
+use crate::limits::LOG_WORK_IN_FLIGHT_MAX;
 use crate::metrics::WriteStage;
 use crate::node::wire::Chunk;
-use crate::limits::LOG_WORK_IN_FLIGHT_MAX;
 use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder, Work, READ_ONLY_GRACE_MS_MIN};
 use crate::prep::Preparer;
 use crate::replica::ReplicaConfig;
@@ -625,7 +625,11 @@ impl BroadcastCore {
             Err(_) => return Err(CoreError::SnapshotPanicked),
         }
         let retain = self.shared.config.autopurge_snap_retain_count as usize;
-        self.log.as_mut().expect("the log is idle after settle").snapshot_taken(order.index, order.term, retain).await?;
+        self.log
+            .as_mut()
+            .expect("the log is idle after settle")
+            .snapshot_taken(order.index, order.term, retain)
+            .await?;
         info!(index = order.index, "the leader's snapshot is durable");
         Ok(())
     }

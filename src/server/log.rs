@@ -319,12 +319,23 @@ impl Log {
     /// drops log segments no retained snapshot needs.
     pub async fn snapshot_taken(&mut self, index: u64, term: u64, retain_count: usize) -> Result<(), LogError> {
         self.wal.append(&[Record::SnapshotMarker(wal::SnapshotMarker { index, term })]).map_err(LogError::from)?;
-        self.wal.sync().await.map_err(LogError::from)?;
         // Keep the log from the oldest snapshot that purging keeps.
         let snapshots = snapshot::list(&self.snapshot_directory).map_err(LogError::SnapshotList)?;
         let keep_from = snapshots.len().saturating_sub(retain_count.max(snapshot::RETAIN_COUNT_MINIMUM));
-        if let Some((oldest_kept, _)) = snapshots.get(keep_from) {
-            self.wal.compact(*oldest_kept).await.map_err(LogError::from)?;
+        let deletions = match snapshots.get(keep_from) {
+            Some((oldest_kept, _)) => self.wal.compact_later(*oldest_kept).await.map_err(LogError::from)?,
+            None => None,
+        };
+        let Some(deletions) = deletions else {
+            // Nothing to compact: the marker is made durable on its own.
+            self.wal.sync().await.map_err(LogError::from)?;
+            return Ok(());
+        };
+        // The marker is durable with what compaction keeps; the files go
+        // on a thread of their own, so no write waits for their deletion.
+        let spawned = std::thread::Builder::new().name("zoocore-log-compact".into()).spawn(move || deletions.run());
+        if let Err(error) = spawned {
+            warn!(%error, "no thread to delete compacted log segments; they stay until the next start");
         }
         Ok(())
     }

@@ -218,6 +218,36 @@ pub enum WalError {
     Failed,
 }
 
+/// Log segments no longer needed, to delete off the write path
+/// (`Wal::compact_later`).
+#[derive(Debug)]
+pub struct Deletions {
+    pub paths: Vec<PathBuf>,
+    pub directory: PathBuf,
+    pub up_to_index: u64,
+}
+
+impl Deletions {
+    /// Deletes the segments, oldest first (a crash part-way leaves the
+    /// newer ones), then syncs the directory. Blocking: run it on a thread
+    /// of its own. A failure is logged and left: the segments are covered
+    /// by the snapshot marker, so the next recovery drops them anyway.
+    pub fn run(self) {
+        for path in &self.paths {
+            match std::fs::remove_file(path) {
+                Ok(()) => info!(file = %path.display(), up_to_index = self.up_to_index, "log segment compacted away"),
+                Err(error) => {
+                    warn!(file = %path.display(), %error, "deleting a compacted log segment failed; it stays until the next compaction or start");
+                    return;
+                }
+            }
+        }
+        if let Err(error) = std::fs::File::open(&self.directory).and_then(|directory| directory.sync_all()) {
+            warn!(directory = %self.directory.display(), %error, "syncing the log directory after deletions failed");
+        }
+    }
+}
+
 /// What the log has done since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WalCounters {
@@ -778,6 +808,25 @@ impl Wal {
     /// again (with anything buffered), so they survive in a kept segment.
     /// Returns the number of segments deleted.
     pub async fn compact(&mut self, up_to_index: u64) -> Result<usize, WalError> {
+        let Some(deletions) = self.compact_later(up_to_index).await? else {
+            return Ok(0);
+        };
+        for path in &deletions.paths {
+            // Oldest first: a crash part-way leaves the newer segments.
+            remove_file(path).await?;
+            info!(file = %path.display(), up_to_index, "log segment compacted away");
+        }
+        self.directory.sync().await.map_err(io_error(&self.directory_path, "sync the directory"))?;
+        Ok(deletions.paths.len())
+    }
+
+    /// `compact`, with the deletions handed back to be done elsewhere (a
+    /// thread of their own), so that the writes after it never wait for
+    /// them: the log forgets the segments once the records that make them
+    /// unnecessary are durable, and a segment still on disk below the
+    /// newest snapshot marker, if the deletions never happen (a crash), is
+    /// read and dropped at the next recovery like any covered entry.
+    pub async fn compact_later(&mut self, up_to_index: u64) -> Result<Option<Deletions>, WalError> {
         if self.failed {
             return Err(WalError::Failed);
         }
@@ -794,7 +843,7 @@ impl Wal {
             .take_while(|segment| segment.entry_index_max.is_none_or(|index| index < up_to_index))
             .count();
         if doomed == 0 {
-            return Ok(0);
+            return Ok(None);
         }
         let mut keep = Vec::with_capacity(2);
         if let Some(marker) = snapshot {
@@ -805,14 +854,9 @@ impl Wal {
         }
         self.append(&keep)?;
         self.sync().await?;
-        for segment in self.segments.drain(..doomed) {
-            // Oldest first: a crash part-way leaves the newer segments.
-            remove_file(&segment.path).await?;
-            info!(file = %segment.path.display(), up_to_index, "log segment compacted away");
-            self.counters.segments_deleted += 1;
-        }
-        self.directory.sync().await.map_err(io_error(&self.directory_path, "sync the directory"))?;
-        Ok(doomed)
+        let paths: Vec<PathBuf> = self.segments.drain(..doomed).map(|segment| segment.path).collect();
+        self.counters.segments_deleted += paths.len() as u64;
+        Ok(Some(Deletions { paths, directory: self.directory_path.clone(), up_to_index }))
     }
 
     /// Syncs anything buffered and closes the files.
