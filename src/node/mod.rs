@@ -985,12 +985,20 @@ impl Node {
         let Some(leading) = self.leading.as_mut() else {
             return Ok(());
         };
-        if let Some((header, txn)) = leading.prep.create_session(session_id, timeout_ms, password, now.wall_ms) {
-            leading.tracker.add(session_id, timeout_ms as i64, now.monotonic_ms);
-            leading.owners.insert(session_id, origin);
-            self.propose(&header, &txn)?;
+        match leading.prep.create_session(session_id, timeout_ms, password, now.wall_ms) {
+            Some((header, txn)) => {
+                leading.tracker.add(session_id, timeout_ms as i64, now.monotonic_ms);
+                leading.owners.insert(session_id, origin);
+                self.propose(&header, &txn)
+            }
+            None => {
+                // The session exists: a handshake forwarded again while
+                // the first creation was on its way (`HANDSHAKE_REFORWARD_MS`).
+                // Its client is still there, which is a sign of life.
+                leading.tracker.touch(session_id, now.monotonic_ms);
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn leader_write(
