@@ -111,29 +111,42 @@ const LONG_FILES: &[(&str, &str)] = &[
 /// The folders whose files the line limit covers.
 const SOURCE_ROOTS: &[&str] = &["src", "tests", "loadgen/src", "loadgen/tests"];
 
-#[test]
-fn io_free_modules_name_no_clock_runtime_thread_file_or_socket() {
+/// Every use `uses` finds in the Rust files `list` names (files, or
+/// folders ending in '/'), as "file:line: `word`: text", and how many files
+/// were read. `skip_unit_tests` leaves out `tests.rs` files.
+fn scan(
+    list: &[&str],
+    list_name: &str,
+    skip_unit_tests: bool,
+    uses: fn(&str) -> Vec<(usize, &'static str)>,
+) -> (usize, Vec<String>) {
     let root = manifest_dir();
     let mut violations = Vec::new();
     let mut checked = 0;
-    for entry in IO_FREE {
+    for entry in list {
         let files = if entry.ends_with('/') { rust_files(&root.join(entry)) } else { vec![root.join(entry)] };
         assert!(
             files.iter().any(|file| file.is_file()),
-            "IO_FREE names {entry}, which holds no Rust file: fix the list"
+            "{list_name} names {entry}, which holds no Rust file: fix the list"
         );
         for file in files {
-            if file.file_name().is_some_and(|name| name == "tests.rs") {
+            if skip_unit_tests && file.file_name().is_some_and(|name| name == "tests.rs") {
                 continue;
             }
             let source = fs::read_to_string(&file).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
-            for (line, word) in forbidden_uses(&source) {
+            for (line, word) in uses(&source) {
                 let text = source.lines().nth(line - 1).unwrap_or_default().trim();
-                violations.push(format!("{}:{line}: `{word}` in an IO-free module: {text}", relative(&root, &file)));
+                violations.push(format!("{}:{line}: `{word}`: {text}", relative(&root, &file)));
             }
             checked += 1;
         }
     }
+    (checked, violations)
+}
+
+#[test]
+fn io_free_modules_name_no_clock_runtime_thread_file_or_socket() {
+    let (checked, violations) = scan(IO_FREE, "IO_FREE", true, forbidden_uses);
     assert!(checked > 0, "no IO-free module was read");
     assert!(
         violations.is_empty(),
@@ -144,24 +157,7 @@ fn io_free_modules_name_no_clock_runtime_thread_file_or_socket() {
 
 #[test]
 fn operations_and_metrics_do_not_name_the_shell() {
-    let root = manifest_dir();
-    let mut violations = Vec::new();
-    let mut checked = 0;
-    for entry in SHELL_FREE {
-        let files = if entry.ends_with('/') { rust_files(&root.join(entry)) } else { vec![root.join(entry)] };
-        assert!(
-            files.iter().any(|file| file.is_file()),
-            "SHELL_FREE names {entry}, which holds no Rust file: fix the list"
-        );
-        for file in files {
-            let source = fs::read_to_string(&file).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
-            for (line, name) in shell_uses(&source) {
-                let text = source.lines().nth(line - 1).unwrap_or_default().trim();
-                violations.push(format!("{}:{line}: `{name}`: {text}", relative(&root, &file)));
-            }
-            checked += 1;
-        }
-    }
+    let (checked, violations) = scan(SHELL_FREE, "SHELL_FREE", false, shell_uses);
     assert!(checked > 0, "no module of ops/ or metrics/ was read");
     assert!(
         violations.is_empty(),
