@@ -1000,29 +1000,52 @@ def run_loadgen(options, server_pid, port, label, extra, json_path, hgrm_prefix=
     return summary
 
 
-def write_stages(metrics_port):
-    """{stage: {p50, p99, p999, count}} in µs, from zoocore's Prometheus
-    page (zoocore_write_stage_seconds), or {} when it cannot be read."""
+def metrics_page(metrics_port, what):
+    """zoocore's Prometheus page, or None (with a warning) when it cannot be read."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
-            page = response.read().decode()
+            return response.read().decode()
     except OSError as error:
-        warn(f"the write stages could not be read: {error}")
-        return {}
-    stages = {}
-    pattern = re.compile(r'^zoocore_write_stage_seconds(_count)?\{stage="(\w+)"(?:,quantile="([0-9.]+)")?\} (\S+)$')
-    for line in page.splitlines():
+        warn(f"{what} could not be read: {error}")
+        return None
+
+
+def summaries(page, family, label_pattern):
+    """{label: {p50, p99, p999, count}} in µs, from a summary family of a
+    Prometheus page whose labels match label_pattern (one group: the key)."""
+    found_by_label = {}
+    pattern = re.compile(
+        rf'^{family}(_count)?\{{{label_pattern}(?:,quantile="([0-9.]+)")?\}} (\S+)$'
+    )
+    for line in (page or "").splitlines():
         found = pattern.match(line)
         if not found:
             continue
-        count, stage, quantile, value = found.groups()
-        figures = stages.setdefault(stage, {})
+        count, label, quantile, value = found.groups()
+        figures = found_by_label.setdefault(label, {})
         if count:
             figures["count"] = int(float(value))
         elif quantile in ("0.5", "0.99", "0.999"):
             key = {"0.5": "p50", "0.99": "p99", "0.999": "p999"}[quantile]
             figures[key] = float(value) * 1e6
-    return stages
+    return found_by_label
+
+
+def write_stages(metrics_port):
+    """{stage: {p50, p99, p999, count}} in µs, from zoocore's Prometheus
+    page (zoocore_write_stage_seconds), or {} when it cannot be read."""
+    page = metrics_page(metrics_port, "the write stages")
+    return summaries(page, "zoocore_write_stage_seconds", r'stage="(\w+)"')
+
+
+def server_read_latency(metrics_port):
+    """{"shard N": {p50, p99, p999, count}} in µs: reads from their arrival
+    on the shard to their reply (zoocore_request_latency_seconds), so a
+    client-side tail far above it was spent outside the server's handling
+    (the kernel, the scheduler, the load generator)."""
+    page = metrics_page(metrics_port, "the read latencies")
+    shards = summaries(page, "zoocore_request_latency_seconds", r'shard="(\d+)",kind="read"')
+    return {f"shard {shard}": figures for shard, figures in shards.items()}
 
 
 def stage_table(stages_by_workload):
@@ -1351,6 +1374,7 @@ def main():
         server_pids = [pid for pid, _ in targets.values()]
 
         stages_by_workload = {}
+        reads_by_workload = {}
 
         def pair(workload, extra):
             result = {}
@@ -1363,6 +1387,8 @@ def main():
                 summary = measured_run(options, server_pids, pid, port, label, extra, stem)
                 if name == "zoocore" and not workload.startswith("get"):
                     stages_by_workload[workload] = write_stages(servers.metrics_port)
+                if name == "zoocore" and workload.startswith("get"):
+                    reads_by_workload[workload] = server_read_latency(servers.metrics_port)
                 result[name] = summary
                 summaries.append(stem + ".json")
             rows.append((workload, result["zookeeper"], result["zoocore"]))
@@ -1427,6 +1453,14 @@ def main():
             ]
             with open(os.path.join(out, "stages.json"), "w") as handle:
                 json.dump(stages_by_workload, handle, indent=1)
+        if reads_by_workload:
+            text += [
+                "zoocore's reads inside the server, µs p50/p99/p99.9 per shard (zoocore_request_latency_seconds: "
+                "arrival on the shard to the reply queued)",
+                "",
+                stage_table(reads_by_workload),
+                "",
+            ]
         # The issue's targets.
         for workload, zk, zc in rows:
             if "closed" in workload and workload.startswith("get"):
