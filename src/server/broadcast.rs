@@ -88,7 +88,7 @@ pub struct BroadcastCore {
     shared: Arc<Shared>,
     node: Node,
     /// The log, when no job of it is in flight (see `LogJob`).
-    log: Option<Log>,
+    log: Option<Box<Log>>,
     /// The log's job in flight: it owns the log until it finishes.
     log_job: Option<LogJob>,
     /// Whether that job was polled once (its IO queued: `kick_log_job`).
@@ -206,7 +206,7 @@ impl BroadcastCore {
             node,
             snapshot_directory: log.snapshot_directory().to_path_buf(),
             cluster_id: log.cluster_id(),
-            log: Some(log),
+            log: Some(Box::new(log)),
             log_job: None,
             log_started: false,
             syncing: Vec::new(),
@@ -513,7 +513,7 @@ impl BroadcastCore {
 
     /// The log's job finished: its work is durable, and the next write
     /// starts at once with what was prepared meanwhile.
-    fn log_finished(&mut self, log: Log, done: LogDone) -> Result<(), CoreError> {
+    fn log_finished(&mut self, log: Box<Log>, done: LogDone) -> Result<(), CoreError> {
         self.log_job = None;
         let now = self.now();
         match done {
@@ -830,7 +830,7 @@ impl BroadcastCore {
 /// The log's one job in flight. It owns the log while it runs, so
 /// nothing else can touch the log meanwhile, and hands it back with what it
 /// did. Boxed: a write and a snapshot mark are different futures.
-type LogJob = Pin<Box<dyn Future<Output = (Log, LogDone)>>>;
+type LogJob = Pin<Box<dyn Future<Output = (Box<Log>, LogDone)>>>;
 
 /// What a log job did.
 enum LogDone {
@@ -845,7 +845,7 @@ enum LogDone {
 enum Woken {
     Input,
     Query(CoreQuery),
-    Log(Log, LogDone),
+    Log(Box<Log>, LogDone),
 }
 
 /// A snapshot the thread finished writing.
