@@ -86,8 +86,8 @@ fn sample_tree() -> Tree {
 }
 
 fn assert_same_tree(expected: &Tree, actual: &Tree) {
-    let mut expected_paths: Vec<&str> = expected.paths().map(|(path, _)| &**path).collect();
-    let mut actual_paths: Vec<&str> = actual.paths().map(|(path, _)| &**path).collect();
+    let mut expected_paths: Vec<&str> = expected.paths().map(|(path, _)| path).collect();
+    let mut actual_paths: Vec<&str> = actual.paths().map(|(path, _)| path).collect();
     expected_paths.sort_unstable();
     actual_paths.sort_unstable();
     assert_eq!(expected_paths, actual_paths);
@@ -163,16 +163,16 @@ fn round_trip_keeps_every_node_session_and_stat() {
 
     let null = restored.get("/app/null").unwrap();
     let empty = restored.get("/app/empty").unwrap();
-    assert_eq!(null.data, None);
-    assert_eq!(empty.data.as_deref(), Some(&[][..]));
+    assert_eq!(null.data(), None);
+    assert_eq!(empty.data().as_deref(), Some(&[][..]));
     let queue = restored.get("/app/queue").unwrap();
-    assert_eq!(queue.cversion, 6, "the raw create counter");
+    assert_eq!(queue.cversion(), 6, "the raw create counter");
     let stat = queue.stat();
     assert_eq!((stat.num_children, stat.cversion), (5, 7), "reported: 2 * creates - children");
     assert_eq!(restored.get("/app/lock").unwrap().stat().ephemeral_owner, 0x101);
     assert_eq!(restored.get("/app/ttl").unwrap().ttl_ms(), Some(60_000));
     assert!(restored.get("/app/container").unwrap().is_container());
-    assert_eq!(restored.get("/app").unwrap().data.as_deref(), Some(&b"hello again"[..]));
+    assert_eq!(restored.get("/app").unwrap().data().as_deref(), Some(&b"hello again"[..]));
     assert_eq!(restored.session(0x102).unwrap().password, *b"0123456789abcdef");
     assert_eq!(restored.last_zxid(), tree.last_zxid());
 }
@@ -668,7 +668,7 @@ fn the_format_page_describes_the_bytes() {
     let stored = builder.tree.get("/data").unwrap();
     assert_eq!(
         [i64_at(named + 40), i64_at(named + 48), i64_at(named + 56), i64_at(named + 64), i64_at(named + 72)],
-        [stored.czxid, stored.mzxid, stored.pzxid, stored.ctime_ms, stored.mtime_ms]
+        [stored.czxid(), stored.mzxid(), stored.pzxid(), stored.ctime_ms(), stored.mtime_ms()]
     );
     assert_eq!(i64_at(named + 80), 0, "ephemeral owner");
     assert_eq!([u32_at(named + 88), u32_at(named + 92), u32_at(named + 96), u32_at(named + 100)], [0, 0, 0, 0]);

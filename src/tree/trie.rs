@@ -6,7 +6,7 @@
 //! holds a 64-bit bitmap and a vector of exactly its occupied slots, so a
 //! znode costs one 16-byte slot plus its share of small branches.
 //!
-//! The znode itself is the leaf (`Arc<Node>`, which carries its path), so
+//! The znode itself is the leaf (`Node`, which carries its path), so
 //! the path is stored once, in the node, and there is no separate key.
 //!
 //! Children without children sets: the hash of a path (see
@@ -40,10 +40,10 @@ pub(super) const PREFIX_MASK: u64 = (1 << (BITS * PREFIX_LEVELS)) - 1;
 
 #[derive(Clone)]
 enum Slot {
-    Leaf(Arc<Node>),
+    Leaf(Node),
     Branch(Arc<Branch>),
     /// Paths whose 64-bit hashes are equal, past the last level.
-    Collision(Arc<Vec<Arc<Node>>>),
+    Collision(Arc<Vec<Node>>),
 }
 
 /// Slots a branch holds in its own allocation. Most branches deep in the
@@ -108,7 +108,7 @@ impl Trie {
         self.len
     }
 
-    pub(super) fn get(&self, path: &str) -> Option<&Arc<Node>> {
+    pub(super) fn get(&self, path: &str) -> Option<&Node> {
         let hash = (self.hash)(path);
         let mut branch: &Branch = &self.root;
         let mut shift = 0;
@@ -118,19 +118,19 @@ impl Trie {
                 return None;
             }
             match &branch.slots[position] {
-                Slot::Leaf(node) => return (&*node.path == path).then_some(node),
+                Slot::Leaf(node) => return (node.path() == path).then_some(node),
                 Slot::Branch(next) => {
                     branch = next;
                     shift += BITS;
                 }
-                Slot::Collision(nodes) => return nodes.iter().find(|node| &*node.path == path),
+                Slot::Collision(nodes) => return nodes.iter().find(|node| node.path() == path),
             }
         }
     }
 
     /// Inserts or replaces the node at its path; returns the one replaced.
-    pub(super) fn insert(&mut self, node: Arc<Node>) -> Option<Arc<Node>> {
-        let hash = (self.hash)(&node.path);
+    pub(super) fn insert(&mut self, node: Node) -> Option<Node> {
+        let hash = (self.hash)(node.path());
         let replaced = insert_into(Arc::make_mut(&mut self.root), 0, hash, node, self.hash);
         if replaced.is_none() {
             self.len += 1;
@@ -138,7 +138,7 @@ impl Trie {
         replaced
     }
 
-    pub(super) fn remove(&mut self, path: &str) -> Option<Arc<Node>> {
+    pub(super) fn remove(&mut self, path: &str) -> Option<Node> {
         // A miss must not copy the branches on the way.
         self.get(path)?;
         let hash = (self.hash)(path);
@@ -184,9 +184,9 @@ fn insert_into(
     branch: &mut Branch,
     shift: u32,
     hash: u64,
-    node: Arc<Node>,
+    node: Node,
     hasher: fn(&str) -> u64,
-) -> Option<Arc<Node>> {
+) -> Option<Node> {
     let (bit, position) = branch.position(hash, shift);
     if branch.bitmap & bit == 0 {
         branch.insert_slot(bit, position, Slot::Leaf(node));
@@ -194,17 +194,17 @@ fn insert_into(
     }
     let slot = &mut branch.slots[position];
     match slot {
-        Slot::Leaf(existing) if existing.path == node.path => Some(std::mem::replace(existing, node)),
+        Slot::Leaf(existing) if existing.path() == node.path() => Some(std::mem::replace(existing, node)),
         Slot::Leaf(existing) => {
             let existing = existing.clone();
-            let existing_hash = hasher(&existing.path);
+            let existing_hash = hasher(existing.path());
             *slot = pair(existing, existing_hash, node, hash, shift + BITS);
             None
         }
         Slot::Branch(next) => insert_into(Arc::make_mut(next), shift + BITS, hash, node, hasher),
         Slot::Collision(nodes) => {
             let nodes = Arc::make_mut(nodes);
-            match nodes.iter_mut().find(|existing| existing.path == node.path) {
+            match nodes.iter_mut().find(|existing| existing.path() == node.path()) {
                 Some(existing) => Some(std::mem::replace(existing, node)),
                 None => {
                     nodes.push(node);
@@ -217,7 +217,7 @@ fn insert_into(
 
 /// The slot holding two leaves that met at one slot of the level above
 /// `shift`: branches down to where their hashes differ, or a collision list.
-fn pair(first: Arc<Node>, first_hash: u64, second: Arc<Node>, second_hash: u64, shift: u32) -> Slot {
+fn pair(first: Node, first_hash: u64, second: Node, second_hash: u64, shift: u32) -> Slot {
     if shift >= u64::BITS {
         return Slot::Collision(Arc::new(vec![first, second]));
     }
@@ -241,14 +241,14 @@ fn pair(first: Arc<Node>, first_hash: u64, second: Arc<Node>, second_hash: u64, 
 
 /// Removes the node; a branch left with a single leaf is replaced by that
 /// leaf, so the trie stays as shallow as its keys need.
-fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option<Arc<Node>> {
+fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option<Node> {
     let (bit, position) = branch.position(hash, shift);
     if branch.bitmap & bit == 0 {
         return None;
     }
     match &mut branch.slots[position] {
         Slot::Leaf(existing) => {
-            if &*existing.path != path {
+            if existing.path() != path {
                 return None;
             }
             match branch.remove_slot(bit, position) {
@@ -271,7 +271,7 @@ fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option
         }
         Slot::Collision(nodes) => {
             let nodes = Arc::make_mut(nodes);
-            let index = nodes.iter().position(|node| &*node.path == path)?;
+            let index = nodes.iter().position(|node| node.path() == path)?;
             let removed = nodes.remove(index);
             if nodes.len() == 1 {
                 if let Some(only) = nodes.pop() {
@@ -286,13 +286,13 @@ fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option
 /// Leaves in trie order (no order a client may rely on).
 pub(super) struct Iter<'a> {
     stack: Vec<std::slice::Iter<'a, Slot>>,
-    collision: std::slice::Iter<'a, Arc<Node>>,
+    collision: std::slice::Iter<'a, Node>,
 }
 
 impl<'a> Iterator for Iter<'a> {
-    type Item = &'a Arc<Node>;
+    type Item = &'a Node;
 
-    fn next(&mut self) -> Option<&'a Arc<Node>> {
+    fn next(&mut self) -> Option<&'a Node> {
         loop {
             if let Some(node) = self.collision.next() {
                 return Some(node);
@@ -317,23 +317,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::tree::node::{DataSource, NodeFields};
 
-    fn node(path: &str, version: i32) -> Arc<Node> {
-        Arc::new(Node {
-            path: Arc::from(path),
-            data: None,
-            acl: Arc::from(Vec::new()),
-            czxid: 0,
-            mzxid: 0,
-            pzxid: 0,
-            ctime_ms: 0,
-            mtime_ms: 0,
-            version,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: 0,
-            num_children: 0,
-        })
+    fn node(path: &str, version: i32) -> Node {
+        let acl = Arc::new(Arc::from(Vec::new()));
+        Node::build(path, DataSource::Null, &acl, &NodeFields { version, ..NodeFields::default() })
     }
 
     /// Few distinct hashes, sharing their low bits: deep branches and
@@ -350,9 +338,9 @@ mod tests {
     fn check(trie: &Trie, model: &BTreeMap<String, i32>) {
         assert_eq!(trie.len(), model.len());
         for (path, version) in model {
-            assert_eq!(trie.get(path).map(|node| node.version), Some(*version), "{path}");
+            assert_eq!(trie.get(path).map(|node| node.version()), Some(*version), "{path}");
         }
-        let mut seen: Vec<String> = trie.iter().map(|node| node.path.to_string()).collect();
+        let mut seen: Vec<String> = trie.iter().map(|node| node.path().to_string()).collect();
         seen.sort();
         assert_eq!(seen, model.keys().cloned().collect::<Vec<_>>());
     }
@@ -364,10 +352,10 @@ mod tests {
         for (step, (insert, key, version)) in ops.iter().enumerate() {
             let path = format!("/k{key}");
             if *insert {
-                let replaced = trie.insert(node(&path, *version)).map(|node| node.version);
+                let replaced = trie.insert(node(&path, *version)).map(|node| node.version());
                 assert_eq!(replaced, model.insert(path, *version));
             } else {
-                let removed = trie.remove(&path).map(|node| node.version);
+                let removed = trie.remove(&path).map(|node| node.version());
                 assert_eq!(removed, model.remove(&path));
             }
             assert!(trie.get("/absent").is_none());
