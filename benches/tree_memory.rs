@@ -3,8 +3,9 @@
 //! A counting wrapper around the server's allocator (mimalloc) keeps the
 //! bytes asked for, live, and a histogram of live allocations by requested
 //! size, so the table below says what holds the bytes: each structure of the
-//! tree has its own characteristic size (a 100-byte value is a 116-byte
-//! `Arc<[u8]>`, a path of 31 bytes a 47-byte `Arc<str>`, ...). RSS is read
+//! tree has its own characteristic size (a key of the loadgen layout is one
+//! block of about 170 bytes: header, path and its 100 bytes of data; a trie
+//! branch is 64 bytes with its `Arc` header). RSS is read
 //! from /proc/self/status beside it, so what the allocator keeps but the
 //! tree does not use shows too.
 //!
