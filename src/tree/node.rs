@@ -135,7 +135,9 @@ const _: () = assert!(INLINE_DATA_BYTES_MAX as u32 <= INLINE_MASK);
 /// Bounds the count: past it a leak of handles is a bug (as `Arc` aborts).
 const COUNT_MAX: u32 = i32::MAX as u32;
 
-/// A handle on one znode (see the module essay).
+/// A handle on one znode (see the module essay). One pointer, to a block
+/// aligned to 8, so the trie can keep it in a tagged slot (`trie::Slot`).
+#[repr(transparent)]
 pub struct Node {
     header: NonNull<Header>,
 }

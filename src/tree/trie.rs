@@ -21,6 +21,7 @@
 //! still shares it), so cloning the trie is one pointer copy and a version
 //! that readers hold never changes.
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -38,12 +39,149 @@ const SLOT_MASK: u64 = (1 << BITS) - 1;
 pub(super) const PREFIX_LEVELS: u32 = 3;
 pub(super) const PREFIX_MASK: u64 = (1 << (BITS * PREFIX_LEVELS)) - 1;
 
-#[derive(Clone)]
-enum Slot {
-    Leaf(Node),
-    Branch(Arc<Branch>),
-    /// Paths whose 64-bit hashes are equal, past the last level.
-    Collision(Arc<Vec<Node>>),
+/// One slot of a branch: a leaf, a branch or a collision list, in one
+/// tagged pointer of 8 bytes (an enum of the three would be 16: that was
+/// 16 bytes a znode in the branches, copied again by every write that
+/// copies a branch). The low bits of the pointer say which: every pointee
+/// is aligned to 8. A leaf's tag is 0, so a leaf slot's bits are exactly a
+/// `Node` (both are one pointer, `repr(transparent)`).
+#[repr(transparent)]
+struct Slot(NonNull<u8>);
+
+const TAG_MASK: usize = 0b11;
+const LEAF: usize = 0;
+const BRANCH: usize = 1;
+/// Paths whose 64-bit hashes are equal, past the last level.
+const COLLISION: usize = 2;
+
+// A slot owns one reference on what it points at, as the `Node` or `Arc`
+// it replaces would; those are Send + Sync.
+unsafe impl Send for Slot {}
+unsafe impl Sync for Slot {}
+
+/// What a slot holds, borrowed.
+enum View<'a> {
+    Leaf(&'a Node),
+    Branch(&'a Branch),
+    Collision(&'a Vec<Node>),
+}
+
+/// What a slot holds, borrowed to change it: a branch or collision list
+/// shared with an older version is copied first (`Arc::make_mut`).
+enum ViewMut<'a> {
+    Leaf(&'a mut Node),
+    Branch(&'a mut Branch),
+    Collision(&'a mut Vec<Node>),
+}
+
+impl Slot {
+    fn leaf(node: Node) -> Slot {
+        let node = std::mem::ManuallyDrop::new(node);
+        // SAFETY: a Node is one aligned pointer (`repr(transparent)`); the
+        // slot takes over its reference.
+        unsafe { std::mem::transmute_copy::<Node, Slot>(&node) }
+    }
+
+    fn tagged<T>(arc: Arc<T>, tag: usize) -> Slot {
+        let raw = Arc::into_raw(arc) as *mut u8;
+        debug_assert_eq!(raw as usize & TAG_MASK, 0);
+        // SAFETY: `Arc::into_raw` is never null; the tag goes in bits that
+        // an 8-aligned pointer leaves zero.
+        Slot(unsafe { NonNull::new_unchecked(raw.map_addr(|address| address | tag)) })
+    }
+
+    fn branch(branch: Branch) -> Slot {
+        Slot::tagged(Arc::new(branch), BRANCH)
+    }
+
+    fn collision(nodes: Vec<Node>) -> Slot {
+        Slot::tagged(Arc::new(nodes), COLLISION)
+    }
+
+    fn tag(&self) -> usize {
+        self.0.as_ptr() as usize & TAG_MASK
+    }
+
+    fn untagged<T>(&self) -> *const T {
+        self.0.as_ptr().map_addr(|address| address & !TAG_MASK).cast::<T>()
+    }
+
+    fn view(&self) -> View<'_> {
+        // SAFETY: the tag says what the pointer came from, and the slot
+        // holds a reference on it while borrowed.
+        unsafe {
+            match self.tag() {
+                LEAF => View::Leaf(&*(self as *const Slot).cast::<Node>()),
+                BRANCH => View::Branch(&*self.untagged::<Branch>()),
+                _ => View::Collision(&*self.untagged::<Vec<Node>>()),
+            }
+        }
+    }
+
+    fn view_mut(&mut self) -> ViewMut<'_> {
+        match self.tag() {
+            // SAFETY: as in `view`; writing a Node there keeps the tag 0.
+            LEAF => ViewMut::Leaf(unsafe { &mut *(self as *mut Slot).cast::<Node>() }),
+            BRANCH => ViewMut::Branch(self.make_mut::<Branch>(BRANCH)),
+            _ => ViewMut::Collision(self.make_mut::<Vec<Node>>(COLLISION)),
+        }
+    }
+
+    /// The slot's `Arc<T>` made unique (copied if an older version shares
+    /// it), the slot pointing at the unique one.
+    fn make_mut<T: Clone>(&mut self, tag: usize) -> &mut T {
+        // SAFETY: the slot owns this reference; `make_mut` either keeps it
+        // or drops it for a new unique one, which the slot then owns.
+        unsafe {
+            let mut arc = std::mem::ManuallyDrop::new(Arc::from_raw(self.untagged::<T>()));
+            let unique: *mut T = Arc::make_mut(&mut arc);
+            let arc = std::mem::ManuallyDrop::into_inner(arc);
+            std::mem::forget(std::mem::replace(self, Slot::tagged(arc, tag)));
+            &mut *unique
+        }
+    }
+
+    fn into_leaf(self) -> Option<Node> {
+        if self.tag() != LEAF {
+            return None;
+        }
+        let slot = std::mem::ManuallyDrop::new(self);
+        // SAFETY: a leaf slot's bits are a Node; its reference moves out.
+        Some(unsafe { std::mem::transmute_copy::<Slot, Node>(&slot) })
+    }
+
+    fn is_leaf(&self) -> bool {
+        self.tag() == LEAF
+    }
+}
+
+impl Clone for Slot {
+    fn clone(&self) -> Slot {
+        match self.view() {
+            View::Leaf(node) => Slot::leaf(node.clone()),
+            // SAFETY: a new reference on the Arc this slot points at.
+            View::Branch(_) | View::Collision(_) => unsafe {
+                match self.tag() {
+                    BRANCH => Arc::increment_strong_count(self.untagged::<Branch>()),
+                    _ => Arc::increment_strong_count(self.untagged::<Vec<Node>>()),
+                }
+                Slot(self.0)
+            },
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // SAFETY: the slot's own reference, released once.
+        unsafe {
+            match self.tag() {
+                LEAF => drop(std::ptr::read((self as *mut Slot).cast::<Node>())),
+                BRANCH => drop(Arc::from_raw(self.untagged::<Branch>())),
+                _ => drop(Arc::from_raw(self.untagged::<Vec<Node>>())),
+            }
+        }
+    }
 }
 
 /// Slots a branch holds in its own allocation. Most branches deep in the
@@ -117,13 +255,13 @@ impl Trie {
             if branch.bitmap & bit == 0 {
                 return None;
             }
-            match &branch.slots[position] {
-                Slot::Leaf(node) => return (node.path() == path).then_some(node),
-                Slot::Branch(next) => {
+            match branch.slots[position].view() {
+                View::Leaf(node) => return (node.path() == path).then_some(node),
+                View::Branch(next) => {
                     branch = next;
                     shift += BITS;
                 }
-                Slot::Collision(nodes) => return nodes.iter().find(|node| node.path() == path),
+                View::Collision(nodes) => return nodes.iter().find(|node| node.path() == path),
             }
         }
     }
@@ -167,8 +305,8 @@ impl Trie {
                 return Iter { stack: Vec::new(), collision: [].iter() };
             }
             let slot = &branch.slots[position];
-            match slot {
-                Slot::Branch(next) => {
+            match slot.view() {
+                View::Branch(next) => {
                     branch = next;
                     shift += BITS;
                 }
@@ -189,21 +327,20 @@ fn insert_into(
 ) -> Option<Node> {
     let (bit, position) = branch.position(hash, shift);
     if branch.bitmap & bit == 0 {
-        branch.insert_slot(bit, position, Slot::Leaf(node));
+        branch.insert_slot(bit, position, Slot::leaf(node));
         return None;
     }
     let slot = &mut branch.slots[position];
-    match slot {
-        Slot::Leaf(existing) if existing.path() == node.path() => Some(std::mem::replace(existing, node)),
-        Slot::Leaf(existing) => {
+    match slot.view_mut() {
+        ViewMut::Leaf(existing) if existing.path() == node.path() => Some(std::mem::replace(existing, node)),
+        ViewMut::Leaf(existing) => {
             let existing = existing.clone();
             let existing_hash = hasher(existing.path());
             *slot = pair(existing, existing_hash, node, hash, shift + BITS);
             None
         }
-        Slot::Branch(next) => insert_into(Arc::make_mut(next), shift + BITS, hash, node, hasher),
-        Slot::Collision(nodes) => {
-            let nodes = Arc::make_mut(nodes);
+        ViewMut::Branch(next) => insert_into(next, shift + BITS, hash, node, hasher),
+        ViewMut::Collision(nodes) => {
             match nodes.iter_mut().find(|existing| existing.path() == node.path()) {
                 Some(existing) => Some(std::mem::replace(existing, node)),
                 None => {
@@ -219,7 +356,7 @@ fn insert_into(
 /// `shift`: branches down to where their hashes differ, or a collision list.
 fn pair(first: Node, first_hash: u64, second: Node, second_hash: u64, shift: u32) -> Slot {
     if shift >= u64::BITS {
-        return Slot::Collision(Arc::new(vec![first, second]));
+        return Slot::collision(vec![first, second]);
     }
     let first_index = (first_hash >> shift) & SLOT_MASK;
     let second_index = (second_hash >> shift) & SLOT_MASK;
@@ -230,13 +367,13 @@ fn pair(first: Node, first_hash: u64, second: Node, second_hash: u64, shift: u32
         }
     } else {
         let slots = if first_index < second_index {
-            SmallVec::from_buf([Slot::Leaf(first), Slot::Leaf(second)])
+            SmallVec::from_buf([Slot::leaf(first), Slot::leaf(second)])
         } else {
-            SmallVec::from_buf([Slot::Leaf(second), Slot::Leaf(first)])
+            SmallVec::from_buf([Slot::leaf(second), Slot::leaf(first)])
         };
         Branch { bitmap: (1 << first_index) | (1 << second_index), slots }
     };
-    Slot::Branch(Arc::new(branch))
+    Slot::branch(branch)
 }
 
 /// Removes the node; a branch left with a single leaf is replaced by that
@@ -246,22 +383,18 @@ fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option
     if branch.bitmap & bit == 0 {
         return None;
     }
-    match &mut branch.slots[position] {
-        Slot::Leaf(existing) => {
+    match branch.slots[position].view_mut() {
+        ViewMut::Leaf(existing) => {
             if existing.path() != path {
                 return None;
             }
-            match branch.remove_slot(bit, position) {
-                Slot::Leaf(node) => Some(node),
-                _ => None,
-            }
+            branch.remove_slot(bit, position).into_leaf()
         }
-        Slot::Branch(next) => {
-            let next = Arc::make_mut(next);
+        ViewMut::Branch(next) => {
             let removed = remove_from(next, shift + BITS, hash, path)?;
             if next.slots.is_empty() {
                 branch.remove_slot(bit, position);
-            } else if next.slots.len() == 1 && matches!(next.slots[0], Slot::Leaf(_)) {
+            } else if next.slots.len() == 1 && next.slots[0].is_leaf() {
                 let only = next.slots.pop();
                 if let Some(only) = only {
                     branch.slots[position] = only;
@@ -269,13 +402,12 @@ fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option
             }
             Some(removed)
         }
-        Slot::Collision(nodes) => {
-            let nodes = Arc::make_mut(nodes);
+        ViewMut::Collision(nodes) => {
             let index = nodes.iter().position(|node| node.path() == path)?;
             let removed = nodes.remove(index);
             if nodes.len() == 1 {
                 if let Some(only) = nodes.pop() {
-                    branch.slots[position] = Slot::Leaf(only);
+                    branch.slots[position] = Slot::leaf(only);
                 }
             }
             Some(removed)
@@ -302,9 +434,11 @@ impl<'a> Iterator for Iter<'a> {
                 None => {
                     self.stack.pop();
                 }
-                Some(Slot::Leaf(node)) => return Some(node),
-                Some(Slot::Branch(branch)) => self.stack.push(branch.slots.iter()),
-                Some(Slot::Collision(nodes)) => self.collision = nodes.iter(),
+                Some(slot) => match slot.view() {
+                    View::Leaf(node) => return Some(node),
+                    View::Branch(branch) => self.stack.push(branch.slots.iter()),
+                    View::Collision(nodes) => self.collision = nodes.iter(),
+                },
             }
         }
     }
