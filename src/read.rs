@@ -68,7 +68,7 @@ pub fn serve(tree: &Tree, request: &Request, session_id: i64, auth: &[Id]) -> Re
         Request::GetChildren { path, watch } | Request::GetChildren2 { path, watch } => {
             let with_stat = matches!(request, Request::GetChildren2 { .. });
             read_node(tree, path, auth, perms::READ, |node| {
-                let children: Vec<Arc<str>> = tree.children(&node.path()).into_iter().map(Arc::from).collect();
+                let children: Vec<Arc<str>> = tree.children(node.path()).into_iter().map(Arc::from).collect();
                 let response =
                     if with_stat { Response::Children2(children, node.stat()) } else { Response::Children(children) };
                 let registration = if *watch { standard_watch(Table::Child, path) } else { None };

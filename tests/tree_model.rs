@@ -115,7 +115,7 @@ impl Model {
             nodes.insert(
                 path.to_string(),
                 ModelNode {
-                    data: node.data().as_deref().map(<[u8]>::to_vec),
+                    data: node.data().map(<[u8]>::to_vec),
                     czxid: node.czxid(),
                     mzxid: node.mzxid(),
                     pzxid: node.pzxid(),
@@ -505,7 +505,7 @@ impl Run {
 
     /// The node at `path` is in the committed tree exactly as in the model (or in neither).
     fn assert_node(&self, path: &str, step: usize) {
-        let actual = self.committed.get(path).map(|node| (node.stat(), node.data().as_deref().map(<[u8]>::to_vec)));
+        let actual = self.committed.get(path).map(|node| (node.stat(), node.data().map(<[u8]>::to_vec)));
         let expected = self.model.nodes.get(path).map(|node| (node.stat(), node.data.clone()));
         assert_eq!(actual, expected, "seed {} step {step}: {path}", self.seed);
     }

@@ -1,7 +1,7 @@
+use super::format::NodeRecord;
 use super::*;
 use crate::proto::codes::{ephemeral_owner, perms};
 use crate::tree::{Txn, TxnHeader};
-use super::format::NodeRecord;
 
 const CLUSTER: u64 = 0x5eed_c0de_0000_0001;
 
@@ -165,7 +165,7 @@ fn round_trip_keeps_every_node_session_and_stat() {
     let null = restored.get("/app/null").unwrap();
     let empty = restored.get("/app/empty").unwrap();
     assert_eq!(null.data(), None);
-    assert_eq!(empty.data().as_deref(), Some(&[][..]));
+    assert_eq!(empty.data(), Some(&[][..]));
     let queue = restored.get("/app/queue").unwrap();
     assert_eq!(queue.cversion(), 6, "the raw create counter");
     let stat = queue.stat();
@@ -173,7 +173,7 @@ fn round_trip_keeps_every_node_session_and_stat() {
     assert_eq!(restored.get("/app/lock").unwrap().stat().ephemeral_owner, 0x101);
     assert_eq!(restored.get("/app/ttl").unwrap().ttl_ms(), Some(60_000));
     assert!(restored.get("/app/container").unwrap().is_container());
-    assert_eq!(restored.get("/app").unwrap().data().as_deref(), Some(&b"hello again"[..]));
+    assert_eq!(restored.get("/app").unwrap().data(), Some(&b"hello again"[..]));
     assert_eq!(restored.session(0x102).unwrap().password, *b"0123456789abcdef");
     assert_eq!(restored.last_zxid(), tree.last_zxid());
 }

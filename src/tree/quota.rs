@@ -366,10 +366,8 @@ pub fn recount_all(tree: &mut Tree) {
     for root in roots {
         let (count, bytes) = subtree_figures(tree, &root);
         let stats_path = quota_node_path(&root, STATS_NODE);
-        let mut track = tree
-            .get(&stats_path)
-            .map(|node| StatsTrack::parse(node.data().unwrap_or_default()))
-            .unwrap_or_default();
+        let mut track =
+            tree.get(&stats_path).map(|node| StatsTrack::parse(node.data().unwrap_or_default())).unwrap_or_default();
         track.set(COUNT, count);
         track.set(BYTES, bytes);
         set_data_in_place(tree, &stats_path, track.to_text().into_bytes());
@@ -417,8 +415,7 @@ mod tests {
     }
 
     fn stats(tree: &Tree, root: &str) -> String {
-        String::from_utf8(tree.get(&quota_node_path(root, STATS_NODE)).unwrap().data().as_deref().unwrap().to_vec())
-            .unwrap()
+        String::from_utf8(tree.get(&quota_node_path(root, STATS_NODE)).unwrap().data().unwrap().to_vec()).unwrap()
     }
 
     #[test]

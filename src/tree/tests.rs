@@ -163,7 +163,7 @@ mod model {
         assert_eq!(tree.node_count(), model.len());
         for path in model {
             let node = tree.get(path).unwrap_or_else(|| panic!("{path} missing"));
-            assert_eq!(&*node.path(), path.as_str());
+            assert_eq!(node.path(), path.as_str());
             let children: Vec<String> = tree.children(path).into_iter().map(str::to_string).collect();
             assert_eq!(children, model_children(model, path), "children of {path}");
             assert_eq!(node.num_children() as usize, children.len());

@@ -318,13 +318,7 @@ impl Trie {
     }
 }
 
-fn insert_into(
-    branch: &mut Branch,
-    shift: u32,
-    hash: u64,
-    node: Node,
-    hasher: fn(&str) -> u64,
-) -> Option<Node> {
+fn insert_into(branch: &mut Branch, shift: u32, hash: u64, node: Node, hasher: fn(&str) -> u64) -> Option<Node> {
     let (bit, position) = branch.position(hash, shift);
     if branch.bitmap & bit == 0 {
         branch.insert_slot(bit, position, Slot::leaf(node));
@@ -340,15 +334,13 @@ fn insert_into(
             None
         }
         ViewMut::Branch(next) => insert_into(next, shift + BITS, hash, node, hasher),
-        ViewMut::Collision(nodes) => {
-            match nodes.iter_mut().find(|existing| existing.path() == node.path()) {
-                Some(existing) => Some(std::mem::replace(existing, node)),
-                None => {
-                    nodes.push(node);
-                    None
-                }
+        ViewMut::Collision(nodes) => match nodes.iter_mut().find(|existing| existing.path() == node.path()) {
+            Some(existing) => Some(std::mem::replace(existing, node)),
+            None => {
+                nodes.push(node);
+                None
             }
-        }
+        },
     }
 }
 
