@@ -179,6 +179,25 @@ fn round_trip_keeps_every_node_session_and_stat() {
 }
 
 #[test]
+fn large_values_and_long_paths_round_trip() {
+    let directory = TemporaryDirectory::new("large");
+    let mut builder = Builder::new();
+    let big: Vec<u8> = (0..(1 << 20)).map(|index| (index % 251) as u8).collect();
+    let at_bound = vec![9u8; crate::tree::INLINE_DATA_BYTES_MAX];
+    let long_path = format!("/{}", "p".repeat(4000));
+    builder.create("/big", Some(&big), Acl::open_unsafe(), 0);
+    builder.create("/bound", Some(&at_bound), Acl::open_unsafe(), 0);
+    builder.create(&long_path, Some(b"v"), Acl::read_unsafe(), 0);
+    write(&directory.0, &builder.tree, &meta(3)).unwrap();
+    let (restored, _) = read_latest(&directory.0, CLUSTER).unwrap().unwrap();
+    assert_same_tree(&builder.tree, &restored);
+    assert_eq!(restored.get("/big").unwrap().data(), Some(&big[..]));
+    assert_eq!(restored.get("/bound").unwrap().data(), Some(&at_bound[..]));
+    assert_eq!(restored.get(&long_path).unwrap().acl()[..], Acl::read_unsafe()[..]);
+    assert_eq!(restored.approximate_data_bytes(), builder.tree.approximate_data_bytes());
+}
+
+#[test]
 fn restored_tree_goes_on_applying_like_the_original() {
     let directory = TemporaryDirectory::new("goes-on");
     let mut original = sample_tree();
