@@ -8,14 +8,15 @@
 //! clone written out in the background.
 //!
 //! Memory is the shape's other concern (a large deployment has tens of
-//! millions of znodes): each znode is one `Arc<Node>` leaf of a compact hash
-//! trie (`trie`), holding its path, Stat fields and references to its data
-//! and ACL; there is no separate key and no children set. A parent's
-//! children are found through the trie (a child's hash starts with its
-//! parent's, see `trie`), and the parent keeps only their count. Equal ACL
-//! lists are stored once (ZooKeeper's ReferenceCountedACLCache does the
-//! same). The data buffer is the one the transaction carries. What this
-//! costs per znode, measured, is in docs/memory.md.
+//! millions of znodes): each znode is one block (`node`: its Stat fields,
+//! path and small data in one allocation, a reference to its ACL) that is
+//! a leaf of a compact hash trie (`trie`); there is no separate key and no
+//! children set. A parent's children are found through the trie (a child's
+//! hash starts with its parent's, see `trie`), and the parent keeps only
+//! their count. Equal ACL lists are stored once (ZooKeeper's
+//! ReferenceCountedACLCache does the same). A value over 1 KiB is the
+//! buffer the transaction carries, shared. What this costs per znode,
+//! measured, is in docs/memory.md.
 //!
 //! `apply` is pure and deterministic: given the same tree and transaction it
 //! makes the same change on the leader, on a follower, in log replay and after

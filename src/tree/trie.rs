@@ -4,7 +4,8 @@
 //! (about 1 KiB each, however few are in use), and with a million keys most
 //! of them hold one or two: that alone cost 324 bytes a znode. Here a branch
 //! holds a 64-bit bitmap and a vector of exactly its occupied slots, so a
-//! znode costs one 16-byte slot plus its share of small branches.
+//! znode costs one 8-byte slot (a tagged pointer, see `Slot`) plus its
+//! share of small branches.
 //!
 //! The znode itself is the leaf (`Node`, which carries its path), so
 //! the path is stored once, in the node, and there is no separate key.
