@@ -3,8 +3,9 @@
 //! A counting wrapper around the server's allocator (mimalloc) keeps the
 //! bytes asked for, live, and a histogram of live allocations by requested
 //! size, so the table below says what holds the bytes: each structure of the
-//! tree has its own characteristic size (a 100-byte value is a 116-byte
-//! `Arc<[u8]>`, a path of 31 bytes a 47-byte `Arc<str>`, ...). RSS is read
+//! tree has its own characteristic size (a key of the loadgen layout is one
+//! block of about 170 bytes: header, path and its 100 bytes of data; a trie
+//! branch is 64 bytes with its `Arc` header). RSS is read
 //! from /proc/self/status beside it, so what the allocator keeps but the
 //! tree does not use shows too.
 //!
@@ -127,6 +128,15 @@ impl Builder {
     }
 }
 
+impl Builder {
+    fn set_data(&mut self, path: &str, data_bytes: usize) {
+        self.zxid += 1;
+        let header = TxnHeader { zxid: self.zxid, time_ms: 1_700_000_000_000 + self.zxid, session_id: 0, cxid: 0 };
+        let txn = Txn::SetData { path: Arc::from(path), data: Some(Arc::from(vec![0xa5_u8; data_bytes])) };
+        self.tree.apply(&header, &txn);
+    }
+}
+
 /// `keys` znodes of 100 bytes in the loadgen layout, with their
 /// directories (znode count: keys + keys/100 + 2 + the 4 of a new tree).
 fn keys_tree(keys: usize) -> Tree {
@@ -193,6 +203,49 @@ fn report(name: &str, znodes: usize, build: impl FnOnce() -> Tree) -> Tree {
     tree
 }
 
+/// setData of every key, in batches of `REWRITE_BATCH` published as a
+/// version each (a version clone per batch, as the broadcast core
+/// publishes), first with only the newest version alive, then with the
+/// starting version held throughout (as a snapshot writer holds one): what
+/// a rewrite of the whole tree costs in live bytes and RSS.
+fn rewrite(keys: Tree, znodes: usize) {
+    const REWRITE_BATCH: usize = 128;
+    let zxid = keys.last_zxid();
+    let mut builder = Builder { tree: keys, zxid };
+    for held in [false, true] {
+        let before_bytes = live_bytes();
+        let before_rss = rss_bytes();
+        let start = held.then(|| builder.tree.clone());
+        let mut peak_bytes = 0;
+        for key in 0..znodes {
+            if key % REWRITE_BATCH == 0 {
+                // Publishing: the batch's writes copy the branches they touch.
+                let published = builder.tree.clone();
+                drop(published);
+                peak_bytes = peak_bytes.max(live_bytes() - before_bytes);
+            }
+            builder.set_data(&format!("/zoocore-loadgen/keys/d{}/k{key}", key / KEYS_PER_DIRECTORY), VALUE_BYTES);
+        }
+        let held_bytes = live_bytes() - before_bytes;
+        let held_rss = rss_bytes() - before_rss;
+        drop(start);
+        // What mimalloc can give back once the old version is gone (it
+        // purges freed pages only when asked or after its delay).
+        // SAFETY: mi_collect takes no pointers.
+        unsafe { libmimalloc_sys::mi_collect(true) };
+        println!(
+            "keys/{znodes} rewritten{}: {:.1} MiB more asked for at the end ({:.1} MiB at the peak), RSS +{:.1} MiB; \
+             after the old version went: {:.1} MiB asked for, RSS +{:.1} MiB",
+            if held { ", the first version held" } else { "" },
+            held_bytes as f64 / 1048576.0,
+            peak_bytes as f64 / 1048576.0,
+            held_rss as f64 / 1048576.0,
+            (live_bytes() - before_bytes) as f64 / 1048576.0,
+            (rss_bytes() - before_rss) as f64 / 1048576.0,
+        );
+    }
+}
+
 /// Criterion "time" in bytes the allocator holds for the tree.
 struct AllocatedBytes;
 
@@ -243,7 +296,7 @@ fn bench_memory(c: &mut Criterion<AllocatedBytes>) {
         std::env::var("ZOOCORE_MEMORY_ZNODES").ok().and_then(|value| value.parse().ok()).unwrap_or(100_000);
     println!("bytes held by the tree (counting allocator over mimalloc)");
     let keys = report(&format!("keys/{znodes}"), znodes + znodes / KEYS_PER_DIRECTORY + 2, || keys_tree(znodes));
-    drop(keys);
+    rewrite(keys, znodes);
     let flat = report("flat/100000", 100_001, || flat_tree(100_000));
     drop(flat);
     let big = report("big/30 (1 MiB each)", 30, || big_tree(30));

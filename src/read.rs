@@ -63,12 +63,12 @@ pub fn serve(tree: &Tree, request: &Request, session_id: i64, auth: &[Id]) -> Re
         }
         Request::GetData { path, watch } => read_node(tree, path, auth, perms::READ, |node| {
             let registration = if *watch { standard_watch(Table::Data, path) } else { None };
-            ReadReply { watch: registration, ..ReadReply::ok(Response::Data(node.data.clone(), node.stat())) }
+            ReadReply { watch: registration, ..ReadReply::ok(Response::Data(node.data_buffer(), node.stat())) }
         }),
         Request::GetChildren { path, watch } | Request::GetChildren2 { path, watch } => {
             let with_stat = matches!(request, Request::GetChildren2 { .. });
             read_node(tree, path, auth, perms::READ, |node| {
-                let children: Vec<Arc<str>> = tree.children(&node.path).into_iter().map(Arc::from).collect();
+                let children: Vec<Arc<str>> = tree.children(node.path()).into_iter().map(Arc::from).collect();
                 let response =
                     if with_stat { Response::Children2(children, node.stat()) } else { Response::Children(children) };
                 let registration = if *watch { standard_watch(Table::Child, path) } else { None };
@@ -78,10 +78,10 @@ pub fn serve(tree: &Tree, request: &Request, session_id: i64, auth: &[Id]) -> Re
         Request::GetAcl { path } => {
             read_node(tree, path, auth, perms::READ | perms::ADMIN, |node| {
                 // Without ADMIN, digest ids are shown as "user:x" (ZOOKEEPER-1392).
-                let acl = if acl::check(&node.acl, auth, perms::ADMIN) {
-                    node.acl.to_vec()
+                let acl = if acl::check(node.acl(), auth, perms::ADMIN) {
+                    node.acl().to_vec()
                 } else {
-                    node.acl
+                    node.acl()
                         .iter()
                         .map(|entry| {
                             let mut entry = entry.clone();
@@ -163,7 +163,7 @@ fn read_node(
     let Some(node) = tree.get(root_alias(path)) else {
         return ReadReply::error(ErrorCode::NoNode);
     };
-    if !acl::check(&node.acl, auth, permission) {
+    if !acl::check(node.acl(), auth, permission) {
         return ReadReply::error(ErrorCode::NoAuth);
     }
     answer(node)
@@ -186,7 +186,7 @@ pub fn resync_watches(tree: &Tree, watches: &SetWatches) -> WatchResync {
     for path in &watches.data {
         match tree.get(path) {
             None => resync.events.push((event::NODE_DELETED, Arc::from(path.as_str()))),
-            Some(node) if node.mzxid > watches.relative_zxid => {
+            Some(node) if node.mzxid() > watches.relative_zxid => {
                 resync.events.push((event::NODE_DATA_CHANGED, Arc::from(path.as_str())))
             }
             Some(_) => register(&mut resync, Table::Data, path, WatchMode::Standard),
@@ -201,7 +201,7 @@ pub fn resync_watches(tree: &Tree, watches: &SetWatches) -> WatchResync {
     for path in &watches.child {
         match tree.get(path) {
             None => resync.events.push((event::NODE_DELETED, Arc::from(path.as_str()))),
-            Some(node) if node.pzxid > watches.relative_zxid => {
+            Some(node) if node.pzxid() > watches.relative_zxid => {
                 resync.events.push((event::NODE_CHILDREN_CHANGED, Arc::from(path.as_str())))
             }
             Some(_) => register(&mut resync, Table::Child, path, WatchMode::Standard),

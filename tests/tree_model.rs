@@ -115,15 +115,15 @@ impl Model {
             nodes.insert(
                 path.to_string(),
                 ModelNode {
-                    data: node.data.as_deref().map(<[u8]>::to_vec),
-                    czxid: node.czxid,
-                    mzxid: node.mzxid,
-                    pzxid: node.pzxid,
-                    ctime: node.ctime_ms,
-                    mtime: node.mtime_ms,
-                    version: node.version,
-                    aversion: node.aversion,
-                    creates: node.cversion,
+                    data: node.data().map(<[u8]>::to_vec),
+                    czxid: node.czxid(),
+                    mzxid: node.mzxid(),
+                    pzxid: node.pzxid(),
+                    ctime: node.ctime_ms(),
+                    mtime: node.mtime_ms(),
+                    version: node.version(),
+                    aversion: node.aversion(),
+                    creates: node.cversion(),
                     children: tree.children(path).into_iter().map(str::to_string).collect(),
                     owner: 0,
                     kind: Kind::Persistent,
@@ -505,7 +505,7 @@ impl Run {
 
     /// The node at `path` is in the committed tree exactly as in the model (or in neither).
     fn assert_node(&self, path: &str, step: usize) {
-        let actual = self.committed.get(path).map(|node| (node.stat(), node.data.as_deref().map(<[u8]>::to_vec)));
+        let actual = self.committed.get(path).map(|node| (node.stat(), node.data().map(<[u8]>::to_vec)));
         let expected = self.model.nodes.get(path).map(|node| (node.stat(), node.data.clone()));
         assert_eq!(actual, expected, "seed {} step {step}: {path}", self.seed);
     }
@@ -674,11 +674,7 @@ fn a_tree_rebuilt_from_its_log_equals_the_tree_that_wrote_it() {
             run.step(step);
             if step == STEPS / 2 {
                 // A snapshot as the snapshot file keeps it: nodes, sessions, last zxid.
-                let nodes: Vec<_> = run
-                    .committed
-                    .paths()
-                    .map(|(path, node)| (path.clone(), zoocore::tree::Node::clone(node)))
-                    .collect();
+                let nodes: Vec<_> = run.committed.paths().map(|(_, node)| node.clone()).collect();
                 let sessions: Vec<_> = run.committed.sessions().cloned().collect();
                 snapshot = Some((nodes, sessions, run.committed.last_zxid()));
             }
@@ -694,7 +690,8 @@ fn a_tree_rebuilt_from_its_log_equals_the_tree_that_wrote_it() {
         assert_eq!(history, run.committed.digest_log().copied().collect::<Vec<_>>(), "seed {seed}: digest history");
         // From the snapshot: the log after it, as recovery does.
         let (nodes, sessions, last_zxid) = snapshot.expect("taken half way");
-        let mut recovered = Tree::restore(nodes, sessions, last_zxid).expect("the snapshot restores");
+        let records = nodes.iter().map(zoocore::tree::RestoredNode::of);
+        let mut recovered = Tree::restore(records, sessions, last_zxid).expect("the snapshot restores");
         for (header, txn) in run.log.iter().filter(|(header, _)| header.zxid > last_zxid) {
             let (header, txn) = through_the_log(header, txn, seed);
             recovered.apply(&header, &txn);

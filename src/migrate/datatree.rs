@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::zkformat::{opcode, Snapshot, SnapshotNode, StatPersisted, Txn, TxnHeader, OPEN_ACL_KEY};
 use crate::proto::codes::ephemeral_owner;
 use crate::proto::Acl;
-use crate::tree::{self, Node, Session, Tree};
+use crate::tree::{self, NodeFields, RestoredNode, Session, Tree};
 
 /// ZooKeeper's `superSecret`, mixed into the seed of a session's password.
 const SUPER_SECRET: i64 = 0xB341_5C00;
@@ -298,15 +298,13 @@ impl DataTree {
     pub fn into_tree(self) -> Result<Tree, String> {
         // imbl's OrdSet::new allocates a node: one shared empty set spares
         // an allocation (and zeroed pages) per znode.
-        let nodes = self.nodes.into_iter().map(|(path, node)| {
+        let nodes = self.nodes.iter().map(|(path, node)| {
             let stat = node.stat;
-            let path = tree::Path::from(path);
-            (
-                path.clone(),
-                Node {
-                    path,
-                    data: node.data,
-                    acl: node.acl,
+            RestoredNode {
+                path,
+                data: node.data.as_deref(),
+                acl: &node.acl,
+                fields: NodeFields {
                     czxid: stat.czxid,
                     mzxid: stat.mzxid,
                     pzxid: stat.pzxid,
@@ -319,7 +317,7 @@ impl DataTree {
                     // Counted by Tree::restore.
                     num_children: 0,
                 },
-            )
+            }
         });
         let sessions = self.sessions.iter().map(|(id, timeout_ms)| Session {
             id: *id,
@@ -363,29 +361,29 @@ pub fn snapshot_of(tree: &Tree) -> Snapshot {
     let mut stack: Vec<String> = vec!["/".to_string()];
     while let Some(path) = stack.pop() {
         let Some(node) = tree.get(&path) else { continue };
-        let key = match acl_keys.get(&node.acl[..]) {
+        let key = match acl_keys.get(&node.acl()[..]) {
             Some(key) => *key,
             None => {
                 let key = acls.len() as i64 + 1;
-                acl_keys.insert(node.acl.to_vec(), key);
-                acls.push((key, node.acl.to_vec()));
+                acl_keys.insert(node.acl().to_vec(), key);
+                acls.push((key, node.acl().to_vec()));
                 key
             }
         };
         nodes.push(SnapshotNode {
             path: if path == "/" { String::new() } else { path.clone() },
-            data: node.data.as_deref().map(<[u8]>::to_vec),
+            data: node.data().map(<[u8]>::to_vec),
             acl_key: key,
             stat: StatPersisted {
-                czxid: node.czxid,
-                mzxid: node.mzxid,
-                ctime: node.ctime_ms,
-                mtime: node.mtime_ms,
-                version: node.version,
-                cversion: node.cversion,
-                aversion: node.aversion,
-                ephemeral_owner: node.ephemeral_owner,
-                pzxid: node.pzxid,
+                czxid: node.czxid(),
+                mzxid: node.mzxid(),
+                ctime: node.ctime_ms(),
+                mtime: node.mtime_ms(),
+                version: node.version(),
+                cversion: node.cversion(),
+                aversion: node.aversion(),
+                ephemeral_owner: node.ephemeral_owner(),
+                pzxid: node.pzxid(),
             },
         });
         // Reversed so that children come out in name order.

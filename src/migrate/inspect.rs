@@ -16,7 +16,7 @@ use super::zkformat::{self, Compression, LogEnd, Txn};
 use super::MigrateError;
 use crate::proto::Acl;
 use crate::snapshot;
-use crate::tree::{self, Tree};
+use crate::tree::Tree;
 use crate::wal::record::{decode_segment_header, Record, SEGMENT_MAGIC};
 use crate::wal::replay::{scan_segment_version, SegmentEnd};
 
@@ -226,7 +226,7 @@ fn zoocore_snapshot(path: &Path, bytes: &[u8]) -> Result<Value, MigrateError> {
         })?;
     let (tree, meta) =
         snapshot::read_file(path, cluster_id, None).map_err(|error| MigrateError::Zoocore(error.to_string()))?;
-    let mut paths: Vec<&tree::Path> = tree.paths().map(|(path, _)| path).collect();
+    let mut paths: Vec<&str> = tree.paths().map(|(path, _)| path).collect();
     paths.sort();
     let mut records: Vec<Value> = tree
         .sessions()
@@ -251,12 +251,12 @@ fn node_value(tree: &Tree, path: &str) -> Value {
     json!({
         "kind": "node",
         "path": path,
-        "data": data_value(node.data.as_deref()),
-        "acl": acl_value(&node.acl),
+        "data": data_value(node.data()),
+        "acl": acl_value(node.acl()),
         "czxid": zxid(stat.czxid), "mzxid": zxid(stat.mzxid), "pzxid": zxid(stat.pzxid),
         "ctime": stat.ctime, "mtime": stat.mtime,
         "version": stat.version, "cversion": stat.cversion, "aversion": stat.aversion,
-        "ephemeralOwner": zxid(node.ephemeral_owner),
+        "ephemeralOwner": zxid(node.ephemeral_owner()),
     })
 }
 

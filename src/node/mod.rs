@@ -1122,7 +1122,7 @@ impl Node {
         let mut doomed = Vec::new();
         for path in tree.containers() {
             if let Some(node) = tree.get(path) {
-                if node.cversion > 0 && node.num_children == 0 {
+                if node.cversion() > 0 && node.num_children() == 0 {
                     doomed.push(path.clone());
                 }
             }
@@ -1130,7 +1130,7 @@ impl Node {
         for path in tree.ttl_nodes() {
             if let Some(node) = tree.get(path) {
                 let ttl = node.ttl_ms().unwrap_or(i64::MAX);
-                if node.num_children == 0 && now.wall_ms - node.mtime_ms > ttl {
+                if node.num_children() == 0 && now.wall_ms - node.mtime_ms() > ttl {
                     doomed.push(path.clone());
                 }
             }

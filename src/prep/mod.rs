@@ -181,7 +181,7 @@ impl Preparer {
     /// own behalf (ZooKeeper's ContainerManager, opcode deleteContainer).
     pub fn delete_container(&mut self, path: &Path, time_ms: i64) -> Option<(TxnHeader, Txn)> {
         let node = self.speculative.get(path)?;
-        if node.num_children != 0 {
+        if node.num_children() != 0 {
             return None;
         }
         let header = self.next_header(&WriteContext { session_id: 0, xid: INTERNAL_CXID, auth: &[], time_ms });
@@ -331,7 +331,7 @@ fn parent_of(path: &str) -> Result<&str, ErrorCode> {
     Ok(if slash == 0 { "/" } else { &path[..slash] })
 }
 
-fn node_at<'t>(tree: &'t Tree, path: &str) -> Result<&'t Arc<tree::Node>, ErrorCode> {
+fn node_at<'t>(tree: &'t Tree, path: &str) -> Result<&'t tree::Node, ErrorCode> {
     tree.get(path).ok_or(ErrorCode::NoNode)
 }
 
@@ -359,9 +359,9 @@ fn prep_create(tree: &Tree, create: &CreateRequest, context: &WriteContext<'_>, 
     let parent_path = parent_of(&create.path)?;
     let acl = acl::fixup(&create.acl, context.auth).ok_or(ErrorCode::InvalidAcl)?;
     let parent = node_at(tree, parent_path)?;
-    require(&parent.acl, context.auth, perms::CREATE)?;
+    require(parent.acl(), context.auth, perms::CREATE)?;
     let path =
-        if mode.is_sequential() { format!("{}{:010}", create.path, parent.cversion) } else { create.path.clone() };
+        if mode.is_sequential() { format!("{}{:010}", create.path, parent.cversion()) } else { create.path.clone() };
     validate_path(&path).map_err(|_| ErrorCode::BadArguments)?;
     if tree.get(&path).is_some() {
         return Err(ErrorCode::NodeExists);
@@ -400,10 +400,10 @@ fn prep_delete(tree: &Tree, path: &str, version: i32, context: &WriteContext<'_>
     }
     let parent_path = parent_of(path)?;
     let parent = node_at(tree, parent_path)?;
-    require(&parent.acl, context.auth, perms::DELETE)?;
+    require(parent.acl(), context.auth, perms::DELETE)?;
     let node = node_at(tree, path)?;
-    check_version(node.version, version)?;
-    if node.num_children != 0 {
+    check_version(node.version(), version)?;
+    if node.num_children() != 0 {
         return Err(ErrorCode::NotEmpty);
     }
     Ok(Txn::Delete { path: Arc::from(path) })
@@ -419,11 +419,11 @@ fn prep_set_data(
 ) -> PrepResult {
     validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
     let node = node_at(tree, path)?;
-    require(&node.acl, context.auth, perms::WRITE)?;
+    require(node.acl(), context.auth, perms::WRITE)?;
     // ZooKeeper checks the quota before the version.
     let bytes_diff = data.as_ref().map_or(0, |data| data.len()) as i64 - node.data_len() as i64;
     tree::quota::check(tree, path, bytes_diff, 0, settings.enforce_quota).map_err(|_| ErrorCode::QuotaExceeded)?;
-    check_version(node.version, version)?;
+    check_version(node.version(), version)?;
     Ok(Txn::SetData { path: Arc::from(path), data: data.as_deref().map(Arc::from) })
 }
 
@@ -437,16 +437,16 @@ fn prep_set_acl(
     validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
     let acl = acl::fixup(acl, context.auth).ok_or(ErrorCode::InvalidAcl)?;
     let node = node_at(tree, path)?;
-    require(&node.acl, context.auth, perms::ADMIN)?;
-    check_version(node.aversion, version)?;
+    require(node.acl(), context.auth, perms::ADMIN)?;
+    check_version(node.aversion(), version)?;
     Ok(Txn::SetAcl { path: Arc::from(path), acl: Arc::from(acl) })
 }
 
 fn prep_check(tree: &Tree, path: &str, version: i32, context: &WriteContext<'_>) -> PrepResult {
     validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
     let node = node_at(tree, path)?;
-    require(&node.acl, context.auth, perms::READ)?;
-    check_version(node.version, version)?;
+    require(node.acl(), context.auth, perms::READ)?;
+    check_version(node.version(), version)?;
     Ok(Txn::Check { path: Arc::from(path) })
 }
 

@@ -17,8 +17,13 @@
 //! variable-length field has the one layout the format page describes (a
 //! relative offset and a length) and the reader checks UTF-8 itself.
 
-use rkyv::with::{AsVec, Map};
-use rkyv::{Archive, Serialize};
+use rkyv::rancor::Fallible;
+use rkyv::ser::{Allocator, Writer};
+use rkyv::vec::{ArchivedVec, VecResolver};
+use rkyv::with::{ArchiveWith, AsVec, Map, SerializeWith};
+use rkyv::{Archive, Place, Serialize};
+
+use crate::tree::Node;
 
 /// "ZOOSNAP" and a zero byte: the first 8 bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"ZOOSNAP\0";
@@ -171,7 +176,10 @@ pub struct PayloadRecord<'a> {
     pub learners_next: &'a [u64],
     /// Distinct ACL lists; a node names one by its position here.
     pub acl_lists: Vec<Vec<AclRecord<'a>>>,
-    pub nodes: Vec<NodeRecord<'a>>,
+    /// Archived as `NodeRecord`s, each made as it is written (see
+    /// `NodeEntries`).
+    #[rkyv(with = NodeEntries)]
+    pub nodes: Vec<NodeEntry<'a>>,
     pub sessions: Vec<SessionRecord>,
     pub auto_leave: bool,
 }
@@ -204,6 +212,61 @@ pub struct NodeRecord<'a> {
     pub aversion: i32,
     /// Position in `PayloadRecord::acl_lists`.
     pub acl_list: u32,
+}
+
+/// A node to write: the tree's own node and the position of its ACL list.
+/// 16 bytes a node where a `NodeRecord` is 96: the writer holds one for
+/// every node of the tree while it writes, so this is most of what a
+/// snapshot of a large tree costs in memory.
+#[derive(Clone, Copy)]
+pub struct NodeEntry<'a> {
+    pub node: &'a Node,
+    pub acl_list: u32,
+}
+
+impl<'a> NodeEntry<'a> {
+    pub fn record(&self) -> NodeRecord<'a> {
+        let node = self.node;
+        NodeRecord {
+            path: node.path().as_bytes(),
+            data: node.data(),
+            czxid: node.czxid(),
+            mzxid: node.mzxid(),
+            pzxid: node.pzxid(),
+            ctime_ms: node.ctime_ms(),
+            mtime_ms: node.mtime_ms(),
+            ephemeral_owner: node.ephemeral_owner(),
+            version: node.version(),
+            cversion: node.cversion(),
+            aversion: node.aversion(),
+            acl_list: self.acl_list,
+        }
+    }
+}
+
+/// Archives node entries exactly as a `Vec<NodeRecord>` (the format does
+/// not change), making each record from its entry when rkyv asks for it.
+pub struct NodeEntries;
+
+impl<'a> ArchiveWith<Vec<NodeEntry<'a>>> for NodeEntries {
+    type Archived = ArchivedVec<ArchivedNodeRecord<'a>>;
+    type Resolver = VecResolver;
+
+    fn resolve_with(entries: &Vec<NodeEntry<'a>>, resolver: VecResolver, out: Place<Self::Archived>) {
+        ArchivedVec::resolve_from_len(entries.len(), resolver, out);
+    }
+}
+
+impl<'a, S> SerializeWith<Vec<NodeEntry<'a>>, S> for NodeEntries
+where
+    S: Fallible + Allocator + Writer + ?Sized,
+{
+    fn serialize_with(entries: &Vec<NodeEntry<'a>>, serializer: &mut S) -> Result<VecResolver, S::Error> {
+        ArchivedVec::<ArchivedNodeRecord<'a>>::serialize_from_iter::<NodeRecord<'a>, _, _>(
+            entries.iter().map(NodeEntry::record),
+            serializer,
+        )
+    }
 }
 
 #[derive(Archive, Serialize)]

@@ -61,8 +61,8 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use crate::proto::{Acl, Id};
-use crate::tree::{Node, Session, Tree};
-use format::{AclRecord, ArchivedNodeRecord, ArchivedPayloadRecord, Header, NodeRecord, PayloadRecord, SessionRecord};
+use crate::tree::{NodeFields, RestoredNode, Session, Tree};
+use format::{AclRecord, ArchivedNodeRecord, ArchivedPayloadRecord, Header, NodeEntry, PayloadRecord, SessionRecord};
 
 pub use format::{FORMAT_VERSION, HEADER_BYTES, MAGIC};
 
@@ -545,14 +545,17 @@ fn write_contents(file: File, path: &Path, tree: &Tree, meta: &SnapshotMeta) -> 
 /// them already in order, and the same tree always gives the same bytes.
 /// Equal ACL lists are stored once, as ZooKeeper's snapshots do.
 fn payload_record<'a>(tree: &'a Tree, meta: &'a SnapshotMeta) -> PayloadRecord<'a> {
-    let mut entries: Vec<(&'a Arc<str>, &'a Arc<Node>)> = tree.paths().collect();
-    entries.sort_unstable_by(|left, right| left.0.len().cmp(&right.0.len()).then_with(|| left.0.cmp(right.0)));
+    let mut nodes: Vec<NodeEntry<'a>> = tree.paths().map(|(_, node)| NodeEntry { node, acl_list: 0 }).collect();
+    nodes.sort_unstable_by(|left, right| {
+        let (left, right) = (left.node.path(), right.node.path());
+        left.len().cmp(&right.len()).then_with(|| left.cmp(right))
+    });
+    // Lists are numbered in the nodes' order, so equal trees give equal bytes.
     let mut acl_positions: HashMap<&'a [Acl], u32> = HashMap::new();
     let mut acl_lists: Vec<Vec<AclRecord<'a>>> = Vec::new();
-    let mut nodes = Vec::with_capacity(entries.len());
-    for (path, node) in entries {
-        let acl: &'a [Acl] = &node.acl;
-        let acl_list = *acl_positions.entry(acl).or_insert_with(|| {
+    for entry in &mut nodes {
+        let acl: &'a [Acl] = entry.node.acl();
+        entry.acl_list = *acl_positions.entry(acl).or_insert_with(|| {
             acl_lists.push(
                 acl.iter()
                     .map(|entry| AclRecord {
@@ -563,20 +566,6 @@ fn payload_record<'a>(tree: &'a Tree, meta: &'a SnapshotMeta) -> PayloadRecord<'
                     .collect(),
             );
             (acl_lists.len() - 1) as u32
-        });
-        nodes.push(NodeRecord {
-            path: path.as_bytes(),
-            data: node.data.as_deref(),
-            czxid: node.czxid,
-            mzxid: node.mzxid,
-            pzxid: node.pzxid,
-            ctime_ms: node.ctime_ms,
-            mtime_ms: node.mtime_ms,
-            ephemeral_owner: node.ephemeral_owner,
-            version: node.version,
-            cversion: node.cversion,
-            aversion: node.aversion,
-            acl_list,
         });
     }
     let mut sessions: Vec<SessionRecord> = tree
@@ -628,27 +617,27 @@ fn restore_tree(
         let path = std::str::from_utf8(record.path.as_slice())
             .map_err(|_| damaged(offset(), "a node's path is not UTF-8".to_string()))?;
         let acl_list = record.acl_list.to_native();
-        let acl = acl_lists.get(acl_list as usize).cloned().ok_or_else(|| {
+        let acl = acl_lists.get(acl_list as usize).ok_or_else(|| {
             damaged(offset(), format!("node {path:?} names ACL list {acl_list} of {}", acl_lists.len()))
         })?;
-        let path: Arc<str> = Arc::from(path);
-        let node = Node {
-            path: path.clone(),
-            data: record.data.as_ref().map(|data| Arc::from(data.as_slice())),
+        nodes.push(RestoredNode {
+            path,
+            data: record.data.as_ref().map(|data| data.as_slice()),
             acl,
-            czxid: record.czxid.to_native(),
-            mzxid: record.mzxid.to_native(),
-            pzxid: record.pzxid.to_native(),
-            ctime_ms: record.ctime_ms.to_native(),
-            mtime_ms: record.mtime_ms.to_native(),
-            version: record.version.to_native(),
-            cversion: record.cversion.to_native(),
-            aversion: record.aversion.to_native(),
-            ephemeral_owner: record.ephemeral_owner.to_native(),
-            // Counted again by `Tree::restore`.
-            num_children: 0,
-        };
-        nodes.push((path, node));
+            fields: NodeFields {
+                czxid: record.czxid.to_native(),
+                mzxid: record.mzxid.to_native(),
+                pzxid: record.pzxid.to_native(),
+                ctime_ms: record.ctime_ms.to_native(),
+                mtime_ms: record.mtime_ms.to_native(),
+                version: record.version.to_native(),
+                cversion: record.cversion.to_native(),
+                aversion: record.aversion.to_native(),
+                ephemeral_owner: record.ephemeral_owner.to_native(),
+                // Counted again by `Tree::restore`.
+                num_children: 0,
+            },
+        });
     }
     let sessions = archived.sessions.iter().map(|session| Session {
         id: session.id.to_native(),

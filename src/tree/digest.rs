@@ -72,12 +72,7 @@ pub(super) fn replacement_digests(new: &Node, old: &Node) -> (u64, u64) {
     let Some(crc) = content_crc(new) else {
         return (0, 0);
     };
-    let same_data = match (&new.data, &old.data) {
-        (Some(new_data), Some(old_data)) => std::sync::Arc::ptr_eq(new_data, old_data),
-        (None, None) => true,
-        _ => false,
-    };
-    if new.path == old.path && same_data {
+    if new.path() == old.path() && new.same_data(old) {
         (finish(crc.clone(), new), finish(crc, old))
     } else {
         (finish(crc, new), node_digest(old))
@@ -86,14 +81,14 @@ pub(super) fn replacement_digests(new: &Node, old: &Node) -> (u64, u64) {
 
 /// The CRC of the path and data, None for a node left out of the digest.
 fn content_crc(node: &Node) -> Option<crc32fast::Hasher> {
-    let path: &str = &node.path;
+    let path: &str = node.path();
     if path.starts_with(EXCLUDED_SUBTREE) {
         return None;
     }
     let path = if path == "/" { "" } else { path };
     let mut crc = crc32fast::Hasher::new();
     crc.update(path.as_bytes());
-    if let Some(data) = &node.data {
+    if let Some(data) = node.data() {
         crc.update(data);
     }
     Some(crc)
@@ -102,15 +97,15 @@ fn content_crc(node: &Node) -> Option<crc32fast::Hasher> {
 /// Adds the Stat fields to a CRC of path and data.
 fn finish(mut crc: crc32fast::Hasher, node: &Node) -> u64 {
     let mut stat = [0u8; STAT_BYTES];
-    let fields_64 = [node.czxid, node.mzxid, node.pzxid, node.ctime_ms, node.mtime_ms];
+    let fields_64 = [node.czxid(), node.mzxid(), node.pzxid(), node.ctime_ms(), node.mtime_ms()];
     for (index, field) in fields_64.iter().enumerate() {
         stat[index * 8..index * 8 + 8].copy_from_slice(&field.to_be_bytes());
     }
-    let fields_32 = [node.version, node.cversion, node.aversion];
+    let fields_32 = [node.version(), node.cversion(), node.aversion()];
     for (index, field) in fields_32.iter().enumerate() {
         stat[40 + index * 4..44 + index * 4].copy_from_slice(&field.to_be_bytes());
     }
-    stat[52..60].copy_from_slice(&node.ephemeral_owner.to_be_bytes());
+    stat[52..60].copy_from_slice(&node.ephemeral_owner().to_be_bytes());
     crc.update(&stat);
     u64::from(crc.finalize())
 }

@@ -8,14 +8,15 @@
 //! clone written out in the background.
 //!
 //! Memory is the shape's other concern (a large deployment has tens of
-//! millions of znodes): each znode is one `Arc<Node>` leaf of a compact hash
-//! trie (`trie`), holding its path, Stat fields and references to its data
-//! and ACL; there is no separate key and no children set. A parent's
-//! children are found through the trie (a child's hash starts with its
-//! parent's, see `trie`), and the parent keeps only their count. Equal ACL
-//! lists are stored once (ZooKeeper's ReferenceCountedACLCache does the
-//! same). The data buffer is the one the transaction carries. What this
-//! costs per znode, measured, is in docs/memory.md.
+//! millions of znodes): each znode is one block (`node`: its Stat fields,
+//! path and small data in one allocation, a reference to its ACL) that is
+//! a leaf of a compact hash trie (`trie`); there is no separate key and no
+//! children set. A parent's children are found through the trie (a child's
+//! hash starts with its parent's, see `trie`), and the parent keeps only
+//! their count. Equal ACL lists are stored once (ZooKeeper's
+//! ReferenceCountedACLCache does the same). A value over 1 KiB is the
+//! buffer the transaction carries, shared. What this costs per znode,
+//! measured, is in docs/memory.md.
 //!
 //! `apply` is pure and deterministic: given the same tree and transaction it
 //! makes the same change on the leader, on a follower, in log replay and after
@@ -30,103 +31,60 @@
 //! the `hash` four-letter word prints.
 
 mod digest;
+mod node;
 pub mod quota;
 mod trie;
 mod txn;
 
 pub use digest::{ZxidDigest, DIGEST_LOG_INTERVAL, DIGEST_LOG_LIMIT, DIGEST_VERSION};
+pub use node::{Node, NodeFields, INLINE_DATA_BYTES_MAX};
 pub use txn::{Applied, OpOutcome, Trigger, Txn, TxnHeader};
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use digest::DigestLog;
+use node::{AclRef, DataSource};
 use trie::Trie;
 
-use crate::proto::codes::ephemeral_owner;
-use crate::proto::{Acl, Stat};
+use crate::proto::Acl;
 
 /// Paths and child names are shared, immutable strings.
 pub type Path = Arc<str>;
 
-/// One znode. Its children are not stored here (the tree finds them by
-/// path), only their number; dataLength is derived.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    /// The full path: the node is its own key in the tree.
-    pub path: Path,
-    /// None is null data (a client sent a null buffer), kept apart from empty.
-    pub data: Option<Arc<[u8]>>,
-    pub acl: Arc<[Acl]>,
-    pub czxid: i64,
-    pub mzxid: i64,
-    pub pzxid: i64,
-    pub ctime_ms: i64,
-    pub mtime_ms: i64,
-    pub version: i32,
-    /// The number of children ever created here (see `stat`); the suffix
-    /// of the next sequential child.
-    pub cversion: i32,
-    pub aversion: i32,
-    pub ephemeral_owner: i64,
-    /// How many children the node has now.
-    pub num_children: i32,
+/// A node as a snapshot or an import gives it to `Tree::restore`: borrowed
+/// from the decoded file, built into a `Node` once its children are counted.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoredNode<'a> {
+    pub path: &'a str,
+    /// None is null data, kept apart from empty.
+    pub data: Option<&'a [u8]>,
+    pub acl: &'a Arc<[Acl]>,
+    /// `num_children` is ignored: it follows from the paths.
+    pub fields: NodeFields,
 }
 
-impl Node {
-    pub fn stat(&self) -> Stat {
-        Stat {
-            czxid: self.czxid,
-            mzxid: self.mzxid,
-            ctime: self.ctime_ms,
-            mtime: self.mtime_ms,
-            version: self.version,
-            // ZooKeeper stores the number of child creates and reports
-            // 2 * creates - children, which counts creates and deletes.
-            cversion: self.cversion.wrapping_mul(2).wrapping_sub(self.num_children),
-            aversion: self.aversion,
-            // Container and TTL markers are not shown to clients.
-            ephemeral_owner: self.owner_session().unwrap_or(0),
-            data_length: self.data_len() as i32,
-            num_children: self.num_children,
-            pzxid: self.pzxid,
-        }
+impl<'a> RestoredNode<'a> {
+    /// The record of a node of a tree: restoring a tree from its own nodes
+    /// copies it.
+    pub fn of(node: &'a Node) -> RestoredNode<'a> {
+        RestoredNode { path: node.path(), data: node.data(), acl: node.acl(), fields: node.fields() }
     }
+}
 
-    fn new_root_like(path: &str, acl: Arc<[Acl]>, num_children: i32) -> Node {
-        Node {
-            path: Arc::from(path),
-            data: Some(Arc::from(&[][..])),
-            acl,
-            czxid: 0,
-            mzxid: 0,
-            pzxid: 0,
-            ctime_ms: 0,
-            mtime_ms: 0,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: 0,
-            num_children,
-        }
-    }
-
-    pub fn data_len(&self) -> usize {
-        self.data.as_ref().map_or(0, |data| data.len())
-    }
-
-    pub fn is_container(&self) -> bool {
-        self.ephemeral_owner == ephemeral_owner::CONTAINER
-    }
-
-    pub fn ttl_ms(&self) -> Option<i64> {
-        ephemeral_owner::ttl_of(self.ephemeral_owner)
-    }
-
-    /// The session that owns this node, if it is an ephemeral.
-    pub fn owner_session(&self) -> Option<i64> {
-        let owner = self.ephemeral_owner;
-        (owner != 0 && !self.is_container() && self.ttl_ms().is_none()).then_some(owner)
+/// The fields of a node made by a create at `header`.
+fn created_fields(header: &TxnHeader, owner: i64) -> NodeFields {
+    NodeFields {
+        czxid: header.zxid,
+        mzxid: header.zxid,
+        pzxid: header.zxid,
+        ctime_ms: header.time_ms,
+        mtime_ms: header.time_ms,
+        version: 0,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner: owner,
+        num_children: 0,
     }
 }
 
@@ -154,7 +112,7 @@ pub struct Tree {
     /// Every distinct ACL list in use, so equal lists share one allocation.
     /// Lists no node uses any more stay until the next restart (they are
     /// few: one per distinct list ever set).
-    acls: imbl::HashMap<Arc<[Acl]>, Arc<[Acl]>>,
+    acls: imbl::HashMap<Arc<[Acl]>, AclRef>,
     last_zxid: i64,
     /// ZooKeeper's approximate_data_size: the sum of path and data lengths.
     approximate_data_bytes: i64,
@@ -228,36 +186,36 @@ impl Tree {
         let mut tree = Tree::empty(0);
         let open = tree.intern_acl(&Arc::from(Acl::open_unsafe()));
         let read = tree.intern_acl(&Arc::from(Acl::read_unsafe()));
-        tree.put(Node::new_root_like("/", open.clone(), 1));
-        tree.put(Node::new_root_like(ZOOKEEPER_PATH, open.clone(), 2));
-        tree.put(Node::new_root_like(QUOTA_PATH, open, 0));
+        let empty = DataSource::Bytes(&[]);
+        let with_children = |num_children| NodeFields { num_children, ..NodeFields::default() };
+        tree.put(Node::build("/", empty, &open, &with_children(1)));
+        tree.put(Node::build(ZOOKEEPER_PATH, empty, &open, &with_children(2)));
+        tree.put(Node::build(QUOTA_PATH, empty, &open, &with_children(0)));
         // ZooKeeper's /zookeeper/config starts with aversion -1.
-        let mut config = Node::new_root_like(CONFIG_PATH, read, 0);
-        config.aversion = -1;
-        tree.put(config);
+        tree.put(Node::build(CONFIG_PATH, empty, &read, &NodeFields { aversion: -1, ..NodeFields::default() }));
         tree
     }
 
     /// The shared copy of an ACL list equal to `acl`.
-    fn intern_acl(&mut self, acl: &Arc<[Acl]>) -> Arc<[Acl]> {
+    fn intern_acl(&mut self, acl: &Arc<[Acl]>) -> AclRef {
         if let Some(interned) = self.acls.get(&**acl) {
             return interned.clone();
         }
-        self.acls.insert(acl.clone(), acl.clone());
-        acl.clone()
+        let interned = Arc::new(acl.clone());
+        self.acls.insert(acl.clone(), interned.clone());
+        interned
     }
 
     /// Adds a new node, with its size and its place in the ephemeral,
     /// container or TTL index. Its ACL must be interned already.
     fn put(&mut self, node: Node) {
-        let path = node.path.clone();
-        self.approximate_data_bytes += (path.len() + node.data_len()) as i64;
+        self.approximate_data_bytes += (node.path().len() + node.data_len()) as i64;
         if node.is_container() {
-            self.containers.insert(path.clone());
+            self.containers.insert(Path::from(node.path()));
         } else if node.ttl_ms().is_some() {
-            self.ttls.insert(path.clone());
+            self.ttls.insert(Path::from(node.path()));
         } else if let Some(session) = node.owner_session() {
-            self.ephemerals.entry(session).or_default().insert(path.clone());
+            self.ephemerals.entry(session).or_default().insert(Path::from(node.path()));
         }
         self.store(node);
     }
@@ -270,7 +228,6 @@ impl Tree {
     /// Puts a node in the trie, moving the digest from the node it replaces
     /// (if any) to it.
     fn store(&mut self, node: Node) {
-        let node = Arc::new(node);
         match self.nodes.insert(node.clone()) {
             Some(replaced) => {
                 let (added, removed) = digest::replacement_digests(&node, &replaced);
@@ -287,7 +244,7 @@ impl Tree {
         }
     }
 
-    pub fn get(&self, path: &str) -> Option<&Arc<Node>> {
+    pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(path)
     }
 
@@ -298,7 +255,7 @@ impl Tree {
         let Some(node) = self.get(path) else {
             return Vec::new();
         };
-        let expected = node.num_children.max(0) as usize;
+        let expected = node.num_children().max(0) as usize;
         if expected == 0 {
             return Vec::new();
         }
@@ -306,7 +263,7 @@ impl Tree {
         // The walk stops at the last child: the rest of the subtree, if any,
         // belongs to other parents whose hashes begin the same way.
         names.extend(
-            self.nodes.with_prefix(hash_str(path)).filter_map(|child| child_name(path, &child.path)).take(expected),
+            self.nodes.with_prefix(hash_str(path)).filter_map(|child| child_name(path, child.path())).take(expected),
         );
         names.sort_unstable();
         names
@@ -370,8 +327,8 @@ impl Tree {
     }
 
     /// Every node with its path, in no particular order.
-    pub fn paths(&self) -> impl Iterator<Item = (&Path, &Arc<Node>)> {
-        self.nodes.iter().map(|node| (&node.path, node))
+    pub fn paths(&self) -> impl Iterator<Item = (&str, &Node)> {
+        self.nodes.iter().map(|node| (node.path(), node))
     }
 
     /// Rebuilds a tree from its nodes (as a snapshot stores them: every
@@ -379,25 +336,26 @@ impl Tree {
     /// sessions and its last zxid. The indexes of ephemerals, containers and
     /// TTL nodes are derived again. A node whose parent is missing, or a path
     /// given twice, is an error naming it, never a panic.
-    pub fn restore(
-        nodes: impl IntoIterator<Item = (Path, Node)>,
+    pub fn restore<'a>(
+        nodes: impl IntoIterator<Item = RestoredNode<'a>>,
         sessions: impl IntoIterator<Item = Session>,
         last_zxid: i64,
     ) -> Result<Tree, String> {
         let mut tree = Tree::empty(last_zxid);
-        let all: Vec<(Path, Node)> = nodes.into_iter().collect();
+        let all: Vec<RestoredNode<'a>> = nodes.into_iter().collect();
         let mut counts = vec![0i32; all.len()];
         {
             let index: std::collections::HashMap<&str, usize> =
-                all.iter().enumerate().map(|(position, (path, _))| (&**path, position)).collect();
+                all.iter().enumerate().map(|(position, node)| (node.path, position)).collect();
             if index.len() != all.len() {
                 return Err("a path appears twice in the snapshot".to_string());
             }
             if !index.contains_key("/") {
                 return Err("snapshot has no root node".to_string());
             }
-            for (path, _) in &all {
-                if &**path == "/" {
+            for node in &all {
+                let path = node.path;
+                if path == "/" {
                     continue;
                 }
                 let (parent_path, _) = split(path).ok_or_else(|| format!("invalid path {path:?} in snapshot"))?;
@@ -406,11 +364,11 @@ impl Tree {
                 counts[*parent] += 1;
             }
         }
-        for ((path, mut node), count) in all.into_iter().zip(counts) {
-            node.path = path;
-            node.acl = tree.intern_acl(&node.acl);
-            node.num_children = count;
-            tree.put(node);
+        for (restored, count) in all.into_iter().zip(counts) {
+            let acl = tree.intern_acl(restored.acl);
+            let data = restored.data.map_or(DataSource::Null, DataSource::Bytes);
+            let fields = NodeFields { num_children: count, ..restored.fields };
+            tree.put(Node::build(restored.path, data, &acl, &fields));
         }
         for session in sessions {
             tree.sessions.insert(session.id, session);
@@ -506,13 +464,14 @@ impl Tree {
             Txn::SetData { path, data } => {
                 let outcome = match self.get(path) {
                     Some(node) => {
-                        let mut node = Node::clone(node);
+                        let node = node.clone();
                         let new_length = data.as_ref().map_or(0, |data| data.len());
                         self.approximate_data_bytes += new_length as i64 - node.data_len() as i64;
-                        node.data = data.clone();
-                        node.version = node.version.wrapping_add(1);
-                        node.mzxid = header.zxid;
-                        node.mtime_ms = header.time_ms;
+                        let mut fields = node.fields();
+                        fields.version = fields.version.wrapping_add(1);
+                        fields.mzxid = header.zxid;
+                        fields.mtime_ms = header.time_ms;
+                        let node = node.with(&fields, None, Some(DataSource::of(data)));
                         let stat = node.stat();
                         self.replace(node);
                         applied.triggers.push(Trigger::DataChanged(path.clone()));
@@ -525,9 +484,11 @@ impl Tree {
             Txn::SetAcl { path, acl } => {
                 let outcome = match self.get(path) {
                     Some(node) => {
-                        let mut node = Node::clone(node);
-                        node.acl = self.intern_acl(acl);
-                        node.aversion = node.aversion.wrapping_add(1);
+                        let node = node.clone();
+                        let acl = self.intern_acl(acl);
+                        let mut fields = node.fields();
+                        fields.aversion = fields.aversion.wrapping_add(1);
+                        let node = node.with(&fields, Some(&acl), None);
                         let stat = node.stat();
                         self.replace(node);
                         OpOutcome::AclSet(stat)
@@ -561,32 +522,19 @@ impl Tree {
         if self.get(path).is_some() {
             return OpOutcome::Skipped;
         }
-        let Some(parent) = self.get(parent_path) else {
+        let Some(parent) = self.get(parent_path).cloned() else {
             return OpOutcome::Skipped;
         };
-        let mut parent = Node::clone(parent);
-        parent.num_children = parent.num_children.wrapping_add(1);
-        parent.cversion = parent.cversion.wrapping_add(1);
-        parent.pzxid = header.zxid;
+        let mut fields = parent.fields();
+        fields.num_children = fields.num_children.wrapping_add(1);
+        fields.cversion = fields.cversion.wrapping_add(1);
+        fields.pzxid = header.zxid;
         // A child usually has its parent's ACL: share it without a lookup.
-        let acl = if parent.acl == *acl { parent.acl.clone() } else { self.intern_acl(acl) };
-        let parent_path = parent.path.clone();
+        let acl = if parent.acl() == acl { parent.acl_ref() } else { self.intern_acl(acl) };
+        let parent = parent.with_fields(&fields);
+        let parent_path = Path::from(parent.path());
         self.replace(parent);
-        let node = Node {
-            path: path.clone(),
-            data: data.clone(),
-            acl,
-            czxid: header.zxid,
-            mzxid: header.zxid,
-            pzxid: header.zxid,
-            ctime_ms: header.time_ms,
-            mtime_ms: header.time_ms,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: owner,
-            num_children: 0,
-        };
+        let node = Node::build(path, DataSource::of(data), &acl, &created_fields(header, owner));
         let stat = node.stat();
         self.put(node);
         applied.triggers.push(Trigger::Created(path.clone()));
@@ -603,17 +551,18 @@ impl Tree {
         let Some(node) = self.get(path).cloned() else {
             return false;
         };
-        if node.num_children != 0 {
+        if node.num_children() != 0 {
             return false;
         }
         let parent_path: Path = match self.get(parent_path) {
             Some(parent) => {
-                let mut parent = Node::clone(parent);
-                parent.num_children = parent.num_children.wrapping_sub(1);
-                if zxid > parent.pzxid {
-                    parent.pzxid = zxid;
+                let mut fields = parent.fields();
+                fields.num_children = fields.num_children.wrapping_sub(1);
+                if zxid > fields.pzxid {
+                    fields.pzxid = zxid;
                 }
-                let parent_path = parent.path.clone();
+                let parent = parent.with_fields(&fields);
+                let parent_path = Path::from(parent.path());
                 self.replace(parent);
                 parent_path
             }

@@ -31,9 +31,10 @@
 //! is checked.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use super::{join, Node, Path, Tree, Txn, QUOTA_PATH, ZOOKEEPER_PATH};
+use super::node::DataSource;
+use super::{join, Path, Tree, Txn, QUOTA_PATH, ZOOKEEPER_PATH};
 
 pub const LIMITS_NODE: &str = "zookeeper_limits";
 pub const STATS_NODE: &str = "zookeeper_stats";
@@ -117,7 +118,7 @@ fn counted(path: &str) -> bool {
 
 /// Whether any quota may exist: `/zookeeper/quota` has children.
 pub fn any(tree: &Tree) -> bool {
-    tree.get(QUOTA_PATH).is_some_and(|node| node.num_children > 0)
+    tree.get(QUOTA_PATH).is_some_and(|node| node.num_children() > 0)
 }
 
 /// The deepest ancestor of `path` (or `path` itself) with a limits node,
@@ -169,14 +170,14 @@ pub fn check(tree: &Tree, path: &str, bytes_diff: i64, count_diff: i64, enforce:
     }
     let Some(root) = governing_root(tree, path) else { return Ok(()) };
     let Some(limits) = tree.get(&quota_node_path(&root, LIMITS_NODE)) else { return Ok(()) };
-    let limits = StatsTrack::parse(limits.data.as_deref().unwrap_or_default());
+    let limits = StatsTrack::parse(limits.data().unwrap_or_default());
     let check_count = count_diff != 0 && (limits.count() > -1 || limits.count_hard_limit() > -1);
     let check_bytes = bytes_diff != 0 && (limits.bytes() > -1 || limits.byte_hard_limit() > -1);
     if !check_count && !check_bytes {
         return Ok(());
     }
     let Some(stats) = tree.get(&quota_node_path(&root, STATS_NODE)) else { return Ok(()) };
-    let current = StatsTrack::parse(stats.data.as_deref().unwrap_or_default());
+    let current = StatsTrack::parse(stats.data().unwrap_or_default());
     let checks = [
         (check_count, current.count() + count_diff, limits.count_hard_limit(), limits.count(), "Count"),
         (check_bytes, current.bytes() + bytes_diff, limits.byte_hard_limit(), limits.bytes(), "Byte"),
@@ -211,13 +212,13 @@ pub fn namespace_figures(tree: &Tree) -> BTreeMap<String, [i64; 4]> {
     let mut stack = vec![QUOTA_PATH.to_string()];
     while let Some(path) = stack.pop() {
         let Some(node) = tree.get(&path) else { continue };
-        if node.num_children > 0 {
+        if node.num_children() > 0 {
             stack.extend(tree.children(&path).into_iter().map(|child| join(&path, child)));
             continue;
         }
         let (root, leaf) = super::split(&path).unwrap_or(("", ""));
         let root = root.strip_prefix(QUOTA_PATH).unwrap_or_default();
-        let (Some(namespace), Some(data)) = (top_namespace(root), node.data.as_deref()) else { continue };
+        let (Some(namespace), Some(data)) = (top_namespace(root), node.data()) else { continue };
         let track = StatsTrack::parse(data);
         let entry = figures.entry(namespace.to_string()).or_default();
         let prefer = |hard: i64, soft: i64| if hard > -1 { hard } else { soft };
@@ -303,7 +304,7 @@ impl Touched {
         for (root, (count, bytes)) in deltas {
             let stats_path = quota_node_path(&root, STATS_NODE);
             let Some(stats) = tree.get(&stats_path) else { continue };
-            let mut track = StatsTrack::parse(stats.data.as_deref().unwrap_or_default());
+            let mut track = StatsTrack::parse(stats.data().unwrap_or_default());
             track.set(COUNT, track.count() + count);
             track.set(BYTES, track.bytes() + bytes);
             set_data_in_place(tree, &stats_path, track.to_text().into_bytes());
@@ -365,10 +366,8 @@ pub fn recount_all(tree: &mut Tree) {
     for root in roots {
         let (count, bytes) = subtree_figures(tree, &root);
         let stats_path = quota_node_path(&root, STATS_NODE);
-        let mut track = tree
-            .get(&stats_path)
-            .map(|node| StatsTrack::parse(node.data.as_deref().unwrap_or_default()))
-            .unwrap_or_default();
+        let mut track =
+            tree.get(&stats_path).map(|node| StatsTrack::parse(node.data().unwrap_or_default())).unwrap_or_default();
         track.set(COUNT, count);
         track.set(BYTES, bytes);
         set_data_in_place(tree, &stats_path, track.to_text().into_bytes());
@@ -378,14 +377,16 @@ pub fn recount_all(tree: &mut Tree) {
 /// Replaces a node's data without touching its Stat otherwise.
 fn set_data_in_place(tree: &mut Tree, path: &str, data: Vec<u8>) {
     let Some(node) = tree.nodes.get(path) else { return };
-    let mut node = Node::clone(node);
-    tree.approximate_data_bytes += data.len() as i64 - node.data_len() as i64;
-    node.data = Some(Arc::from(data));
+    let old_length = node.data_len();
+    let node = node.with(&node.fields(), None, Some(DataSource::Bytes(&data)));
+    tree.approximate_data_bytes += data.len() as i64 - old_length as i64;
     tree.replace(node);
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::proto::Acl;
     use crate::tree::TxnHeader;
@@ -414,8 +415,7 @@ mod tests {
     }
 
     fn stats(tree: &Tree, root: &str) -> String {
-        String::from_utf8(tree.get(&quota_node_path(root, STATS_NODE)).unwrap().data.as_deref().unwrap().to_vec())
-            .unwrap()
+        String::from_utf8(tree.get(&quota_node_path(root, STATS_NODE)).unwrap().data().unwrap().to_vec()).unwrap()
     }
 
     #[test]

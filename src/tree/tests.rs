@@ -1,3 +1,4 @@
+use super::node::DataSource;
 use super::*;
 use crate::proto::codes::ephemeral_owner;
 
@@ -14,11 +15,36 @@ fn create(path: &str, owner: i64) -> Txn {
     }
 }
 
+/// A node's content, owned, to build variants of it.
+#[derive(Clone)]
+struct Parts {
+    path: String,
+    data: Option<Vec<u8>>,
+    acl: Arc<[Acl]>,
+    fields: NodeFields,
+}
+
+impl Parts {
+    fn of(node: &Node) -> Parts {
+        Parts {
+            path: node.path().to_string(),
+            data: node.data().map(<[u8]>::to_vec),
+            acl: node.acl().clone(),
+            fields: node.fields(),
+        }
+    }
+
+    fn build(&self) -> Node {
+        let data = self.data.as_deref().map_or(DataSource::Null, DataSource::Bytes);
+        Node::build(&self.path, data, &Arc::new(self.acl.clone()), &self.fields)
+    }
+}
+
 #[test]
 fn fresh_tree_has_the_zookeeper_nodes() {
     let tree = Tree::new();
     assert_eq!(tree.get("/").unwrap().stat().num_children, 1);
-    assert_eq!(tree.get(CONFIG_PATH).unwrap().acl[..], Acl::read_unsafe()[..]);
+    assert_eq!(tree.get(CONFIG_PATH).unwrap().acl()[..], Acl::read_unsafe()[..]);
     assert!(tree.get(QUOTA_PATH).is_some());
     assert_eq!(tree.descendant_count("/"), 3);
 }
@@ -38,7 +64,7 @@ fn create_moves_parent_cversion_and_pzxid_delete_only_pzxid() {
     tree.apply(&header(6), &Txn::Delete { path: Arc::from("/a") });
     let root = tree.get("/").unwrap().stat();
     assert_eq!((root.cversion, root.pzxid, root.num_children), (1, 6, 1));
-    assert_eq!(tree.get("/").unwrap().cversion, 1, "the create counter does not move on delete");
+    assert_eq!(tree.get("/").unwrap().cversion(), 1, "the create counter does not move on delete");
     assert_eq!(tree.last_zxid(), 6);
 }
 
@@ -52,7 +78,7 @@ fn set_data_and_acl_bump_their_versions() {
     let stat = tree.get("/a").unwrap().stat();
     assert_eq!((stat.version, stat.aversion, stat.mzxid, stat.mtime, stat.data_length), (1, 1, 2, 1002, 2));
     // The clone taken before is a separate version: copy-on-write.
-    assert_eq!(before.get("/a").unwrap().version, 0);
+    assert_eq!(before.get("/a").unwrap().version(), 0);
 }
 
 #[test]
@@ -90,7 +116,7 @@ fn restore_rebuilds_children_and_indexes() {
     tree.apply(&header(2), &create("/a", 0));
     tree.apply(&header(3), &create("/a/e", 7));
     tree.apply(&header(4), &create("/c", ephemeral_owner::CONTAINER));
-    let nodes: Vec<(Path, Node)> = tree.paths().map(|(path, node)| (path.clone(), Node::clone(node))).collect();
+    let nodes: Vec<RestoredNode> = tree.paths().map(|(_, node)| RestoredNode::of(node)).collect();
     let sessions: Vec<Session> = tree.sessions().cloned().collect();
     let restored = Tree::restore(nodes, sessions, tree.last_zxid()).unwrap();
     assert_eq!(restored.node_count(), tree.node_count());
@@ -100,7 +126,7 @@ fn restore_rebuilds_children_and_indexes() {
     assert_eq!(restored.containers().count(), 1);
     assert_eq!(restored.approximate_data_bytes(), tree.approximate_data_bytes());
     assert_eq!(restored.session(7), tree.session(7));
-    let orphan = vec![(Arc::from("/x/y"), Node::clone(tree.get("/a").unwrap()))];
+    let orphan = vec![RestoredNode { path: "/x/y", ..RestoredNode::of(tree.get("/a").unwrap()) }];
     assert!(Tree::restore(orphan, Vec::new(), 0).is_err());
 }
 
@@ -137,10 +163,10 @@ mod model {
         assert_eq!(tree.node_count(), model.len());
         for path in model {
             let node = tree.get(path).unwrap_or_else(|| panic!("{path} missing"));
-            assert_eq!(&*node.path, path.as_str());
+            assert_eq!(node.path(), path.as_str());
             let children: Vec<String> = tree.children(path).into_iter().map(str::to_string).collect();
             assert_eq!(children, model_children(model, path), "children of {path}");
-            assert_eq!(node.num_children as usize, children.len());
+            assert_eq!(node.num_children() as usize, children.len());
         }
         let mut paths: Vec<String> = tree.paths().map(|(path, _)| path.to_string()).collect();
         paths.sort();
@@ -246,37 +272,39 @@ fn node_hash_is_zookeepers_crc_of_path_data_and_stat() {
 fn every_digested_field_changes_the_node_hash() {
     let mut tree = Tree::new();
     tree.apply(&header(1), &create("/a", 0));
-    let base = Node::clone(tree.get("/a").unwrap());
-    type Change = fn(&mut Node);
+    let base = Parts::of(tree.get("/a").unwrap());
+    type Change = fn(&mut Parts);
     let changes: Vec<(&str, Change)> = vec![
-        ("path", |node| node.path = Arc::from("/b")),
-        ("data", |node| node.data = Some(Arc::from(&b"datb"[..]))),
-        ("czxid", |node| node.czxid += 1),
-        ("mzxid", |node| node.mzxid += 1),
-        ("pzxid", |node| node.pzxid += 1),
-        ("ctime", |node| node.ctime_ms += 1),
-        ("mtime", |node| node.mtime_ms += 1),
-        ("version", |node| node.version += 1),
-        ("cversion", |node| node.cversion += 1),
-        ("aversion", |node| node.aversion += 1),
-        ("ephemeral owner", |node| node.ephemeral_owner = 5),
-        ("container marker", |node| node.ephemeral_owner = ephemeral_owner::CONTAINER),
-        ("ttl marker", |node| node.ephemeral_owner = ephemeral_owner::ttl(1000)),
+        ("path", |node| node.path = "/b".to_string()),
+        ("data", |node| node.data = Some(b"datb".to_vec())),
+        ("czxid", |node| node.fields.czxid += 1),
+        ("mzxid", |node| node.fields.mzxid += 1),
+        ("pzxid", |node| node.fields.pzxid += 1),
+        ("ctime", |node| node.fields.ctime_ms += 1),
+        ("mtime", |node| node.fields.mtime_ms += 1),
+        ("version", |node| node.fields.version += 1),
+        ("cversion", |node| node.fields.cversion += 1),
+        ("aversion", |node| node.fields.aversion += 1),
+        ("ephemeral owner", |node| node.fields.ephemeral_owner = 5),
+        ("container marker", |node| node.fields.ephemeral_owner = ephemeral_owner::CONTAINER),
+        ("ttl marker", |node| node.fields.ephemeral_owner = ephemeral_owner::ttl(1000)),
     ];
+    let base_node = base.build();
     for (field, change) in changes {
         let mut changed = base.clone();
         change(&mut changed);
-        assert_ne!(digest::node_digest(&changed), digest::node_digest(&base), "{field}");
+        assert_ne!(digest::node_digest(&changed.build()), digest::node_digest(&base_node), "{field}");
     }
     // As in ZooKeeper, neither the ACL (aversion stands for it), the
     // children count, nor null against empty data is hashed.
     let mut same = base.clone();
     same.acl = Arc::from(Acl::read_unsafe());
-    same.num_children = 3;
-    assert_eq!(digest::node_digest(&same), digest::node_digest(&base));
+    same.fields.num_children = 3;
+    assert_eq!(digest::node_digest(&same.build()), digest::node_digest(&base_node));
     let (mut null, mut empty) = (base.clone(), base.clone());
     null.data = None;
-    empty.data = Some(Arc::from(&[][..]));
+    empty.data = Some(Vec::new());
+    let (null, empty) = (null.build(), empty.build());
     assert_eq!(digest::node_digest(&null), digest::node_digest(&empty));
 }
 
@@ -321,11 +349,11 @@ fn equal_content_gives_an_equal_digest_whatever_the_order() {
         tree.apply(&header(zxid as i64 + 2), &create(path, if *path == "/e" { 7 } else { 0 }));
     }
     tree.apply(&header(9), &Txn::SetData { path: Arc::from("/c"), data: None });
-    let mut nodes: Vec<(Path, Node)> = tree.paths().map(|(path, node)| (path.clone(), Node::clone(node))).collect();
+    let mut nodes: Vec<RestoredNode> = tree.paths().map(|(_, node)| RestoredNode::of(node)).collect();
     // Parents before children, in two different orders.
-    nodes.sort_by(|left, right| left.0.cmp(&right.0));
+    nodes.sort_by(|left, right| left.path.cmp(right.path));
     let forward = Tree::restore(nodes.clone(), Vec::new(), tree.last_zxid()).unwrap();
-    nodes.sort_by_key(|(path, _)| (path.matches('/').count(), std::cmp::Reverse(path.clone())));
+    nodes.sort_by_key(|node| (node.path.matches('/').count(), std::cmp::Reverse(node.path)));
     let backward = Tree::restore(nodes, Vec::new(), tree.last_zxid()).unwrap();
     assert_eq!(forward.digest(), tree.digest());
     assert_eq!(backward.digest(), tree.digest());

@@ -4,9 +4,10 @@
 //! (about 1 KiB each, however few are in use), and with a million keys most
 //! of them hold one or two: that alone cost 324 bytes a znode. Here a branch
 //! holds a 64-bit bitmap and a vector of exactly its occupied slots, so a
-//! znode costs one 16-byte slot plus its share of small branches.
+//! znode costs one 8-byte slot (a tagged pointer, see `Slot`) plus its
+//! share of small branches.
 //!
-//! The znode itself is the leaf (`Arc<Node>`, which carries its path), so
+//! The znode itself is the leaf (`Node`, which carries its path), so
 //! the path is stored once, in the node, and there is no separate key.
 //!
 //! Children without children sets: the hash of a path (see
@@ -21,6 +22,7 @@
 //! still shares it), so cloning the trie is one pointer copy and a version
 //! that readers hold never changes.
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -38,12 +40,149 @@ const SLOT_MASK: u64 = (1 << BITS) - 1;
 pub(super) const PREFIX_LEVELS: u32 = 3;
 pub(super) const PREFIX_MASK: u64 = (1 << (BITS * PREFIX_LEVELS)) - 1;
 
-#[derive(Clone)]
-enum Slot {
-    Leaf(Arc<Node>),
-    Branch(Arc<Branch>),
-    /// Paths whose 64-bit hashes are equal, past the last level.
-    Collision(Arc<Vec<Arc<Node>>>),
+/// One slot of a branch: a leaf, a branch or a collision list, in one
+/// tagged pointer of 8 bytes (an enum of the three would be 16: that was
+/// 16 bytes a znode in the branches, copied again by every write that
+/// copies a branch). The low bits of the pointer say which: every pointee
+/// is aligned to 8. A leaf's tag is 0, so a leaf slot's bits are exactly a
+/// `Node` (both are one pointer, `repr(transparent)`).
+#[repr(transparent)]
+struct Slot(NonNull<u8>);
+
+const TAG_MASK: usize = 0b11;
+const LEAF: usize = 0;
+const BRANCH: usize = 1;
+/// Paths whose 64-bit hashes are equal, past the last level.
+const COLLISION: usize = 2;
+
+// A slot owns one reference on what it points at, as the `Node` or `Arc`
+// it replaces would; those are Send + Sync.
+unsafe impl Send for Slot {}
+unsafe impl Sync for Slot {}
+
+/// What a slot holds, borrowed.
+enum View<'a> {
+    Leaf(&'a Node),
+    Branch(&'a Branch),
+    Collision(&'a Vec<Node>),
+}
+
+/// What a slot holds, borrowed to change it: a branch or collision list
+/// shared with an older version is copied first (`Arc::make_mut`).
+enum ViewMut<'a> {
+    Leaf(&'a mut Node),
+    Branch(&'a mut Branch),
+    Collision(&'a mut Vec<Node>),
+}
+
+impl Slot {
+    fn leaf(node: Node) -> Slot {
+        let node = std::mem::ManuallyDrop::new(node);
+        // SAFETY: a Node is one aligned pointer (`repr(transparent)`); the
+        // slot takes over its reference.
+        unsafe { std::mem::transmute_copy::<Node, Slot>(&node) }
+    }
+
+    fn tagged<T>(arc: Arc<T>, tag: usize) -> Slot {
+        let raw = Arc::into_raw(arc) as *mut u8;
+        debug_assert_eq!(raw as usize & TAG_MASK, 0);
+        // SAFETY: `Arc::into_raw` is never null; the tag goes in bits that
+        // an 8-aligned pointer leaves zero.
+        Slot(unsafe { NonNull::new_unchecked(raw.map_addr(|address| address | tag)) })
+    }
+
+    fn branch(branch: Branch) -> Slot {
+        Slot::tagged(Arc::new(branch), BRANCH)
+    }
+
+    fn collision(nodes: Vec<Node>) -> Slot {
+        Slot::tagged(Arc::new(nodes), COLLISION)
+    }
+
+    fn tag(&self) -> usize {
+        self.0.as_ptr() as usize & TAG_MASK
+    }
+
+    fn untagged<T>(&self) -> *const T {
+        self.0.as_ptr().map_addr(|address| address & !TAG_MASK).cast::<T>()
+    }
+
+    fn view(&self) -> View<'_> {
+        // SAFETY: the tag says what the pointer came from, and the slot
+        // holds a reference on it while borrowed.
+        unsafe {
+            match self.tag() {
+                LEAF => View::Leaf(&*(self as *const Slot).cast::<Node>()),
+                BRANCH => View::Branch(&*self.untagged::<Branch>()),
+                _ => View::Collision(&*self.untagged::<Vec<Node>>()),
+            }
+        }
+    }
+
+    fn view_mut(&mut self) -> ViewMut<'_> {
+        match self.tag() {
+            // SAFETY: as in `view`; writing a Node there keeps the tag 0.
+            LEAF => ViewMut::Leaf(unsafe { &mut *(self as *mut Slot).cast::<Node>() }),
+            BRANCH => ViewMut::Branch(self.make_mut::<Branch>(BRANCH)),
+            _ => ViewMut::Collision(self.make_mut::<Vec<Node>>(COLLISION)),
+        }
+    }
+
+    /// The slot's `Arc<T>` made unique (copied if an older version shares
+    /// it), the slot pointing at the unique one.
+    fn make_mut<T: Clone>(&mut self, tag: usize) -> &mut T {
+        // SAFETY: the slot owns this reference; `make_mut` either keeps it
+        // or drops it for a new unique one, which the slot then owns.
+        unsafe {
+            let mut arc = std::mem::ManuallyDrop::new(Arc::from_raw(self.untagged::<T>()));
+            let unique: *mut T = Arc::make_mut(&mut arc);
+            let arc = std::mem::ManuallyDrop::into_inner(arc);
+            std::mem::forget(std::mem::replace(self, Slot::tagged(arc, tag)));
+            &mut *unique
+        }
+    }
+
+    fn into_leaf(self) -> Option<Node> {
+        if self.tag() != LEAF {
+            return None;
+        }
+        let slot = std::mem::ManuallyDrop::new(self);
+        // SAFETY: a leaf slot's bits are a Node; its reference moves out.
+        Some(unsafe { std::mem::transmute_copy::<Slot, Node>(&slot) })
+    }
+
+    fn is_leaf(&self) -> bool {
+        self.tag() == LEAF
+    }
+}
+
+impl Clone for Slot {
+    fn clone(&self) -> Slot {
+        match self.view() {
+            View::Leaf(node) => Slot::leaf(node.clone()),
+            // SAFETY: a new reference on the Arc this slot points at.
+            View::Branch(_) | View::Collision(_) => unsafe {
+                match self.tag() {
+                    BRANCH => Arc::increment_strong_count(self.untagged::<Branch>()),
+                    _ => Arc::increment_strong_count(self.untagged::<Vec<Node>>()),
+                }
+                Slot(self.0)
+            },
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // SAFETY: the slot's own reference, released once.
+        unsafe {
+            match self.tag() {
+                LEAF => drop(std::ptr::read((self as *mut Slot).cast::<Node>())),
+                BRANCH => drop(Arc::from_raw(self.untagged::<Branch>())),
+                _ => drop(Arc::from_raw(self.untagged::<Vec<Node>>())),
+            }
+        }
+    }
 }
 
 /// Slots a branch holds in its own allocation. Most branches deep in the
@@ -108,7 +247,7 @@ impl Trie {
         self.len
     }
 
-    pub(super) fn get(&self, path: &str) -> Option<&Arc<Node>> {
+    pub(super) fn get(&self, path: &str) -> Option<&Node> {
         let hash = (self.hash)(path);
         let mut branch: &Branch = &self.root;
         let mut shift = 0;
@@ -117,20 +256,20 @@ impl Trie {
             if branch.bitmap & bit == 0 {
                 return None;
             }
-            match &branch.slots[position] {
-                Slot::Leaf(node) => return (&*node.path == path).then_some(node),
-                Slot::Branch(next) => {
+            match branch.slots[position].view() {
+                View::Leaf(node) => return (node.path() == path).then_some(node),
+                View::Branch(next) => {
                     branch = next;
                     shift += BITS;
                 }
-                Slot::Collision(nodes) => return nodes.iter().find(|node| &*node.path == path),
+                View::Collision(nodes) => return nodes.iter().find(|node| node.path() == path),
             }
         }
     }
 
     /// Inserts or replaces the node at its path; returns the one replaced.
-    pub(super) fn insert(&mut self, node: Arc<Node>) -> Option<Arc<Node>> {
-        let hash = (self.hash)(&node.path);
+    pub(super) fn insert(&mut self, node: Node) -> Option<Node> {
+        let hash = (self.hash)(node.path());
         let replaced = insert_into(Arc::make_mut(&mut self.root), 0, hash, node, self.hash);
         if replaced.is_none() {
             self.len += 1;
@@ -138,7 +277,7 @@ impl Trie {
         replaced
     }
 
-    pub(super) fn remove(&mut self, path: &str) -> Option<Arc<Node>> {
+    pub(super) fn remove(&mut self, path: &str) -> Option<Node> {
         // A miss must not copy the branches on the way.
         self.get(path)?;
         let hash = (self.hash)(path);
@@ -167,8 +306,8 @@ impl Trie {
                 return Iter { stack: Vec::new(), collision: [].iter() };
             }
             let slot = &branch.slots[position];
-            match slot {
-                Slot::Branch(next) => {
+            match slot.view() {
+                View::Branch(next) => {
                     branch = next;
                     shift += BITS;
                 }
@@ -180,46 +319,37 @@ impl Trie {
     }
 }
 
-fn insert_into(
-    branch: &mut Branch,
-    shift: u32,
-    hash: u64,
-    node: Arc<Node>,
-    hasher: fn(&str) -> u64,
-) -> Option<Arc<Node>> {
+fn insert_into(branch: &mut Branch, shift: u32, hash: u64, node: Node, hasher: fn(&str) -> u64) -> Option<Node> {
     let (bit, position) = branch.position(hash, shift);
     if branch.bitmap & bit == 0 {
-        branch.insert_slot(bit, position, Slot::Leaf(node));
+        branch.insert_slot(bit, position, Slot::leaf(node));
         return None;
     }
     let slot = &mut branch.slots[position];
-    match slot {
-        Slot::Leaf(existing) if existing.path == node.path => Some(std::mem::replace(existing, node)),
-        Slot::Leaf(existing) => {
+    match slot.view_mut() {
+        ViewMut::Leaf(existing) if existing.path() == node.path() => Some(std::mem::replace(existing, node)),
+        ViewMut::Leaf(existing) => {
             let existing = existing.clone();
-            let existing_hash = hasher(&existing.path);
+            let existing_hash = hasher(existing.path());
             *slot = pair(existing, existing_hash, node, hash, shift + BITS);
             None
         }
-        Slot::Branch(next) => insert_into(Arc::make_mut(next), shift + BITS, hash, node, hasher),
-        Slot::Collision(nodes) => {
-            let nodes = Arc::make_mut(nodes);
-            match nodes.iter_mut().find(|existing| existing.path == node.path) {
-                Some(existing) => Some(std::mem::replace(existing, node)),
-                None => {
-                    nodes.push(node);
-                    None
-                }
+        ViewMut::Branch(next) => insert_into(next, shift + BITS, hash, node, hasher),
+        ViewMut::Collision(nodes) => match nodes.iter_mut().find(|existing| existing.path() == node.path()) {
+            Some(existing) => Some(std::mem::replace(existing, node)),
+            None => {
+                nodes.push(node);
+                None
             }
-        }
+        },
     }
 }
 
 /// The slot holding two leaves that met at one slot of the level above
 /// `shift`: branches down to where their hashes differ, or a collision list.
-fn pair(first: Arc<Node>, first_hash: u64, second: Arc<Node>, second_hash: u64, shift: u32) -> Slot {
+fn pair(first: Node, first_hash: u64, second: Node, second_hash: u64, shift: u32) -> Slot {
     if shift >= u64::BITS {
-        return Slot::Collision(Arc::new(vec![first, second]));
+        return Slot::collision(vec![first, second]);
     }
     let first_index = (first_hash >> shift) & SLOT_MASK;
     let second_index = (second_hash >> shift) & SLOT_MASK;
@@ -230,38 +360,34 @@ fn pair(first: Arc<Node>, first_hash: u64, second: Arc<Node>, second_hash: u64, 
         }
     } else {
         let slots = if first_index < second_index {
-            SmallVec::from_buf([Slot::Leaf(first), Slot::Leaf(second)])
+            SmallVec::from_buf([Slot::leaf(first), Slot::leaf(second)])
         } else {
-            SmallVec::from_buf([Slot::Leaf(second), Slot::Leaf(first)])
+            SmallVec::from_buf([Slot::leaf(second), Slot::leaf(first)])
         };
         Branch { bitmap: (1 << first_index) | (1 << second_index), slots }
     };
-    Slot::Branch(Arc::new(branch))
+    Slot::branch(branch)
 }
 
 /// Removes the node; a branch left with a single leaf is replaced by that
 /// leaf, so the trie stays as shallow as its keys need.
-fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option<Arc<Node>> {
+fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option<Node> {
     let (bit, position) = branch.position(hash, shift);
     if branch.bitmap & bit == 0 {
         return None;
     }
-    match &mut branch.slots[position] {
-        Slot::Leaf(existing) => {
-            if &*existing.path != path {
+    match branch.slots[position].view_mut() {
+        ViewMut::Leaf(existing) => {
+            if existing.path() != path {
                 return None;
             }
-            match branch.remove_slot(bit, position) {
-                Slot::Leaf(node) => Some(node),
-                _ => None,
-            }
+            branch.remove_slot(bit, position).into_leaf()
         }
-        Slot::Branch(next) => {
-            let next = Arc::make_mut(next);
+        ViewMut::Branch(next) => {
             let removed = remove_from(next, shift + BITS, hash, path)?;
             if next.slots.is_empty() {
                 branch.remove_slot(bit, position);
-            } else if next.slots.len() == 1 && matches!(next.slots[0], Slot::Leaf(_)) {
+            } else if next.slots.len() == 1 && next.slots[0].is_leaf() {
                 let only = next.slots.pop();
                 if let Some(only) = only {
                     branch.slots[position] = only;
@@ -269,13 +395,12 @@ fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option
             }
             Some(removed)
         }
-        Slot::Collision(nodes) => {
-            let nodes = Arc::make_mut(nodes);
-            let index = nodes.iter().position(|node| &*node.path == path)?;
+        ViewMut::Collision(nodes) => {
+            let index = nodes.iter().position(|node| node.path() == path)?;
             let removed = nodes.remove(index);
             if nodes.len() == 1 {
                 if let Some(only) = nodes.pop() {
-                    branch.slots[position] = Slot::Leaf(only);
+                    branch.slots[position] = Slot::leaf(only);
                 }
             }
             Some(removed)
@@ -286,13 +411,13 @@ fn remove_from(branch: &mut Branch, shift: u32, hash: u64, path: &str) -> Option
 /// Leaves in trie order (no order a client may rely on).
 pub(super) struct Iter<'a> {
     stack: Vec<std::slice::Iter<'a, Slot>>,
-    collision: std::slice::Iter<'a, Arc<Node>>,
+    collision: std::slice::Iter<'a, Node>,
 }
 
 impl<'a> Iterator for Iter<'a> {
-    type Item = &'a Arc<Node>;
+    type Item = &'a Node;
 
-    fn next(&mut self) -> Option<&'a Arc<Node>> {
+    fn next(&mut self) -> Option<&'a Node> {
         loop {
             if let Some(node) = self.collision.next() {
                 return Some(node);
@@ -302,9 +427,11 @@ impl<'a> Iterator for Iter<'a> {
                 None => {
                     self.stack.pop();
                 }
-                Some(Slot::Leaf(node)) => return Some(node),
-                Some(Slot::Branch(branch)) => self.stack.push(branch.slots.iter()),
-                Some(Slot::Collision(nodes)) => self.collision = nodes.iter(),
+                Some(slot) => match slot.view() {
+                    View::Leaf(node) => return Some(node),
+                    View::Branch(branch) => self.stack.push(branch.slots.iter()),
+                    View::Collision(nodes) => self.collision = nodes.iter(),
+                },
             }
         }
     }
@@ -317,23 +444,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::tree::node::{DataSource, NodeFields};
 
-    fn node(path: &str, version: i32) -> Arc<Node> {
-        Arc::new(Node {
-            path: Arc::from(path),
-            data: None,
-            acl: Arc::from(Vec::new()),
-            czxid: 0,
-            mzxid: 0,
-            pzxid: 0,
-            ctime_ms: 0,
-            mtime_ms: 0,
-            version,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: 0,
-            num_children: 0,
-        })
+    fn node(path: &str, version: i32) -> Node {
+        let acl = Arc::new(Arc::from(Vec::new()));
+        Node::build(path, DataSource::Null, &acl, &NodeFields { version, ..NodeFields::default() })
     }
 
     /// Few distinct hashes, sharing their low bits: deep branches and
@@ -350,9 +465,9 @@ mod tests {
     fn check(trie: &Trie, model: &BTreeMap<String, i32>) {
         assert_eq!(trie.len(), model.len());
         for (path, version) in model {
-            assert_eq!(trie.get(path).map(|node| node.version), Some(*version), "{path}");
+            assert_eq!(trie.get(path).map(|node| node.version()), Some(*version), "{path}");
         }
-        let mut seen: Vec<String> = trie.iter().map(|node| node.path.to_string()).collect();
+        let mut seen: Vec<String> = trie.iter().map(|node| node.path().to_string()).collect();
         seen.sort();
         assert_eq!(seen, model.keys().cloned().collect::<Vec<_>>());
     }
@@ -364,10 +479,10 @@ mod tests {
         for (step, (insert, key, version)) in ops.iter().enumerate() {
             let path = format!("/k{key}");
             if *insert {
-                let replaced = trie.insert(node(&path, *version)).map(|node| node.version);
+                let replaced = trie.insert(node(&path, *version)).map(|node| node.version());
                 assert_eq!(replaced, model.insert(path, *version));
             } else {
-                let removed = trie.remove(&path).map(|node| node.version);
+                let removed = trie.remove(&path).map(|node| node.version());
                 assert_eq!(removed, model.remove(&path));
             }
             assert!(trie.get("/absent").is_none());

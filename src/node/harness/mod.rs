@@ -1263,8 +1263,8 @@ impl Cluster {
         let tree = self.watches.published(id).map_or(node.committed(), |tree| &**tree);
         match tree.get(key) {
             Some(znode) => {
-                let data = znode.data.as_ref().map_or_else(Vec::new, |data| data.to_vec());
-                (Some((data, znode.version)), Some(znode.mzxid))
+                let data = znode.data().map_or_else(Vec::new, |data| data.to_vec());
+                (Some((data, znode.version())), Some(znode.mzxid()))
             }
             None => (None, None),
         }
@@ -1435,7 +1435,7 @@ pub fn fingerprint(tree: &Tree) -> Vec<NodeFingerprint> {
     let mut nodes: Vec<_> = tree
         .paths()
         .map(|(path, node)| {
-            (path.to_string(), node.czxid, node.mzxid, node.version, node.data.as_ref().map(|data| data.to_vec()))
+            (path.to_string(), node.czxid(), node.mzxid(), node.version(), node.data().map(|data| data.to_vec()))
         })
         .collect();
     nodes.sort();

@@ -88,10 +88,10 @@ impl Watches {
         let tree = applied;
         for (path, &seen) in self.armed.get(&connection)? {
             let Some(znode) = tree.get(path) else { continue };
-            if znode.mzxid > seen && znode.mzxid <= zxid {
+            if znode.mzxid() > seen && znode.mzxid() <= zxid {
                 return Some(format!(
                     "connection {connection:#x} at server {id}: a reply with zxid {zxid} came before the watch event of {path}, changed at {} after the watch saw {seen}",
-                    znode.mzxid
+                    znode.mzxid()
                 ));
             }
         }
