@@ -105,7 +105,11 @@ def other_processes(before, after, exclude, wall):
     return sum(cores for cores, _ in used), names
 
 
-OPS = {"get": "getData", "set": "setData"}
+# The ops compare.py compares: the loadgen mix each runs. create makes new
+# nodes under ROOT/new (one per request); mix is 90% getData, 10% setData.
+OPS = {"get": "get=100", "set": "set=100", "create": "create=100", "mix": "get=90,set=10"}
+# Ops whose requests are writes (their write stages are printed).
+WRITE_OPS = ("set", "create", "mix")
 
 
 def log(message):
@@ -746,7 +750,7 @@ def ensemble_main(options, out, busy):
                     os.path.join(work, f"{name}.warmup.json"),
                 )
             for op in options.ops:
-                mix = ["--mix", f"{op}=100"]
+                mix = ["--mix", OPS[op]]
                 workload = f"{op}-closed-{options.connections}x{options.outstanding}"
                 workloads = [(workload, mix + ["--outstanding", str(options.outstanding)])]
                 for rate in options.rates:
@@ -1183,7 +1187,9 @@ def parse_args():
         help="unrecorded get/set load on each server once started, for the JIT (default 10s)",
     )
     parser.add_argument("--out", help="output directory (default compare-results/YYYYmmdd-HHMMSS)")
-    parser.add_argument("--ops", default="get,set", help="ops to compare, of get,set (default both)")
+    parser.add_argument(
+        "--ops", default="get,set", help=f"ops to compare, of {','.join(OPS)} (default get,set; mix is 90/10 get/set)"
+    )
     parser.add_argument("--rates", default="10000,50%,90%", help="open-loop rates: numbers, or %% of ZooKeeper's peak")
     parser.add_argument(
         "--connections", type=int, help="connections (default 4; 6 with --ensemble, 2 per member, round-robin)"
@@ -1267,7 +1273,7 @@ def parse_args():
     options.ops = [op.strip() for op in options.ops.split(",") if op.strip()]
     for op in options.ops:
         if op not in OPS:
-            parser.error(f"unknown op {op!r}: use get and/or set")
+            parser.error(f"unknown op {op!r}: use any of {', '.join(OPS)}")
     options.rates = [rate.strip() for rate in options.rates.split(",") if rate.strip()]
     for rate in options.rates:
         try:
@@ -1385,9 +1391,9 @@ def main():
                     # srst resets the stage histograms (warm-up included after it).
                     four_letter_word(port, "srst")
                 summary = measured_run(options, server_pids, pid, port, label, extra, stem)
-                if name == "zoocore" and not workload.startswith("get"):
+                if name == "zoocore" and workload.startswith(WRITE_OPS):
                     stages_by_workload[workload] = write_stages(servers.metrics_port)
-                if name == "zoocore" and workload.startswith("get"):
+                if name == "zoocore" and workload.startswith(("get", "mix")):
                     reads_by_workload[workload] = server_read_latency(servers.metrics_port)
                 result[name] = summary
                 summaries.append(stem + ".json")
@@ -1396,7 +1402,7 @@ def main():
 
         peaks = {}
         for op in options.ops:
-            mix = ["--mix", f"{op}=100"]
+            mix = ["--mix", OPS[op]]
             closed = pair(
                 f"{op}-closed-{options.connections}x{options.outstanding}",
                 mix + ["--outstanding", str(options.outstanding)],
