@@ -445,10 +445,9 @@ impl BroadcastCore {
                 // until then cannot campaign).
                 self.settle().await?;
                 self.install_snapshot(order).await?;
-                let log = self.log.as_mut().expect("the log is idle after settle");
-                log.append(&work.entries, work.hard_state.as_ref())?;
-                log.sync().await?;
-                self.node.persisted(work, now)?;
+                self.queued_since = Some(Instant::now());
+                self.queued.push(work);
+                self.settle().await?;
                 continue;
             }
             self.queued_since.get_or_insert_with(Instant::now);

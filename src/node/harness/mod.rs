@@ -464,6 +464,7 @@ impl Cluster {
                 if let (true, Some(work)) = (torn, server.syncing.front()) {
                     // Records 0..kept of the batch reached the disk; the
                     // WAL drops the torn record after them at recovery.
+                    // The low bits chose the torn piece; the rest choose where it tore.
                     let tear = tear >> 8;
                     let entries = work.entries.len();
                     let kept = (tear % (entries as u64 + 2)) as usize;
