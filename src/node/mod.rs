@@ -33,6 +33,7 @@
 //! forward their sessions' liveness, and a resumed session is revalidated
 //! with the leader before the client is told it is connected.
 
+pub mod commit;
 pub mod harness;
 mod local;
 mod read_only;
@@ -239,6 +240,35 @@ pub struct NodeSettings {
     /// leader before serving read-only clients; None when off, as on a
     /// standalone server.
     pub read_only_grace_ms: Option<i64>,
+}
+
+impl NodeSettings {
+    /// A standalone server's settings with ZooKeeper's defaults (tickTime
+    /// 2000, snapCount 100,000) and fixed seeds: for tests and benches
+    /// that drive a node without a configuration.
+    pub fn single_voter() -> NodeSettings {
+        NodeSettings {
+            replica: ReplicaConfig {
+                id: 1,
+                voters: vec![1],
+                learners: vec![],
+                election_ticks: 10,
+                heartbeat_ticks: 2,
+                election_jitter_ticks: 0,
+            },
+            prep: PrepSettings::default(),
+            session_tick_ms: 2000,
+            raft_tick_ms: 10,
+            touch_interval_ms: 50,
+            snap_count: 100_000,
+            container_check_interval_ms: 60_000,
+            container_deletes_per_minute_max: 10_000,
+            session_id_seed: 1 << 56,
+            password_secret: [5; 16],
+            random_seed: 7,
+            read_only_grace_ms: None,
+        }
+    }
 }
 
 /// Typed failures at the node's boundary.

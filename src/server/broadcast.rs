@@ -30,8 +30,9 @@ use super::snapshot_stream::SnapshotStreams;
 use crate::ensemble::Ensemble;
 use crate::limits::LOG_WORK_IN_FLIGHT_MAX;
 use crate::metrics::WriteStage;
+use crate::node::commit::{Batch, CommitQueue};
 use crate::node::wire::Chunk;
-use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder, Work, READ_ONLY_GRACE_MS_MIN};
+use crate::node::{Node, NodeSettings, Now, Output, PeerMessage, Role, SnapshotOrder, READ_ONLY_GRACE_MS_MIN};
 use crate::prep::Preparer;
 use crate::replica::ReplicaConfig;
 use crate::snapshot;
@@ -93,12 +94,8 @@ pub struct BroadcastCore {
     log_job: Option<LogJob>,
     /// Whether that job was polled once (its IO queued: `kick_log_job`).
     log_started: bool,
-    /// Work the job in flight makes durable, in the node's order.
-    syncing: Vec<Work>,
-    /// Work handed out since, waiting for the next job, and when the
-    /// oldest of it was handed out.
-    queued: Vec<Work>,
-    queued_since: Option<Instant>,
+    /// The node's work waiting for the log, and that of its write in flight.
+    commits: CommitQueue<Instant>,
     /// A snapshot the thread has written, waiting for the log to mark it.
     written_snapshot: Option<WrittenSnapshot>,
     snapshot_directory: std::path::PathBuf,
@@ -209,9 +206,7 @@ impl BroadcastCore {
             log: Some(Box::new(log)),
             log_job: None,
             log_started: false,
-            syncing: Vec::new(),
-            queued: Vec::new(),
-            queued_since: None,
+            commits: CommitQueue::new(),
             written_snapshot: None,
             started,
             current: version,
@@ -421,7 +416,7 @@ impl BroadcastCore {
 
     /// Work handed out by the node and not yet reported durable.
     fn work_in_flight(&self) -> usize {
-        self.syncing.len() + self.queued.len()
+        self.commits.in_flight()
     }
 
     /// Takes the node's work, starts the log on it, and delivers what the
@@ -445,13 +440,11 @@ impl BroadcastCore {
                 // until then cannot campaign).
                 self.settle().await?;
                 self.install_snapshot(order).await?;
-                self.queued_since = Some(Instant::now());
-                self.queued.push(work);
+                self.commits.push(work, Instant::now());
                 self.settle().await?;
                 continue;
             }
-            self.queued_since.get_or_insert_with(Instant::now);
-            self.queued.push(work);
+            self.commits.push(work, Instant::now());
             self.start_log_job(now)?;
         }
         self.kick_log_job().await?;
@@ -479,29 +472,27 @@ impl BroadcastCore {
             // never compact); once per snapCount/2 writes or more.
             return self.mark_snapshot();
         }
-        if self.queued.is_empty() {
-            return Ok(());
-        }
         let Some(log) = self.log.as_mut() else {
             return Ok(());
         };
-        debug_assert!(self.log_job.is_none() && self.syncing.is_empty(), "one log job at a time");
-        for work in &self.queued {
+        debug_assert!(self.log_job.is_none() && !self.commits.writing(), "one log job at a time");
+        for work in self.commits.queued() {
             log.append(&work.entries, work.hard_state.as_ref())?;
         }
-        let queued_since = self.queued_since.take();
-        if !self.queued.iter().any(|work| work.must_sync || !work.entries.is_empty()) {
-            let released = Instant::now();
-            for work in std::mem::take(&mut self.queued) {
-                self.node.persisted(work, now)?;
+        let (entries, queued_since) = match self.commits.start() {
+            None => return Ok(()),
+            Some(Batch::Release(works)) => {
+                let released = Instant::now();
+                for work in works {
+                    self.node.persisted(work, now)?;
+                }
+                self.shared.metrics.record_stage(WriteStage::Release, released.elapsed());
+                return Ok(());
             }
-            self.shared.metrics.record_stage(WriteStage::Release, released.elapsed());
-            return Ok(());
-        }
-        let waited = queued_since.map_or(Duration::ZERO, |since| since.elapsed());
-        let entries = self.queued.iter().map(|work| work.entries.len()).sum();
+            Some(Batch::Write { entries, queued_since }) => (entries, queued_since),
+        };
+        let waited = queued_since.elapsed();
         let mut log = self.log.take().expect("the log is idle");
-        self.syncing = std::mem::take(&mut self.queued);
         self.log_started = false;
         self.log_job = Some(Box::pin(async move {
             let result = log.sync().await;
@@ -530,7 +521,7 @@ impl BroadcastCore {
                 }
                 self.log = Some(log);
                 let released = Instant::now();
-                for work in std::mem::take(&mut self.syncing) {
+                for work in self.commits.finish() {
                     self.node.persisted(work, now)?;
                 }
                 self.shared.metrics.record_stage(WriteStage::Release, released.elapsed());
@@ -576,7 +567,7 @@ impl BroadcastCore {
                 self.log_finished(log, done)?;
                 continue;
             }
-            if self.queued.is_empty() {
+            if self.commits.queued().is_empty() {
                 return Ok(());
             }
             self.start_log_job(self.now())?;
