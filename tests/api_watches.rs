@@ -507,3 +507,47 @@ fn set_watches2_persistent_raw() {
     assert_eq!(c.create(&format!("{p}/y"), b"", 0).err, 0);
     assert_eq!(flush(&mut r), vec![ev(NODE_CHILDREN_CHANGED, &p)]);
 }
+
+/// A shard is woken for a change only when it has replies in it or may
+/// hold watches: a watch set over an otherwise idle connection must still
+/// fire, whichever shard the connection landed on. Eight watchers spread
+/// over two shards by the kernel (all on the writer's shard one time in
+/// 256), each watching its own node and sending nothing after; the writer
+/// changes every node, then deletes it, for several rounds.
+#[test]
+fn watches_fire_on_idle_shards_that_the_writer_is_not_on() {
+    let s = Server::start_with(&["zoocore.shards=2"]);
+    let mut writer = Conn::connect(s.addr());
+    let mut watchers: Vec<Conn> = (0..8).map(|_| Conn::connect(s.addr())).collect();
+    for watcher in &watchers {
+        watcher.set_read_timeout(Duration::from_secs(10));
+    }
+    let base = unique("idle-shard");
+    for round in 0..5 {
+        let paths: Vec<String> = (0..watchers.len()).map(|i| format!("{base}-{round}-{i}")).collect();
+        for path in &paths {
+            assert_eq!(writer.create(path, b"0", 0).err, 0);
+        }
+        for (watcher, path) in watchers.iter_mut().zip(&paths) {
+            assert_eq!(watcher.get_data(path, true).err, 0);
+        }
+        for path in &paths {
+            assert_eq!(writer.set_data(path, b"1", -1).err, 0);
+        }
+        for (watcher, path) in watchers.iter_mut().zip(&paths) {
+            let event = watcher.next_event().expect("the data watch fires");
+            assert_eq!(event, ev(NODE_DATA_CHANGED, path));
+        }
+        // exists watches, then deletes: the same, through the other table.
+        for (watcher, path) in watchers.iter_mut().zip(&paths) {
+            assert_eq!(watcher.exists(path, true).err, 0);
+        }
+        for path in &paths {
+            assert_eq!(writer.delete(path, -1).err, 0);
+        }
+        for (watcher, path) in watchers.iter_mut().zip(&paths) {
+            let event = watcher.next_event().expect("the exists watch fires");
+            assert_eq!(event, ev(NODE_DELETED, path));
+        }
+    }
+}

@@ -252,6 +252,19 @@ impl Request {
 
     /// Whether the request changes replicated state and so must go through
     /// the broadcast core. Everything else is answered on the shard.
+    /// Whether serving it may leave a watch registered: a read with its
+    /// watch flag, setWatches, addWatch.
+    pub fn may_add_watch(&self) -> bool {
+        match self {
+            Request::Exists { watch, .. }
+            | Request::GetData { watch, .. }
+            | Request::GetChildren { watch, .. }
+            | Request::GetChildren2 { watch, .. } => *watch,
+            Request::SetWatches(_) | Request::AddWatch { .. } => true,
+            _ => false,
+        }
+    }
+
     pub fn is_write(&self) -> bool {
         matches!(
             self,

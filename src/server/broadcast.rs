@@ -725,8 +725,13 @@ impl BroadcastCore {
                 replies.push(reply);
             }
         }
+        // A shard is woken for a change without replies for it only when
+        // it may hold watches (`Shard::expect_watch`, which fences the same
+        // way); the others catch up on their next read, commit or touch.
+        std::sync::atomic::fence(Ordering::SeqCst);
         for (shard, (sender, replies)) in shards.iter().zip(by_shard).enumerate() {
-            if !changed && replies.is_empty() {
+            let watching = self.shared.shard_stats[shard].watching.load(Ordering::SeqCst);
+            if replies.is_empty() && !(changed && watching) {
                 continue;
             }
             self.shared.metrics.shards[shard].commits_sent.fetch_add(1, Ordering::Relaxed);

@@ -272,6 +272,9 @@ impl Connection {
 
     /// Answers a request that never leaves the shard.
     fn serve_local(&self, shard: &Shard, xid: i32, work: LocalWork, started: Instant) {
+        if matches!(&work, LocalWork::Request(request) if request.may_add_watch()) {
+            shard.expect_watch();
+        }
         let tree = shard.tree();
         let zxid = tree.last_zxid();
         let reply = |err: ErrorCode, response: Response| {
@@ -293,7 +296,7 @@ impl Connection {
                     self.send_event(shard, *event_type, path);
                 }
                 {
-                    let mut table = shard.watches.borrow_mut();
+                    let mut table = shard.watches_mut();
                     for registration in resync.registrations {
                         table.add(registration.table, &registration.path, self.id, registration.mode);
                     }
@@ -307,7 +310,7 @@ impl Connection {
                     return reply(ErrorCode::MarshallingError, Response::Empty);
                 }
                 let recursive = mode == add_watch_mode::PERSISTENT_RECURSIVE;
-                shard.watches.borrow_mut().add_persistent(&path, self.id, recursive);
+                shard.watches_mut().add_persistent(&path, self.id, recursive);
                 // ZooKeeper answers addWatch with an ErrorResponse body of 0.
                 reply(ErrorCode::Ok, Response::Number(0));
             }
@@ -319,7 +322,7 @@ impl Connection {
                 reply(ErrorCode::MarshallingError, Response::Empty);
             }
             Request::RemoveWatches { path, watcher_type } => {
-                let removed = shard.watches.borrow_mut().remove(&path, self.id, watcher_type);
+                let removed = shard.watches_mut().remove(&path, self.id, watcher_type);
                 reply(if removed { ErrorCode::Ok } else { ErrorCode::NoWatcher }, Response::Empty);
             }
             request => {
@@ -327,7 +330,7 @@ impl Connection {
                 let answer = read::serve(&tree, &request, self.session_id(), &auth);
                 if let Some(registration) = answer.watch {
                     let table: Table = registration.table;
-                    shard.watches.borrow_mut().add(table, &registration.path, self.id, registration.mode);
+                    shard.watches_mut().add(table, &registration.path, self.id, registration.mode);
                 }
                 reply(answer.err, answer.response);
             }

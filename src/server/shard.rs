@@ -73,6 +73,9 @@ impl Shard {
             if !next.triggers.is_empty() {
                 let mut fired: Vec<Fired<ConnectionId>> = Vec::new();
                 {
+                    // Not `watches_mut`: this may run between a read's
+                    // `expect_watch` and its registration, and must not
+                    // lower the flag there (the touch timer does later).
                     let mut watches = self.watches.borrow_mut();
                     if watches.watch_count() > 0 {
                         for trigger in &next.triggers {
@@ -88,6 +91,25 @@ impl Shard {
             }
             *self.adopted.borrow_mut() = next;
         }
+    }
+
+    /// Says, before a read that may register a watch takes the tree, that
+    /// this shard wants every change: the broadcast core wakes a shard for
+    /// a change without replies for it only when it may hold watches (the
+    /// others catch up on their next read or commit, and on the touch
+    /// timer). Raised before the catch-up, each side with a full fence
+    /// between its store and its load: either the core sees the flag and
+    /// sends the change, or this catch-up sees the change and the watch is
+    /// registered on the version after it.
+    pub fn expect_watch(&self) {
+        self.shared.shard_stats[self.id].watching.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// The watch table, for a change; the flag `expect_watch` raised is
+    /// lowered when the last watch goes.
+    pub fn watches_mut(&self) -> WatchesMut<'_> {
+        WatchesMut { table: Some(self.watches.borrow_mut()), watching: &self.shared.shard_stats[self.id].watching }
     }
 
     pub fn touch(&self, session_id: i64) {
@@ -129,7 +151,7 @@ impl Shard {
         if let Ok(mut infos) = self.shared.connections[self.id].lock() {
             infos.remove(&id);
         }
-        self.watches.borrow_mut().remove_connection(id);
+        self.watches_mut().remove_connection(id);
     }
 
     /// A request waits because this shard's share of globalOutstandingLimit
@@ -197,6 +219,34 @@ impl Shard {
             if let Some(connection) = self.connection(reply.connection) {
                 connection.on_reply(self, reply.body);
             }
+        }
+    }
+}
+
+/// The watch table borrowed for a change (`Shard::watches_mut`).
+pub struct WatchesMut<'a> {
+    table: Option<std::cell::RefMut<'a, WatchTable<ConnectionId>>>,
+    watching: &'a std::sync::atomic::AtomicBool,
+}
+
+impl std::ops::Deref for WatchesMut<'_> {
+    type Target = WatchTable<ConnectionId>;
+    fn deref(&self) -> &Self::Target {
+        self.table.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for WatchesMut<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.table.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for WatchesMut<'_> {
+    fn drop(&mut self) {
+        let empty = self.table.take().is_some_and(|table| table.watch_count() == 0);
+        if empty {
+            self.watching.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -296,6 +346,11 @@ pub async fn run(
                 let packets = shard.shared.shard_stats[shard.id].packets_received.load(Ordering::Relaxed);
                 let commits = shard.shared.metrics.shards[shard.id].commits_received.load(Ordering::Relaxed);
                 idle.check(packets.wrapping_add(commits));
+                // Lowers the watch flag if the watches fired since emptied
+                // the table, and keeps an idle shard's version recent, so
+                // that it does not hold old versions' garbage for long.
+                drop(shard.watches_mut());
+                shard.catch_up();
                 let sessions: Vec<i64> = shard.touched.borrow_mut().drain().collect();
                 if !sessions.is_empty() {
                     shard.send(ToBroadcast::Touch(sessions)).await;

@@ -63,6 +63,10 @@ pub struct ShardStats {
     pub packets_received: AtomicU64,
     pub packets_sent: AtomicU64,
     pub outstanding_requests: AtomicI64,
+    /// Whether the shard may hold a watch: only then does the broadcast
+    /// core wake it for a change that carries none of its replies (see
+    /// `Shard::expect_watch`).
+    pub watching: AtomicBool,
 }
 
 impl ShardStats {
