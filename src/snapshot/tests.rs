@@ -621,7 +621,7 @@ fn spawn_write_snapshots_the_version_it_was_handed() {
 fn the_written_version_is_let_go_where_the_handle_is_joined() {
     let directory = TemporaryDirectory::new("spawn-drop");
     let mut builder = Builder::new();
-    builder.create("/held", Some(b"value".to_vec()), Acl::open_unsafe(), 0);
+    builder.create("/held", Some(b"value".as_slice()), Acl::open_unsafe(), 0);
     let handed = Arc::new(builder.tree.clone());
     let weak = Arc::downgrade(&handed);
     let handle = spawn_write(directory.0.clone(), handed, meta(1)).unwrap();
