@@ -203,57 +203,25 @@ fn report(name: &str, znodes: usize, build: impl FnOnce() -> Tree) -> Tree {
     tree
 }
 
-/// What holds old versions during `rewrite`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Held {
-    /// Only the newest version is alive.
-    Nothing,
-    /// The starting version, throughout (as a snapshot writer holds one).
-    First,
-    /// Each published version goes to another thread, which keeps it until
-    /// the next one comes and drops it there (as a shard adopts versions):
-    /// the last reference to what a batch replaced goes on that thread, so
-    /// this shows whether the allocator reuses blocks freed by a thread
-    /// other than the one that made them (mimalloc v3 did not: docs/memory.md).
-    ElsewhereUntilTheNext,
-}
-
 /// setData of every key, in batches of `REWRITE_BATCH` published as a
 /// version each (a version clone per batch, as the broadcast core
-/// publishes), with old versions held as `Held` says: what a rewrite of
-/// the whole tree costs in live bytes and RSS.
+/// publishes), first with only the newest version alive, then with the
+/// starting version held throughout (as a snapshot writer holds one): what
+/// a rewrite of the whole tree costs in live bytes and RSS.
 fn rewrite(keys: Tree, znodes: usize) {
     const REWRITE_BATCH: usize = 128;
-    /// Versions in flight to the other thread, as a shard's commit queue.
-    const ADOPTION_QUEUE_MAX: usize = 64;
     let zxid = keys.last_zxid();
     let mut builder = Builder { tree: keys, zxid };
-    for held in [Held::Nothing, Held::First, Held::ElsewhereUntilTheNext] {
+    for held in [false, true] {
         let before_bytes = live_bytes();
         let before_rss = rss_bytes();
-        let start = (held == Held::First).then(|| builder.tree.clone());
-        let (adopt, adopter) = if held == Held::ElsewhereUntilTheNext {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<Tree>(ADOPTION_QUEUE_MAX);
-            let adopter = std::thread::spawn(move || {
-                let mut adopted = None;
-                while let Ok(version) = receiver.recv() {
-                    adopted = Some(version);
-                }
-                drop(adopted);
-            });
-            (Some(sender), Some(adopter))
-        } else {
-            (None, None)
-        };
+        let start = held.then(|| builder.tree.clone());
         let mut peak_bytes = 0;
         for key in 0..znodes {
             if key % REWRITE_BATCH == 0 {
                 // Publishing: the batch's writes copy the branches they touch.
                 let published = builder.tree.clone();
-                match &adopt {
-                    Some(adopt) => adopt.send(published).expect("the adopting thread runs until the sender goes"),
-                    None => drop(published),
-                }
+                drop(published);
                 peak_bytes = peak_bytes.max(live_bytes() - before_bytes);
             }
             builder.set_data(&format!("/zoocore-loadgen/keys/d{}/k{key}", key / KEYS_PER_DIRECTORY), VALUE_BYTES);
@@ -261,10 +229,6 @@ fn rewrite(keys: Tree, znodes: usize) {
         let held_bytes = live_bytes() - before_bytes;
         let held_rss = rss_bytes() - before_rss;
         drop(start);
-        drop(adopt);
-        if let Some(adopter) = adopter {
-            adopter.join().expect("the adopting thread does not panic");
-        }
         // What mimalloc can give back once the old version is gone (it
         // purges freed pages only when asked or after its delay).
         // SAFETY: mi_collect takes no pointers.
@@ -272,11 +236,7 @@ fn rewrite(keys: Tree, znodes: usize) {
         println!(
             "keys/{znodes} rewritten{}: {:.1} MiB more asked for at the end ({:.1} MiB at the peak), RSS +{:.1} MiB; \
              after the old version went: {:.1} MiB asked for, RSS +{:.1} MiB",
-            match held {
-                Held::Nothing => "",
-                Held::First => ", the first version held",
-                Held::ElsewhereUntilTheNext => ", each version dropped by another thread",
-            },
+            if held { ", the first version held" } else { "" },
             held_bytes as f64 / 1048576.0,
             peak_bytes as f64 / 1048576.0,
             held_rss as f64 / 1048576.0,
