@@ -17,12 +17,12 @@ use zoocore::config::Config;
 // mimalloc's purge delay (10 ms, 100 ms for arenas).
 //
 // It is mimalloc v2 (the `v2` feature), not the crate's default v3: under
-// a setData rewrite of a million znodes, v3 kept freed tree blocks out of
-// reuse (its full pages are abandoned and found again only once an eighth
-// free), so its committed memory grew by half while the live bytes stayed
-// flat: peak RSS 1.8x the steady figure, against 1.3x with v2, which puts
-// a page back in its owner's queue as soon as a block of it is freed
-// (docs/memory.md, "Fourth pass").
+// a setData rewrite of a million znodes, v3 did not reuse the freed tree
+// blocks (it abandons full pages and offers them again only once an eighth
+// is free), so its committed memory grew by half while the live bytes
+// stayed flat: peak RSS 1.8x the steady figure, against 1.3x with v2
+// (docs/memory.md, "Fourth pass"). Restarts, reads and the steady figure
+// measured the same.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -70,15 +70,15 @@ pub const RETIRED_VERSIONS_MAX: usize = 1024;
 ///
 /// Why: the broadcast core allocates every tree block and trie branch, and
 /// the last reference to a replaced one usually goes with an old version
-/// a shard drops when it adopts the next. mimalloc hands a block freed by
-/// another thread back to its page only lazily, and a full page whose
-/// blocks other threads free stays out of its owner's reach until an
-/// eighth of it is free: measured with snapshots off, a 30 s setData
-/// rewrite of 1M keys kept the live bytes at 231-242 MiB while mimalloc's
-/// committed memory grew from 303 to 426 MiB (docs/memory.md). Dropped on
-/// the core that allocated them, the blocks go back to its free lists at
-/// once and the next writes reuse them. A lock-free bounded queue: pushing
-/// costs a shard one atomic operation per adopted version.
+/// a shard drops when it adopts the next. An allocator hands a block freed
+/// by another thread back to its owner lazily, if at all: with mimalloc
+/// v3, a 30 s setData rewrite of 1M keys kept the live bytes at 231-242
+/// MiB while committed memory grew from 303 to 426 MiB (docs/memory.md,
+/// fourth pass; v2, which the binary now uses, reuses them). Dropped on
+/// the core that allocated them, the blocks go straight back to its free
+/// lists, whatever the allocator does with remote frees. A lock-free
+/// bounded queue: pushing costs a shard one atomic operation per adopted
+/// version.
 pub struct Retired {
     queue: crossbeam::queue::ArrayQueue<Arc<Version>>,
 }

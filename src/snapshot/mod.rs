@@ -226,9 +226,8 @@ pub fn spawn_write(directory: PathBuf, tree: Arc<Tree>, meta: SnapshotMeta) -> R
 /// reference to that version goes where the handle is joined, not on the
 /// snapshot thread: every block that writes replaced while the snapshot
 /// was written is freed by the thread that made it (the broadcast core),
-/// whose allocator reuses the memory at once. Freed on the snapshot thread,
-/// mimalloc keeps such blocks out of their owner's reach until their pages
-/// are an eighth free (see `server::shared::Retired`).
+/// whose allocator reuses the memory at once, whatever it does with frees
+/// from other threads (see `server::shared::Retired`).
 #[derive(Debug)]
 pub struct WriteHandle {
     thread: JoinHandle<Result<PathBuf, SnapshotError>>,
