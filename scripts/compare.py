@@ -280,6 +280,8 @@ class Servers:
         ]
         if self.options.zoocore_shards:
             lines.append(f"zoocore.shards={self.options.zoocore_shards}")
+        # Extra lines (memory.py's --zoocore-config).
+        lines += getattr(self.options, "zoocore_config", None) or []
         with open(config, "w") as handle:
             handle.write("\n".join(lines) + "\n")
         command = [self.options.zoocore_bin, "--config", config]

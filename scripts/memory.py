@@ -17,7 +17,10 @@ waits --settle seconds and measures:
   zoocore     with --rewrite-seconds S (keys scenarios): the peak RSS,
               sampled every 50 ms, while setData rewrites keys for S
               seconds (the server snapshots every snapCount writes meanwhile),
-              against the steady RSS before it
+              against the steady RSS before it; --curve FILE writes every
+              sample (seconds since the rewrite began, RSS) as CSV, for the
+              rewrite and the settle after it, and copies the server's log
+              (snapshot lines at info) beside it as FILE.log
 
 Scenarios (--scenarios, comma-separated):
   keys:N     N znodes of --value-size bytes in the loadgen layout
@@ -135,10 +138,14 @@ def rewrite_peak(options, port, pid, count):
         "--duration", f"{options.rewrite_seconds}s", "--connections", "8", "--outstanding", "16",
         "--json", os.path.join(options.work, "rewrite.json"),
     ]  # fmt: skip
+    options.curve_samples = []
+    began = time.monotonic()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while child.poll() is None:
-        peak = max(peak, rss_bytes(pid))
+        rss = rss_bytes(pid)
+        options.curve_samples.append((time.monotonic() - began, rss))
+        peak = max(peak, rss)
         time.sleep(0.05)
     peak = max(peak, rss_bytes(pid))
     if child.returncode != 0:
@@ -160,7 +167,17 @@ def measure_zoocore(options, servers, scenario, count):
     rewrite = None
     if scenario == "keys" and options.rewrite_seconds > 0:
         peak, operations = rewrite_peak(options, options.zoocore_port, pid, count)
-        time.sleep(options.settle)
+        settle_until = time.monotonic() + options.settle
+        began = time.monotonic() - (options.curve_samples[-1][0] if options.curve_samples else 0)
+        while time.monotonic() < settle_until:
+            options.curve_samples.append((time.monotonic() - began, rss_bytes(pid)))
+            time.sleep(0.05)
+        if options.curve:
+            with open(options.curve, "w") as handle:
+                handle.write("seconds,rss_bytes\n")
+                handle.writelines(f"{at:.3f},{rss}\n" for at, rss in options.curve_samples)
+            servers.zoocore_log.flush()
+            shutil.copyfile(servers.zoocore_log.name, options.curve + ".log")
         rewrite = {"peak_rss": peak, "operations": operations, "rss_after": rss_bytes(pid)}
     snapshot_size, snapshot_name = newest_snapshot(servers.zoocore_data)
     compare.stop_pid(pid, "zoocore")
@@ -274,6 +291,11 @@ def parse_args():
     parser.add_argument("--skip-zookeeper", action="store_true")
     parser.add_argument("--skip-zoocore", action="store_true")
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--curve", help="CSV of the RSS samples of the (last) rewrite, and the server's log beside it")
+    parser.add_argument(
+        "--zoocore-config", action="append", default=[], metavar="KEY=VALUE",
+        help="an extra line of zoocore's configuration (repeatable), e.g. snapCount=10000000",
+    )  # fmt: skip
     parser.add_argument("--zk-heap", default="1000m", help="ZooKeeper's -Xms/-Xmx (ZKREF_HEAP; zkref's default; give 3M znodes 2g)")
     parser.add_argument("--zkref", default=compare.ZKREF_DEFAULT)
     parser.add_argument("--zoocore-bin", default=os.path.join(ROOT, "target", "release", "zoocore"))
@@ -287,6 +309,10 @@ def parse_args():
     options.zk_cpus = None
     options.zoocore_cpus = None
     options.zoocore_shards = None
+    options.curve_samples = []
+    if options.curve:
+        # The snapshot lines, to place them on the curve.
+        os.environ.setdefault("ZOOCORE_LOG", "warn,zoocore::snapshot=info")
     return options
 
 

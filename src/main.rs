@@ -14,8 +14,15 @@ use zoocore::config::Config;
 // its arenas were backed by 2 MiB pages that a sparse heap only partly
 // uses, which cost 22 MiB at start and about 90 MiB more with a million
 // znodes (docs/memory.md). Freed memory goes back to the OS after
-// mimalloc's purge delay (10 ms, 100 ms for arenas). MIMALLOC_ALLOW_THP=1
-// in the environment turns huge pages back on.
+// mimalloc's purge delay (10 ms, 100 ms for arenas).
+//
+// It is mimalloc v2 (the `v2` feature), not the crate's default v3: under
+// a setData rewrite of a million znodes, v3 did not reuse the freed tree
+// blocks (it abandons full pages and offers them again only once an eighth
+// is free), so its committed memory grew by half while the live bytes
+// stayed flat: peak RSS 1.8x the steady figure, against 1.3x with v2
+// (docs/memory.md, "Fourth pass"). Restarts, reads and the steady figure
+// measured the same.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -323,6 +323,8 @@ impl BroadcastCore {
                 peer_inbox.try_recv_batch(&mut frames, PEER_FRAMES_PER_ROUND_MAX);
             }
             self.activity += (messages.len() + frames.len()) as u64;
+            // Old versions are freed here, where their blocks were made.
+            self.shared.retired.drop_all();
             if drained >= self.next_idle_check {
                 self.next_idle_check = drained + IDLE_CHECK_INTERVAL;
                 self.idle.check(self.activity);
@@ -861,7 +863,7 @@ fn fail_stop(error: CoreError) -> ! {
 
 /// A snapshot being written on its own thread.
 struct SnapshotTask {
-    handle: std::thread::JoinHandle<Result<std::path::PathBuf, snapshot::SnapshotError>>,
+    handle: snapshot::WriteHandle,
     index: u64,
     term: u64,
     started: Instant,

@@ -89,7 +89,9 @@ impl Shard {
                     }
                 }
             }
-            *self.adopted.borrow_mut() = next;
+            // The broadcast core drops it: see `shared::Retired`.
+            let previous = std::mem::replace(&mut *self.adopted.borrow_mut(), next);
+            self.shared.retired.retire(previous);
         }
     }
 

@@ -207,19 +207,52 @@ pub fn write(directory: &Path, tree: &Tree, meta: &SnapshotMeta) -> Result<PathB
 /// priority (nice 10), so the caller's core goes on at once. The clone of
 /// the tree is free (persistent structure). An error only if the thread
 /// cannot be started; the handle yields the write's own result.
-pub fn spawn_write(
-    directory: PathBuf,
-    tree: Arc<Tree>,
-    meta: SnapshotMeta,
-) -> Result<JoinHandle<Result<PathBuf, SnapshotError>>, SnapshotError> {
+pub fn spawn_write(directory: PathBuf, tree: Arc<Tree>, meta: SnapshotMeta) -> Result<WriteHandle, SnapshotError> {
     let directory_for_error = directory.clone();
-    std::thread::Builder::new()
+    let written = tree.clone();
+    let thread = std::thread::Builder::new()
         .name("zoocore-snapshot".to_string())
         .spawn(move || {
             lower_thread_priority();
-            write(&directory, &tree, &meta)
+            write(&directory, &written, &meta)
         })
-        .map_err(io_error(&directory_for_error, "start the snapshot thread"))
+        .map_err(io_error(&directory_for_error, "start the snapshot thread"))?;
+    Ok(WriteHandle { thread, tree })
+}
+
+/// A snapshot being written by `spawn_write`'s thread.
+///
+/// It holds a second reference to the tree being written, so that the last
+/// reference to that version goes where the handle is joined, not on the
+/// snapshot thread: every block that writes replaced while the snapshot
+/// was written is freed by the thread that made it (the broadcast core),
+/// whose allocator reuses the memory at once, whatever it does with frees
+/// from other threads (see `server::shared::Retired`).
+#[derive(Debug)]
+pub struct WriteHandle {
+    thread: JoinHandle<Result<PathBuf, SnapshotError>>,
+    tree: Arc<Tree>,
+}
+
+impl WriteHandle {
+    /// The write is over (the thread has let go of its reference).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// The write's result (`Err` if the thread panicked), once it is over;
+    /// the tree is dropped here, after the thread's own reference.
+    pub fn join(self) -> std::thread::Result<Result<PathBuf, SnapshotError>> {
+        let WriteHandle { thread, tree } = self;
+        let result = thread.join();
+        drop(tree);
+        result
+    }
+
+    /// The version being written.
+    pub fn tree(&self) -> &Arc<Tree> {
+        &self.tree
+    }
 }
 
 /// The snapshots in `directory`, oldest first, by the index in their names.

@@ -618,6 +618,25 @@ fn spawn_write_snapshots_the_version_it_was_handed() {
 }
 
 #[test]
+fn the_written_version_is_let_go_where_the_handle_is_joined() {
+    let directory = TemporaryDirectory::new("spawn-drop");
+    let mut builder = Builder::new();
+    builder.create("/held", Some(b"value".as_slice()), Acl::open_unsafe(), 0);
+    let handed = Arc::new(builder.tree.clone());
+    let weak = Arc::downgrade(&handed);
+    let handle = spawn_write(directory.0.clone(), handed, meta(1)).unwrap();
+    while !handle.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The thread is done and has dropped its reference; the handle's is
+    // the last one, so the version is freed by whoever joins.
+    assert_eq!(Arc::strong_count(handle.tree()), 1);
+    assert!(weak.upgrade().is_some());
+    handle.join().unwrap().unwrap();
+    assert!(weak.upgrade().is_none());
+}
+
+#[test]
 fn write_into_a_missing_directory_is_an_io_error() {
     let directory = TemporaryDirectory::new("missing-directory");
     let missing = directory.0.join("absent");
