@@ -52,6 +52,10 @@ pub const BATCH_REQUESTS_MAX: usize = 1000;
 /// for the next write (pipelined group commit). At the bound the
 /// broadcast core takes no new input until the write finishes.
 pub const LOG_WORK_IN_FLIGHT_MAX: usize = 64;
+/// Old versions the shards hand back to the broadcast core to be freed
+/// there (server/shared.rs, `Retired`), at most; past it a shard drops one
+/// itself. The core empties the queue every turn of its loop.
+pub const RETIRED_VERSIONS_MAX: usize = 1024;
 /// Peer frames handed to the node per round at most.
 pub const PEER_FRAMES_PER_ROUND_MAX: usize = 1024;
 /// How long a query waits for one answer.

@@ -58,12 +58,11 @@ impl Version {
     }
 }
 
-/// Retired versions the queue holds at most before a shard drops one
-/// itself. The broadcast core empties it on every turn of its loop (at
-/// least once a raft tick), and each shard adds one version a commit, so
-/// it only fills if the core stalls; then freeing on the shard is still
-/// correct, only slower to reuse.
-pub const RETIRED_VERSIONS_MAX: usize = 1024;
+/// The bound of `Retired`. The broadcast core empties it on every turn of
+/// its loop (at least once a raft tick), and each shard adds one version a
+/// commit, so it only fills if the core stalls; then freeing on the shard
+/// is still correct, only slower to reuse.
+pub use crate::limits::RETIRED_VERSIONS_MAX;
 
 /// Versions the shards have moved past, on their way back to the broadcast
 /// core to be dropped there.
