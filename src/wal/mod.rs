@@ -84,7 +84,7 @@ use replay::{judge, scan_segment_version, LogIndexes, Position, Replay, SegmentE
 use segment::{
     align_down, create_segment, finish_prepared_segment, io_error, is_temporary_file_name, lock_directory,
     parse_segment_file_name, prepare_segment, read_whole_file, remove_file, segment_file_name, settle_polled_io_probe,
-    std_io_error, write_blocks, PreparedSegment,
+    std_io_error, write_blocks, PrepareHurry, PreparedSegment,
 };
 
 /// ZooKeeper's `zookeeper.preAllocSize` default.
@@ -356,6 +356,8 @@ pub struct Wal {
     /// The next segment, being zero-filled by its own task (see
     /// `prepare_next`).
     next_segment: Option<glommio::Task<Result<Option<PreparedSegment>, WalError>>>,
+    /// Tells the preparation of `next_segment` that the log waits for it.
+    next_segment_hurry: PrepareHurry,
     _lock: File,
 }
 
@@ -465,6 +467,7 @@ impl Wal {
                 counters: WalCounters { segments_created: 1, ..WalCounters::default() },
                 failed: false,
                 next_segment: None,
+                next_segment_hurry: PrepareHurry::default(),
                 _lock: lock,
             };
             wal.prepare_next();
@@ -540,6 +543,7 @@ impl Wal {
             counters: WalCounters::default(),
             failed: false,
             next_segment: None,
+            next_segment_hurry: PrepareHurry::default(),
             _lock: lock,
         };
         if last_version == FORMAT_VERSION_UNBATCHED {
@@ -759,7 +763,12 @@ impl Wal {
         if !self.options.preallocation_zero_fill || self.next_segment.is_some() {
             return;
         }
-        let task = prepare_segment(self.directory_path.clone(), self.options.preallocation_bytes);
+        self.next_segment_hurry = PrepareHurry::default();
+        let task = prepare_segment(
+            self.directory_path.clone(),
+            self.options.preallocation_bytes,
+            self.next_segment_hurry.clone(),
+        );
         self.next_segment = Some(glommio::spawn_local(task));
     }
 
@@ -767,6 +776,7 @@ impl Wal {
     /// failed is not the log's failure: the rollover makes the segment
     /// itself, and reports the error if it fails again.
     async fn take_prepared(&mut self) -> Option<PreparedSegment> {
+        self.next_segment_hurry.hurry();
         match self.next_segment.take()?.await {
             Ok(prepared) => prepared,
             Err(error) => {
