@@ -261,6 +261,9 @@ impl Snapshot {
 
 /// What one shard measures. Written by that shard only, except the two
 /// counters the broadcast core keeps (`to_broadcast_received`, `commits_sent`).
+/// Aligned to two cache lines, so that neighbours in the shards' `Vec` do
+/// not share one.
+#[repr(align(128))]
 pub struct ShardMetrics {
     pub reads: AtomicU64,
     pub writes: AtomicU64,

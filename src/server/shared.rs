@@ -119,7 +119,11 @@ impl std::fmt::Debug for Retired {
     }
 }
 
+/// Each shard bumps its own counters on every packet: aligned to two
+/// cache lines so that two shards' counters never share one (or a pair the
+/// CPU prefetches together), or every request would bounce it between cores.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct ShardStats {
     pub packets_received: AtomicU64,
     pub packets_sent: AtomicU64,
