@@ -24,26 +24,13 @@ fn isolated_member(grace_ms: i64) -> Node {
 }
 
 fn node_with(voters: Vec<u64>, read_only_grace_ms: Option<i64>) -> Node {
+    let base = NodeSettings::single_voter();
     let settings = NodeSettings {
-        replica: ReplicaConfig {
-            id: 1,
-            voters,
-            learners: vec![],
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-            election_jitter_ticks: 0,
-        },
-        prep: PrepSettings::default(),
+        replica: ReplicaConfig { voters, ..base.replica.clone() },
         session_tick_ms: 100,
-        raft_tick_ms: 10,
-        touch_interval_ms: 50,
         snap_count: 1_000_000,
-        container_check_interval_ms: 60_000,
-        container_deletes_per_minute_max: 10_000,
-        session_id_seed: 1 << 56,
-        password_secret: [5; 16],
-        random_seed: 7,
         read_only_grace_ms,
+        ..base
     };
     Node::new(settings, Tree::new(), Recovered::default(), now(0)).unwrap()
 }

@@ -250,8 +250,6 @@ impl Request {
         }
     }
 
-    /// Whether the request changes replicated state and so must go through
-    /// the broadcast core. Everything else is answered on the shard.
     /// Whether serving it may leave a watch registered: a read with its
     /// watch flag, setWatches, addWatch.
     pub fn may_add_watch(&self) -> bool {
@@ -265,6 +263,8 @@ impl Request {
         }
     }
 
+    /// Whether the request changes replicated state and so must go through
+    /// the broadcast core. Everything else is answered on the shard.
     pub fn is_write(&self) -> bool {
         matches!(
             self,

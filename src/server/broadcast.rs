@@ -258,7 +258,7 @@ impl BroadcastCore {
         loop {
             // At the bound of work in flight, new input waits (in the inbox,
             // and behind it in the shards' bounded queues) for the log.
-            let room = self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX;
+            let room = self.has_room();
             let peer_ready = async {
                 match (&self.peers, room) {
                     (Some((_, peer_inbox)), true) => peer_inbox.ready().await,
@@ -311,7 +311,7 @@ impl BroadcastCore {
             if let Err(error) = finished {
                 fail_stop(error);
             }
-            if self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX {
+            if self.has_room() {
                 inbox.drain(BATCH_REQUESTS_MAX, &mut messages);
             }
             self.shared.metrics.record_write_batch(messages.len(), inbox.len());
@@ -319,7 +319,7 @@ impl BroadcastCore {
             for stamped in &messages {
                 self.shared.metrics.record_stage(WriteStage::Queue, drained.saturating_duration_since(stamped.at));
             }
-            if let (Some((_, peer_inbox)), true) = (&self.peers, self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX) {
+            if let (Some((_, peer_inbox)), true) = (&self.peers, self.has_room()) {
                 peer_inbox.try_recv_batch(&mut frames, PEER_FRAMES_PER_ROUND_MAX);
             }
             self.activity += (messages.len() + frames.len()) as u64;
@@ -421,14 +421,19 @@ impl BroadcastCore {
         self.commits.in_flight()
     }
 
+    /// Below the bound of work in flight: the core may take new input.
+    fn has_room(&self) -> bool {
+        self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX
+    }
+
     /// Takes the node's work, starts the log on it, and delivers what the
     /// node released. The log's write runs on while the core goes on
     /// taking and preparing requests (pipelined group commit): work handed
-    /// out meanwhile waits in `queued` and goes out in the next write,
+    /// out meanwhile waits in the `CommitQueue` and goes out in the next write,
     /// which starts the moment this one finishes (`log_finished`).
     async fn round(&mut self, shards: &[ConnectedSender<Commit>]) -> Result<(), CoreError> {
         let now = self.now();
-        while self.work_in_flight() < LOG_WORK_IN_FLIGHT_MAX {
+        while self.has_room() {
             let Some(mut work) = self.node.ready(now)? else {
                 break;
             };
@@ -605,9 +610,8 @@ impl BroadcastCore {
     async fn install_snapshot(&mut self, order: SnapshotOrder) -> Result<(), CoreError> {
         let meta = self.snapshot_meta(order.index, order.term);
         let directory = self.snapshot_directory.clone();
-        let tree = order.tree.clone();
         // Written on a plain thread: the core keeps its timers and links.
-        let handle = snapshot::spawn_write(directory, tree, meta).map_err(CoreError::InstallSnapshot)?;
+        let handle = snapshot::spawn_write(directory, order.tree, meta).map_err(CoreError::InstallSnapshot)?;
         while !handle.is_finished() {
             Timer::new(Duration::from_millis(2)).await;
         }
@@ -793,12 +797,13 @@ impl BroadcastCore {
     /// Starts the log's job of marking the written snapshot, if the log is
     /// idle (otherwise the job that holds it starts this when it ends).
     fn mark_snapshot(&mut self) -> Result<(), CoreError> {
-        if self.written_snapshot.is_none() || self.log.is_none() {
+        if self.written_snapshot.is_none() {
             return Ok(());
         }
-        let (Some(task), Some(mut log)) = (self.written_snapshot.take(), self.log.take()) else {
+        let Some(mut log) = self.log.take() else {
             return Ok(());
         };
+        let task = self.written_snapshot.take().expect("checked above");
         let retain = self.shared.config.autopurge_snap_retain_count as usize;
         self.log_started = false;
         self.log_job = Some(Box::pin(async move {

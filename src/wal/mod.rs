@@ -83,8 +83,8 @@ use record::{encode_batch, RecordTooLarge, BATCH_OVERHEAD_BYTES, BATCH_PADDING_B
 use replay::{judge, scan_segment_version, LogIndexes, Position, Replay, SegmentEnd, ValidAfter, Verdict};
 use segment::{
     align_down, create_segment, finish_prepared_segment, io_error, is_temporary_file_name, lock_directory,
-    parse_segment_file_name, prepare_segment, read_whole_file, remove_file, segment_file_name, settle_polled_io_probe,
-    std_io_error, write_blocks, PrepareHurry, PreparedSegment,
+    parse_segment_file_name, prepare_segment, read_whole_file, segment_file_name, settle_polled_io_probe, std_io_error,
+    write_blocks, PrepareHurry, PreparedSegment,
 };
 
 /// ZooKeeper's `zookeeper.preAllocSize` default.
@@ -816,18 +816,16 @@ impl Wal {
     /// marker must cover everything below `up_to_index`. Before deleting,
     /// the newest snapshot marker and hard state are appended and synced
     /// again (with anything buffered), so they survive in a kept segment.
-    /// Returns the number of segments deleted.
+    /// Returns the number of segments deleted. The deletions block the
+    /// caller: the server uses `compact_later`, and this is for tests.
+    #[cfg(test)]
     pub async fn compact(&mut self, up_to_index: u64) -> Result<usize, WalError> {
         let Some(deletions) = self.compact_later(up_to_index).await? else {
             return Ok(0);
         };
-        for path in &deletions.paths {
-            // Oldest first: a crash part-way leaves the newer segments.
-            remove_file(path).await?;
-            info!(file = %path.display(), up_to_index, "log segment compacted away");
-        }
-        self.directory.sync().await.map_err(io_error(&self.directory_path, "sync the directory"))?;
-        Ok(deletions.paths.len())
+        let deleted = deletions.paths.len();
+        deletions.run();
+        Ok(deleted)
     }
 
     /// `compact`, with the deletions handed back to be done elsewhere (a

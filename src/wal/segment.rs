@@ -223,16 +223,7 @@ pub async fn prepare_segment(
     let path = directory_path.join(PREPARED_FILE_NAME);
     let file = create_file(&path).await?;
     file.pre_allocate(preallocation_bytes, false).await.map_err(io_error(&path, "preallocate"))?;
-    let zeros = vec![0u8; PREPARE_CHUNK_BYTES];
-    let mut position = 0;
-    while position < preallocation_bytes {
-        let length = PREPARE_CHUNK_BYTES.min((preallocation_bytes - position) as usize);
-        let started = std::time::Instant::now();
-        position += write_blocks(&file, &path, position, &[&zeros[..length]]).await?;
-        if !hurry.0.get() {
-            glommio::timer::sleep(started.elapsed() * PREPARE_REST_FACTOR).await;
-        }
-    }
+    write_zeros(&file, &path, 0, preallocation_bytes, PREPARE_CHUNK_BYTES, Some(&hurry)).await?;
     file.fdatasync().await.map_err(io_error(&path, "fdatasync"))?;
     Ok(Some(PreparedSegment { file, path, capacity: preallocation_bytes }))
 }
@@ -301,13 +292,26 @@ async fn create_file(path: &Path) -> Result<DmaFile, WalError> {
         .map_err(io_error(path, "create"))
 }
 
-/// Writes zeros over `[from, to)` of `file`, `chunk_bytes` at a time.
-async fn write_zeros(file: &DmaFile, path: &Path, from: u64, to: u64, chunk_bytes: usize) -> Result<(), WalError> {
+/// Writes zeros over `[from, to)` of `file`, `chunk_bytes` at a time;
+/// with `rest`, each piece is followed by a rest `PREPARE_REST_FACTOR`
+/// times as long as it took, until the log hurries it.
+async fn write_zeros(
+    file: &DmaFile,
+    path: &Path,
+    from: u64,
+    to: u64,
+    chunk_bytes: usize,
+    rest: Option<&PrepareHurry>,
+) -> Result<(), WalError> {
     let zeros = vec![0u8; chunk_bytes];
     let mut position = align_up(from, file.alignment());
     while position < to {
         let length = chunk_bytes.min((to - position) as usize);
+        let started = std::time::Instant::now();
         position += write_blocks(file, path, position, &[&zeros[..length]]).await?;
+        if rest.is_some_and(|hurry| !hurry.0.get()) {
+            glommio::timer::sleep(started.elapsed() * PREPARE_REST_FACTOR).await;
+        }
     }
     Ok(())
 }
@@ -334,7 +338,7 @@ pub async fn create_segment(
     write_blocks(&file, &temporary_path, 0, &[&header, initial]).await?;
     if options.preallocation_zero_fill {
         let from = RECORDS_OFFSET + initial.len() as u64;
-        write_zeros(&file, &temporary_path, from, preallocation_bytes, ZERO_FILL_CHUNK_BYTES).await?;
+        write_zeros(&file, &temporary_path, from, preallocation_bytes, ZERO_FILL_CHUNK_BYTES, None).await?;
     }
     file.fdatasync().await.map_err(io_error(&temporary_path, "fdatasync"))?;
     file.rename(&final_path).await.map_err(io_error(&temporary_path, "rename"))?;
@@ -359,14 +363,6 @@ pub async fn read_whole_file(path: &Path) -> Result<Vec<u8>, WalError> {
     }
     file.close().await.map_err(io_error(path, "close"))?;
     Ok(bytes)
-}
-
-/// Removes a file through the ring (unlinking a large preallocated file can
-/// take a while in the filesystem).
-pub async fn remove_file(path: &Path) -> Result<(), WalError> {
-    let file = DmaFile::open(path).await.map_err(io_error(path, "open"))?;
-    file.remove().await.map_err(io_error(path, "remove"))?;
-    file.close().await.map_err(io_error(path, "close"))
 }
 
 #[cfg(test)]

@@ -165,6 +165,14 @@ impl Disk {
         }
     }
 
+    /// A piece of work reached the disk whole: its entries, then its hard state.
+    fn write(&mut self, entries: &[Entry], hard_state: Option<&HardState>) {
+        self.append(entries);
+        if let Some(state) = hard_state {
+            self.hard_state = state.clone();
+        }
+    }
+
     fn recovered(&self, voters: &[u64], learners: &[u64]) -> (Tree, Recovered) {
         let (tree, point) = match &self.snapshot {
             Some((tree, index, term)) => (
@@ -455,10 +463,7 @@ impl Cluster {
                     // the torn one reached it whole.
                     let torn_at = (tear % syncing) as usize;
                     for work in server.syncing.drain(..torn_at) {
-                        server.disk.append(&work.entries);
-                        if let Some(state) = &work.hard_state {
-                            server.disk.hard_state = state.clone();
-                        }
+                        server.disk.write(&work.entries, work.hard_state.as_ref());
                     }
                 }
                 if let (true, Some(work)) = (torn, server.syncing.front()) {
@@ -972,10 +977,7 @@ impl Cluster {
         }
         if flush_broken_cache {
             for (entries, hard_state) in server.unflushed.drain(..) {
-                server.disk.append(&entries);
-                if let Some(state) = hard_state {
-                    server.disk.hard_state = state;
-                }
+                server.disk.write(&entries, hard_state.as_ref());
             }
         }
         // Work in flight becomes durable in the order it was handed out:
@@ -1420,10 +1422,7 @@ fn persist(server: &mut Server, work: super::Work, now: Now, broken: bool) -> Re
     if broken {
         server.unflushed.push((work.entries.clone(), work.hard_state.clone()));
     } else {
-        server.disk.append(&work.entries);
-        if let Some(state) = &work.hard_state {
-            server.disk.hard_state = state.clone();
-        }
+        server.disk.write(&work.entries, work.hard_state.as_ref());
     }
     match server.node.as_mut() {
         Some(node) => node.persisted(work, now),
