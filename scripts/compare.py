@@ -16,6 +16,12 @@ Workloads, for each op (getData and setData of --value-size bytes):
             this same run
 Each workload runs against ZooKeeper, then zoocore, back to back.
 
+With --floor each workload also runs against `zoocore-loadgen floor`, a
+responder that answers at once with no server work (one thread per
+connection, writes paying one 4 KiB O_DSYNC write in its own file): what the
+machine, its kernel, the loopback, the disk and the loadgen cost by
+themselves. A second table sets zoocore beside that floor.
+
 The machine must be otherwise idle for the numbers to mean anything. The
 script samples /proc/stat before starting and warns if other processes use
 CPU; every run then reports "other cores" (CPU used by anything but the
@@ -1175,6 +1181,56 @@ def table(rows, busy_threshold):
     return "\n".join(lines)
 
 
+def floor_table(rows):
+    """rows: (workload, floor summary, zoocore summary)."""
+    header = (
+        "| workload | floor ops/s | zoocore ops/s | floor p50 | zc p50 | x p50 | floor p99 | zc p99 | x p99 "
+        "| floor p99.9 | zc p99.9 | x p99.9 |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for workload, floor, zc in rows:
+        fl, cl = floor["latency_us"], zc["latency_us"]
+        cells = [workload, fmt_rate(floor["ops_per_sec"]), fmt_rate(zc["ops_per_sec"])]
+        for key in ("p50", "p99", "p999"):
+            cells += [fmt_us(fl[key]), fmt_us(cl[key]), f"{ratio(cl[key], fl[key]):.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+class Floor:
+    def __init__(self, pid, port):
+        self.pid = pid
+        self.port = port
+
+
+def start_floor(options, work):
+    """zoocore-loadgen floor on a free port, its synced writes in `work`."""
+    port = free_port()
+    log_path = os.path.join(work, "floor.log")
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [
+                options.loadgen_bin,
+                "floor",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--value-size",
+                str(options.value_size),
+                "--dsync",
+                os.path.join(work, "floor-dsync"),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 10
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the floor responder did not start: {open(log_path).read()}")
+        time.sleep(0.05)
+    log(f"floor responder on port {port} (pid {process.pid})")
+    return Floor(process.pid, port)
+
+
 def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
@@ -1241,6 +1297,12 @@ def parse_args():
         action="store_true",
         help="3-node ensembles instead of standalone servers: ZooKeeper's (zkref start-ensemble.sh), then "
         "zoocore's, never both at once; then failover by SIGKILL of the leader",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run every workload against zoocore-loadgen floor (no server work, synced writes): the "
+        "machine's own floor, in a second table",
     )
     parser.add_argument("--kills", type=int, default=5, help="--ensemble: leader kills per server (default 5, 0: none)")
     parser.add_argument(
@@ -1347,6 +1409,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="zoocore-compare-")
     servers = Servers(options, work)
+    floor = None
 
     def on_signal(number, _frame):
         raise KeyboardInterrupt(f"signal {number}")
@@ -1361,6 +1424,9 @@ def main():
             "zookeeper": (servers.zk_pid, options.zk_port),
             "zoocore": (servers.zoocore.pid, options.zoocore_port),
         }
+        if options.floor:
+            floor = start_floor(options, work)
+            targets["floor"] = (floor.pid, floor.port)
         if seconds(options.server_warmup) > 0:
             for name, (pid, port) in targets.items():
                 log(f"warming {name} up for {options.server_warmup}")
@@ -1377,6 +1443,7 @@ def main():
                 )
 
         rows = []
+        floor_rows = []
         summaries = []
 
         server_pids = [pid for pid, _ in targets.values()]
@@ -1400,6 +1467,8 @@ def main():
                 result[name] = summary
                 summaries.append(stem + ".json")
             rows.append((workload, result["zookeeper"], result["zoocore"]))
+            if "floor" in result:
+                floor_rows.append((workload, result["floor"], result["zoocore"]))
             return result
 
         peaks = {}
@@ -1451,6 +1520,15 @@ def main():
             table(rows, options.busy_threshold),
             "",
         ]
+        if floor_rows:
+            text += [
+                "zoocore beside the machine's floor (zoocore-loadgen floor: the same load answered at once with no "
+                "server work, each socket read that brought writes paying one 4 KiB O_DSYNC write); "
+                "x = zoocore latency / floor latency",
+                "",
+                floor_table(floor_rows),
+                "",
+            ]
         if stages_by_workload:
             text += [
                 "zoocore's write stages, µs p50/p99/p99.9 (zoocore_write_stage_seconds: per message, round, "
@@ -1506,6 +1584,8 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         servers.stop()
+        if options.floor and floor is not None:
+            stop_pid(floor.pid, "the floor responder")
         # Keep the servers' logs with the results, then drop their data.
         for source, target in (
             ("zkref/standalone/stdout.log", "zookeeper-stdout.log"),

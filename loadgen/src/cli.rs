@@ -1,5 +1,6 @@
 //! The command line: `zoocore-loadgen run ...` measures, `zoocore-loadgen
-//! report ...` turns JSON summaries into one HTML page.
+//! report ...` turns JSON summaries into one HTML page, `zoocore-loadgen
+//! floor ...` answers with no server work, for the machine's own floor.
 //!
 //! Every flag of `run` is documented in its doc comment, which clap shows in
 //! `--help`, and each value is checked when it is parsed, so a bad mix, a
@@ -41,6 +42,10 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Writes an HTML report overlaying the runs of several --json summaries.
     Report(ReportArgs),
+    /// Answers the ZooKeeper protocol at once with no server work: the same
+    /// load run against it measures what the machine, the kernel and this
+    /// load generator cost by themselves (scripts/compare.py --floor).
+    Floor(FloorArgs),
 }
 
 /// The workloads of `run`.
@@ -432,6 +437,23 @@ pub struct ReportArgs {
     pub title: String,
 }
 
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// Address to listen on (port 0: any free port, printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    pub listen: SocketAddr,
+
+    /// Bytes of zeros each getData returns (as --value-size of run).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub value_size: u32,
+
+    /// Before replying to a read of the socket that brought writes, write
+    /// 4 KiB in place to this file with O_DSYNC: a floor that includes the
+    /// disk's synced write.
+    #[arg(long)]
+    pub dsync: Option<PathBuf>,
+}
+
 fn serialize_display<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(value)
 }
@@ -465,7 +487,7 @@ mod tests {
         full.extend_from_slice(arguments);
         match Cli::try_parse_from(full).unwrap().command {
             Command::Run(arguments) => *arguments,
-            Command::Report(_) => panic!("expected run"),
+            Command::Report(_) | Command::Floor(_) => panic!("expected run"),
         }
     }
 

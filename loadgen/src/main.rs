@@ -7,7 +7,9 @@
 //! numbers. `run` drives one workload (mix, watch, churn or lock) in a closed
 //! or open loop and writes a live line each second, a final table, HDR
 //! percentile distributions and a JSON summary; `report` overlays several
-//! JSON summaries in one HTML page. See loadgen/README.md.
+//! JSON summaries in one HTML page; `floor` answers the protocol with no
+//! server work, so a run against it measures the machine's own floor. See
+//! loadgen/README.md.
 //!
 //! The modules, from the wire up: `wire` (framing, the blocking client,
 //! allocation-free reply checks), `sampler` (keys and operations),
@@ -20,6 +22,7 @@
 
 mod churn;
 mod cli;
+mod floor;
 mod harness;
 mod keyspace;
 mod lock;
@@ -45,6 +48,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(arguments) => run_command(&arguments),
         Command::Report(arguments) => report::run(&arguments),
+        Command::Floor(arguments) => floor::run(floor::FloorSettings {
+            listen: arguments.listen,
+            value_size: arguments.value_size as usize,
+            dsync: arguments.dsync,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -254,3 +254,66 @@ fn tls_runs_against_a_secure_port() {
         refused.stderr
     );
 }
+
+/// `floor` answers every operation of the mix workload with the reply's
+/// shape, syncs its writes to the --dsync file, and closes a connection that
+/// sends a malformed frame without stopping.
+#[test]
+fn floor_answers_the_mix_workload_and_survives_bad_input() {
+    use std::io::{Read, Write};
+
+    let scratch = TestDir::new("loadgen-floor");
+    let dsync = scratch.path().join("floor-dsync");
+    let mut floor = Process::start(
+        Command::new(env!("CARGO_BIN_EXE_zoocore-loadgen")).args([
+            "floor",
+            "--listen",
+            "127.0.0.1:0",
+            "--value-size",
+            "64",
+            "--dsync",
+            dsync.to_str().unwrap(),
+        ]),
+        None,
+    );
+    let address = floor.wait_for_line("floor listening on ", Duration::from_secs(10)).expect("the floor starts");
+
+    // A negative frame length: that connection is closed, with a reason.
+    let mut bad = std::net::TcpStream::connect(&address).expect("connect");
+    bad.write_all(&(-5i32).to_be_bytes()).expect("send");
+    bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(bad.read(&mut [0u8; 16]).expect("the floor closes the connection"), 0);
+
+    let json = scratch.path().join("floor.json");
+    loadgen(&[
+        "run",
+        "--hosts",
+        &address,
+        "--mix",
+        "get=40,set=20,exists=10,children=10,create=10,delete=5,multi=5",
+        "--keys",
+        "50",
+        "--value-size",
+        "64",
+        "--connections",
+        "2",
+        "--warmup",
+        "0s",
+        "--ops",
+        "2000",
+        "--max-duration",
+        "60s",
+        "--json",
+        json.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let summary = read_json(&json);
+    assert_eq!(number(&summary, "/ops"), 2000.0);
+    assert_eq!(number(&summary, "/errors"), 0.0, "{summary:#}");
+    check_latency(&summary, "/latency_us");
+    let synced = std::fs::metadata(&dsync).expect("the --dsync file exists").len();
+    assert_eq!(synced, 4096 * 1024, "one block per connection slot");
+    assert!(floor.try_status().is_none(), "the floor still serves: {}", floor.stderr());
+    floor.kill();
+    assert!(floor.stderr().contains("bad frame"), "the bad connection's reason is logged: {}", floor.stderr());
+}
