@@ -496,7 +496,8 @@ pub struct Config {
     pub client_port_address_set: bool,
     /// `peerType`.
     pub peer_type: PeerRole,
-    /// `zoocore.shards`: shard cores to run; 0 means one per available CPU.
+    /// `zoocore.shards`: shard cores to run; 0 means the default,
+    /// [`default_shard_count`] of the available CPUs.
     pub shard_count: u32,
     /// `zoocore.connectionMemoryMaxBytes`: memory all client connections may
     /// hold together; None for the default (server/shard.rs).
@@ -891,13 +892,13 @@ impl Config {
         !self.standalone_enabled || voting_member_count > 1
     }
 
-    /// The number of shard cores to run, with 0 replaced by the number of
-    /// CPUs available to this process (at least 1).
+    /// The number of shard cores to run, with 0 replaced by
+    /// [`default_shard_count`] of the CPUs available to this process.
     pub fn effective_shard_count(&self) -> usize {
         if self.shard_count > 0 {
             return usize::try_from(self.shard_count).unwrap_or(usize::MAX);
         }
-        std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1)
+        default_shard_count(std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1))
     }
 
     /// The address the client listener binds to.
@@ -1514,6 +1515,14 @@ fn parse_quorum_server(key: &str, id: u64, value: &str) -> Result<QuorumServer, 
     };
 
     Ok(QuorumServer { id, host: host.to_string(), quorum_port, election_port, role, client_address })
+}
+
+/// Shards when `zoocore.shards` is not set: one per CPU but one, which the
+/// broadcast core (its own executor, unpinned) then has to itself instead of
+/// sharing a shard's; a single CPU still gets one shard. Measured on 2 CPUs
+/// against one shard per CPU (docs/ARCHITECTURE.md, "Threads").
+pub fn default_shard_count(cpus: usize) -> usize {
+    cpus.saturating_sub(1).max(1)
 }
 
 #[cfg(test)]

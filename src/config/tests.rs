@@ -53,7 +53,8 @@ fn default_is_a_standalone_loopback_server() {
     assert!(config.servers.is_empty());
     assert_eq!(config.peer_type, PeerRole::Participant);
     assert_eq!(config.shard_count, 0);
-    assert!(config.effective_shard_count() >= 1);
+    let cpus = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1);
+    assert_eq!(config.effective_shard_count(), super::default_shard_count(cpus));
     assert_eq!(config.log_level, None);
     assert!(config.system_properties.is_empty());
     assert!(config.warnings.is_empty());
@@ -725,4 +726,13 @@ fn system_property_settings_are_checked_at_start() {
             other => panic!("{line}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn by_default_the_broadcast_core_keeps_a_cpu_of_its_own() {
+    assert_eq!(super::default_shard_count(0), 1);
+    assert_eq!(super::default_shard_count(1), 1);
+    assert_eq!(super::default_shard_count(2), 1);
+    assert_eq!(super::default_shard_count(4), 3);
+    assert_eq!(super::default_shard_count(64), 63);
 }

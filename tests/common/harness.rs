@@ -508,6 +508,12 @@ impl Server {
             "tickTime={TICK_TIME_MS}\ndataDir={}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\nadmin.serverPort=0\n",
             dir.join("data").display()
         );
+        // Two shards unless the test says otherwise, so that paths between
+        // shards (a session moving, a watch on another shard) run whatever
+        // the machine's CPU count and so its default.
+        if !self.extra.iter().any(|line| line.trim_start().starts_with("zoocore.shards")) {
+            cfg.push_str("zoocore.shards=2\n");
+        }
         for line in &self.extra {
             cfg.push_str(line);
             cfg.push('\n');
