@@ -1261,7 +1261,7 @@ def parse_args():
     parser.add_argument("--zk-heap", default="1000m")
     parser.add_argument("--zk-jvm-extra", default="", help="extra JVM flags (ZKREF_JVM_EXTRA), e.g. GC settings")
     parser.add_argument(
-        "--zoocore-shards", type=int, default=0, help="zoocore.shards (default: zoocore's, one per CPU)"
+        "--zoocore-shards", type=int, default=0, help="zoocore.shards (default: zoocore's, one per CPU but one)"
     )
     parser.add_argument("--zk-cpus", help="taskset CPU list for the JVM")
     parser.add_argument(
