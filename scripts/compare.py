@@ -1156,6 +1156,17 @@ def ratio(numerator, denominator):
     return numerator / denominator if denominator else float("inf")
 
 
+PERCENTILES = ("p50", "p99", "p999")
+
+
+def latency_cells(left, right, ratios):
+    """Per percentile: the left run's latency, the right run's, their ratio."""
+    cells = []
+    for key, factor in zip(PERCENTILES, ratios):
+        cells += [fmt_us(left[key]), fmt_us(right[key]), f"{factor:.2f}"]
+    return cells
+
+
 def table(rows, busy_threshold):
     """rows: (workload, zk summary, zoocore summary). Markdown-ish table."""
     header = (
@@ -1171,8 +1182,7 @@ def table(rows, busy_threshold):
             fmt_rate(zc["ops_per_sec"]),
             f"{ratio(zc['ops_per_sec'], zk['ops_per_sec']):.2f}",
         ]
-        for key in ("p50", "p99", "p999"):
-            cells += [fmt_us(zl[key]), fmt_us(cl[key]), f"{ratio(zl[key], cl[key]):.2f}"]
+        cells += latency_cells(zl, cl, [ratio(zl[key], cl[key]) for key in PERCENTILES])
         cells.append(f"{zk['errors']}/{zc['errors']}")
         other_zk, other_zc = zk["compare"]["other_cores"], zc["compare"]["other_cores"]
         flag = " BUSY" if max(other_zk, other_zc) > busy_threshold else ""
@@ -1191,8 +1201,7 @@ def floor_table(rows):
     for workload, floor, zc in rows:
         fl, cl = floor["latency_us"], zc["latency_us"]
         cells = [workload, fmt_rate(floor["ops_per_sec"]), fmt_rate(zc["ops_per_sec"])]
-        for key in ("p50", "p99", "p999"):
-            cells += [fmt_us(fl[key]), fmt_us(cl[key]), f"{ratio(cl[key], fl[key]):.2f}"]
+        cells += latency_cells(fl, cl, [ratio(cl[key], fl[key]) for key in PERCENTILES])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
