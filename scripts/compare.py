@@ -1391,6 +1391,8 @@ def main():
             sys.exit(
                 f"{binary} not found: build with cargo build --release --workspace, or pass --zoocore-bin/--loadgen-bin"
             )
+    if options.ensemble and options.floor:
+        sys.exit("--floor runs beside the standalone servers; it does not apply to --ensemble")
     if options.ensemble and options.kills > 0 and not os.access(options.python, os.X_OK):
         sys.exit(f"{options.python} not found: run .ci/setup.sh (kazoo in .venv) or pass --python")
     for name in ("zk_port", "zk_admin_port", "zoocore_port"):
