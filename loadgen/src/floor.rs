@@ -87,9 +87,12 @@ pub fn run(settings: FloorSettings) -> Result<(), String> {
         }
         let shared = shared.clone();
         let spawned = std::thread::Builder::new().name("floor-conn".to_string()).spawn(move || {
-            if let Err(error) = serve(&shared, stream) {
+            // The reason is logged before the socket closes, so a client that
+            // sees the close can find it.
+            if let Err(error) = serve(&shared, &stream) {
                 eprintln!("floor: connection closed: {error}");
             }
+            drop(stream);
             shared.open.fetch_sub(1, Ordering::AcqRel);
         });
         if let Err(error) = spawned {
@@ -145,7 +148,7 @@ impl From<io::Error> for FloorError {
     }
 }
 
-fn serve(shared: &Shared, mut stream: TcpStream) -> Result<(), FloorError> {
+fn serve(shared: &Shared, mut stream: &TcpStream) -> Result<(), FloorError> {
     stream.set_nodelay(true)?;
     let slot = (shared.next_slot.fetch_add(1, Ordering::Relaxed) % FLOOR_CONNECTIONS_MAX) as u64;
     let mut frames = FrameBuffer::with_capacity(REPLY_BUFFER_BYTES);
