@@ -1206,14 +1206,9 @@ def floor_table(rows):
     return "\n".join(lines)
 
 
-class Floor:
-    def __init__(self, pid, port):
-        self.pid = pid
-        self.port = port
-
-
 def start_floor(options, work):
-    """zoocore-loadgen floor on a free port, its synced writes in `work`."""
+    """zoocore-loadgen floor on a free port, its synced writes in `work`:
+    (process, port)."""
     port = free_port()
     log_path = os.path.join(work, "floor.log")
     with open(log_path, "w") as log_file:
@@ -1234,10 +1229,11 @@ def start_floor(options, work):
     deadline = time.monotonic() + 10
     while not port_open(port):
         if process.poll() is not None or time.monotonic() > deadline:
+            stop_pid(process.pid, "the floor responder")
             raise RuntimeError(f"the floor responder did not start: {open(log_path).read()}")
         time.sleep(0.05)
     log(f"floor responder on port {port} (pid {process.pid})")
-    return Floor(process.pid, port)
+    return process, port
 
 
 def parse_args():
@@ -1436,8 +1432,8 @@ def main():
             "zoocore": (servers.zoocore.pid, options.zoocore_port),
         }
         if options.floor:
-            floor = start_floor(options, work)
-            targets["floor"] = (floor.pid, floor.port)
+            floor, floor_port = start_floor(options, work)
+            targets["floor"] = (floor.pid, floor_port)
         if seconds(options.server_warmup) > 0:
             for name, (pid, port) in targets.items():
                 log(f"warming {name} up for {options.server_warmup}")
@@ -1595,7 +1591,7 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         servers.stop()
-        if options.floor and floor is not None:
+        if floor is not None:
             stop_pid(floor.pid, "the floor responder")
         # Keep the servers' logs with the results, then drop their data.
         for source, target in (

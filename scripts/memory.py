@@ -139,7 +139,7 @@ def rewrite_peak(options, port, pid, count):
         "--json", os.path.join(options.work, "rewrite.json"),
     ]  # fmt: skip
     options.curve_samples = []
-    began = time.monotonic()
+    options.curve_began = began = time.monotonic()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while child.poll() is None:
@@ -168,9 +168,8 @@ def measure_zoocore(options, servers, scenario, count):
     if scenario == "keys" and options.rewrite_seconds > 0:
         peak, operations = rewrite_peak(options, options.zoocore_port, pid, count)
         settle_until = time.monotonic() + options.settle
-        began = time.monotonic() - (options.curve_samples[-1][0] if options.curve_samples else 0)
         while time.monotonic() < settle_until:
-            options.curve_samples.append((time.monotonic() - began, rss_bytes(pid)))
+            options.curve_samples.append((time.monotonic() - options.curve_began, rss_bytes(pid)))
             time.sleep(0.05)
         if options.curve:
             with open(options.curve, "w") as handle:
@@ -309,7 +308,6 @@ def parse_args():
     options.zk_cpus = None
     options.zoocore_cpus = None
     options.zoocore_shards = None
-    options.curve_samples = []
     if options.curve:
         # The snapshot lines, to place them on the curve.
         os.environ.setdefault("ZOOCORE_LOG", "warn,zoocore::snapshot=info")

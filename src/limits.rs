@@ -54,7 +54,10 @@ pub const BATCH_REQUESTS_MAX: usize = 1000;
 pub const LOG_WORK_IN_FLIGHT_MAX: usize = 64;
 /// Old versions the shards hand back to the broadcast core to be freed
 /// there (server/shared.rs, `Retired`), at most; past it a shard drops one
-/// itself. The core empties the queue every turn of its loop.
+/// itself. The core empties the queue every turn of its loop (at least
+/// once a raft tick) and a shard adds one version a commit, so it fills
+/// only if the core stalls; freeing on the shard is then still correct,
+/// only slower to reuse.
 pub const RETIRED_VERSIONS_MAX: usize = 1024;
 /// Peer frames handed to the node per round at most.
 pub const PEER_FRAMES_PER_ROUND_MAX: usize = 1024;

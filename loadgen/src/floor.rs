@@ -24,9 +24,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ use zoocore::proto::{
     ConnectRequest, ConnectResponse, ErrorCode, MultiOp, OpResult, ReplyHeader, Request, Response, Stat,
 };
 
+use crate::cli::FloorArgs;
 use crate::wire::FrameBuffer;
 
 /// Connections served at once; more are closed on accept.
@@ -43,27 +44,21 @@ pub const FLOOR_CONNECTIONS_MAX: usize = 1024;
 /// Bytes of one synced write with `--dsync` (one page, as a log's).
 const DSYNC_WRITE_BYTES: usize = 4096;
 
-/// The reply buffer a connection starts with; it grows for big batches.
-const REPLY_BUFFER_BYTES: usize = 64 * 1024;
-
-/// What `floor` serves.
-pub struct FloorSettings {
-    pub listen: SocketAddr,
-    pub value_size: usize,
-    pub dsync: Option<PathBuf>,
-}
+/// The request and reply buffers a connection starts with; they grow for
+/// big batches.
+const BUFFER_BYTES: usize = 64 * 1024;
 
 /// Serves until the process is killed.
-pub fn run(settings: FloorSettings) -> Result<(), String> {
-    let listener =
-        TcpListener::bind(settings.listen).map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
+pub fn run(arguments: &FloorArgs) -> Result<(), String> {
+    let listener = TcpListener::bind(arguments.listen)
+        .map_err(|error| format!("cannot listen on {}: {error}", arguments.listen))?;
     let local = listener.local_addr().map_err(|error| format!("local address: {error}"))?;
-    let log = match &settings.dsync {
+    let log = match &arguments.dsync {
         Some(path) => Some(Arc::new(open_log(path)?)),
         None => None,
     };
     let shared = Arc::new(Shared {
-        value: vec![0; settings.value_size].into(),
+        value: vec![0; arguments.value_size as usize].into(),
         log,
         open: AtomicUsize::new(0),
         next_session: AtomicI64::new(1),
@@ -151,8 +146,8 @@ impl From<io::Error> for FloorError {
 fn serve(shared: &Shared, mut stream: &TcpStream) -> Result<(), FloorError> {
     stream.set_nodelay(true)?;
     let slot = (shared.next_slot.fetch_add(1, Ordering::Relaxed) % FLOOR_CONNECTIONS_MAX) as u64;
-    let mut frames = FrameBuffer::with_capacity(REPLY_BUFFER_BYTES);
-    let mut out = Vec::with_capacity(REPLY_BUFFER_BYTES);
+    let mut frames = FrameBuffer::with_capacity(BUFFER_BYTES);
+    let mut out = Vec::with_capacity(BUFFER_BYTES);
     let mut connected = false;
     let block = vec![0u8; DSYNC_WRITE_BYTES];
     loop {
@@ -185,15 +180,15 @@ fn serve(shared: &Shared, mut stream: &TcpStream) -> Result<(), FloorError> {
             let Some(header) = header else {
                 return Err(FloorError::Protocol("a request without a header".to_string()));
             };
-            let (err, response) = match request {
+            let (err, response, write) = match request {
                 Ok(request) => {
-                    wrote |= request.is_write();
                     closing |= matches!(request, Request::CloseSession);
-                    (0, answer(shared, &request))
+                    (0, answer(shared, &request), request.is_write())
                 }
-                Err(_) => (ErrorCode::Unimplemented.code(), Response::Empty),
+                Err(_) => (ErrorCode::Unimplemented.code(), Response::Empty, false),
             };
-            let zxid = if wrote {
+            wrote |= write;
+            let zxid = if write {
                 shared.zxid.fetch_add(1, Ordering::Relaxed) + 1
             } else {
                 shared.zxid.load(Ordering::Relaxed)

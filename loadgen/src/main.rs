@@ -48,11 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(arguments) => run_command(&arguments),
         Command::Report(arguments) => report::run(&arguments),
-        Command::Floor(arguments) => floor::run(floor::FloorSettings {
-            listen: arguments.listen,
-            value_size: arguments.value_size as usize,
-            dsync: arguments.dsync,
-        }),
+        Command::Floor(arguments) => floor::run(&arguments),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

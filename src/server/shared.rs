@@ -16,6 +16,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::limits::RETIRED_VERSIONS_MAX;
 use crate::metrics::Metrics;
 use crate::ops::view::{Answer, SessionBuckets, WatchReport, WatchSummary};
 use crate::ops::{ConnectionInfo, EnsembleView, ServerView};
@@ -57,12 +58,6 @@ impl Version {
         debug_assert!(linked, "a version is linked once");
     }
 }
-
-/// The bound of `Retired`. The broadcast core empties it on every turn of
-/// its loop (at least once a raft tick), and each shard adds one version a
-/// commit, so it only fills if the core stalls; then freeing on the shard
-/// is still correct, only slower to reuse.
-pub use crate::limits::RETIRED_VERSIONS_MAX;
 
 /// Versions the shards have moved past, on their way back to the broadcast
 /// core to be dropped there.

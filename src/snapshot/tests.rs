@@ -625,7 +625,9 @@ fn the_written_version_is_let_go_where_the_handle_is_joined() {
     let handed = Arc::new(builder.tree.clone());
     let weak = Arc::downgrade(&handed);
     let handle = spawn_write(directory.0.clone(), handed, meta(1)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !handle.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the snapshot thread did not finish in 30 s");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     // The thread is done and has dropped its reference; the handle's is
